@@ -1,0 +1,265 @@
+//! The entry points, typed and as JSON in / JSON out: the one surface both wasm faces wrap.
+
+use crate::credentials::client_secret::hash_client_secret;
+use crate::credentials::kdf::{self, KdfAlgorithm};
+use crate::credentials::password;
+use crate::error::PolicyError;
+use crate::model::{default_sunset, App, Timestamp};
+use crate::rules::edit::{self, Preview, PreviewInput};
+use crate::rules::eligibility::{password_eligibility, Ineligible};
+use crate::token::endpoint::{self, TokenInput, TokenStep};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The version of the plain-export ABI and of the JSON shapes; hosts refuse any other.
+pub const ABI_VERSION: u32 = 1;
+
+/// Every entry point's name.
+pub const ENTRY_POINTS: &[&str] = &[
+    "info",
+    "token",
+    "preview",
+    "eligibility",
+    "pbkdf2",
+    "hash_password",
+    "hash_client_secret",
+];
+
+/// `info`: what this module is.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Info {
+    /// [`ABI_VERSION`].
+    pub abi_version: u32,
+    /// The crate version.
+    pub version: String,
+    /// The entry points.
+    pub entry_points: Vec<String>,
+}
+
+/// The module's identity.
+pub fn info(_: &serde_json::Value) -> Result<Info, PolicyError> {
+    Ok(Info {
+        abi_version: ABI_VERSION,
+        version: env!("CARGO_PKG_VERSION").into(),
+        entry_points: ENTRY_POINTS.iter().map(|s| s.to_string()).collect(),
+    })
+}
+
+/// `token`: one step of the token endpoint.
+pub fn token(input: &TokenInput) -> Result<TokenStep, PolicyError> {
+    endpoint::token(input)
+}
+
+/// `preview`: judge an edit or creation (A1–A5).
+pub fn preview(input: &PreviewInput) -> Result<Preview, PolicyError> {
+    edit::preview(input)
+}
+
+/// Input of `eligibility`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct EligibilityInput {
+    /// The app.
+    pub app: App,
+    /// The sunset; RULES.md's default when absent.
+    #[serde(default = "default_sunset")]
+    pub sunset: Timestamp,
+}
+
+/// One revision's eligibility.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionEligibility {
+    /// The revision.
+    pub rev: u32,
+    /// Password-eligible.
+    pub password_eligible: bool,
+    /// Why not, when not.
+    pub reason: Option<Ineligible>,
+}
+
+/// `eligibility`: every revision of an app, judged by §2 (for timelines).
+pub fn eligibility(input: &EligibilityInput) -> Result<Vec<RevisionEligibility>, PolicyError> {
+    Ok(input
+        .app
+        .revisions
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let verdict = password_eligibility(&input.app.revisions, i, input.sunset);
+            RevisionEligibility {
+                rev: r.rev,
+                password_eligible: verdict.is_ok(),
+                reason: verdict.err(),
+            }
+        })
+        .collect())
+}
+
+/// Input of `pbkdf2`.
+#[derive(Clone, Deserialize)]
+pub struct Pbkdf2Input {
+    /// The PRF.
+    pub algorithm: KdfAlgorithm,
+    /// The password.
+    pub password: String,
+    /// Salt, base64.
+    pub salt: String,
+    /// Iterations.
+    pub iterations: u32,
+    /// Output length in bytes.
+    pub length: usize,
+}
+
+/// A derived key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Derived {
+    /// The bytes, base64.
+    pub derived: String,
+}
+
+fn salt(text: &str) -> Result<Vec<u8>, PolicyError> {
+    STANDARD
+        .decode(text.as_bytes())
+        .map_err(|_| PolicyError::InvalidInput("`salt` is not base64".into()))
+}
+
+fn out_of_bounds() -> PolicyError {
+    PolicyError::InvalidInput(format!(
+        "KDF parameters out of bounds: iterations 1 to {}, salt at most {} bytes, length 1 to {}",
+        kdf::MAX_ITERATIONS,
+        kdf::MAX_SALT,
+        kdf::MAX_LENGTH
+    ))
+}
+
+/// `pbkdf2`: the module's own PBKDF2 (the slow path).
+pub fn pbkdf2(input: &Pbkdf2Input) -> Result<Derived, PolicyError> {
+    let salt = salt(&input.salt)?;
+    let derived = kdf::derive(
+        input.algorithm,
+        input.password.as_bytes(),
+        &salt,
+        input.iterations,
+        input.length,
+    )
+    .ok_or_else(out_of_bounds)?;
+    Ok(Derived {
+        derived: STANDARD.encode(derived),
+    })
+}
+
+/// Input of `hash_password`.
+#[derive(Clone, Deserialize)]
+pub struct HashPasswordInput {
+    /// The password in clear.
+    pub password: String,
+    /// Salt, base64 (the host's randomness).
+    pub salt: String,
+    /// Iterations.
+    pub iterations: u32,
+    /// The PRF; SHA-256 when absent.
+    #[serde(default = "sha256")]
+    pub algorithm: KdfAlgorithm,
+}
+
+fn sha256() -> KdfAlgorithm {
+    KdfAlgorithm::Pbkdf2Sha256
+}
+
+/// A PHC string.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PasswordHash {
+    /// `$pbkdf2-sha256$i=…,l=32$…$…`.
+    pub hash: String,
+}
+
+/// `hash_password`: a PHC string computed in the module.
+pub fn hash_password(input: &HashPasswordInput) -> Result<PasswordHash, PolicyError> {
+    let salt = salt(&input.salt)?;
+    password::hash_password(input.algorithm, &input.password, &salt, input.iterations)
+        .map(|hash| PasswordHash { hash })
+        .ok_or_else(out_of_bounds)
+}
+
+/// Input of `hash_client_secret`.
+#[derive(Clone, Deserialize)]
+pub struct HashClientSecretInput {
+    /// The server's client-secret key, base64.
+    pub key: String,
+    /// The secret in clear.
+    pub secret: String,
+}
+
+/// A client secret's stored form.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClientSecretHash {
+    /// HMAC-SHA256, base64.
+    pub secret_hmac: String,
+}
+
+/// `hash_client_secret`: what a host stores for a client secret.
+pub fn hash_client_secret_entry(input: &HashClientSecretInput) -> Result<ClientSecretHash, PolicyError> {
+    let key = STANDARD
+        .decode(input.key.as_bytes())
+        .map_err(|_| PolicyError::InvalidInput("`key` is not base64".into()))?;
+    Ok(ClientSecretHash {
+        secret_hmac: hash_client_secret(&key, &input.secret),
+    })
+}
+
+#[derive(Serialize)]
+struct OkEnvelope<'a, T> {
+    ok: &'a T,
+}
+
+#[derive(Serialize)]
+struct ErrEnvelope<'a> {
+    error: ErrBody<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrBody<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+fn envelope_error(err: &PolicyError) -> Vec<u8> {
+    serde_json::to_vec(&ErrEnvelope {
+        error: ErrBody {
+            code: err.code(),
+            message: err.message(),
+        },
+    })
+    .unwrap_or_default()
+}
+
+fn run<I: DeserializeOwned, O: Serialize>(
+    input: &[u8],
+    f: impl Fn(&I) -> Result<O, PolicyError>,
+) -> Vec<u8> {
+    let parsed: Result<I, PolicyError> = serde_json::from_slice(input)
+        .map_err(|e| PolicyError::InvalidInput(format!("the input is not valid: {e}")));
+    match parsed.and_then(|i| f(&i)) {
+        Ok(out) => serde_json::to_vec(&OkEnvelope { ok: &out })
+            .unwrap_or_else(|e| envelope_error(&PolicyError::InvalidInput(e.to_string()))),
+        Err(err) => envelope_error(&err),
+    }
+}
+
+/// Calls an entry point by name with JSON `input`; answers `{"ok": …}` or
+/// `{"error": {"code": …, "message": …}}`, never panics.
+pub fn call(entry: &str, input: &[u8]) -> Vec<u8> {
+    match entry {
+        "info" => run(input, info),
+        "token" => run(input, token),
+        "preview" => run(input, preview),
+        "eligibility" => run(input, eligibility),
+        "pbkdf2" => run(input, pbkdf2),
+        "hash_password" => run(input, hash_password),
+        "hash_client_secret" => run(input, hash_client_secret_entry),
+        other => envelope_error(&PolicyError::UnknownEntryPoint(format!(
+            "no entry point `{other}`"
+        ))),
+    }
+}

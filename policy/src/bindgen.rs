@@ -1,0 +1,74 @@
+//! The wasm-bindgen face for JavaScript: the same entry points, taking and returning JS objects
+//! (through serde-wasm-bindgen); a refusal throws an `Error` whose `code` is the stable code.
+
+use crate::api;
+use crate::error::PolicyError;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+fn to_js_error(err: &PolicyError) -> JsValue {
+    let error = js_sys::Error::new(err.message());
+    let _ = js_sys::Reflect::set(&error, &"code".into(), &err.code().into());
+    error.into()
+}
+
+fn bind<I: DeserializeOwned, O: Serialize>(
+    input: JsValue,
+    f: impl Fn(&I) -> Result<O, PolicyError>,
+) -> Result<JsValue, JsValue> {
+    let input: I = serde_wasm_bindgen::from_value(input)
+        .map_err(|e| to_js_error(&PolicyError::InvalidInput(format!("the input is not valid: {e}"))))?;
+    let output = f(&input).map_err(|e| to_js_error(&e))?;
+    output
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| to_js_error(&PolicyError::InvalidInput(e.to_string())))
+}
+
+/// What this module is: ABI version, crate version, entry points.
+#[wasm_bindgen]
+pub fn info() -> Result<JsValue, JsValue> {
+    bind(JsValue::NULL, api::info)
+}
+
+/// One step of the token endpoint.
+#[wasm_bindgen]
+pub fn token(input: JsValue) -> Result<JsValue, JsValue> {
+    bind(input, api::token)
+}
+
+/// The preview of an app edit or creation.
+#[wasm_bindgen]
+pub fn preview(input: JsValue) -> Result<JsValue, JsValue> {
+    bind(input, api::preview)
+}
+
+/// Every revision's password eligibility.
+#[wasm_bindgen]
+pub fn eligibility(input: JsValue) -> Result<JsValue, JsValue> {
+    bind(input, api::eligibility)
+}
+
+/// PBKDF2 inside the module.
+#[wasm_bindgen]
+pub fn pbkdf2(input: JsValue) -> Result<JsValue, JsValue> {
+    bind(input, api::pbkdf2)
+}
+
+/// A PHC string computed inside the module.
+#[wasm_bindgen(js_name = hashPassword)]
+pub fn hash_password(input: JsValue) -> Result<JsValue, JsValue> {
+    bind(input, api::hash_password)
+}
+
+/// A client secret's stored HMAC.
+#[wasm_bindgen(js_name = hashClientSecret)]
+pub fn hash_client_secret(input: JsValue) -> Result<JsValue, JsValue> {
+    bind(input, api::hash_client_secret_entry)
+}
+
+/// The same entry points by name, JSON text in and out: `{"ok": …}` or `{"error": …}`.
+#[wasm_bindgen(js_name = callJson)]
+pub fn call_json(entry: &str, input: &str) -> String {
+    String::from_utf8(api::call(entry, input.as_bytes())).unwrap_or_default()
+}

@@ -1,0 +1,60 @@
+//! The plain-export face for wasmtime: an ABI version, allocate/free, and one JSON-in/JSON-out
+//! export per entry point. A result is returned as `(ptr << 32) | len`, freed by the caller.
+
+use crate::api;
+
+/// The ABI version hosts check before anything else.
+#[no_mangle]
+pub extern "C" fn granted_abi_version() -> u32 {
+    api::ABI_VERSION
+}
+
+/// Allocates `len` bytes for the host to write an input into.
+#[no_mangle]
+pub extern "C" fn granted_alloc(len: u32) -> u32 {
+    let buffer = vec![0u8; len as usize].into_boxed_slice();
+    Box::into_raw(buffer) as *mut u8 as u32
+}
+
+/// Frees `len` bytes at `ptr`, allocated by `granted_alloc` or returned by an entry point.
+///
+/// # Safety
+/// `ptr` and `len` must come from this module, and be freed once.
+#[no_mangle]
+pub unsafe extern "C" fn granted_free(ptr: u32, len: u32) {
+    if ptr == 0 {
+        return;
+    }
+    let slice = core::ptr::slice_from_raw_parts_mut(ptr as *mut u8, len as usize);
+    // SAFETY: the caller returns a buffer this module boxed with exactly this length.
+    drop(unsafe { Box::from_raw(slice) });
+}
+
+fn call(entry: &str, ptr: u32, len: u32) -> u64 {
+    // SAFETY: the host wrote `len` bytes at `ptr`, a buffer from `granted_alloc`.
+    let input = unsafe { core::slice::from_raw_parts(ptr as *const u8, len as usize) };
+    let output = api::call(entry, input).into_boxed_slice();
+    let out_len = output.len() as u64;
+    let out_ptr = Box::into_raw(output) as *mut u8 as u32 as u64;
+    (out_ptr << 32) | out_len
+}
+
+macro_rules! entry_points {
+    ($($export:ident => $name:literal),* $(,)?) => {$(
+        #[doc = concat!("The `", $name, "` entry point: JSON in at `ptr`/`len`, JSON out.")]
+        #[no_mangle]
+        pub extern "C" fn $export(ptr: u32, len: u32) -> u64 {
+            call($name, ptr, len)
+        }
+    )*};
+}
+
+entry_points! {
+    granted_info => "info",
+    granted_token => "token",
+    granted_preview => "preview",
+    granted_eligibility => "eligibility",
+    granted_pbkdf2 => "pbkdf2",
+    granted_hash_password => "hash_password",
+    granted_hash_client_secret => "hash_client_secret",
+}

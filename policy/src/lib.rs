@@ -1,0 +1,18 @@
+//! Granted's policy: the password-grant sunset rules (RULES.md) and the token endpoint's whole
+//! decision, with no I/O. Built natively as a library and for `wasm32-unknown-unknown` as the one
+//! module that the host, the browser and the edge load.
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod credentials;
+pub mod error;
+pub mod model;
+pub mod rules;
+pub mod token;
+
+#[cfg(target_arch = "wasm32")]
+mod bindgen;
+#[cfg(target_arch = "wasm32")]
+mod ffi;
+
+pub use error::PolicyError;

@@ -1,0 +1,251 @@
+//! The data model of RULES.md §1: apps and their revisions, tenants, installs, users.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// An instant, read and written as RFC 3339 (`2021-06-18T00:00:00Z`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(OffsetDateTime);
+
+impl Timestamp {
+    /// Parses an RFC 3339 instant.
+    pub fn parse(text: &str) -> Option<Self> {
+        OffsetDateTime::parse(text, &Rfc3339).ok().map(Self)
+    }
+
+    /// An instant from seconds since the Unix epoch.
+    pub fn from_unix(seconds: i64) -> Option<Self> {
+        OffsetDateTime::from_unix_timestamp(seconds).ok().map(Self)
+    }
+
+    /// Whole seconds since the Unix epoch.
+    pub fn unix(self) -> i64 {
+        self.0.unix_timestamp()
+    }
+
+    /// This instant moved by `seconds` (saturating at the ends of the range).
+    pub fn plus_seconds(self, seconds: i64) -> Self {
+        self.0
+            .checked_add(time::Duration::seconds(seconds))
+            .map(Self)
+            .unwrap_or(self)
+    }
+
+    /// RFC 3339 text in UTC.
+    pub fn to_rfc3339(self) -> String {
+        self.0
+            .to_offset(time::UtcOffset::UTC)
+            .format(&Rfc3339)
+            .unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_rfc3339())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Timestamp::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!("`{text}` is not an RFC 3339 instant"))
+        })
+    }
+}
+
+/// The default sunset instant `S` of RULES.md §1.
+pub const DEFAULT_SUNSET: &str = "2021-06-18T00:00:00Z";
+
+/// The default sunset instant as a value.
+pub fn default_sunset() -> Timestamp {
+    // 2021-06-18T00:00:00Z
+    Timestamp::from_unix(1_623_974_400).unwrap_or(Timestamp(OffsetDateTime::UNIX_EPOCH))
+}
+
+/// The one grant type a revision configures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    /// RFC 6749 §4.3, being sunset.
+    Password,
+    /// RFC 6749 §4.4.
+    ClientCredentials,
+    /// RFC 6749 §4.1.
+    AuthorizationCode,
+    /// RFC 6749 §4.2.
+    Implicit,
+}
+
+impl GrantType {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::Password => "password",
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::Implicit => "implicit",
+        }
+    }
+}
+
+/// One revision of an app's configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revision {
+    /// 1, 2, … in order.
+    pub rev: u32,
+    /// When the edit was made.
+    pub at: Timestamp,
+    /// The client identifier this revision uses.
+    pub client_id: String,
+    /// The one grant type of this revision.
+    pub grant_type: GrantType,
+    /// The scopes a token for this revision may carry.
+    pub scopes: Vec<String>,
+}
+
+/// An app: its id, creation instant and revisions, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct App {
+    /// Stable id of the app.
+    pub app_id: String,
+    /// When revision 1 was made.
+    pub created_at: Timestamp,
+    /// Revisions, oldest first; never edited, only appended.
+    pub revisions: Vec<Revision>,
+}
+
+impl App {
+    /// The revision numbered `rev`, if the app has it.
+    pub fn revision(&self, rev: u32) -> Option<(usize, &Revision)> {
+        self.revisions
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.rev == rev)
+    }
+
+    /// The latest revision.
+    pub fn latest(&self) -> Option<&Revision> {
+        self.revisions.last()
+    }
+}
+
+/// A tenant's installation of an app, pinned to one revision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Install {
+    /// The installed app.
+    pub app_id: String,
+    /// The pinned revision.
+    pub rev: u32,
+}
+
+/// How a user signs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignIn {
+    /// Username and password with this server.
+    Direct,
+    /// Through the tenant's identity provider only.
+    Sso,
+}
+
+/// A tenant's settings as the policy reads them (its users are looked up one by one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    /// The tenant's name, as in the token endpoint's path.
+    pub tenant: String,
+    /// Whether every user must sign in through SSO.
+    pub sso_required: bool,
+    /// Passwords older than this are refused (T9); null: never.
+    #[serde(default)]
+    pub password_max_age_days: Option<u32>,
+    /// The tenant's installs.
+    #[serde(default)]
+    pub installs: Vec<Install>,
+}
+
+/// A stored user, as the token endpoint needs it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// Unique within the tenant.
+    pub username: String,
+    /// How the user signs in.
+    pub sign_in: SignIn,
+    /// PHC string (`$pbkdf2-sha256$…`) or Django's `pbkdf2_sha256$…`; absent for SSO users.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    /// When the password was last set.
+    #[serde(default)]
+    pub password_changed_at: Option<Timestamp>,
+    /// A disabled user cannot get tokens.
+    #[serde(default)]
+    pub disabled: bool,
+    /// Set by the host's brute-force protection: locked until this instant.
+    #[serde(default)]
+    pub locked_until: Option<Timestamp>,
+}
+
+/// A `client_id` as the host stores it: the app it belongs to and its secret's HMAC.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRecord {
+    /// The client identifier.
+    pub client_id: String,
+    /// HMAC-SHA256 of the secret under the server's client-secret key, base64.
+    pub secret_hmac: String,
+    /// The app that owns this `client_id`, with its whole revision history.
+    pub app: App,
+}
+
+/// Where a refresh token stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefreshStatus {
+    /// Not yet used.
+    Active,
+    /// Exchanged once already: presenting it again is reuse.
+    Used,
+    /// Its family was revoked.
+    Revoked,
+}
+
+/// A stored refresh token: only the SHA-256 of the token is ever kept.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshTokenRecord {
+    /// SHA-256 of the token, base64url without padding.
+    pub token_sha256: String,
+    /// All tokens rotated from one grant share a family.
+    pub family_id: String,
+    /// The tenant it was issued in.
+    pub tenant: String,
+    /// The `client_id` it was issued to.
+    pub client_id: String,
+    /// The user it was issued for.
+    pub username: Option<String>,
+    /// The scope granted, space-separated.
+    pub scope: String,
+    /// The grant that started the family.
+    pub grant_type: GrantType,
+    /// When it was issued.
+    pub issued_at: Timestamp,
+    /// When it stops working.
+    pub expires_at: Timestamp,
+    /// Active, used or revoked.
+    pub status: RefreshStatus,
+}

@@ -1,0 +1,957 @@
+//! The token endpoint's decision (T1–T9 and refresh rotation) as a pure step function: the host
+//! calls [`token`] with what it has, and is told which records to fetch, which KDF to run, or
+//! the final response with its audit record and the effects to apply.
+
+use super::jwt::{self, AccessClaims};
+use super::request::{self, quote, AuthMethod, HttpRequest, TokenRequest};
+use super::response::{self, HttpResponse, TokenBody};
+use crate::credentials::client_secret::verify_client_secret;
+use crate::credentials::kdf::{self, KdfParams};
+use crate::credentials::password::{self, StoredHash, DEFAULT_ITERATIONS};
+use crate::error::PolicyError;
+use crate::model::{
+    default_sunset, ClientRecord, GrantType, RefreshStatus, RefreshTokenRecord, Revision,
+    SignIn, TenantRecord, Timestamp, UserRecord,
+};
+use crate::rules::edit::is_scope_token;
+use crate::rules::eligibility::{password_eligibility, Ineligible};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use serde::{Deserialize, Deserializer, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Bytes of host entropy every call needs: refresh token (32), `jti` (16), family id (16).
+pub const ENTROPY_BYTES: usize = 64;
+
+/// What the host hands in besides the request: time, keys, entropy and settings.
+#[derive(Clone, Deserialize, Serialize)]
+pub struct TokenContext {
+    /// The instant the request is judged at.
+    pub now: Timestamp,
+    /// The sunset instant; RULES.md's default when absent.
+    #[serde(default = "default_sunset")]
+    pub sunset: Timestamp,
+    /// Base URL of this server; a tenant's issuer is `{issuer}/tenants/{tenant}`.
+    pub issuer: String,
+    /// The `aud` of access tokens; the issuer when absent.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Access-token lifetime in seconds.
+    #[serde(default = "default_access_ttl")]
+    pub access_token_ttl: u32,
+    /// Refresh-token lifetime in seconds.
+    #[serde(default = "default_refresh_ttl")]
+    pub refresh_token_ttl: u32,
+    /// The key access tokens are signed with.
+    pub signing_key: SigningKey,
+    /// The server key client secrets are HMACed under, base64.
+    pub client_secret_key: String,
+    /// Iterations of the dummy hash checked for unknown users (match the users' hashes).
+    #[serde(default = "default_iterations")]
+    pub kdf_iterations: u32,
+    /// Run the KDF in the module instead of asking the host (for runtimes with no fast PBKDF2).
+    #[serde(default)]
+    pub kdf_in_module: bool,
+    /// At least [`ENTROPY_BYTES`] random bytes from the host, base64.
+    pub entropy: String,
+}
+
+impl std::fmt::Debug for TokenContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenContext")
+            .field("now", &self.now)
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_access_ttl() -> u32 {
+    3600
+}
+fn default_refresh_ttl() -> u32 {
+    30 * 24 * 3600
+}
+fn default_iterations() -> u32 {
+    DEFAULT_ITERATIONS
+}
+
+/// A signing key: its id and secret bytes (base64).
+#[derive(Clone, Deserialize, Serialize)]
+pub struct SigningKey {
+    /// The `kid` put in the JWT header.
+    pub kid: String,
+    /// The HS256 key, base64.
+    pub secret: String,
+}
+
+/// The records the host looked up. A field that is absent was not looked up yet; `null` means
+/// the host looked and found nothing.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct Records {
+    /// The tenant named in the path.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<Option<TenantRecord>>,
+    /// The `client_id` the request names.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub client: Option<Option<ClientRecord>>,
+    /// The user, in the tenant.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub user: Option<Option<UserRecord>>,
+    /// The refresh token, by its SHA-256.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<Option<RefreshTokenRecord>>,
+}
+
+/// A field that is present deserializes to `Some`, even when it is `null`.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// The KDF's output, from the host.
+#[derive(Clone, Deserialize, Serialize)]
+pub struct KdfOutput {
+    /// The derived key, base64.
+    pub derived: String,
+}
+
+/// The input of the `token` entry point.
+#[derive(Clone, Debug, Deserialize)]
+pub struct TokenInput {
+    /// The raw request.
+    pub request: HttpRequest,
+    /// Time, keys, entropy, settings.
+    pub context: TokenContext,
+    /// Records looked up so far.
+    #[serde(default)]
+    pub records: Records,
+    /// The KDF's output, once the host ran it.
+    #[serde(default)]
+    pub kdf: Option<KdfOutput>,
+}
+
+impl std::fmt::Debug for KdfOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KdfOutput(..)")
+    }
+}
+
+/// Which records to look up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lookup {
+    /// The tenant, always.
+    pub tenant: String,
+    /// The `client_id`, always.
+    pub client_id: String,
+    /// The user, in that tenant, when the grant names one.
+    pub username: Option<String>,
+    /// The refresh token's SHA-256 (base64url), for `refresh_token`.
+    pub refresh_token_sha256: Option<String>,
+}
+
+/// Something the host must apply, in the same transaction as the audit entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "effect", rename_all = "snake_case")]
+pub enum Effect {
+    /// A password check failed for this user: count it toward a lockout.
+    RecordLoginFailure {
+        /// The tenant.
+        tenant: String,
+        /// The username as sent.
+        username: String,
+    },
+    /// The user signed in: reset the failure count.
+    ResetLoginFailures {
+        /// The tenant.
+        tenant: String,
+        /// The user.
+        username: String,
+    },
+    /// Store a new refresh token (only its hash).
+    StoreRefreshToken {
+        /// The record to store.
+        record: RefreshTokenRecord,
+    },
+    /// Mark a refresh token used; if it was not active any more, treat the request as reuse.
+    ConsumeRefreshToken {
+        /// Its SHA-256.
+        token_sha256: String,
+    },
+    /// Revoke every token of a family (RFC 9700 §4.14: a rotated token came back).
+    RevokeRefreshFamily {
+        /// The family.
+        family_id: String,
+    },
+}
+
+/// The audit record of one decision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Audit {
+    /// `granted` or `denied`.
+    pub decision: String,
+    /// The rule that decided (`T1` … `T9`, `refresh`).
+    pub rule: String,
+    /// The reason code of RULES.md §4 (`issued` for a success).
+    pub reason: String,
+    /// The true cause, finer than the reason (T8: `unknown_user`, `wrong_password`, …).
+    pub cause: String,
+    /// The grant type asked for, if the request got that far.
+    pub grant_type: Option<String>,
+    /// The tenant in the path.
+    pub tenant: String,
+    /// The app, once the client is known.
+    pub app_id: Option<String>,
+    /// The `client_id` sent.
+    pub client_id: Option<String>,
+    /// The username sent or the refresh token's user.
+    pub username: Option<String>,
+    /// The revision the tenant's install pins.
+    pub pinned_rev: Option<u32>,
+}
+
+/// The final answer: the response, its audit record, the effects.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The HTTP response.
+    pub response: HttpResponse,
+    /// What the audit log records.
+    pub audit: Audit,
+    /// What the host must apply.
+    pub effects: Vec<Effect>,
+}
+
+/// One step of the token endpoint.
+#[derive(Clone, Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum TokenStep {
+    /// Look these up, add them to `records`, call again.
+    NeedRecords {
+        /// What to look up.
+        lookup: Lookup,
+    },
+    /// Run this KDF on `password`, put the result in `kdf`, call again.
+    NeedKdf {
+        /// The parameters.
+        kdf: KdfParams,
+        /// The password the client sent.
+        password: String,
+    },
+    /// Send this response.
+    Done(Box<Decision>),
+}
+
+impl std::fmt::Debug for TokenStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenStep::NeedRecords { lookup } => f.debug_struct("NeedRecords").field("lookup", lookup).finish(),
+            // The password never reaches a log through Debug.
+            TokenStep::NeedKdf { kdf, .. } => f.debug_struct("NeedKdf").field("kdf", kdf).finish_non_exhaustive(),
+            TokenStep::Done(decision) => f.debug_tuple("Done").field(decision).finish(),
+        }
+    }
+}
+
+struct Keys {
+    signing: Vec<u8>,
+    client_secret: Vec<u8>,
+    entropy: Vec<u8>,
+}
+
+fn keys(ctx: &TokenContext) -> Result<Keys, PolicyError> {
+    let decode = |what: &str, value: &str| {
+        STANDARD
+            .decode(value.as_bytes())
+            .map_err(|_| PolicyError::InvalidInput(format!("`{what}` is not base64")))
+    };
+    let signing = decode("context.signing_key.secret", &ctx.signing_key.secret)?;
+    let client_secret = decode("context.client_secret_key", &ctx.client_secret_key)?;
+    let entropy = decode("context.entropy", &ctx.entropy)?;
+    if signing.len() < 32 {
+        return Err(PolicyError::InvalidInput(
+            "`context.signing_key.secret` must be at least 32 bytes".into(),
+        ));
+    }
+    if entropy.len() < ENTROPY_BYTES {
+        return Err(PolicyError::InvalidInput(format!(
+            "`context.entropy` must be at least {ENTROPY_BYTES} bytes"
+        )));
+    }
+    Ok(Keys {
+        signing,
+        client_secret,
+        entropy,
+    })
+}
+
+/// SHA-256 of a refresh token, as stored and looked up: base64url without padding.
+pub fn refresh_token_sha256(token: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Grant {
+    Password,
+    ClientCredentials,
+    Refresh,
+}
+
+impl Grant {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "password" => Some(Grant::Password),
+            "client_credentials" => Some(Grant::ClientCredentials),
+            "refresh_token" => Some(Grant::Refresh),
+            _ => None,
+        }
+    }
+}
+
+/// Builds denials and successes with the audit fields filled in as far as the request got.
+struct Judge<'a> {
+    tenant: &'a str,
+    grant_type: Option<String>,
+    basic: bool,
+    app_id: Option<String>,
+    client_id: Option<String>,
+    username: Option<String>,
+    pinned_rev: Option<u32>,
+}
+
+impl Judge<'_> {
+    fn audit(&self, decision: &str, rule: &str, reason: &str, cause: &str) -> Audit {
+        Audit {
+            decision: decision.into(),
+            rule: rule.into(),
+            reason: reason.into(),
+            cause: cause.into(),
+            grant_type: self.grant_type.clone(),
+            tenant: self.tenant.into(),
+            app_id: self.app_id.clone(),
+            client_id: self.client_id.clone(),
+            username: self.username.clone(),
+            pinned_rev: self.pinned_rev,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)] // one place builds every denial
+    fn deny(
+        &self,
+        rule: &str,
+        status: u16,
+        error: &str,
+        description: &str,
+        reason: &str,
+        cause: &str,
+        effects: Vec<Effect>,
+    ) -> TokenStep {
+        let www = status == 401 && self.basic;
+        TokenStep::Done(Box::new(Decision {
+            response: response::error(status, error, description, www),
+            audit: self.audit("denied", rule, reason, cause),
+            effects,
+        }))
+    }
+}
+
+const INVALID_CLIENT: &str = "client authentication failed";
+const INVALID_USER: &str = "the user name or password is wrong, or the account cannot sign in";
+const INVALID_REFRESH: &str = "the refresh token is invalid, expired or revoked";
+
+/// One step of the token endpoint for `input` (see the module's documentation).
+pub fn token(input: &TokenInput) -> Result<TokenStep, PolicyError> {
+    let ctx = &input.context;
+    let keys = keys(ctx)?;
+    let http = &input.request;
+    let mut judge = Judge {
+        tenant: &http.tenant,
+        grant_type: None,
+        basic: false,
+        app_id: None,
+        client_id: None,
+        username: None,
+        pinned_rev: None,
+    };
+
+    // T1
+    let parsed = request::parse(http)
+        .map_err(|_| PolicyError::InvalidInput("`request.body_base64` is not base64".into()))?;
+    let req = match parsed {
+        Ok(req) => req,
+        Err(malformed) => {
+            judge.basic = malformed.basic_attempted;
+            return Ok(judge.deny(
+                "T1",
+                400,
+                "invalid_request",
+                &malformed.description,
+                "malformed_request",
+                "malformed_request",
+                Vec::new(),
+            ));
+        }
+    };
+    judge.basic = req.auth == AuthMethod::Basic;
+    judge.grant_type = Some(req.grant_type.clone());
+    judge.client_id = req.client_id.clone();
+
+    // T2
+    let Some(grant) = Grant::parse(&req.grant_type) else {
+        let description = format!(
+            "the grant type `{}` is not supported here: use `password`, `client_credentials` or `refresh_token`",
+            quote(&req.grant_type)
+        );
+        return Ok(judge.deny(
+            "T2",
+            400,
+            "unsupported_grant_type",
+            &description,
+            "unsupported_grant_type",
+            "unsupported_grant_type",
+            Vec::new(),
+        ));
+    };
+
+    // Parameters each grant needs are part of a well-formed request (T1).
+    let required: &[&str] = match grant {
+        Grant::Password => &["username", "password"],
+        Grant::Refresh => &["refresh_token"],
+        Grant::ClientCredentials => &[],
+    };
+    if let Some(missing) = required.iter().find(|p| req.param(p).is_none()) {
+        let description = format!(
+            "the `{missing}` parameter is missing for the `{}` grant",
+            req.grant_type
+        );
+        return Ok(judge.deny(
+            "T1",
+            400,
+            "invalid_request",
+            &description,
+            "malformed_request",
+            "malformed_request",
+            Vec::new(),
+        ));
+    }
+    if let Some(scope) = req.param("scope") {
+        if scope_tokens(scope).is_none() {
+            let description = format!("the scope `{}` is not a list of scope tokens", quote(scope));
+            return Ok(judge.deny(
+                "T1",
+                400,
+                "invalid_request",
+                &description,
+                "malformed_request",
+                "malformed_request",
+                Vec::new(),
+            ));
+        }
+    }
+    judge.username = req.param("username").map(str::to_string);
+
+    // T3, before any lookup: the client must have sent credentials.
+    let (Some(client_id), Some(client_secret)) = (&req.client_id, &req.client_secret) else {
+        let cause = if req.client_id.is_some() {
+            "missing_client_secret"
+        } else {
+            "missing_client_credentials"
+        };
+        return Ok(judge.deny(
+            "T3",
+            401,
+            "invalid_client",
+            INVALID_CLIENT,
+            "invalid_client",
+            cause,
+            Vec::new(),
+        ));
+    };
+
+    // What to look up.
+    let records = &input.records;
+    let refresh_hash = req.param("refresh_token").map(refresh_token_sha256);
+    let refresh_record = match (&refresh_hash, &records.refresh_token) {
+        (Some(_), None) => None,
+        (Some(_), Some(found)) => Some(found.as_ref()),
+        (None, _) => Some(None),
+    };
+    let username = match grant {
+        Grant::Password => req.param("username").map(str::to_string),
+        Grant::Refresh => refresh_record
+            .flatten()
+            .and_then(|r| r.username.clone()),
+        Grant::ClientCredentials => None,
+    };
+    let user_needed = username.is_some();
+    let (Some(tenant), Some(client), Some(refresh)) =
+        (&records.tenant, &records.client, refresh_record)
+    else {
+        return Ok(need(http, client_id, username, refresh_hash));
+    };
+    if user_needed && records.user.is_none() {
+        return Ok(need(http, client_id, username, refresh_hash));
+    }
+    if grant == Grant::Refresh {
+        judge.username = username.clone();
+    }
+
+    // T3: the secret is checked whatever else is found, so every failure costs the same.
+    let client = client.as_ref().filter(|c| c.client_id == *client_id);
+    let secret_ok = verify_client_secret(
+        &keys.client_secret,
+        client_secret,
+        client.map(|c| c.secret_hmac.as_str()),
+    );
+    judge.app_id = client.map(|c| c.app.app_id.clone());
+    let (tenant, client) = match (tenant, client) {
+        (None, _) => return Ok(deny_client(&judge, "invalid_client", "unknown_tenant")),
+        (_, None) => return Ok(deny_client(&judge, "invalid_client", "unknown_client")),
+        (Some(t), Some(c)) => (t, c),
+    };
+    if !secret_ok {
+        return Ok(deny_client(&judge, "invalid_client", "wrong_client_secret"));
+    }
+    let app = &client.app;
+    let Some(install) = tenant.installs.iter().find(|i| i.app_id == app.app_id) else {
+        return Ok(deny_client(&judge, "client_not_installed", "app_not_installed"));
+    };
+    judge.pinned_rev = Some(install.rev);
+    let Some((pinned_index, pinned)) = app.revision(install.rev) else {
+        return Ok(deny_client(&judge, "client_not_installed", "pinned_revision_missing"));
+    };
+    if pinned.client_id != *client_id {
+        return Ok(deny_client(&judge, "client_not_installed", "client_id_not_pinned"));
+    }
+
+    // T4
+    let allowed = match grant {
+        Grant::Password => pinned.grant_type == GrantType::Password,
+        Grant::ClientCredentials => pinned.grant_type == GrantType::ClientCredentials,
+        Grant::Refresh => matches!(
+            pinned.grant_type,
+            GrantType::Password | GrantType::AuthorizationCode
+        ),
+    };
+    if !allowed {
+        return Ok(deny_mismatch(&judge, pinned, &req.grant_type));
+    }
+
+    let mut effects = Vec::new();
+    let mut original_scope: Option<&str> = None;
+    if grant == Grant::Refresh {
+        // The refresh token itself: it must be this tenant's and this client's, live, and unused.
+        let record = refresh.filter(|r| {
+            r.tenant == tenant.tenant && r.client_id == *client_id && ctx.now < r.expires_at
+        });
+        let Some(record) = record else {
+            return Ok(judge.deny(
+                "refresh",
+                400,
+                "invalid_grant",
+                INVALID_REFRESH,
+                "refresh_token_invalid",
+                "unknown_or_expired",
+                Vec::new(),
+            ));
+        };
+        match record.status {
+            RefreshStatus::Active => {}
+            RefreshStatus::Revoked => {
+                return Ok(judge.deny(
+                    "refresh",
+                    400,
+                    "invalid_grant",
+                    INVALID_REFRESH,
+                    "refresh_token_invalid",
+                    "revoked",
+                    Vec::new(),
+                ))
+            }
+            RefreshStatus::Used => {
+                return Ok(judge.deny(
+                    "refresh",
+                    400,
+                    "invalid_grant",
+                    INVALID_REFRESH,
+                    "refresh_token_reused",
+                    "rotated_token_presented",
+                    vec![Effect::RevokeRefreshFamily {
+                        family_id: record.family_id.clone(),
+                    }],
+                ))
+            }
+        }
+        // T4 again: the grant that started the family must still be what the pin allows.
+        if record.grant_type != pinned.grant_type {
+            return Ok(deny_mismatch(&judge, pinned, record.grant_type.as_str()));
+        }
+        original_scope = Some(record.scope.as_str());
+        effects.push(Effect::ConsumeRefreshToken {
+            token_sha256: record.token_sha256.clone(),
+        });
+    }
+    let password_path = grant == Grant::Password
+        || (grant == Grant::Refresh && pinned.grant_type == GrantType::Password);
+
+    // T5
+    if password_path {
+        if let Err(reason) = password_eligibility(&app.revisions, pinned_index, ctx.sunset) {
+            return Ok(deny_ineligible(&judge, reason, ctx.sunset));
+        }
+    }
+
+    // T6
+    let scope = match granted_scope(req.param("scope"), original_scope, &pinned.scopes) {
+        Ok(scope) => scope,
+        Err(bad) => {
+            let description = format!("the scope `{}` is not granted to this client", quote(&bad));
+            return Ok(judge.deny(
+                "T6",
+                400,
+                "invalid_scope",
+                &description,
+                "invalid_scope",
+                "invalid_scope",
+                Vec::new(),
+            ));
+        }
+    };
+
+    // T7
+    if password_path && tenant.sso_required {
+        return Ok(judge.deny(
+            "T7",
+            400,
+            "invalid_grant",
+            "this tenant requires single sign-on: the password grant cannot sign its users in",
+            "sso_required",
+            "sso_required",
+            Vec::new(),
+        ));
+    }
+
+    // T8
+    let user = records.user.as_ref().and_then(Option::as_ref);
+    let user = user.filter(|u| Some(u.username.as_str()) == username.as_deref());
+    if grant == Grant::Password {
+        let password = req.param("password").unwrap_or_default();
+        let stored = user
+            .filter(|u| u.sign_in == SignIn::Direct)
+            .and_then(|u| u.password_hash.as_deref())
+            .and_then(password::parse);
+        let check = stored
+            .clone()
+            .unwrap_or_else(|| password::dummy_hash(ctx.kdf_iterations));
+        let derived = match derive(ctx, input.kdf.as_ref(), &check, password)? {
+            Derived::Ready(bytes) => bytes,
+            Derived::AskHost(step) => return Ok(step),
+        };
+        let verified = stored.is_some() && check.matches(&derived);
+        let cause = user_problem(user, ctx.now).or(if stored.is_none() {
+            Some("unusable_password_hash")
+        } else if verified {
+            None
+        } else {
+            Some("wrong_password")
+        });
+        let name = username.clone().unwrap_or_default();
+        if let Some(cause) = cause {
+            let effects = if verified {
+                Vec::new()
+            } else {
+                vec![Effect::RecordLoginFailure {
+                    tenant: tenant.tenant.clone(),
+                    username: name,
+                }]
+            };
+            return Ok(judge.deny(
+                "T8",
+                400,
+                "invalid_grant",
+                INVALID_USER,
+                "invalid_credentials",
+                cause,
+                effects,
+            ));
+        }
+        effects.push(Effect::ResetLoginFailures {
+            tenant: tenant.tenant.clone(),
+            username: name,
+        });
+    } else if let (true, Some(cause)) = (user_needed, user_problem(user, ctx.now)) {
+        // A refresh is judged against the user's current record.
+        return Ok(judge.deny(
+            "T8",
+            400,
+            "invalid_grant",
+            INVALID_REFRESH,
+            "invalid_credentials",
+            cause,
+            Vec::new(),
+        ));
+    }
+
+    // T9
+    if password_path {
+        if let (Some(days), Some(user)) = (tenant.password_max_age_days, user) {
+            let expired = match user.password_changed_at {
+                Some(changed) => changed.plus_seconds(i64::from(days) * 86_400) < ctx.now,
+                None => true,
+            };
+            if expired {
+                return Ok(judge.deny(
+                    "T9",
+                    400,
+                    "invalid_grant",
+                    "the password has expired: the user must change it before signing in",
+                    "password_expired",
+                    "password_expired",
+                    Vec::new(),
+                ));
+            }
+        }
+    }
+
+    Ok(issue(IssueArgs {
+        judge: &judge,
+        ctx,
+        keys: &keys,
+        tenant,
+        client_id,
+        subject: username.as_deref().unwrap_or(client_id),
+        scope: &scope,
+        refresh: match grant {
+            Grant::ClientCredentials => None,
+            Grant::Password => Some((pinned.grant_type, None)),
+            Grant::Refresh => Some((
+                pinned.grant_type,
+                refresh.map(|r| r.family_id.clone()),
+            )),
+        },
+        username: username.clone(),
+        effects,
+    }))
+}
+
+fn need(
+    http: &HttpRequest,
+    client_id: &str,
+    username: Option<String>,
+    refresh_token_sha256: Option<String>,
+) -> TokenStep {
+    TokenStep::NeedRecords {
+        lookup: Lookup {
+            tenant: http.tenant.clone(),
+            client_id: client_id.to_string(),
+            username,
+            refresh_token_sha256,
+        },
+    }
+}
+
+fn deny_client(judge: &Judge<'_>, reason: &str, cause: &str) -> TokenStep {
+    judge.deny("T3", 401, "invalid_client", INVALID_CLIENT, reason, cause, Vec::new())
+}
+
+fn deny_mismatch(judge: &Judge<'_>, pinned: &Revision, asked: &str) -> TokenStep {
+    let description = format!(
+        "this client's app (revision {}) uses the `{}` grant type, which does not allow `{}`",
+        pinned.rev,
+        pinned.grant_type.as_str(),
+        quote(asked)
+    );
+    judge.deny(
+        "T4",
+        400,
+        "unauthorized_client",
+        &description,
+        "grant_type_mismatch",
+        "grant_type_mismatch",
+        Vec::new(),
+    )
+}
+
+fn deny_ineligible(judge: &Judge<'_>, reason: Ineligible, sunset: Timestamp) -> TokenStep {
+    let description = match reason {
+        Ineligible::AppCreatedAfterSunset => format!(
+            "the password grant was retired for apps created on or after {sunset} (R1): use `client_credentials`"
+        ),
+        Ineligible::ClientIdChanged => "the password grant is not available to this `client_id`, made after the sunset (R3): use `client_credentials`".to_string(),
+        Ineligible::GrantTypeReverted => "this app left the password grant after the sunset and cannot return to it (R4): use `client_credentials`".to_string(),
+        Ineligible::NotPasswordApp => "this app does not use the password grant".to_string(),
+    };
+    judge.deny(
+        "T5",
+        400,
+        "unauthorized_client",
+        &description,
+        reason.code(),
+        reason.code(),
+        Vec::new(),
+    )
+}
+
+/// The T8 cause that a user's record alone gives, whatever the password.
+fn user_problem(user: Option<&UserRecord>, now: Timestamp) -> Option<&'static str> {
+    match user {
+        None => Some("unknown_user"),
+        Some(u) if u.sign_in == SignIn::Sso => Some("sso_account"),
+        Some(u) if u.disabled => Some("disabled"),
+        Some(u) if u.locked_until.is_some_and(|until| now < until) => Some("locked"),
+        Some(_) => None,
+    }
+}
+
+enum Derived {
+    Ready(Vec<u8>),
+    AskHost(TokenStep),
+}
+
+/// The KDF's output for `password` under `check`: from the host, computed here, or asked for.
+fn derive(
+    ctx: &TokenContext,
+    from_host: Option<&KdfOutput>,
+    check: &StoredHash,
+    password: &str,
+) -> Result<Derived, PolicyError> {
+    if ctx.kdf_in_module {
+        let derived = kdf::derive(
+            check.algorithm,
+            password.as_bytes(),
+            &check.salt,
+            check.iterations,
+            check.hash.len(),
+        )
+        .unwrap_or_default();
+        return Ok(Derived::Ready(derived));
+    }
+    match from_host {
+        Some(out) => STANDARD
+            .decode(out.derived.as_bytes())
+            .map(Derived::Ready)
+            .map_err(|_| PolicyError::InvalidInput("`kdf.derived` is not base64".into())),
+        None => {
+            Ok(Derived::AskHost(TokenStep::NeedKdf {
+                kdf: check.kdf_params(),
+                password: password.to_string(),
+            }))
+        }
+    }
+}
+
+/// Scope tokens of a `scope` parameter, `None` when it is not `token *( SP token )`.
+fn scope_tokens(scope: &str) -> Option<Vec<&str>> {
+    let tokens: Vec<&str> = scope.split(' ').collect();
+    tokens.iter().all(|t| is_scope_token(t)).then_some(tokens)
+}
+
+/// T6: the scope to grant, or the first token not allowed. A refresh never widens the scope
+/// first granted; absent, it asks for that scope again.
+fn granted_scope(
+    requested: Option<&str>,
+    original: Option<&str>,
+    allowed: &[String],
+) -> Result<String, String> {
+    let asked: Vec<&str> = match (requested, original) {
+        (Some(r), _) => scope_tokens(r).unwrap_or_default(),
+        (None, Some(o)) => o.split(' ').filter(|t| !t.is_empty()).collect(),
+        (None, None) => allowed.iter().map(String::as_str).collect(),
+    };
+    let mut out: Vec<&str> = Vec::new();
+    for token in asked {
+        let in_original = original.is_none_or(|o| o.split(' ').any(|t| t == token));
+        if !in_original || !allowed.iter().any(|a| a == token) {
+            return Err(token.to_string());
+        }
+        if !out.contains(&token) {
+            out.push(token);
+        }
+    }
+    Ok(out.join(" "))
+}
+
+struct IssueArgs<'a> {
+    judge: &'a Judge<'a>,
+    ctx: &'a TokenContext,
+    keys: &'a Keys,
+    tenant: &'a TenantRecord,
+    client_id: &'a str,
+    subject: &'a str,
+    scope: &'a str,
+    /// For grants that issue a refresh token: the pinned grant type and the family to continue.
+    refresh: Option<(GrantType, Option<String>)>,
+    username: Option<String>,
+    effects: Vec<Effect>,
+}
+
+fn issue(args: IssueArgs<'_>) -> TokenStep {
+    let IssueArgs { judge, ctx, keys, tenant, client_id, subject, scope, refresh, username, mut effects } = args;
+    let entropy = |from: usize, to: usize| keys.entropy.get(from..to).unwrap_or_default();
+    let jti = URL_SAFE_NO_PAD.encode(entropy(32, 48));
+    let issuer = format!("{}/tenants/{}", ctx.issuer.trim_end_matches('/'), tenant.tenant);
+    let now = ctx.now.unix();
+    let claims = AccessClaims {
+        iss: &issuer,
+        sub: subject,
+        aud: ctx.audience.as_deref().unwrap_or(&ctx.issuer),
+        client_id,
+        scope,
+        iat: now,
+        exp: now.saturating_add(i64::from(ctx.access_token_ttl)),
+        jti: &jti,
+        tenant: &tenant.tenant,
+    };
+    let access_token = jwt::sign(&claims, &ctx.signing_key.kid, &keys.signing);
+    let refresh_token = refresh.map(|(grant_type, family)| {
+        let token = URL_SAFE_NO_PAD.encode(entropy(0, 32));
+        let family_id = family.unwrap_or_else(|| URL_SAFE_NO_PAD.encode(entropy(48, 64)));
+        effects.push(Effect::StoreRefreshToken {
+            record: RefreshTokenRecord {
+                token_sha256: refresh_token_sha256(&token),
+                family_id,
+                tenant: tenant.tenant.clone(),
+                client_id: client_id.to_string(),
+                username: username.clone(),
+                scope: scope.to_string(),
+                grant_type,
+                issued_at: ctx.now,
+                expires_at: ctx.now.plus_seconds(i64::from(ctx.refresh_token_ttl)),
+                status: RefreshStatus::Active,
+            },
+        });
+        token
+    });
+    let body = TokenBody {
+        access_token: &access_token,
+        token_type: "Bearer",
+        expires_in: ctx.access_token_ttl,
+        scope,
+        refresh_token: refresh_token.as_deref(),
+    };
+    TokenStep::Done(Box::new(Decision {
+        response: response::success(&body),
+        audit: judge.audit("granted", "T9", "issued", "issued"),
+        effects,
+    }))
+}
+
+/// Parses a request without judging it: for fuzzing and for hosts that log request shapes.
+pub fn parse_request(http: &HttpRequest) -> Option<TokenRequest> {
+    request::parse(http).ok().and_then(Result::ok)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // tests
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_never_widens_on_refresh() {
+        let allowed = vec!["read".to_string(), "write".to_string()];
+        assert_eq!(granted_scope(None, Some("read"), &allowed), Ok("read".into()));
+        assert_eq!(granted_scope(Some("write"), Some("read"), &allowed), Err("write".into()));
+        assert_eq!(granted_scope(None, None, &allowed), Ok("read write".into()));
+        assert_eq!(granted_scope(Some("read read"), None, &allowed), Ok("read".into()));
+        assert_eq!(granted_scope(Some("admin"), None, &allowed), Err("admin".into()));
+    }
+}

@@ -1,0 +1,6 @@
+//! The token endpoint of RULES.md §4 (T1–T9), sans-I/O: request in, steps and a response out.
+
+pub mod endpoint;
+pub mod jwt;
+pub mod request;
+pub mod response;
