@@ -1,0 +1,101 @@
+//! The rule vectors (`../shared/spec/VECTORS.md`) and one runner for every runtime of the policy:
+//! a [`Runtime`] answers the JSON entry points; [`run_dir`] drives every vector of a directory
+//! through it and prints one line per vector and `N passed, N failed`.
+
+pub mod driver;
+pub mod format;
+
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// One runtime of the policy, seen through its JSON entry points.
+pub trait Runtime {
+    /// Its name in reports (`native`, `wasmtime`).
+    fn name(&self) -> &str;
+    /// Calls `entry` with JSON `input`; answers the JSON envelope (`{"ok": …}` or `{"error": …}`).
+    fn call(&self, entry: &str, input: &[u8]) -> Result<Vec<u8>>;
+    /// The host's KDF step (`NeedKdf`); native PBKDF2 unless the runtime has its own.
+    fn kdf(&self, params: &serde_json::Value, password: &str) -> Result<Vec<u8>> {
+        driver::native_kdf(params, password)
+    }
+}
+
+/// The policy linked natively, through the same JSON entry points as the wasm faces.
+pub struct Native;
+
+impl Runtime for Native {
+    fn name(&self) -> &str {
+        "native"
+    }
+    fn call(&self, entry: &str, input: &[u8]) -> Result<Vec<u8>> {
+        Ok(granted_policy::api::call(entry, input))
+    }
+}
+
+/// Every `*.json` file of `dir`, sorted by name.
+pub fn vector_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("could not read the vector directory {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Reads and parses one vector file.
+pub fn load(path: &Path) -> Result<format::Vector> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("could not read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a vector", path.display()))
+}
+
+/// What a directory run counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Vectors whose every expectation held.
+    pub passed: usize,
+    /// Vectors that failed, could not be read, or could not run.
+    pub failed: usize,
+}
+
+/// Runs every vector of `dir` through `rt`, writing one line per vector and the summary line.
+pub fn run_dir(rt: &dyn Runtime, dir: &Path, settings: &driver::Settings, out: &mut dyn Write) -> Result<Summary> {
+    let mut summary = Summary::default();
+    let files = vector_files(dir)?;
+    for path in &files {
+        let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let result = load(path).and_then(|v| driver::run_vector(rt, &v, settings).map(|o| (v, o)));
+        match result {
+            Ok((_, outcome)) if outcome.mismatches.is_empty() => {
+                summary.passed += 1;
+                writeln!(out, "ok    {file}")?;
+            }
+            Ok((_, outcome)) => {
+                summary.failed += 1;
+                writeln!(out, "FAIL  {file}: {}", outcome.mismatches.join("; "))?;
+            }
+            Err(err) => {
+                summary.failed += 1;
+                writeln!(out, "FAIL  {file}: {err:#}")?;
+            }
+        }
+    }
+    if files.is_empty() {
+        writeln!(out, "no vector files in {}", dir.display())?;
+        summary.failed += 1;
+    }
+    writeln!(out, "{} passed, {} failed", summary.passed, summary.failed)?;
+    Ok(summary)
+}
+
+/// The project's vectors and, when present, the shared ones.
+pub fn default_dirs() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut dirs = vec![root.join("vectors")];
+    let shared = root.join("../../shared/spec/vectors");
+    if shared.is_dir() {
+        dirs.push(shared);
+    }
+    dirs
+}

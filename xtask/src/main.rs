@@ -1,1 +1,245 @@
-fn main() {}
+//! The one build driver: `cargo xtask wasm | test | demo | bench policy | fuzz`.
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  wasm           build the policy module for wasm32 and write www/pkg/ (prints its SHA-256)
+  test           install what is missing, build the module, run every test on every runtime
+  demo           build the module and the host, and preview a sample app edit
+  bench policy   the policy's decision path and PBKDF2: native against wasm, in one run
+  fuzz [SECS]    run the cargo-fuzz targets (not part of `test`)";
+
+/// The name of the wasm-bindgen output; the host and the JavaScript side load `{NAME}_bg.wasm`.
+const MODULE_NAME: &str = "granted_policy";
+
+fn main() {
+    if let Err(err) = run() {
+        eprintln!("xtask: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["wasm"] => wasm().map(|_| ()),
+        ["test"] => test(),
+        ["demo"] => demo(),
+        ["bench", "policy"] | ["bench"] => bench_policy(),
+        ["fuzz"] => fuzz(60),
+        ["fuzz", secs] => fuzz(secs.parse().context("fuzz takes a number of seconds")?),
+        _ => {
+            eprintln!("{USAGE}");
+            bail!("unknown command `{}`", args.join(" "));
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+fn step(title: &str) {
+    println!("\n==> {title}");
+}
+
+fn run_cmd(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().with_context(|| format!("could not start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
+
+fn ensure_wasm_target() -> Result<()> {
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("could not run `rustup target list --installed`")?;
+    if String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == "wasm32-unknown-unknown")
+    {
+        return Ok(());
+    }
+    step("installing the wasm32-unknown-unknown target");
+    run_cmd(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))
+}
+
+/// Builds the policy for wasm32, runs wasm-bindgen, writes `www/pkg/`; returns the `_bg.wasm` path.
+fn wasm() -> Result<PathBuf> {
+    ensure_wasm_target()?;
+    step("building the policy module (wasm32-unknown-unknown, release)");
+    run_cmd(cargo().args([
+        "build",
+        "--quiet",
+        "--package",
+        "granted-policy",
+        "--lib",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--release",
+    ]))?;
+    let input = target_dir()
+        .join("wasm32-unknown-unknown/release")
+        .join(format!("{MODULE_NAME}.wasm"));
+    let out_dir = root().join("www/pkg");
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("could not create {}", out_dir.display()))?;
+    wasm_bindgen_cli_support::Bindgen::new()
+        .input_path(&input)
+        .out_name(MODULE_NAME)
+        .web(true)?
+        .typescript(true)
+        .remove_producers_section(true)
+        .generate(&out_dir)
+        .with_context(|| format!("wasm-bindgen on {}", input.display()))?;
+    let bg = out_dir.join(format!("{MODULE_NAME}_bg.wasm"));
+    let bytes = std::fs::read(&bg).with_context(|| format!("could not read {}", bg.display()))?;
+    let digest = hex(&Sha256::digest(&bytes));
+    std::fs::write(out_dir.join(format!("{MODULE_NAME}_bg.wasm.sha256")), format!("{digest}\n"))
+        .context("could not write the digest file")?;
+    println!("policy module: {} ({} bytes)", bg.display(), bytes.len());
+    println!("sha256: {digest}");
+    Ok(bg)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn shared_vectors() -> Option<PathBuf> {
+    let dir = root().join("../shared/spec/vectors");
+    dir.is_dir().then_some(dir)
+}
+
+fn test() -> Result<()> {
+    let started = std::time::Instant::now();
+    wasm()?;
+    step("cargo test: policy (with proptest), native vectors, wasmtime vectors, host");
+    run_cmd(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
+
+    step("granted vectors: every vector through the _bg.wasm under wasmtime");
+    let mut dirs = vec![root().join("tests/vectors")];
+    dirs.extend(shared_vectors());
+    for dir in &dirs {
+        run_cmd(cargo().args(["run", "--quiet", "--package", "granted", "--", "vectors"]).arg(dir))?;
+    }
+
+    step("node --test: every vector through the _bg.wasm under Node (wasm-bindgen API)");
+    check_node()?;
+    run_cmd(
+        Command::new("node")
+            .current_dir(root())
+            .args(["--test", "--test-reporter=spec", "tests/node/"])
+            .env("VECTORS_DIR", dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(":")),
+    )?;
+    println!("\nall tests passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn check_node() -> Result<()> {
+    let out = Command::new("node")
+        .arg("--version")
+        .output()
+        .context("node is not installed: install Node.js 20 or later (Debian: apt-get install nodejs)")?;
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let major: u32 = version
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    if major < 20 {
+        bail!("node {version} is too old: Node.js 20 or later is needed");
+    }
+    Ok(())
+}
+
+fn demo() -> Result<()> {
+    wasm()?;
+    step("building granted");
+    run_cmd(cargo().args(["build", "--quiet", "--release", "--package", "granted"]))?;
+    let granted = target_dir().join("release/granted");
+    let state = root().join("tests/demo/state.json");
+    let edit = root().join("tests/demo/edit.json");
+    step("granted preview: a sample edit (crm moves to a new client_id with client_credentials)");
+    println!(
+        "$ granted preview --state {} --edit {}",
+        rel(&state),
+        rel(&edit)
+    );
+    run_cmd(Command::new(&granted).arg("preview").arg("--state").arg(&state).arg("--edit").arg(&edit))?;
+    let revert = root().join("tests/demo/revert.json");
+    println!("\n$ granted preview --state {} --edit {}", rel(&state), rel(&revert));
+    // A rejected edit exits 2 by design; the demo shows it without failing.
+    let _ = Command::new(&granted)
+        .arg("preview")
+        .arg("--state")
+        .arg(&state)
+        .arg("--edit")
+        .arg(&revert)
+        .status();
+    Ok(())
+}
+
+fn rel(path: &Path) -> String {
+    path.strip_prefix(root()).unwrap_or(path).display().to_string()
+}
+
+fn bench_policy() -> Result<()> {
+    wasm()?;
+    step("benchmark: the decision path and PBKDF2, native against wasm under wasmtime");
+    run_cmd(cargo().args(["bench", "--package", "granted", "--bench", "policy"]))
+}
+
+fn fuzz(seconds: u64) -> Result<()> {
+    let have = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !have {
+        step("installing cargo-fuzz");
+        run_cmd(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    let fuzz_dir = root().join("fuzz");
+    step("seeding the corpus from the vectors");
+    run_cmd(cargo().args(["run", "--quiet", "--package", "granted-vectors", "--bin", "seed-corpus", "--"]).arg(fuzz_dir.join("corpus")))?;
+    for target in ["token_request", "entry_points"] {
+        step(&format!("fuzzing `{target}` for {seconds}s"));
+        run_cmd(
+            Command::new("cargo")
+                .current_dir(&fuzz_dir)
+                // cargo-fuzz passes nightly-only flags; this toolchain is stable.
+                .env("RUSTC_BOOTSTRAP", "1")
+                .args(["fuzz", "run", "--sanitizer", "none", target])
+                .arg(fuzz_dir.join("corpus").join(target))
+                .arg("--")
+                .arg(format!("-max_total_time={seconds}")),
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,353 @@
+//! Runs one vector against a [`Runtime`]: builds the store from `state`, drives the token
+//! endpoint's steps as a host would, and compares the outcome with `expect`.
+
+use crate::format::{Expect, HeaderValue, State, TokenRequestSpec, Vector};
+use crate::Runtime;
+use anyhow::{anyhow, bail, Context, Result};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256, Sha512};
+
+/// The runner's settings; no expectation depends on them.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// PBKDF2 iterations for clear passwords in `state` (and the unknown-user dummy).
+    pub iterations: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { iterations: 1000 }
+    }
+}
+
+/// The server key client secrets are HMACed under, in the runner's store.
+pub const CLIENT_SECRET_KEY: &[u8] = b"granted-vectors-client-secret-key";
+/// The runner's access-token signing key.
+pub const SIGNING_KEY: &[u8] = b"granted-vectors-signing-key-32-bytes!!";
+
+/// A vector's outcome: empty `mismatches` means it passed.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// What differs from `expect`, one line each.
+    pub mismatches: Vec<String>,
+}
+
+/// Calls an entry point and unwraps the `{"ok": …}` envelope.
+pub fn call_ok(rt: &dyn Runtime, entry: &str, input: &Value) -> Result<Value> {
+    let bytes = serde_json::to_vec(input)?;
+    let out = rt.call(entry, &bytes)?;
+    let mut envelope: Value = serde_json::from_slice(&out)
+        .with_context(|| format!("`{entry}` answered something that is not JSON"))?;
+    if let Some(err) = envelope.get("error") {
+        bail!("`{entry}` refused: {err}");
+    }
+    envelope
+        .get_mut("ok")
+        .map(Value::take)
+        .ok_or_else(|| anyhow!("`{entry}` answered neither `ok` nor `error`"))
+}
+
+/// Runs one vector.
+pub fn run_vector(rt: &dyn Runtime, vector: &Vector, settings: &Settings) -> Result<Outcome> {
+    let kinds = [
+        vector.token_request.is_some(),
+        vector.edit.is_some(),
+        vector.create.is_some(),
+    ];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        bail!("a vector has exactly one of `token_request`, `edit` and `create`");
+    }
+    let mut mismatches = Vec::new();
+    if let Some(request) = &vector.token_request {
+        let decision = run_token(rt, vector, request, settings)?;
+        check_token(&vector.expect, &decision, &mut mismatches)?;
+    } else {
+        let mut input = json!({"state": vector.state, "now": vector.now});
+        if let Some(s) = &vector.sunset {
+            input["sunset"] = json!(s);
+        }
+        if let Some(edit) = &vector.edit {
+            input["edit"] = edit.clone();
+        }
+        if let Some(create) = &vector.create {
+            input["create"] = create.clone();
+        }
+        let preview = call_ok(rt, "preview", &input)?;
+        check_preview(&vector.expect, &preview, &mut mismatches);
+    }
+    Ok(Outcome { mismatches })
+}
+
+/// The store a host would hold after loading `state`: secrets and passwords hashed.
+struct Store {
+    tenants: Vec<Value>,
+    clients: Vec<Value>,
+    users: Vec<(String, Value)>,
+    refresh_tokens: Vec<Value>,
+}
+
+fn seal(rt: &dyn Runtime, state: &Value, settings: &Settings) -> Result<Store> {
+    let typed: State = serde_json::from_value(state.clone()).context("`state` is not valid")?;
+    let key = STANDARD.encode(CLIENT_SECRET_KEY);
+    let mut clients = Vec::new();
+    for app in &typed.apps {
+        let mut app_value = Map::new();
+        app_value.insert("app_id".into(), json!(app.app_id));
+        app_value.insert("revisions".into(), json!(app.revisions));
+        for (k, v) in &app.rest {
+            app_value.insert(k.clone(), v.clone());
+        }
+        for (client_id, secret) in &app.secrets {
+            let hashed = call_ok(rt, "hash_client_secret", &json!({"key": key, "secret": secret}))?;
+            clients.push(json!({
+                "client_id": client_id,
+                "secret_hmac": hashed["secret_hmac"],
+                "app": app_value,
+            }));
+        }
+    }
+    let mut tenants = Vec::new();
+    let mut users = Vec::new();
+    let mut refresh_tokens = Vec::new();
+    for tenant in &typed.tenants {
+        let mut record: Map<String, Value> = tenant.rest.clone().into_iter().collect();
+        record.insert("tenant".into(), json!(tenant.tenant));
+        tenants.push(Value::Object(record));
+        for user in &tenant.users {
+            let mut record: Map<String, Value> = user.rest.clone().into_iter().collect();
+            record.insert("username".into(), json!(user.username));
+            let hash = match (&user.password, &user.password_hash) {
+                (_, Some(hash)) => Some(hash.clone()),
+                (Some(password), None) => {
+                    let salt = &Sha256::digest(format!("{}/{}", tenant.tenant, user.username))[..16];
+                    let out = call_ok(
+                        rt,
+                        "hash_password",
+                        &json!({"password": password, "salt": STANDARD.encode(salt), "iterations": settings.iterations}),
+                    )?;
+                    out["hash"].as_str().map(str::to_string)
+                }
+                (None, None) => None,
+            };
+            record.insert("password_hash".into(), json!(hash));
+            users.push((tenant.tenant.clone(), Value::Object(record)));
+        }
+        for token in &tenant.refresh_tokens {
+            let mut record: Map<String, Value> = token.rest.clone().into_iter().collect();
+            record.insert("token_sha256".into(), json!(refresh_hash(&token.token)));
+            record.insert("tenant".into(), json!(tenant.tenant));
+            record.entry("status").or_insert(json!("active"));
+            refresh_tokens.push(Value::Object(record));
+        }
+    }
+    Ok(Store { tenants, clients, users, refresh_tokens })
+}
+
+/// How a store keys refresh tokens: SHA-256, base64url without padding.
+pub fn refresh_hash(token: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The HTTP request a client would send for `spec`.
+pub fn http_request(spec: &TokenRequestSpec) -> Result<Value> {
+    if let Some(raw) = &spec.raw {
+        let mut headers = Vec::new();
+        for (name, value) in &raw.headers {
+            match value {
+                HeaderValue::One(v) => headers.push(json!([name, v])),
+                HeaderValue::Many(vs) => headers.extend(vs.iter().map(|v| json!([name, v]))),
+            }
+        }
+        let body = match (&raw.body_base64, &raw.body) {
+            (Some(b64), _) => b64.clone(),
+            (None, Some(text)) => STANDARD.encode(text.as_bytes()),
+            (None, None) => String::new(),
+        };
+        return Ok(json!({"method": raw.method, "tenant": spec.tenant, "headers": headers, "body_base64": body}));
+    }
+    let mut form = spec.form.clone().ok_or_else(|| anyhow!("`token_request` needs `form` or `raw`"))?;
+    let mut headers = vec![json!(["Content-Type", "application/x-www-form-urlencoded"])];
+    match spec.auth.as_deref() {
+        Some("basic") => {
+            let id = form.remove("client_id").unwrap_or_default();
+            let secret = form.remove("client_secret").unwrap_or_default();
+            let pair = format!("{}:{}", form_encode(&id), form_encode(&secret));
+            headers.push(json!(["Authorization", format!("Basic {}", STANDARD.encode(pair))]));
+        }
+        Some("body") | None => {}
+        Some(other) => bail!("`auth` is `basic` or `body`, not `{other}`"),
+    }
+    let body = form
+        .iter()
+        .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    Ok(json!({"method": "POST", "tenant": spec.tenant, "headers": headers, "body_base64": STANDARD.encode(body)}))
+}
+
+/// `application/x-www-form-urlencoded` encoding, as a client does it.
+pub fn form_encode(text: &str) -> String {
+    granted_policy::token::request::form_encode(text)
+}
+
+fn run_token(rt: &dyn Runtime, vector: &Vector, spec: &TokenRequestSpec, settings: &Settings) -> Result<Value> {
+    let store = seal(rt, &vector.state, settings)?;
+    let entropy = Sha512::digest(vector.name.as_bytes());
+    let mut input = json!({
+        "request": http_request(spec)?,
+        "context": {
+            "now": vector.now,
+            "issuer": "https://granted.test",
+            "signing_key": {"kid": "vectors-1", "secret": STANDARD.encode(SIGNING_KEY)},
+            "client_secret_key": STANDARD.encode(CLIENT_SECRET_KEY),
+            "kdf_iterations": settings.iterations,
+            "entropy": STANDARD.encode(entropy),
+        },
+        "records": {},
+    });
+    if let Some(s) = &vector.sunset {
+        input["context"]["sunset"] = json!(s);
+    }
+    for _ in 0..6 {
+        let step = call_ok(rt, "token", &input)?;
+        match step["step"].as_str() {
+            Some("need_records") => {
+                let lookup = &step["lookup"];
+                input["records"] = store.lookup(lookup);
+            }
+            Some("need_kdf") => {
+                let derived = rt.kdf(&step["kdf"], step["password"].as_str().unwrap_or_default())?;
+                input["kdf"] = json!({"derived": STANDARD.encode(derived)});
+            }
+            Some("done") => return Ok(step),
+            _ => bail!("`token` answered an unknown step: {step}"),
+        }
+    }
+    bail!("`token` did not finish in 6 steps")
+}
+
+impl Store {
+    fn lookup(&self, lookup: &Value) -> Value {
+        let tenant = lookup["tenant"].as_str().unwrap_or_default();
+        let client_id = lookup["client_id"].as_str().unwrap_or_default();
+        let find = |list: &[Value], key: &str, value: &str| {
+            list.iter().find(|v| v[key].as_str() == Some(value)).cloned().unwrap_or(Value::Null)
+        };
+        let mut records = json!({
+            "tenant": find(&self.tenants, "tenant", tenant),
+            "client": find(&self.clients, "client_id", client_id),
+        });
+        if let Some(username) = lookup["username"].as_str() {
+            records["user"] = self
+                .users
+                .iter()
+                .find(|(t, u)| t == tenant && u["username"].as_str() == Some(username))
+                .map(|(_, u)| u.clone())
+                .unwrap_or(Value::Null);
+        }
+        if let Some(hash) = lookup["refresh_token_sha256"].as_str() {
+            records["refresh_token"] = find(&self.refresh_tokens, "token_sha256", hash);
+        }
+        records
+    }
+}
+
+/// The host's fast KDF: native PBKDF2.
+pub fn native_kdf(params: &Value, password: &str) -> Result<Vec<u8>> {
+    let salt = STANDARD
+        .decode(params["salt"].as_str().unwrap_or_default())
+        .context("the KDF salt is not base64")?;
+    let iterations = params["iterations"].as_u64().and_then(|i| u32::try_from(i).ok()).context("bad iterations")?;
+    let length = params["length"].as_u64().and_then(|l| usize::try_from(l).ok()).context("bad length")?;
+    let mut out = vec![0u8; length];
+    match params["algorithm"].as_str() {
+        Some("pbkdf2-sha256") => pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), &salt, iterations, &mut out),
+        Some("pbkdf2-sha512") => pbkdf2::pbkdf2_hmac::<Sha512>(password.as_bytes(), &salt, iterations, &mut out),
+        other => bail!("unknown KDF {other:?}"),
+    }
+    Ok(out)
+}
+
+fn check<T: PartialEq + std::fmt::Debug>(what: &str, expected: &Option<T>, actual: T, out: &mut Vec<String>) {
+    if let Some(expected) = expected {
+        if *expected != actual {
+            out.push(format!("{what}: expected {expected:?}, got {actual:?}"));
+        }
+    }
+}
+
+fn check_token(expect: &Expect, step: &Value, out: &mut Vec<String>) -> Result<()> {
+    let response = &step["response"];
+    let audit = &step["audit"];
+    let status = response["status"].as_u64().unwrap_or_default() as u16;
+    let body: Value = serde_json::from_str(response["body"].as_str().unwrap_or_default())
+        .context("the response body is not JSON")?;
+    let header = |name: &str| {
+        response["headers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+            .and_then(|h| h[1].as_str())
+            .map(str::to_string)
+    };
+    // RULES.md §4: every answer, success or error, carries the cache headers.
+    if header("cache-control").as_deref() != Some("no-store") {
+        out.push("response: `Cache-Control: no-store` is missing".into());
+    }
+    if header("pragma").as_deref() != Some("no-cache") {
+        out.push("response: `Pragma: no-cache` is missing".into());
+    }
+    if status != 200 && (body["error"].as_str().is_none() || body["error_description"].as_str().is_none()) {
+        out.push(format!("error body lacks `error` or `error_description`: {body}"));
+    }
+    check("status", &expect.status, status, out);
+    check("error", &expect.error.as_deref().map(Some), body["error"].as_str(), out);
+    check("reason", &expect.reason.clone(), json!(audit["reason"]), out);
+    check("scope", &expect.scope.as_deref().map(Some), body["scope"].as_str(), out);
+    check("refresh_token", &expect.refresh_token, body["refresh_token"].is_string(), out);
+    check("cause", &expect.cause.as_deref().map(Some), audit["cause"].as_str(), out);
+    check("rule", &expect.rule.as_deref().map(Some), audit["rule"].as_str(), out);
+    check(
+        "www_authenticate",
+        &expect.www_authenticate,
+        header("www-authenticate").is_some_and(|v| v.starts_with("Basic realm=")),
+        out,
+    );
+    if let Some(fragment) = &expect.error_description_contains {
+        let description = body["error_description"].as_str().unwrap_or_default();
+        if !description.contains(fragment.as_str()) {
+            out.push(format!("error_description {description:?} does not contain {fragment:?}"));
+        }
+    }
+    let effects: Vec<String> = step["effects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["effect"].as_str().map(str::to_string))
+        .collect();
+    check("effects", &expect.effects, effects, out);
+    Ok(())
+}
+
+fn check_preview(expect: &Expect, preview: &Value, out: &mut Vec<String>) {
+    check("accepted", &expect.accepted, preview["accepted"].as_bool().unwrap_or(false), out);
+    check("reason", &expect.reason.clone(), preview["reason"].clone(), out);
+    check(
+        "password_eligible_after",
+        &expect.password_eligible_after,
+        preview["password_eligible_after"].as_bool().unwrap_or(false),
+        out,
+    );
+    let losing: Vec<String> = preview["tenants_losing_password_on_update"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str().map(str::to_string))
+        .collect();
+    check("tenants_losing_password_on_update", &expect.tenants_losing_password_on_update, losing, out);
+    check("irreversible", &expect.irreversible, preview["irreversible"].as_bool().unwrap_or(false), out);
+    check("rule", &expect.rule.as_deref().map(Some), preview["rule"].as_str(), out);
+}
