@@ -328,6 +328,12 @@ fn preview_edit(
             EditReason::GrantTypeChanged
         };
         (Some(reason), "A2", a2_words(reason, &revision, losing.len()))
+    } else if eligible_after && now < sunset {
+        (
+            None,
+            "A1",
+            format!("A1: accepted; before the sunset ({sunset}) an app may still choose the password grant and change its `client_id`"),
+        )
     } else if eligible_after {
         (
             None,

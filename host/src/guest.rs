@@ -1,0 +1,343 @@
+//! The policy module under wasmtime: one `Engine`, the module compiled once, an `InstancePre`,
+//! the pooling allocator, and a fresh `Store` per request with a memory limit and an epoch
+//! deadline. A guest that traps, loops or asks for too much memory is an error value, never a crash.
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Memory, Module,
+    PoolingAllocationConfig, ResourceLimiter, Store, Trap, TypedFunc,
+};
+
+/// The ABI this host speaks (`granted_abi_version`).
+pub const HOST_ABI_VERSION: u32 = 1;
+
+/// The module built by `cargo xtask wasm`, embedded at build time.
+pub static EMBEDDED_POLICY: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../www/pkg/granted_policy_bg.wasm"
+));
+
+/// One epoch tick.
+const TICK: Duration = Duration::from_millis(5);
+
+/// Limits on every guest call.
+#[derive(Clone, Debug)]
+pub struct GuestOptions {
+    /// Most instances alive at once (the pooling allocator's slots).
+    pub max_instances: u32,
+    /// Most linear memory one instance may grow to, in bytes.
+    pub memory_limit: usize,
+    /// Longest one call may run.
+    pub deadline: Duration,
+}
+
+impl Default for GuestOptions {
+    fn default() -> Self {
+        GuestOptions {
+            max_instances: 128,
+            memory_limit: 64 << 20,
+            deadline: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why a guest call failed.
+#[derive(Debug)]
+pub enum GuestError {
+    /// The module could not be compiled or linked.
+    Load(String),
+    /// The module speaks another ABI.
+    AbiMismatch {
+        /// What the module says.
+        found: u32,
+    },
+    /// An export the host needs is missing or has the wrong type.
+    MissingExport(String),
+    /// The call ran past its deadline.
+    Deadline,
+    /// The guest asked for more memory than its limit.
+    OutOfMemory,
+    /// The guest trapped.
+    Trap(String),
+    /// No instance slot was free.
+    Busy,
+    /// The guest answered bytes that are not its JSON envelope, or out of bounds.
+    BadOutput(String),
+}
+
+impl GuestError {
+    /// A stable code for logs and error bodies.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GuestError::Load(_) => "policy_load_failed",
+            GuestError::AbiMismatch { .. } => "policy_abi_mismatch",
+            GuestError::MissingExport(_) => "policy_missing_export",
+            GuestError::Deadline => "policy_deadline",
+            GuestError::OutOfMemory => "policy_out_of_memory",
+            GuestError::Trap(_) => "policy_trap",
+            GuestError::Busy => "policy_busy",
+            GuestError::BadOutput(_) => "policy_bad_output",
+        }
+    }
+}
+
+impl fmt::Display for GuestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GuestError::Load(m) => write!(f, "the policy module could not be loaded: {m}"),
+            GuestError::AbiMismatch { found } => write!(
+                f,
+                "the policy module speaks ABI version {found}, this host speaks {HOST_ABI_VERSION}: build both from the same release"
+            ),
+            GuestError::MissingExport(name) => {
+                write!(f, "the policy module has no usable export `{name}`")
+            }
+            GuestError::Deadline => write!(f, "the policy module ran past its deadline"),
+            GuestError::OutOfMemory => write!(f, "the policy module asked for more memory than its limit"),
+            GuestError::Trap(m) => write!(f, "the policy module trapped: {m}"),
+            GuestError::Busy => write!(f, "no policy instance is free"),
+            GuestError::BadOutput(m) => write!(f, "the policy module answered badly: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for GuestError {}
+
+struct Limits {
+    memory_limit: usize,
+    memory_denied: bool,
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.memory_denied = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// Increments the engine's epoch every [`TICK`] until dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Ticker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("policy-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .ok();
+        Ticker { stop }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The loaded policy module, ready to instantiate per request.
+pub struct Guest {
+    engine: Engine,
+    pre: InstancePre<Limits>,
+    sha256: String,
+    options: GuestOptions,
+    _ticker: Ticker,
+}
+
+impl fmt::Debug for Guest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Guest").field("sha256", &self.sha256).finish_non_exhaustive()
+    }
+}
+
+/// The SHA-256 of a module's bytes, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Guest {
+    /// The embedded module with default limits.
+    pub fn embedded() -> Result<Self, GuestError> {
+        Self::load(EMBEDDED_POLICY, GuestOptions::default())
+    }
+
+    /// Compiles `bytes`, links every JavaScript import as a trap, and checks the ABI.
+    pub fn load(bytes: &[u8], options: GuestOptions) -> Result<Self, GuestError> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_core_instances(options.max_instances)
+            .total_memories(options.max_instances)
+            .total_tables(options.max_instances.saturating_mul(2))
+            .max_tables_per_module(2)
+            .max_memories_per_module(1)
+            .table_elements(100_000)
+            .max_memory_size(options.memory_limit);
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(|e| GuestError::Load(format!("{e:#}")))?;
+        let module = Module::new(&engine, bytes).map_err(|e| GuestError::Load(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        // The wasm-bindgen glue's imports are JavaScript's; the plain exports never call them.
+        linker
+            .define_unknown_imports_as_traps(&module)
+            .map_err(|e| GuestError::Load(format!("{e:#}")))?;
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(|e| GuestError::Load(format!("{e:#}")))?;
+        let guest = Guest {
+            _ticker: Ticker::start(engine.clone()),
+            engine,
+            pre,
+            sha256: sha256_hex(bytes),
+            options,
+        };
+        let found = guest.abi_version()?;
+        if found != HOST_ABI_VERSION {
+            return Err(GuestError::AbiMismatch { found });
+        }
+        Ok(guest)
+    }
+
+    /// Reads a module file and loads it.
+    pub fn load_file(path: &std::path::Path, options: GuestOptions) -> anyhow::Result<Self> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("could not read the policy module {}", path.display()))?;
+        Self::load(&bytes, options).with_context(|| format!("policy module {}", path.display()))
+    }
+
+    /// The SHA-256 of the module's bytes.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    fn abi_version(&self) -> Result<u32, GuestError> {
+        let mut session = self.session()?;
+        let f: TypedFunc<(), u32> = session.func("granted_abi_version")?;
+        let result = f.call(&mut session.store, ());
+        result.map_err(|e| session.classify(e))
+    }
+
+    /// A fresh instance for one request: several calls share its memory, none outlives it.
+    pub fn session(&self) -> Result<Session, GuestError> {
+        let mut store = Store::new(
+            &self.engine,
+            Limits {
+                memory_limit: self.options.memory_limit,
+                memory_denied: false,
+            },
+        );
+        store.limiter(|l| l as &mut dyn ResourceLimiter);
+        let ticks = (self.options.deadline.as_millis() / TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        let instance = match self.pre.instantiate(&mut store) {
+            Ok(instance) => instance,
+            Err(e) if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => {
+                return Err(GuestError::Busy)
+            }
+            Err(e) => return Err(GuestError::Trap(format!("{e:#}"))),
+        };
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| GuestError::MissingExport("memory".into()))?;
+        Ok(Session {
+            store,
+            instance,
+            memory,
+            ticks,
+        })
+    }
+
+    /// Calls one entry point on a fresh instance: JSON in, the JSON envelope out.
+    pub fn call(&self, entry: &str, input: &[u8]) -> Result<Vec<u8>, GuestError> {
+        self.session()?.call(entry, input)
+    }
+}
+
+/// One instance and its store, for one request.
+pub struct Session {
+    store: Store<Limits>,
+    instance: wasmtime::Instance,
+    memory: Memory,
+    ticks: u64,
+}
+
+impl Session {
+    fn func<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
+        &mut self,
+        name: &str,
+    ) -> Result<TypedFunc<P, R>, GuestError> {
+        self.instance
+            .get_typed_func::<P, R>(&mut self.store, name)
+            .map_err(|_| GuestError::MissingExport(name.into()))
+    }
+
+    fn classify(&self, err: wasmtime::Error) -> GuestError {
+        if self.store.data().memory_denied {
+            return GuestError::OutOfMemory;
+        }
+        match err.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => GuestError::Deadline,
+            _ => GuestError::Trap(format!("{err:#}")),
+        }
+    }
+
+    /// Calls entry point `entry` (export `granted_{entry}`) with `input`.
+    pub fn call(&mut self, entry: &str, input: &[u8]) -> Result<Vec<u8>, GuestError> {
+        // Each call gets the whole deadline.
+        self.store.set_epoch_deadline(self.ticks);
+        let alloc: TypedFunc<u32, u32> = self.func("granted_alloc")?;
+        let func: TypedFunc<(u32, u32), u64> = self.func(&format!("granted_{entry}"))?;
+        let len = u32::try_from(input.len())
+            .map_err(|_| GuestError::BadOutput("the input is over 4 GiB".into()))?;
+        let ptr = match alloc.call(&mut self.store, len) {
+            Ok(ptr) => ptr,
+            Err(e) => return Err(self.classify(e)),
+        };
+        self.memory
+            .write(&mut self.store, ptr as usize, input)
+            .map_err(|_| GuestError::BadOutput("`granted_alloc` gave memory out of bounds".into()))?;
+        let packed = match func.call(&mut self.store, (ptr, len)) {
+            Ok(packed) => packed,
+            Err(e) => return Err(self.classify(e)),
+        };
+        let (out_ptr, out_len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
+        let data = self.memory.data(&self.store);
+        let output = out_ptr
+            .checked_add(out_len)
+            .and_then(|end| data.get(out_ptr..end))
+            .ok_or_else(|| GuestError::BadOutput("the answer lies outside the module's memory".into()))?;
+        Ok(output.to_vec())
+    }
+}
