@@ -1,1 +1,167 @@
-fn main() {}
+//! `cargo xtask bench policy`: the token endpoint's decision path (everything but the KDF) and
+//! PBKDF2, native against the `_bg.wasm` under wasmtime with a fresh instance per request, in
+//! one run on the same inputs. Prints a Markdown table and writes it to `bench/results/policy.md`.
+
+use granted_host::guest::Guest;
+use granted_vectors::driver::{run_vector, Settings};
+use granted_vectors::{load, Native, Runtime};
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+/// Records the `token` calls a vector makes, to replay them.
+struct Recorder {
+    calls: RefCell<Vec<Vec<u8>>>,
+}
+
+impl Runtime for Recorder {
+    fn name(&self) -> &str {
+        "recorder"
+    }
+    fn call(&self, entry: &str, input: &[u8]) -> anyhow::Result<Vec<u8>> {
+        if entry == "token" {
+            self.calls.borrow_mut().push(input.to_vec());
+        }
+        Native.call(entry, input)
+    }
+}
+
+fn token_steps(vector: &str) -> Vec<Vec<u8>> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors/");
+    let vector = load(std::path::Path::new(&format!("{root}{vector}"))).expect("vector");
+    let recorder = Recorder { calls: RefCell::new(Vec::new()) };
+    let outcome = run_vector(&recorder, &vector, &Settings::default()).expect("vector runs");
+    assert!(outcome.mismatches.is_empty(), "{:?}", outcome.mismatches);
+    recorder.calls.into_inner()
+}
+
+struct Stats {
+    mean: Duration,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn measure(iterations: usize, mut f: impl FnMut()) -> Stats {
+    for _ in 0..iterations / 10 {
+        f();
+    }
+    let mut samples: Vec<Duration> = (0..iterations)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    samples.sort();
+    let total: Duration = samples.iter().sum();
+    Stats {
+        mean: total / iterations as u32,
+        p50: samples[iterations / 2],
+        p99: samples[iterations * 99 / 100],
+    }
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is taken.
+    let guest = Guest::embedded().expect("the embedded module loads");
+    let mut table = String::new();
+    let _ = writeln!(table, "policy module sha256: `{}`\n", guest.sha256());
+    let _ = writeln!(table, "| path | native mean | native p50 / p99 | wasm mean | wasm p50 / p99 | wasm ÷ native |");
+    let _ = writeln!(table, "| --- | --- | --- | --- | --- | --- |");
+
+    let cases = [
+        ("password grant, decision path (3 steps, KDF excluded)", "01-legacy-password-app-installed-before-the-sunset-keeps-the-pa.json"),
+        ("client_credentials, decision path (2 steps)", "08-tenant-that-updated-to-the-new-client-id-uses-client-credent.json"),
+        ("malformed request (1 step)", "16-t1-a-get-to-the-token-endpoint-is-malformed.json"),
+    ];
+    for (label, file) in cases {
+        let steps = token_steps(file);
+        let native = measure(20_000, || {
+            for input in &steps {
+                black_box(granted_policy::api::call("token", black_box(input)));
+            }
+        });
+        // One fresh instance per request, its steps on that instance: as the server does.
+        let wasm = measure(5_000, || {
+            let mut session = guest.session().expect("instance");
+            for input in &steps {
+                black_box(session.call("token", black_box(input)).expect("call"));
+            }
+        });
+        let _ = writeln!(
+            table,
+            "| {label} | {} | {} / {} | {} | {} / {} | {:.2}× |",
+            us(native.mean),
+            us(native.p50),
+            us(native.p99),
+            us(wasm.mean),
+            us(wasm.p50),
+            us(wasm.p99),
+            wasm.mean.as_secs_f64() / native.mean.as_secs_f64()
+        );
+    }
+    let instantiate = measure(5_000, || {
+        black_box(guest.session().expect("instance"));
+    });
+    let _ = writeln!(table, "| instantiation alone (fresh `Store` + `InstancePre::instantiate`) | | | {} | {} / {} | |", us(instantiate.mean), us(instantiate.p50), us(instantiate.p99));
+
+    let iterations = 600_000u32;
+    let salt = b"0123456789abcdef";
+    let input = serde_json::to_vec(&serde_json::json!({
+        "algorithm": "pbkdf2-sha256", "password": "correct horse battery", "salt": base64_encode(salt),
+        "iterations": iterations, "length": 32
+    }))
+    .unwrap();
+    let native = measure(5, || {
+        let mut out = [0u8; 32];
+        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(b"correct horse battery", salt, iterations, &mut out);
+        black_box(out);
+    });
+    let slow = Guest::load(granted_host::guest::EMBEDDED_POLICY, granted_host::guest::GuestOptions {
+        deadline: Duration::from_secs(30),
+        ..Default::default()
+    })
+    .expect("guest");
+    let wasm = measure(5, || {
+        black_box(slow.call("pbkdf2", &input).expect("pbkdf2"));
+    });
+    let _ = writeln!(
+        table,
+        "| PBKDF2-HMAC-SHA256, {iterations} iterations | {} | {} / {} | {} | {} / {} | {:.2}× |",
+        ms(native.mean),
+        ms(native.p50),
+        ms(native.p99),
+        ms(wasm.mean),
+        ms(wasm.p50),
+        ms(wasm.p99),
+        wasm.mean.as_secs_f64() / native.mean.as_secs_f64()
+    );
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_default();
+    #[cfg(target_arch = "x86_64")]
+    let sha_ni = std::is_x86_feature_detected!("sha");
+    #[cfg(not(target_arch = "x86_64"))]
+    let sha_ni = false;
+    let _ = writeln!(table, "\nmachine: {cpu}, {} cores, SHA-NI: {sha_ni}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!("{table}");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../bench/results");
+    if std::fs::create_dir_all(dir).is_ok() {
+        let _ = std::fs::write(format!("{dir}/policy.md"), format!("# cargo xtask bench policy\n\n{table}"));
+    }
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
