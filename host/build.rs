@@ -1,7 +1,8 @@
 //! Refuses to build without the policy module: `cargo xtask wasm` makes it.
 
 fn main() {
-    let wasm = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/pkg/granted_policy_bg.wasm");
+    let wasm =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/pkg/granted_policy_bg.wasm");
     println!("cargo:rerun-if-changed={}", wasm.display());
     if !wasm.is_file() {
         eprintln!(

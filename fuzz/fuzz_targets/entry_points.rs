@@ -17,5 +17,8 @@ fuzz_target!(|data: &[u8]| {
         .copied()
         .unwrap_or_else(|| names[name.iter().map(|b| *b as usize).sum::<usize>() % names.len()]);
     let out = api::call(entry, input);
-    assert!(serde_json::from_slice::<serde_json::Value>(&out).is_ok(), "the answer is always JSON");
+    assert!(
+        serde_json::from_slice::<serde_json::Value>(&out).is_ok(),
+        "the answer is always JSON"
+    );
 });

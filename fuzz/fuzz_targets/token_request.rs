@@ -38,6 +38,9 @@ fuzz_target!(|data: &[u8]| {
     for records in [json!({}), records] {
         let input = json!({"request": request, "context": context(), "records": records});
         let out = api::call("token", &serde_json::to_vec(&input).unwrap_or_default());
-        assert!(serde_json::from_slice::<Value>(&out).is_ok(), "the answer is always JSON");
+        assert!(
+            serde_json::from_slice::<Value>(&out).is_ok(),
+            "the answer is always JSON"
+        );
     }
 });

@@ -30,7 +30,9 @@ impl Runtime for Recorder {
 fn token_steps(vector: &str) -> Vec<Vec<u8>> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors/");
     let vector = load(std::path::Path::new(&format!("{root}{vector}"))).expect("vector");
-    let recorder = Recorder { calls: RefCell::new(Vec::new()) };
+    let recorder = Recorder {
+        calls: RefCell::new(Vec::new()),
+    };
     let outcome = run_vector(&recorder, &vector, &Settings::default()).expect("vector runs");
     assert!(outcome.mismatches.is_empty(), "{:?}", outcome.mismatches);
     recorder.calls.into_inner()
@@ -75,13 +77,25 @@ fn main() {
     let guest = Guest::embedded().expect("the embedded module loads");
     let mut table = String::new();
     let _ = writeln!(table, "policy module sha256: `{}`\n", guest.sha256());
-    let _ = writeln!(table, "| path | native mean | native p50 / p99 | wasm mean | wasm p50 / p99 | wasm ÷ native |");
+    let _ = writeln!(
+        table,
+        "| path | native mean | native p50 / p99 | wasm mean | wasm p50 / p99 | wasm ÷ native |"
+    );
     let _ = writeln!(table, "| --- | --- | --- | --- | --- | --- |");
 
     let cases = [
-        ("password grant, decision path (3 steps, KDF excluded)", "01-legacy-password-app-installed-before-the-sunset-keeps-the-pa.json"),
-        ("client_credentials, decision path (2 steps)", "08-tenant-that-updated-to-the-new-client-id-uses-client-credent.json"),
-        ("malformed request (1 step)", "16-t1-a-get-to-the-token-endpoint-is-malformed.json"),
+        (
+            "password grant, decision path (3 steps, KDF excluded)",
+            "01-legacy-password-app-installed-before-the-sunset-keeps-the-pa.json",
+        ),
+        (
+            "client_credentials, decision path (2 steps)",
+            "08-tenant-that-updated-to-the-new-client-id-uses-client-credent.json",
+        ),
+        (
+            "malformed request (1 step)",
+            "16-t1-a-get-to-the-token-endpoint-is-malformed.json",
+        ),
     ];
     for (label, file) in cases {
         let steps = token_steps(file);
@@ -112,7 +126,13 @@ fn main() {
     let instantiate = measure(5_000, || {
         black_box(guest.session().expect("instance"));
     });
-    let _ = writeln!(table, "| instantiation alone (fresh `Store` + `InstancePre::instantiate`) | | | {} | {} / {} | |", us(instantiate.mean), us(instantiate.p50), us(instantiate.p99));
+    let _ = writeln!(
+        table,
+        "| instantiation alone (fresh `Store` + `InstancePre::instantiate`) | | | {} | {} / {} | |",
+        us(instantiate.mean),
+        us(instantiate.p50),
+        us(instantiate.p99)
+    );
 
     let iterations = 600_000u32;
     let salt = b"0123456789abcdef";
@@ -126,10 +146,13 @@ fn main() {
         pbkdf2::pbkdf2_hmac::<sha2::Sha256>(b"correct horse battery", salt, iterations, &mut out);
         black_box(out);
     });
-    let slow = Guest::load(granted_host::guest::EMBEDDED_POLICY, granted_host::guest::GuestOptions {
-        deadline: Duration::from_secs(30),
-        ..Default::default()
-    })
+    let slow = Guest::load(
+        granted_host::guest::EMBEDDED_POLICY,
+        granted_host::guest::GuestOptions {
+            deadline: Duration::from_secs(30),
+            ..Default::default()
+        },
+    )
     .expect("guest");
     let wasm = measure(5, || {
         black_box(slow.call("pbkdf2", &input).expect("pbkdf2"));
@@ -147,17 +170,30 @@ fn main() {
     );
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_default();
     #[cfg(target_arch = "x86_64")]
     let sha_ni = std::is_x86_feature_detected!("sha");
     #[cfg(not(target_arch = "x86_64"))]
     let sha_ni = false;
-    let _ = writeln!(table, "\nmachine: {cpu}, {} cores, SHA-NI: {sha_ni}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let _ = writeln!(
+        table,
+        "\nmachine: {cpu}, {} cores, SHA-NI: {sha_ni}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
     println!("{table}");
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../bench/results");
     if std::fs::create_dir_all(dir).is_ok() {
-        let _ = std::fs::write(format!("{dir}/policy.md"), format!("# cargo xtask bench policy\n\n{table}"));
+        let _ = std::fs::write(
+            format!("{dir}/policy.md"),
+            format!("# cargo xtask bench policy\n\n{table}"),
+        );
     }
 }
 

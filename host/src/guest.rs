@@ -176,13 +176,18 @@ pub struct Guest {
 
 impl fmt::Debug for Guest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Guest").field("sha256", &self.sha256).finish_non_exhaustive()
+        f.debug_struct("Guest")
+            .field("sha256", &self.sha256)
+            .finish_non_exhaustive()
     }
 }
 
 /// The SHA-256 of a module's bytes, lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl Guest {
@@ -263,7 +268,10 @@ impl Guest {
         store.epoch_deadline_trap();
         let instance = match self.pre.instantiate(&mut store) {
             Ok(instance) => instance,
-            Err(e) if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => {
+            Err(e)
+                if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                    .is_some() =>
+            {
                 return Err(GuestError::Busy)
             }
             Err(e) => return Err(GuestError::Trap(format!("{e:#}"))),
@@ -327,7 +335,9 @@ impl Session {
         };
         self.memory
             .write(&mut self.store, ptr as usize, input)
-            .map_err(|_| GuestError::BadOutput("`granted_alloc` gave memory out of bounds".into()))?;
+            .map_err(|_| {
+                GuestError::BadOutput("`granted_alloc` gave memory out of bounds".into())
+            })?;
         let packed = match func.call(&mut self.store, (ptr, len)) {
             Ok(packed) => packed,
             Err(e) => return Err(self.classify(e)),
@@ -337,7 +347,9 @@ impl Session {
         let output = out_ptr
             .checked_add(out_len)
             .and_then(|end| data.get(out_ptr..end))
-            .ok_or_else(|| GuestError::BadOutput("the answer lies outside the module's memory".into()))?;
+            .ok_or_else(|| {
+                GuestError::BadOutput("the answer lies outside the module's memory".into())
+            })?;
         Ok(output.to_vec())
     }
 }

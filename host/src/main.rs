@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "granted", version, about = "Granted: the token service for retiring the OAuth 2.0 password grant")]
+#[command(
+    name = "granted",
+    version,
+    about = "Granted: the token service for retiring the OAuth 2.0 password grant"
+)]
 struct Cli {
     /// Load this policy module instead of the embedded one.
     #[arg(long, global = true, value_name = "FILE")]
@@ -36,7 +40,12 @@ enum Command {
         #[arg(long, value_name = "STATE.json")]
         state: PathBuf,
         /// The proposed edit (`app_id` and the changed fields).
-        #[arg(long, value_name = "EDIT.json", conflicts_with = "create", required_unless_present = "create")]
+        #[arg(
+            long,
+            value_name = "EDIT.json",
+            conflicts_with = "create",
+            required_unless_present = "create"
+        )]
         edit: Option<PathBuf>,
         /// The proposed new app.
         #[arg(long, value_name = "CREATE.json")]
@@ -73,7 +82,8 @@ fn guest(policy: Option<&Path>) -> Result<Guest> {
 }
 
 fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("could not read {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("could not read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
 }
 
@@ -95,11 +105,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut failed = 0;
             for dir in &dirs {
                 println!("# {}", dir.display());
-                failed += granted_vectors::run_dir(&runtime, dir, &settings, &mut std::io::stdout())?.failed;
+                failed +=
+                    granted_vectors::run_dir(&runtime, dir, &settings, &mut std::io::stdout())?
+                        .failed;
             }
-            Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if failed > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
-        Command::Preview { state, edit, create, now, sunset, json } => {
+        Command::Preview {
+            state,
+            edit,
+            create,
+            now,
+            sunset,
+            json,
+        } => {
             let state = read_json(&state)?;
             let now = match now {
                 Some(n) => n,
@@ -130,7 +153,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print!("{}", granted_host::preview::render(&preview, &app_id));
             }
             // Exit 3 on a rejected edit, so that a review pipeline can stop on it.
-            Ok(if preview["accepted"].as_bool() == Some(true) { ExitCode::SUCCESS } else { ExitCode::from(3) })
+            Ok(if preview["accepted"].as_bool() == Some(true) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
         }
     }
 }

@@ -22,11 +22,20 @@ pub fn render(preview: &Value, app_id: &str) -> String {
         (true, false) => "ACCEPTED",
     };
     let reason = preview["reason"].as_str().unwrap_or("none");
-    let _ = writeln!(out, "app `{app_id}`: {verdict} (rule {}, reason {reason})", preview["rule"].as_str().unwrap_or("?"));
+    let _ = writeln!(
+        out,
+        "app `{app_id}`: {verdict} (rule {}, reason {reason})",
+        preview["rule"].as_str().unwrap_or("?")
+    );
     let _ = writeln!(out, "  {}", preview["explanation"].as_str().unwrap_or(""));
     let rev = &preview["revision"];
     if rev.is_object() {
-        let scopes: Vec<&str> = rev["scopes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let scopes: Vec<&str> = rev["scopes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         let _ = writeln!(
             out,
             "  proposed revision {}: client_id `{}`, grant type `{}`, scopes `{}`",
@@ -44,11 +53,22 @@ pub fn render(preview: &Value, app_id: &str) -> String {
     );
     let tenants = preview["tenants"].as_array().cloned().unwrap_or_default();
     if accepted && !tenants.is_empty() {
-        let width = tenants.iter().filter_map(|t| t["tenant"].as_str()).map(str::len).max().unwrap_or(6).max(6);
+        let width = tenants
+            .iter()
+            .filter_map(|t| t["tenant"].as_str())
+            .map(str::len)
+            .max()
+            .unwrap_or(6)
+            .max(6);
         let _ = writeln!(out, "\n  installing tenants ({}):", tenants.len());
-        let _ = writeln!(out, "  {:width$}  pinned  password now  after update", "tenant");
+        let _ = writeln!(
+            out,
+            "  {:width$}  pinned  password now  after update",
+            "tenant"
+        );
         for t in &tenants {
-            let losing = t["password_now"].as_bool() == Some(true) && t["password_after_update"].as_bool() == Some(false);
+            let losing = t["password_now"].as_bool() == Some(true)
+                && t["password_after_update"].as_bool() == Some(false);
             let _ = writeln!(
                 out,
                 "  {:width$}  rev {:<3}  {:<12} {:<12}{}{}",
@@ -56,17 +76,34 @@ pub fn render(preview: &Value, app_id: &str) -> String {
                 t["pinned_rev"],
                 yes(&t["password_now"]),
                 yes(&t["password_after_update"]),
-                if losing { " keeps it until it updates, then loses it" } else { "" },
-                if t["sso_required"].as_bool() == Some(true) { " (requires SSO)" } else { "" },
+                if losing {
+                    " keeps it until it updates, then loses it"
+                } else {
+                    ""
+                },
+                if t["sso_required"].as_bool() == Some(true) {
+                    " (requires SSO)"
+                } else {
+                    ""
+                },
             );
         }
     }
-    let losing: Vec<&str> = preview["tenants_losing_password_on_update"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let losing: Vec<&str> = preview["tenants_losing_password_on_update"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
     if accepted {
         let _ = writeln!(
             out,
             "\n  tenants losing the password grant on update: {}",
-            if losing.is_empty() { "none".to_string() } else { losing.join(", ") }
+            if losing.is_empty() {
+                "none".to_string()
+            } else {
+                losing.join(", ")
+            }
         );
     }
     if irreversible {

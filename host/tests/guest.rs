@@ -21,7 +21,11 @@ const BAD: &str = r#"
 )"#;
 
 fn options() -> GuestOptions {
-    GuestOptions { max_instances: 4, memory_limit: 16 << 20, deadline: Duration::from_millis(100) }
+    GuestOptions {
+        max_instances: 4,
+        memory_limit: 16 << 20,
+        deadline: Duration::from_millis(100),
+    }
 }
 
 fn bad() -> Guest {
@@ -35,7 +39,11 @@ fn an_endless_loop_hits_the_deadline_and_the_host_keeps_serving() {
     let started = Instant::now();
     let err = guest.call("token", b"{}").unwrap_err();
     assert!(matches!(err, GuestError::Deadline), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(guest.call("info", b"{}").unwrap(), b"{}");
 }
 
@@ -64,7 +72,10 @@ fn an_answer_outside_memory_is_refused() {
 #[test]
 fn a_missing_export_is_named() {
     let err = bad().call("pbkdf2", b"{}").unwrap_err();
-    assert!(matches!(&err, GuestError::MissingExport(name) if name == "granted_pbkdf2"), "{err}");
+    assert!(
+        matches!(&err, GuestError::MissingExport(name) if name == "granted_pbkdf2"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -77,7 +88,11 @@ fn an_unknown_abi_version_is_refused_at_load() {
 
 #[test]
 fn a_module_without_the_abi_export_is_refused_at_load() {
-    let err = Guest::load(&wat::parse_str("(module (memory (export \"memory\") 1))").unwrap(), options()).unwrap_err();
+    let err = Guest::load(
+        &wat::parse_str("(module (memory (export \"memory\") 1))").unwrap(),
+        options(),
+    )
+    .unwrap_err();
     assert!(matches!(err, GuestError::MissingExport(_)), "{err}");
 }
 
@@ -89,6 +104,10 @@ fn bytes_that_are_not_wasm_are_refused_at_load() {
 
 #[test]
 fn the_embedded_module_is_the_one_xtask_built() {
-    let recorded = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../www/pkg/granted_policy_bg.wasm.sha256")).unwrap();
+    let recorded = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../www/pkg/granted_policy_bg.wasm.sha256"
+    ))
+    .unwrap();
     assert_eq!(Guest::embedded().unwrap().sha256(), recorded.trim());
 }

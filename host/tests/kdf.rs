@@ -50,10 +50,24 @@ fn module_and_native_pbkdf2_agree_on_published_and_our_vectors() {
         let mut input = params.clone();
         input["password"] = json!(case.password);
         let derived = call_ok(&wasm, "pbkdf2", &input).expect("module pbkdf2");
-        let module = STANDARD.decode(derived["derived"].as_str().unwrap()).unwrap();
-        assert_eq!(hex(&module), hex(&native), "{} {:?}", case.algorithm, case.password);
+        let module = STANDARD
+            .decode(derived["derived"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            hex(&module),
+            hex(&native),
+            "{} {:?}",
+            case.algorithm,
+            case.password
+        );
         if let Some(published) = case.published {
-            assert_eq!(hex(&native), published, "{} {:?}", case.algorithm, case.password);
+            assert_eq!(
+                hex(&native),
+                published,
+                "{} {:?}",
+                case.algorithm,
+                case.password
+            );
         }
     }
 }

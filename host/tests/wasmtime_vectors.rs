@@ -11,7 +11,8 @@ fn every_vector_passes_under_wasmtime() {
     let mut failed = 0;
     let mut passed = 0;
     for dir in default_dirs() {
-        let summary = run_dir(&runtime, &dir, &Settings::default(), &mut report).expect("vector directory");
+        let summary =
+            run_dir(&runtime, &dir, &Settings::default(), &mut report).expect("vector directory");
         failed += summary.failed;
         passed += summary.passed;
     }
@@ -34,7 +35,11 @@ fn native_and_wasm_answer_byte_for_byte_alike() {
     ];
     for (entry, input) in inputs {
         let native = String::from_utf8(Native.call(entry, &input).unwrap()).unwrap();
-        let guest = String::from_utf8(wasm.call(entry, &input).unwrap_or_else(|e| format!("{e}").into_bytes())).unwrap();
+        let guest = String::from_utf8(
+            wasm.call(entry, &input)
+                .unwrap_or_else(|e| format!("{e}").into_bytes()),
+        )
+        .unwrap();
         assert_eq!(native, guest, "entry point `{entry}`");
     }
 }

@@ -199,7 +199,9 @@ pub struct ClientSecretHash {
 }
 
 /// `hash_client_secret`: what a host stores for a client secret.
-pub fn hash_client_secret_entry(input: &HashClientSecretInput) -> Result<ClientSecretHash, PolicyError> {
+pub fn hash_client_secret_entry(
+    input: &HashClientSecretInput,
+) -> Result<ClientSecretHash, PolicyError> {
     let key = STANDARD
         .decode(input.key.as_bytes())
         .map_err(|_| PolicyError::InvalidInput("`key` is not base64".into()))?;

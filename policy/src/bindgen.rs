@@ -17,8 +17,11 @@ fn bind<I: DeserializeOwned, O: Serialize>(
     input: JsValue,
     f: impl Fn(&I) -> Result<O, PolicyError>,
 ) -> Result<JsValue, JsValue> {
-    let input: I = serde_wasm_bindgen::from_value(input)
-        .map_err(|e| to_js_error(&PolicyError::InvalidInput(format!("the input is not valid: {e}"))))?;
+    let input: I = serde_wasm_bindgen::from_value(input).map_err(|e| {
+        to_js_error(&PolicyError::InvalidInput(format!(
+            "the input is not valid: {e}"
+        )))
+    })?;
     let output = f(&input).map_err(|e| to_js_error(&e))?;
     output
         .serialize(&serde_wasm_bindgen::Serializer::json_compatible())

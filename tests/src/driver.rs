@@ -100,7 +100,11 @@ fn seal(rt: &dyn Runtime, state: &Value, settings: &Settings) -> Result<Store> {
             app_value.insert(k.clone(), v.clone());
         }
         for (client_id, secret) in &app.secrets {
-            let hashed = call_ok(rt, "hash_client_secret", &json!({"key": key, "secret": secret}))?;
+            let hashed = call_ok(
+                rt,
+                "hash_client_secret",
+                &json!({"key": key, "secret": secret}),
+            )?;
             clients.push(json!({
                 "client_id": client_id,
                 "secret_hmac": hashed["secret_hmac"],
@@ -121,7 +125,8 @@ fn seal(rt: &dyn Runtime, state: &Value, settings: &Settings) -> Result<Store> {
             let hash = match (&user.password, &user.password_hash) {
                 (_, Some(hash)) => Some(hash.clone()),
                 (Some(password), None) => {
-                    let salt = &Sha256::digest(format!("{}/{}", tenant.tenant, user.username))[..16];
+                    let salt =
+                        &Sha256::digest(format!("{}/{}", tenant.tenant, user.username))[..16];
                     let out = call_ok(
                         rt,
                         "hash_password",
@@ -142,7 +147,12 @@ fn seal(rt: &dyn Runtime, state: &Value, settings: &Settings) -> Result<Store> {
             refresh_tokens.push(Value::Object(record));
         }
     }
-    Ok(Store { tenants, clients, users, refresh_tokens })
+    Ok(Store {
+        tenants,
+        clients,
+        users,
+        refresh_tokens,
+    })
 }
 
 /// How a store keys refresh tokens: SHA-256, base64url without padding.
@@ -165,16 +175,24 @@ pub fn http_request(spec: &TokenRequestSpec) -> Result<Value> {
             (None, Some(text)) => STANDARD.encode(text.as_bytes()),
             (None, None) => String::new(),
         };
-        return Ok(json!({"method": raw.method, "tenant": spec.tenant, "headers": headers, "body_base64": body}));
+        return Ok(
+            json!({"method": raw.method, "tenant": spec.tenant, "headers": headers, "body_base64": body}),
+        );
     }
-    let mut form = spec.form.clone().ok_or_else(|| anyhow!("`token_request` needs `form` or `raw`"))?;
+    let mut form = spec
+        .form
+        .clone()
+        .ok_or_else(|| anyhow!("`token_request` needs `form` or `raw`"))?;
     let mut headers = vec![json!(["Content-Type", "application/x-www-form-urlencoded"])];
     match spec.auth.as_deref() {
         Some("basic") => {
             let id = form.remove("client_id").unwrap_or_default();
             let secret = form.remove("client_secret").unwrap_or_default();
             let pair = format!("{}:{}", form_encode(&id), form_encode(&secret));
-            headers.push(json!(["Authorization", format!("Basic {}", STANDARD.encode(pair))]));
+            headers.push(json!([
+                "Authorization",
+                format!("Basic {}", STANDARD.encode(pair))
+            ]));
         }
         Some("body") | None => {}
         Some(other) => bail!("`auth` is `basic` or `body`, not `{other}`"),
@@ -184,7 +202,9 @@ pub fn http_request(spec: &TokenRequestSpec) -> Result<Value> {
         .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
         .collect::<Vec<_>>()
         .join("&");
-    Ok(json!({"method": "POST", "tenant": spec.tenant, "headers": headers, "body_base64": STANDARD.encode(body)}))
+    Ok(
+        json!({"method": "POST", "tenant": spec.tenant, "headers": headers, "body_base64": STANDARD.encode(body)}),
+    )
 }
 
 /// `application/x-www-form-urlencoded` encoding, as a client does it.
@@ -192,7 +212,12 @@ pub fn form_encode(text: &str) -> String {
     granted_policy::token::request::form_encode(text)
 }
 
-fn run_token(rt: &dyn Runtime, vector: &Vector, spec: &TokenRequestSpec, settings: &Settings) -> Result<Value> {
+fn run_token(
+    rt: &dyn Runtime,
+    vector: &Vector,
+    spec: &TokenRequestSpec,
+    settings: &Settings,
+) -> Result<Value> {
     let store = seal(rt, &vector.state, settings)?;
     let entropy = Sha512::digest(vector.name.as_bytes());
     let mut input = json!({
@@ -218,7 +243,8 @@ fn run_token(rt: &dyn Runtime, vector: &Vector, spec: &TokenRequestSpec, setting
                 input["records"] = store.lookup(lookup);
             }
             Some("need_kdf") => {
-                let derived = rt.kdf(&step["kdf"], step["password"].as_str().unwrap_or_default())?;
+                let derived =
+                    rt.kdf(&step["kdf"], step["password"].as_str().unwrap_or_default())?;
                 input["kdf"] = json!({"derived": STANDARD.encode(derived)});
             }
             Some("done") => return Ok(step),
@@ -233,7 +259,10 @@ impl Store {
         let tenant = lookup["tenant"].as_str().unwrap_or_default();
         let client_id = lookup["client_id"].as_str().unwrap_or_default();
         let find = |list: &[Value], key: &str, value: &str| {
-            list.iter().find(|v| v[key].as_str() == Some(value)).cloned().unwrap_or(Value::Null)
+            list.iter()
+                .find(|v| v[key].as_str() == Some(value))
+                .cloned()
+                .unwrap_or(Value::Null)
         };
         let mut records = json!({
             "tenant": find(&self.tenants, "tenant", tenant),
@@ -259,18 +288,33 @@ pub fn native_kdf(params: &Value, password: &str) -> Result<Vec<u8>> {
     let salt = STANDARD
         .decode(params["salt"].as_str().unwrap_or_default())
         .context("the KDF salt is not base64")?;
-    let iterations = params["iterations"].as_u64().and_then(|i| u32::try_from(i).ok()).context("bad iterations")?;
-    let length = params["length"].as_u64().and_then(|l| usize::try_from(l).ok()).context("bad length")?;
+    let iterations = params["iterations"]
+        .as_u64()
+        .and_then(|i| u32::try_from(i).ok())
+        .context("bad iterations")?;
+    let length = params["length"]
+        .as_u64()
+        .and_then(|l| usize::try_from(l).ok())
+        .context("bad length")?;
     let mut out = vec![0u8; length];
     match params["algorithm"].as_str() {
-        Some("pbkdf2-sha256") => pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), &salt, iterations, &mut out),
-        Some("pbkdf2-sha512") => pbkdf2::pbkdf2_hmac::<Sha512>(password.as_bytes(), &salt, iterations, &mut out),
+        Some("pbkdf2-sha256") => {
+            pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), &salt, iterations, &mut out)
+        }
+        Some("pbkdf2-sha512") => {
+            pbkdf2::pbkdf2_hmac::<Sha512>(password.as_bytes(), &salt, iterations, &mut out)
+        }
         other => bail!("unknown KDF {other:?}"),
     }
     Ok(out)
 }
 
-fn check<T: PartialEq + std::fmt::Debug>(what: &str, expected: &Option<T>, actual: T, out: &mut Vec<String>) {
+fn check<T: PartialEq + std::fmt::Debug>(
+    what: &str,
+    expected: &Option<T>,
+    actual: T,
+    out: &mut Vec<String>,
+) {
     if let Some(expected) = expected {
         if *expected != actual {
             out.push(format!("{what}: expected {expected:?}, got {actual:?}"));
@@ -300,16 +344,50 @@ fn check_token(expect: &Expect, step: &Value, out: &mut Vec<String>) -> Result<(
     if header("pragma").as_deref() != Some("no-cache") {
         out.push("response: `Pragma: no-cache` is missing".into());
     }
-    if status != 200 && (body["error"].as_str().is_none() || body["error_description"].as_str().is_none()) {
-        out.push(format!("error body lacks `error` or `error_description`: {body}"));
+    if status != 200
+        && (body["error"].as_str().is_none() || body["error_description"].as_str().is_none())
+    {
+        out.push(format!(
+            "error body lacks `error` or `error_description`: {body}"
+        ));
     }
     check("status", &expect.status, status, out);
-    check("error", &expect.error.as_deref().map(Some), body["error"].as_str(), out);
-    check("reason", &expect.reason.clone(), json!(audit["reason"]), out);
-    check("scope", &expect.scope.as_deref().map(Some), body["scope"].as_str(), out);
-    check("refresh_token", &expect.refresh_token, body["refresh_token"].is_string(), out);
-    check("cause", &expect.cause.as_deref().map(Some), audit["cause"].as_str(), out);
-    check("rule", &expect.rule.as_deref().map(Some), audit["rule"].as_str(), out);
+    check(
+        "error",
+        &expect.error.as_deref().map(Some),
+        body["error"].as_str(),
+        out,
+    );
+    check(
+        "reason",
+        &expect.reason.clone(),
+        json!(audit["reason"]),
+        out,
+    );
+    check(
+        "scope",
+        &expect.scope.as_deref().map(Some),
+        body["scope"].as_str(),
+        out,
+    );
+    check(
+        "refresh_token",
+        &expect.refresh_token,
+        body["refresh_token"].is_string(),
+        out,
+    );
+    check(
+        "cause",
+        &expect.cause.as_deref().map(Some),
+        audit["cause"].as_str(),
+        out,
+    );
+    check(
+        "rule",
+        &expect.rule.as_deref().map(Some),
+        audit["rule"].as_str(),
+        out,
+    );
     check(
         "www_authenticate",
         &expect.www_authenticate,
@@ -319,7 +397,9 @@ fn check_token(expect: &Expect, step: &Value, out: &mut Vec<String>) -> Result<(
     if let Some(fragment) = &expect.error_description_contains {
         let description = body["error_description"].as_str().unwrap_or_default();
         if !description.contains(fragment.as_str()) {
-            out.push(format!("error_description {description:?} does not contain {fragment:?}"));
+            out.push(format!(
+                "error_description {description:?} does not contain {fragment:?}"
+            ));
         }
     }
     let effects: Vec<String> = step["effects"]
@@ -333,12 +413,24 @@ fn check_token(expect: &Expect, step: &Value, out: &mut Vec<String>) -> Result<(
 }
 
 fn check_preview(expect: &Expect, preview: &Value, out: &mut Vec<String>) {
-    check("accepted", &expect.accepted, preview["accepted"].as_bool().unwrap_or(false), out);
-    check("reason", &expect.reason.clone(), preview["reason"].clone(), out);
+    check(
+        "accepted",
+        &expect.accepted,
+        preview["accepted"].as_bool().unwrap_or(false),
+        out,
+    );
+    check(
+        "reason",
+        &expect.reason.clone(),
+        preview["reason"].clone(),
+        out,
+    );
     check(
         "password_eligible_after",
         &expect.password_eligible_after,
-        preview["password_eligible_after"].as_bool().unwrap_or(false),
+        preview["password_eligible_after"]
+            .as_bool()
+            .unwrap_or(false),
         out,
     );
     let losing: Vec<String> = preview["tenants_losing_password_on_update"]
@@ -347,7 +439,22 @@ fn check_preview(expect: &Expect, preview: &Value, out: &mut Vec<String>) {
         .flatten()
         .filter_map(|t| t.as_str().map(str::to_string))
         .collect();
-    check("tenants_losing_password_on_update", &expect.tenants_losing_password_on_update, losing, out);
-    check("irreversible", &expect.irreversible, preview["irreversible"].as_bool().unwrap_or(false), out);
-    check("rule", &expect.rule.as_deref().map(Some), preview["rule"].as_str(), out);
+    check(
+        "tenants_losing_password_on_update",
+        &expect.tenants_losing_password_on_update,
+        losing,
+        out,
+    );
+    check(
+        "irreversible",
+        &expect.irreversible,
+        preview["irreversible"].as_bool().unwrap_or(false),
+        out,
+    );
+    check(
+        "rule",
+        &expect.rule.as_deref().map(Some),
+        preview["rule"].as_str(),
+        out,
+    );
 }

@@ -42,7 +42,10 @@ pub fn vector_files(dir: &Path) -> Result<Vec<PathBuf>> {
         .collect();
     // Numbered files in number order (`9-…` before `10-…`), then by name.
     files.sort_by_key(|p| {
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let digits: String = name.chars().take_while(char::is_ascii_digit).collect();
         (digits.parse::<u64>().unwrap_or(u64::MAX), name)
     });
@@ -51,7 +54,8 @@ pub fn vector_files(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Reads and parses one vector file.
 pub fn load(path: &Path) -> Result<format::Vector> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("could not read {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("could not read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not a vector", path.display()))
 }
 
@@ -65,11 +69,19 @@ pub struct Summary {
 }
 
 /// Runs every vector of `dir` through `rt`, writing one line per vector and the summary line.
-pub fn run_dir(rt: &dyn Runtime, dir: &Path, settings: &driver::Settings, out: &mut dyn Write) -> Result<Summary> {
+pub fn run_dir(
+    rt: &dyn Runtime,
+    dir: &Path,
+    settings: &driver::Settings,
+    out: &mut dyn Write,
+) -> Result<Summary> {
     let mut summary = Summary::default();
     let files = vector_files(dir)?;
     for path in &files {
-        let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let file = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let result = load(path).and_then(|v| driver::run_vector(rt, &v, settings).map(|o| (v, o)));
         match result {
             Ok((_, outcome)) if outcome.mismatches.is_empty() => {

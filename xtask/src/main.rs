@@ -66,7 +66,9 @@ fn step(title: &str) {
 
 fn run_cmd(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
-    let status = cmd.status().with_context(|| format!("could not start {shown}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {shown}"))?;
     if !status.success() {
         bail!("{shown} failed ({status})");
     }
@@ -119,8 +121,11 @@ fn wasm() -> Result<PathBuf> {
     let bg = out_dir.join(format!("{MODULE_NAME}_bg.wasm"));
     let bytes = std::fs::read(&bg).with_context(|| format!("could not read {}", bg.display()))?;
     let digest = hex(&Sha256::digest(&bytes));
-    std::fs::write(out_dir.join(format!("{MODULE_NAME}_bg.wasm.sha256")), format!("{digest}\n"))
-        .context("could not write the digest file")?;
+    std::fs::write(
+        out_dir.join(format!("{MODULE_NAME}_bg.wasm.sha256")),
+        format!("{digest}\n"),
+    )
+    .context("could not write the digest file")?;
     println!("policy module: {} ({} bytes)", bg.display(), bytes.len());
     println!("sha256: {digest}");
     Ok(bg)
@@ -145,7 +150,11 @@ fn test() -> Result<()> {
     let mut dirs = vec![root().join("tests/vectors")];
     dirs.extend(shared_vectors());
     for dir in &dirs {
-        run_cmd(cargo().args(["run", "--quiet", "--package", "granted", "--", "vectors"]).arg(dir))?;
+        run_cmd(
+            cargo()
+                .args(["run", "--quiet", "--package", "granted", "--", "vectors"])
+                .arg(dir),
+        )?;
     }
 
     step("node --test: every vector through the _bg.wasm under Node (wasm-bindgen API)");
@@ -154,17 +163,22 @@ fn test() -> Result<()> {
         Command::new("node")
             .current_dir(root())
             .args(["--test", "--test-reporter=spec", "tests/node/"])
-            .env("VECTORS_DIR", dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(":")),
+            .env(
+                "VECTORS_DIR",
+                dirs.iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(":"),
+            ),
     )?;
     println!("\nall tests passed in {:.0?}", started.elapsed());
     Ok(())
 }
 
 fn check_node() -> Result<()> {
-    let out = Command::new("node")
-        .arg("--version")
-        .output()
-        .context("node is not installed: install Node.js 20 or later (Debian: apt-get install nodejs)")?;
+    let out = Command::new("node").arg("--version").output().context(
+        "node is not installed: install Node.js 20 or later (Debian: apt-get install nodejs)",
+    )?;
     let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let major: u32 = version
         .trim_start_matches('v')
@@ -191,9 +205,20 @@ fn demo() -> Result<()> {
         rel(&state),
         rel(&edit)
     );
-    run_cmd(Command::new(&granted).arg("preview").arg("--state").arg(&state).arg("--edit").arg(&edit))?;
+    run_cmd(
+        Command::new(&granted)
+            .arg("preview")
+            .arg("--state")
+            .arg(&state)
+            .arg("--edit")
+            .arg(&edit),
+    )?;
     let revert = root().join("tests/demo/revert.json");
-    println!("\n$ granted preview --state {} --edit {}", rel(&state), rel(&revert));
+    println!(
+        "\n$ granted preview --state {} --edit {}",
+        rel(&state),
+        rel(&revert)
+    );
     // A rejected edit exits 2 by design; the demo shows it without failing.
     let _ = Command::new(&granted)
         .arg("preview")
@@ -206,7 +231,10 @@ fn demo() -> Result<()> {
 }
 
 fn rel(path: &Path) -> String {
-    path.strip_prefix(root()).unwrap_or(path).display().to_string()
+    path.strip_prefix(root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 fn bench_policy() -> Result<()> {
@@ -227,7 +255,19 @@ fn fuzz(seconds: u64) -> Result<()> {
     }
     let fuzz_dir = root().join("fuzz");
     step("seeding the corpus from the vectors");
-    run_cmd(cargo().args(["run", "--quiet", "--package", "granted-vectors", "--bin", "seed-corpus", "--"]).arg(fuzz_dir.join("corpus")))?;
+    run_cmd(
+        cargo()
+            .args([
+                "run",
+                "--quiet",
+                "--package",
+                "granted-vectors",
+                "--bin",
+                "seed-corpus",
+                "--",
+            ])
+            .arg(fuzz_dir.join("corpus")),
+    )?;
     for target in ["token_request", "entry_points"] {
         step(&format!("fuzzing `{target}` for {seconds}s"));
         run_cmd(

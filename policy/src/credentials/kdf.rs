@@ -117,7 +117,14 @@ mod tests {
     #[test]
     fn out_of_bounds_parameters_are_refused() {
         assert!(derive(KdfAlgorithm::Pbkdf2Sha256, b"p", b"s", 0, 32).is_none());
-        assert!(derive(KdfAlgorithm::Pbkdf2Sha256, b"p", b"s", MAX_ITERATIONS + 1, 32).is_none());
+        assert!(derive(
+            KdfAlgorithm::Pbkdf2Sha256,
+            b"p",
+            b"s",
+            MAX_ITERATIONS + 1,
+            32
+        )
+        .is_none());
         assert!(derive(KdfAlgorithm::Pbkdf2Sha256, b"p", b"s", 1, 65).is_none());
     }
 }

@@ -94,7 +94,12 @@ fn parse_phc(stored: &str) -> Option<StoredHash> {
         let iterations = params.parse().ok()?;
         let salt = PHC_B64.decode(salt.replace('.', "+")).ok()?;
         let hash = PHC_B64.decode(hash.replace('.', "+")).ok()?;
-        return Some(StoredHash { algorithm, iterations, salt, hash });
+        return Some(StoredHash {
+            algorithm,
+            iterations,
+            salt,
+            hash,
+        });
     }
     let mut iterations = None;
     let mut length = None;
@@ -111,14 +116,23 @@ fn parse_phc(stored: &str) -> Option<StoredHash> {
     if length.is_some_and(|l| l != hash.len()) {
         return None;
     }
-    Some(StoredHash { algorithm, iterations: iterations?, salt, hash })
+    Some(StoredHash {
+        algorithm,
+        iterations: iterations?,
+        salt,
+        hash,
+    })
 }
 
 fn parse_django(stored: &str) -> Option<StoredHash> {
     let mut parts = stored.split('$');
-    let (Some(id), Some(iterations), Some(salt), Some(hash), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(id), Some(iterations), Some(salt), Some(hash), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return None;
     };
     Some(StoredHash {
@@ -173,13 +187,26 @@ mod tests {
 
     fn verify(stored: &str, password: &str) -> bool {
         let h = parse(stored).unwrap();
-        let dk = kdf::derive(h.algorithm, password.as_bytes(), &h.salt, h.iterations, h.hash.len()).unwrap();
+        let dk = kdf::derive(
+            h.algorithm,
+            password.as_bytes(),
+            &h.salt,
+            h.iterations,
+            h.hash.len(),
+        )
+        .unwrap();
         h.matches(&dk)
     }
 
     #[test]
     fn phc_sha256_round_trips() {
-        let s = hash_password(KdfAlgorithm::Pbkdf2Sha256, "correct horse", b"0123456789abcdef", 1000).unwrap();
+        let s = hash_password(
+            KdfAlgorithm::Pbkdf2Sha256,
+            "correct horse",
+            b"0123456789abcdef",
+            1000,
+        )
+        .unwrap();
         assert!(s.starts_with("$pbkdf2-sha256$i=1000,l=32$"));
         assert!(verify(&s, "correct horse"));
         assert!(!verify(&s, "correct horsf"));
@@ -196,7 +223,14 @@ mod tests {
     /// is padded standard base64 of a 32-byte PBKDF2-SHA256 key.
     #[test]
     fn django_format_verifies() {
-        let dk = kdf::derive(KdfAlgorithm::Pbkdf2Sha256, b"correct horse battery", b"seasalt", 1000, 32).unwrap();
+        let dk = kdf::derive(
+            KdfAlgorithm::Pbkdf2Sha256,
+            b"correct horse battery",
+            b"seasalt",
+            1000,
+            32,
+        )
+        .unwrap();
         let stored = format!("pbkdf2_sha256$1000$seasalt${}", STANDARD.encode(dk));
         assert!(verify(&stored, "correct horse battery"));
         assert!(!verify(&stored, "wrong"));

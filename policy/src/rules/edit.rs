@@ -188,7 +188,13 @@ fn preview_create(
         scopes: create.scopes.clone(),
     };
     if let Some(problem) = field_problem(&create.app_id, &revision) {
-        return rejected(EditReason::InvalidRevision, "§1", problem, Some(revision), false);
+        return rejected(
+            EditReason::InvalidRevision,
+            "§1",
+            problem,
+            Some(revision),
+            false,
+        );
     }
     if state.apps.iter().any(|a| a.app_id == create.app_id) {
         let why = format!("an app with id `{}` exists already", create.app_id);
@@ -327,7 +333,11 @@ fn preview_edit(
         } else {
             EditReason::GrantTypeChanged
         };
-        (Some(reason), "A2", a2_words(reason, &revision, losing.len()))
+        (
+            Some(reason),
+            "A2",
+            a2_words(reason, &revision, losing.len()),
+        )
     } else if eligible_after && now < sunset {
         (
             None,
@@ -392,9 +402,7 @@ fn tenant_impacts(
             let install = t.installs.iter().find(|i| i.app_id == app.app_id)?;
             let password_now = *by_rev.entry(install.rev).or_insert_with(|| {
                 app.revision(install.rev)
-                    .map(|(index, _)| {
-                        password_eligibility(&app.revisions, index, sunset).is_ok()
-                    })
+                    .map(|(index, _)| password_eligibility(&app.revisions, index, sunset).is_ok())
                     .unwrap_or(false)
             });
             Some(TenantImpact {
@@ -475,11 +483,16 @@ fn a2_words(reason: EditReason, revision: &Revision, losing: usize) -> String {
 /// The first field that breaks the model of §1, in words.
 fn field_problem(app_id: &str, revision: &Revision) -> Option<String> {
     if !is_identifier(app_id) {
-        return Some(format!("the app id `{app_id}` must be 1 to 128 letters, digits, `.`, `_` or `-`"));
+        return Some(format!(
+            "the app id `{app_id}` must be 1 to 128 letters, digits, `.`, `_` or `-`"
+        ));
     }
     let client_ok = !revision.client_id.is_empty()
         && revision.client_id.len() <= 128
-        && revision.client_id.bytes().all(|b| (0x21..=0x7e).contains(&b));
+        && revision
+            .client_id
+            .bytes()
+            .all(|b| (0x21..=0x7e).contains(&b));
     if !client_ok {
         return Some(format!(
             "the `client_id` `{}` must be 1 to 128 visible ASCII characters",

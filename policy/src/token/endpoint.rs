@@ -10,8 +10,8 @@ use crate::credentials::kdf::{self, KdfParams};
 use crate::credentials::password::{self, StoredHash, DEFAULT_ITERATIONS};
 use crate::error::PolicyError;
 use crate::model::{
-    default_sunset, ClientRecord, GrantType, RefreshStatus, RefreshTokenRecord, Revision,
-    SignIn, TenantRecord, Timestamp, UserRecord,
+    default_sunset, ClientRecord, GrantType, RefreshStatus, RefreshTokenRecord, Revision, SignIn,
+    TenantRecord, Timestamp, UserRecord,
 };
 use crate::rules::edit::is_scope_token;
 use crate::rules::eligibility::{password_eligibility, Ineligible};
@@ -89,16 +89,32 @@ pub struct SigningKey {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct Records {
     /// The tenant named in the path.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub tenant: Option<Option<TenantRecord>>,
     /// The `client_id` the request names.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client: Option<Option<ClientRecord>>,
     /// The user, in the tenant.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub user: Option<Option<UserRecord>>,
     /// The refresh token, by its SHA-256.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub refresh_token: Option<Option<RefreshTokenRecord>>,
 }
 
@@ -244,9 +260,15 @@ pub enum TokenStep {
 impl std::fmt::Debug for TokenStep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            TokenStep::NeedRecords { lookup } => f.debug_struct("NeedRecords").field("lookup", lookup).finish(),
+            TokenStep::NeedRecords { lookup } => f
+                .debug_struct("NeedRecords")
+                .field("lookup", lookup)
+                .finish(),
             // The password never reaches a log through Debug.
-            TokenStep::NeedKdf { kdf, .. } => f.debug_struct("NeedKdf").field("kdf", kdf).finish_non_exhaustive(),
+            TokenStep::NeedKdf { kdf, .. } => f
+                .debug_struct("NeedKdf")
+                .field("kdf", kdf)
+                .finish_non_exhaustive(),
             TokenStep::Done(decision) => f.debug_tuple("Done").field(decision).finish(),
         }
     }
@@ -477,9 +499,7 @@ pub fn token(input: &TokenInput) -> Result<TokenStep, PolicyError> {
     };
     let username = match grant {
         Grant::Password => req.param("username").map(str::to_string),
-        Grant::Refresh => refresh_record
-            .flatten()
-            .and_then(|r| r.username.clone()),
+        Grant::Refresh => refresh_record.flatten().and_then(|r| r.username.clone()),
         Grant::ClientCredentials => None,
     };
     let user_needed = username.is_some();
@@ -513,14 +533,26 @@ pub fn token(input: &TokenInput) -> Result<TokenStep, PolicyError> {
     }
     let app = &client.app;
     let Some(install) = tenant.installs.iter().find(|i| i.app_id == app.app_id) else {
-        return Ok(deny_client(&judge, "client_not_installed", "app_not_installed"));
+        return Ok(deny_client(
+            &judge,
+            "client_not_installed",
+            "app_not_installed",
+        ));
     };
     judge.pinned_rev = Some(install.rev);
     let Some((pinned_index, pinned)) = app.revision(install.rev) else {
-        return Ok(deny_client(&judge, "client_not_installed", "pinned_revision_missing"));
+        return Ok(deny_client(
+            &judge,
+            "client_not_installed",
+            "pinned_revision_missing",
+        ));
     };
     if pinned.client_id != *client_id {
-        return Ok(deny_client(&judge, "client_not_installed", "client_id_not_pinned"));
+        return Ok(deny_client(
+            &judge,
+            "client_not_installed",
+            "client_id_not_pinned",
+        ));
     }
 
     // T4
@@ -723,10 +755,7 @@ pub fn token(input: &TokenInput) -> Result<TokenStep, PolicyError> {
         refresh: match grant {
             Grant::ClientCredentials => None,
             Grant::Password => Some((pinned.grant_type, None)),
-            Grant::Refresh => Some((
-                pinned.grant_type,
-                refresh.map(|r| r.family_id.clone()),
-            )),
+            Grant::Refresh => Some((pinned.grant_type, refresh.map(|r| r.family_id.clone()))),
         },
         username: username.clone(),
         effects,
@@ -750,7 +779,15 @@ fn need(
 }
 
 fn deny_client(judge: &Judge<'_>, reason: &str, cause: &str) -> TokenStep {
-    judge.deny("T3", 401, "invalid_client", INVALID_CLIENT, reason, cause, Vec::new())
+    judge.deny(
+        "T3",
+        401,
+        "invalid_client",
+        INVALID_CLIENT,
+        reason,
+        cause,
+        Vec::new(),
+    )
 }
 
 fn deny_mismatch(judge: &Judge<'_>, pinned: &Revision, asked: &str) -> TokenStep {
@@ -830,12 +867,10 @@ fn derive(
             .decode(out.derived.as_bytes())
             .map(Derived::Ready)
             .map_err(|_| PolicyError::InvalidInput("`kdf.derived` is not base64".into())),
-        None => {
-            Ok(Derived::AskHost(TokenStep::NeedKdf {
-                kdf: check.kdf_params(),
-                password: password.to_string(),
-            }))
-        }
+        None => Ok(Derived::AskHost(TokenStep::NeedKdf {
+            kdf: check.kdf_params(),
+            password: password.to_string(),
+        })),
     }
 }
 
@@ -885,10 +920,25 @@ struct IssueArgs<'a> {
 }
 
 fn issue(args: IssueArgs<'_>) -> TokenStep {
-    let IssueArgs { judge, ctx, keys, tenant, client_id, subject, scope, refresh, username, mut effects } = args;
+    let IssueArgs {
+        judge,
+        ctx,
+        keys,
+        tenant,
+        client_id,
+        subject,
+        scope,
+        refresh,
+        username,
+        mut effects,
+    } = args;
     let entropy = |from: usize, to: usize| keys.entropy.get(from..to).unwrap_or_default();
     let jti = URL_SAFE_NO_PAD.encode(entropy(32, 48));
-    let issuer = format!("{}/tenants/{}", ctx.issuer.trim_end_matches('/'), tenant.tenant);
+    let issuer = format!(
+        "{}/tenants/{}",
+        ctx.issuer.trim_end_matches('/'),
+        tenant.tenant
+    );
     let now = ctx.now.unix();
     let claims = AccessClaims {
         iss: &issuer,
@@ -948,10 +998,22 @@ mod tests {
     #[test]
     fn scope_never_widens_on_refresh() {
         let allowed = vec!["read".to_string(), "write".to_string()];
-        assert_eq!(granted_scope(None, Some("read"), &allowed), Ok("read".into()));
-        assert_eq!(granted_scope(Some("write"), Some("read"), &allowed), Err("write".into()));
+        assert_eq!(
+            granted_scope(None, Some("read"), &allowed),
+            Ok("read".into())
+        );
+        assert_eq!(
+            granted_scope(Some("write"), Some("read"), &allowed),
+            Err("write".into())
+        );
         assert_eq!(granted_scope(None, None, &allowed), Ok("read write".into()));
-        assert_eq!(granted_scope(Some("read read"), None, &allowed), Ok("read".into()));
-        assert_eq!(granted_scope(Some("admin"), None, &allowed), Err("admin".into()));
+        assert_eq!(
+            granted_scope(Some("read read"), None, &allowed),
+            Ok("read".into())
+        );
+        assert_eq!(
+            granted_scope(Some("admin"), None, &allowed),
+            Err("admin".into())
+        );
     }
 }

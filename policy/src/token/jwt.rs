@@ -37,7 +37,11 @@ struct Header<'a> {
 
 /// Encodes and signs an access token.
 pub fn sign(claims: &AccessClaims<'_>, kid: &str, key: &[u8]) -> String {
-    let header = Header { alg: "HS256", typ: "at+jwt", kid };
+    let header = Header {
+        alg: "HS256",
+        typ: "at+jwt",
+        kid,
+    };
     let header = serde_json::to_vec(&header).unwrap_or_default();
     let payload = serde_json::to_vec(claims).unwrap_or_default();
     let signing_input = format!(

@@ -87,10 +87,12 @@ pub fn parse(request: &HttpRequest) -> Result<Result<TokenRequest, Malformed>, B
         .decode(request.body_base64.as_bytes())
         .map_err(|_| BadBodyEncoding)?;
     let basic_attempted = header_values(request, "authorization").next().is_some();
-    Ok(parse_checked(request, &body).map_err(|description| Malformed {
-        description,
-        basic_attempted,
-    }))
+    Ok(
+        parse_checked(request, &body).map_err(|description| Malformed {
+            description,
+            basic_attempted,
+        }),
+    )
 }
 
 fn header_values<'a>(request: &'a HttpRequest, name: &'a str) -> impl Iterator<Item = &'a str> {
@@ -124,13 +126,13 @@ fn parse_checked(request: &HttpRequest, body: &[u8]) -> Result<TokenRequest, Str
     if body.len() > MAX_BODY {
         return Err(format!("the request body is over {MAX_BODY} bytes"));
     }
-    let text = std::str::from_utf8(body).map_err(|_| "the request body is not UTF-8".to_string())?;
+    let text =
+        std::str::from_utf8(body).map_err(|_| "the request body is not UTF-8".to_string())?;
     let mut params: BTreeMap<String, String> = BTreeMap::new();
     let mut seen: BTreeMap<String, ()> = BTreeMap::new();
     for pair in text.split('&').filter(|p| !p.is_empty()) {
         let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-        let name = form_decode(raw_name)
-            .map_err(|why| format!("a parameter name {why}"))?;
+        let name = form_decode(raw_name).map_err(|why| format!("a parameter name {why}"))?;
         let value = form_decode(raw_value)
             .map_err(|why| format!("the value of `{}` {why}", quote(&name)))?;
         if seen.insert(name.clone(), ()).is_some() {
@@ -157,7 +159,9 @@ fn parse_checked(request: &HttpRequest, body: &[u8]) -> Result<TokenRequest, Str
             }
             (Some(id), Some(secret), AuthMethod::Basic)
         }
-        None if body_id.is_some() || body_secret.is_some() => (body_id, body_secret, AuthMethod::Body),
+        None if body_id.is_some() || body_secret.is_some() => {
+            (body_id, body_secret, AuthMethod::Body)
+        }
         None => (None, None, AuthMethod::None),
     };
     Ok(TokenRequest {
@@ -172,15 +176,14 @@ fn parse_checked(request: &HttpRequest, body: &[u8]) -> Result<TokenRequest, Str
 fn check_content_type(value: Option<&str>) -> Result<(), String> {
     const FORM: &str = "application/x-www-form-urlencoded";
     let Some(value) = value else {
-        return Err(format!("the `content-type` header is missing: send `{FORM}`"));
+        return Err(format!(
+            "the `content-type` header is missing: send `{FORM}`"
+        ));
     };
     let mut parts = value.split(';');
     let media = parts.next().unwrap_or("").trim();
     if !media.eq_ignore_ascii_case(FORM) {
-        return Err(format!(
-            "the body must be `{FORM}`, not `{}`",
-            quote(media)
-        ));
+        return Err(format!("the body must be `{FORM}`, not `{}`", quote(media)));
     }
     for param in parts {
         let (key, val) = param.split_once('=').unwrap_or((param, ""));
@@ -207,11 +210,12 @@ fn parse_basic(value: &str) -> Result<(String, String), String> {
         .map_err(|_| "the HTTP Basic credentials are not valid base64".to_string())?;
     let text = String::from_utf8(decoded)
         .map_err(|_| "the HTTP Basic credentials are not UTF-8".to_string())?;
-    let (id, secret) = text
-        .split_once(':')
-        .ok_or_else(|| "the HTTP Basic credentials have no `:` between client id and secret".to_string())?;
+    let (id, secret) = text.split_once(':').ok_or_else(|| {
+        "the HTTP Basic credentials have no `:` between client id and secret".to_string()
+    })?;
     let id = form_decode(id).map_err(|why| format!("the HTTP Basic client id {why}"))?;
-    let secret = form_decode(secret).map_err(|why| format!("the HTTP Basic client secret {why}"))?;
+    let secret =
+        form_decode(secret).map_err(|why| format!("the HTTP Basic client secret {why}"))?;
     if id.is_empty() {
         return Err("the HTTP Basic client id is empty".into());
     }
@@ -252,7 +256,9 @@ pub fn form_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -286,7 +292,10 @@ mod tests {
         HttpRequest {
             method: "POST".into(),
             tenant: "acme".into(),
-            headers: headers.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            headers: headers
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
             body_base64: STANDARD.encode(body),
         }
     }
@@ -294,16 +303,22 @@ mod tests {
     const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
 
     fn basic(id: &str, secret: &str) -> String {
-        format!("Basic {}", STANDARD.encode(format!("{}:{}", form_encode(id), form_encode(secret))))
+        format!(
+            "Basic {}",
+            STANDARD.encode(format!("{}:{}", form_encode(id), form_encode(secret)))
+        )
     }
 
     #[test]
     fn basic_credentials_are_form_decoded_both_ways() {
         for secret in ["a%b", "a+b c", "p:q:r", "pässwörd ✓", "%41"] {
             let auth = basic("crm:1", secret);
-            let parsed = parse(&req(&[FORM, ("Authorization", &auth)], b"grant_type=client_credentials"))
-                .unwrap()
-                .unwrap();
+            let parsed = parse(&req(
+                &[FORM, ("Authorization", &auth)],
+                b"grant_type=client_credentials",
+            ))
+            .unwrap()
+            .unwrap();
             assert_eq!(parsed.client_id.as_deref(), Some("crm:1"));
             assert_eq!(parsed.client_secret.as_deref(), Some(secret));
             assert_eq!(form_decode(&form_encode(secret)).unwrap(), secret);
@@ -314,32 +329,85 @@ mod tests {
     fn every_malformation_is_named() {
         let cases: Vec<(HttpRequest, &str)> = vec![
             (req(&[FORM], b""), "empty"),
-            (req(&[FORM], b"grant_type=password&scope=a&scope=b"), "`scope` is repeated"),
-            (req(&[FORM], b"scope=a"), "`grant_type` parameter is missing"),
-            (req(&[FORM], b"grant_type=password&username=%FF"), "not UTF-8"),
-            (req(&[FORM], b"grant_type=password&username=%G1"), "percent-escape"),
+            (
+                req(&[FORM], b"grant_type=password&scope=a&scope=b"),
+                "`scope` is repeated",
+            ),
+            (
+                req(&[FORM], b"scope=a"),
+                "`grant_type` parameter is missing",
+            ),
+            (
+                req(&[FORM], b"grant_type=password&username=%FF"),
+                "not UTF-8",
+            ),
+            (
+                req(&[FORM], b"grant_type=password&username=%G1"),
+                "percent-escape",
+            ),
             (req(&[FORM], b"grant_type=\xff"), "not UTF-8"),
-            (req(&[("Content-Type", "application/json")], b"{}"), "must be `application/x-www-form-urlencoded`"),
-            (req(&[], b"grant_type=password"), "`content-type` header is missing"),
-            (req(&[FORM, ("Authorization", "Basic !!!")], b"grant_type=password"), "not valid base64"),
-            (req(&[FORM, ("Authorization", "Basic Y3JtLTE=")], b"grant_type=password"), "no `:`"),
-            (req(&[FORM, ("Authorization", &basic("a", "b"))], b"grant_type=password&client_secret=b"), "authenticated twice"),
-            (req(&[FORM, ("Authorization", "Bearer x")], b"grant_type=password"), "scheme `Bearer`"),
+            (
+                req(&[("Content-Type", "application/json")], b"{}"),
+                "must be `application/x-www-form-urlencoded`",
+            ),
+            (
+                req(&[], b"grant_type=password"),
+                "`content-type` header is missing",
+            ),
+            (
+                req(
+                    &[FORM, ("Authorization", "Basic !!!")],
+                    b"grant_type=password",
+                ),
+                "not valid base64",
+            ),
+            (
+                req(
+                    &[FORM, ("Authorization", "Basic Y3JtLTE=")],
+                    b"grant_type=password",
+                ),
+                "no `:`",
+            ),
+            (
+                req(
+                    &[FORM, ("Authorization", &basic("a", "b"))],
+                    b"grant_type=password&client_secret=b",
+                ),
+                "authenticated twice",
+            ),
+            (
+                req(
+                    &[FORM, ("Authorization", "Bearer x")],
+                    b"grant_type=password",
+                ),
+                "scheme `Bearer`",
+            ),
         ];
         for (request, needle) in cases {
             let err = parse(&request).unwrap().expect_err(needle);
-            assert!(err.description.contains(needle), "{needle}: {}", err.description);
+            assert!(
+                err.description.contains(needle),
+                "{needle}: {}",
+                err.description
+            );
         }
         let mut get = req(&[FORM], b"grant_type=password");
         get.method = "GET".into();
-        assert!(parse(&get).unwrap().unwrap_err().description.contains("`GET`"));
+        assert!(parse(&get)
+            .unwrap()
+            .unwrap_err()
+            .description
+            .contains("`GET`"));
     }
 
     #[test]
     fn empty_values_count_as_omitted() {
-        let parsed = parse(&req(&[FORM], b"grant_type=client_credentials&scope=&client_id=a&client_secret=b"))
-            .unwrap()
-            .unwrap();
+        let parsed = parse(&req(
+            &[FORM],
+            b"grant_type=client_credentials&scope=&client_id=a&client_secret=b",
+        ))
+        .unwrap()
+        .unwrap();
         assert_eq!(parsed.param("scope"), None);
         assert_eq!(parsed.auth, AuthMethod::Body);
     }

@@ -18,7 +18,10 @@ pub const REALM: &str = "granted";
 
 fn headers(www_authenticate: bool) -> Vec<(String, String)> {
     let mut h = vec![
-        ("Content-Type".to_string(), "application/json;charset=UTF-8".to_string()),
+        (
+            "Content-Type".to_string(),
+            "application/json;charset=UTF-8".to_string(),
+        ),
         ("Cache-Control".to_string(), "no-store".to_string()),
         ("Pragma".to_string(), "no-cache".to_string()),
     ];

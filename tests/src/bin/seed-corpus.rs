@@ -6,7 +6,10 @@ use granted_vectors::{default_dirs, driver::http_request, load, vector_files};
 use std::path::PathBuf;
 
 fn main() -> anyhow::Result<()> {
-    let out = std::env::args_os().nth(1).map(PathBuf::from).context("usage: seed-corpus DIR")?;
+    let out = std::env::args_os()
+        .nth(1)
+        .map(PathBuf::from)
+        .context("usage: seed-corpus DIR")?;
     let requests = out.join("token_request");
     let inputs = out.join("entry_points");
     std::fs::create_dir_all(&requests)?;
@@ -15,7 +18,10 @@ fn main() -> anyhow::Result<()> {
     for dir in default_dirs() {
         for path in vector_files(&dir)? {
             let vector = load(&path)?;
-            let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
             if let Some(spec) = &vector.token_request {
                 let request = http_request(spec)?;
                 std::fs::write(requests.join(&name), serde_json::to_vec(&request)?)?;
