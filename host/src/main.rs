@@ -30,6 +30,9 @@ enum Command {
         /// PBKDF2 iterations for clear passwords in the vectors' state.
         #[arg(long, default_value_t = 1000)]
         iterations: u32,
+        /// Run PBKDF2 inside the module instead of natively (the path of runtimes with no fast KDF).
+        #[arg(long)]
+        kdf_in_module: bool,
         /// Directories of VECTORS.md files.
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
@@ -98,10 +101,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("version:       {}", info["version"].as_str().unwrap_or(""));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Vectors { iterations, dirs } => {
+        Command::Vectors {
+            iterations,
+            kdf_in_module,
+            dirs,
+        } => {
             eprintln!("policy sha256: {}", guest.sha256());
             let runtime = Wasmtime::new(guest);
-            let settings = Settings { iterations };
+            let settings = Settings {
+                iterations,
+                kdf_in_module,
+            };
             let mut failed = 0;
             for dir in &dirs {
                 println!("# {}", dir.display());

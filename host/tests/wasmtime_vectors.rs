@@ -21,6 +21,19 @@ fn every_vector_passes_under_wasmtime() {
     assert!(passed >= 60, "only {passed} vectors ran:\n{report}");
 }
 
+/// The module's own PBKDF2 gives the same decisions as the host's KDF step.
+#[test]
+fn every_vector_passes_with_the_kdf_inside_the_module() {
+    let runtime = Wasmtime::new(Guest::embedded().expect("the embedded module loads"));
+    let settings = Settings { kdf_in_module: true, ..Settings::default() };
+    let mut report = Vec::new();
+    let mut failed = 0;
+    for dir in default_dirs() {
+        failed += run_dir(&runtime, &dir, &settings, &mut report).expect("vector directory").failed;
+    }
+    assert_eq!(failed, 0, "{}", String::from_utf8_lossy(&report));
+}
+
 /// The same input gives the same bytes natively and in wasm, for every entry point.
 #[test]
 fn native_and_wasm_answer_byte_for_byte_alike() {

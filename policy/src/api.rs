@@ -25,6 +25,7 @@ pub const ENTRY_POINTS: &[&str] = &[
     "pbkdf2",
     "hash_password",
     "hash_client_secret",
+    "new_client_secret",
 ];
 
 /// `info`: what this module is.
@@ -210,6 +211,48 @@ pub fn hash_client_secret_entry(
     })
 }
 
+/// Input of `new_client_secret`.
+#[derive(Clone, Deserialize)]
+pub struct NewClientSecretInput {
+    /// The server's client-secret key, base64.
+    pub key: String,
+    /// At least 32 random bytes from the host, base64: the secret is made of them.
+    pub entropy: String,
+}
+
+/// A new client secret: shown once to the admin, stored only as its HMAC.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct NewClientSecret {
+    /// The secret in clear (base64url, 256 bits or more).
+    pub secret: String,
+    /// What the host stores.
+    pub secret_hmac: String,
+}
+
+/// Bytes of entropy a client secret is made of, at least.
+pub const CLIENT_SECRET_BYTES: usize = 32;
+
+/// `new_client_secret`: a secret from the host's entropy, and the HMAC to store.
+pub fn new_client_secret(input: &NewClientSecretInput) -> Result<NewClientSecret, PolicyError> {
+    let decode = |what: &str, text: &str| {
+        STANDARD
+            .decode(text.as_bytes())
+            .map_err(|_| PolicyError::InvalidInput(format!("`{what}` is not base64")))
+    };
+    let key = decode("key", &input.key)?;
+    let entropy = decode("entropy", &input.entropy)?;
+    if entropy.len() < CLIENT_SECRET_BYTES {
+        return Err(PolicyError::InvalidInput(format!(
+            "`entropy` must be at least {CLIENT_SECRET_BYTES} bytes"
+        )));
+    }
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&entropy);
+    Ok(NewClientSecret {
+        secret_hmac: hash_client_secret(&key, &secret),
+        secret,
+    })
+}
+
 #[derive(Serialize)]
 struct OkEnvelope<'a, T> {
     ok: &'a T,
@@ -260,8 +303,46 @@ pub fn call(entry: &str, input: &[u8]) -> Vec<u8> {
         "pbkdf2" => run(input, pbkdf2),
         "hash_password" => run(input, hash_password),
         "hash_client_secret" => run(input, hash_client_secret_entry),
+        "new_client_secret" => run(input, new_client_secret),
         other => envelope_error(&PolicyError::UnknownEntryPoint(format!(
             "no entry point `{other}`"
         ))),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)] // tests
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_client_secret_has_256_bits_and_verifies_against_its_hmac() {
+        let input = NewClientSecretInput {
+            key: STANDARD.encode(b"server key"),
+            entropy: STANDARD.encode([9u8; 32]),
+        };
+        let made = new_client_secret(&input).unwrap();
+        assert_eq!(made.secret.len(), 43);
+        assert!(crate::credentials::client_secret::verify_client_secret(
+            b"server key",
+            &made.secret,
+            Some(&made.secret_hmac)
+        ));
+        let short = NewClientSecretInput {
+            entropy: STANDARD.encode([9u8; 31]),
+            ..input
+        };
+        assert_eq!(new_client_secret(&short).unwrap_err().code(), "invalid_input");
+    }
+
+    #[test]
+    fn every_entry_point_answers_json_to_garbage() {
+        for entry in ENTRY_POINTS.iter().chain(["no_such_entry"].iter()) {
+            for input in [&b""[..], b"null", b"{", b"[]", b"{\"now\": 1}", &[0xff, 0xfe]] {
+                let out = call(entry, input);
+                let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
+                assert!(value.get("ok").is_some() || value["error"]["code"].is_string(), "{entry}: {value}");
+            }
+        }
     }
 }

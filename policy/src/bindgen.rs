@@ -70,6 +70,12 @@ pub fn hash_client_secret(input: JsValue) -> Result<JsValue, JsValue> {
     bind(input, api::hash_client_secret_entry)
 }
 
+/// A new client secret from the host's entropy, and its HMAC to store.
+#[wasm_bindgen(js_name = newClientSecret)]
+pub fn new_client_secret(input: JsValue) -> Result<JsValue, JsValue> {
+    bind(input, api::new_client_secret)
+}
+
 /// The same entry points by name, JSON text in and out: `{"ok": …}` or `{"error": …}`.
 #[wasm_bindgen(js_name = callJson)]
 pub fn call_json(entry: &str, input: &str) -> String {

@@ -57,4 +57,5 @@ entry_points! {
     granted_pbkdf2 => "pbkdf2",
     granted_hash_password => "hash_password",
     granted_hash_client_secret => "hash_client_secret",
+    granted_new_client_secret => "new_client_secret",
 }

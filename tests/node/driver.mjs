@@ -115,7 +115,7 @@ export function httpRequest(spec) {
   return { method: 'POST', tenant: spec.tenant, headers, body_base64: b64(new TextEncoder().encode(body)) };
 }
 
-async function runToken(policy, vector, iterations) {
+async function runToken(policy, vector, iterations, kdfInModule) {
   const store = await seal(policy, vector.state, iterations);
   const entropy = new Uint8Array(await crypto.subtle.digest('SHA-512', new TextEncoder().encode(vector.name)));
   const input = {
@@ -126,6 +126,7 @@ async function runToken(policy, vector, iterations) {
       signing_key: { kid: 'vectors-1', secret: b64(SIGNING_KEY) },
       client_secret_key: b64(CLIENT_SECRET_KEY),
       kdf_iterations: iterations,
+      kdf_in_module: kdfInModule,
       entropy: b64(entropy),
       ...(vector.sunset ? { sunset: vector.sunset } : {}),
     },
@@ -149,13 +150,13 @@ function check(out, what, expected, actual) {
 }
 
 /** Runs one vector; answers the list of mismatches (empty: it passed). */
-export async function runVector(policy, vector, { iterations = 1000 } = {}) {
+export async function runVector(policy, vector, { iterations = 1000, kdfInModule = false } = {}) {
   const kinds = ['token_request', 'edit', 'create'].filter((k) => vector[k] !== undefined);
   if (kinds.length !== 1) throw new Error('a vector has exactly one of token_request, edit and create');
   const expect = vector.expect ?? {};
   const out = [];
   if (vector.token_request) {
-    const step = await runToken(policy, vector, iterations);
+    const step = await runToken(policy, vector, iterations, kdfInModule);
     const { response, audit } = step;
     const body = JSON.parse(response.body);
     const header = (name) => response.headers.find(([n]) => n.toLowerCase() === name)?.[1];

@@ -14,11 +14,16 @@ use sha2::{Digest, Sha256, Sha512};
 pub struct Settings {
     /// PBKDF2 iterations for clear passwords in `state` (and the unknown-user dummy).
     pub iterations: u32,
+    /// Let the module run PBKDF2 itself instead of asking for the host's KDF step.
+    pub kdf_in_module: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { iterations: 1000 }
+        Settings {
+            iterations: 1000,
+            kdf_in_module: false,
+        }
     }
 }
 
@@ -228,6 +233,7 @@ fn run_token(
             "signing_key": {"kid": "vectors-1", "secret": STANDARD.encode(SIGNING_KEY)},
             "client_secret_key": STANDARD.encode(CLIENT_SECRET_KEY),
             "kdf_iterations": settings.iterations,
+            "kdf_in_module": settings.kdf_in_module,
             "entropy": STANDARD.encode(entropy),
         },
         "records": {},
