@@ -75,6 +75,12 @@ fn ms(d: Duration) -> String {
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is taken.
     let guest = Guest::embedded().expect("the embedded module loads");
+    // The same module with wasmtime's default slot reset (madvise: every request faults its pages in).
+    let cold = Guest::load(
+        granted_host::guest::EMBEDDED_POLICY,
+        granted_host::guest::GuestOptions { keep_resident: 0, ..Default::default() },
+    )
+    .expect("the embedded module loads");
     let mut table = String::new();
     let _ = writeln!(table, "policy module sha256: `{}`\n", guest.sha256());
     let _ = writeln!(
@@ -111,6 +117,20 @@ fn main() {
                 black_box(session.call("token", black_box(input)).expect("call"));
             }
         });
+        let madvise = measure(5_000, || {
+            let mut session = cold.session().expect("instance");
+            for input in &steps {
+                black_box(session.call("token", black_box(input)).expect("call"));
+            }
+        });
+        let _ = writeln!(
+            table,
+            "| {label}, slots reset by madvise | | | {} | {} / {} | {:.2}× |",
+            us(madvise.mean),
+            us(madvise.p50),
+            us(madvise.p99),
+            madvise.mean.as_secs_f64() / native.mean.as_secs_f64()
+        );
         let _ = writeln!(
             table,
             "| {label} | {} | {} / {} | {} | {} / {} | {:.2}× |",
