@@ -78,7 +78,10 @@ fn main() {
     // The same module with wasmtime's default slot reset (madvise: every request faults its pages in).
     let cold = Guest::load(
         granted_host::guest::EMBEDDED_POLICY,
-        granted_host::guest::GuestOptions { keep_resident: 0, ..Default::default() },
+        granted_host::guest::GuestOptions {
+            keep_resident: 0,
+            ..Default::default()
+        },
     )
     .expect("the embedded module loads");
     let mut table = String::new();
@@ -146,6 +149,17 @@ fn main() {
     let instantiate = measure(5_000, || {
         black_box(guest.session().expect("instance"));
     });
+    let info = measure(5_000, || {
+        let mut session = guest.session().expect("instance");
+        black_box(session.call("info", b"{}").expect("call"));
+    });
+    let _ = writeln!(
+        table,
+        "| instance + one `info` call | | | {} | {} / {} | |",
+        us(info.mean),
+        us(info.p50),
+        us(info.p99)
+    );
     let _ = writeln!(
         table,
         "| instantiation alone (fresh `Store` + `InstancePre::instantiate`) | | | {} | {} / {} | |",

@@ -25,6 +25,7 @@ fn options() -> GuestOptions {
         max_instances: 4,
         memory_limit: 16 << 20,
         deadline: Duration::from_millis(100),
+        ..GuestOptions::default()
     }
 }
 

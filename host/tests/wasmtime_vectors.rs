@@ -25,11 +25,16 @@ fn every_vector_passes_under_wasmtime() {
 #[test]
 fn every_vector_passes_with_the_kdf_inside_the_module() {
     let runtime = Wasmtime::new(Guest::embedded().expect("the embedded module loads"));
-    let settings = Settings { kdf_in_module: true, ..Settings::default() };
+    let settings = Settings {
+        kdf_in_module: true,
+        ..Settings::default()
+    };
     let mut report = Vec::new();
     let mut failed = 0;
     for dir in default_dirs() {
-        failed += run_dir(&runtime, &dir, &settings, &mut report).expect("vector directory").failed;
+        failed += run_dir(&runtime, &dir, &settings, &mut report)
+            .expect("vector directory")
+            .failed;
     }
     assert_eq!(failed, 0, "{}", String::from_utf8_lossy(&report));
 }

@@ -229,6 +229,12 @@ pub struct NewClientSecret {
     pub secret_hmac: String,
 }
 
+impl std::fmt::Debug for NewClientSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewClientSecret").finish_non_exhaustive()
+    }
+}
+
 /// Bytes of entropy a client secret is made of, at least.
 pub const CLIENT_SECRET_BYTES: usize = 32;
 
@@ -332,16 +338,29 @@ mod tests {
             entropy: STANDARD.encode([9u8; 31]),
             ..input
         };
-        assert_eq!(new_client_secret(&short).unwrap_err().code(), "invalid_input");
+        assert_eq!(
+            new_client_secret(&short).unwrap_err().code(),
+            "invalid_input"
+        );
     }
 
     #[test]
     fn every_entry_point_answers_json_to_garbage() {
         for entry in ENTRY_POINTS.iter().chain(["no_such_entry"].iter()) {
-            for input in [&b""[..], b"null", b"{", b"[]", b"{\"now\": 1}", &[0xff, 0xfe]] {
+            for input in [
+                &b""[..],
+                b"null",
+                b"{",
+                b"[]",
+                b"{\"now\": 1}",
+                &[0xff, 0xfe],
+            ] {
                 let out = call(entry, input);
                 let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
-                assert!(value.get("ok").is_some() || value["error"]["code"].is_string(), "{entry}: {value}");
+                assert!(
+                    value.get("ok").is_some() || value["error"]["code"].is_string(),
+                    "{entry}: {value}"
+                );
             }
         }
     }
