@@ -94,7 +94,17 @@ fn ensure_wasm_target() -> Result<()> {
 fn wasm() -> Result<PathBuf> {
     ensure_wasm_target()?;
     step("building the policy module (wasm32-unknown-unknown, release)");
-    run_cmd(cargo().args([
+    // Paths of this machine stay out of the module, so that any checkout builds the same bytes.
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_default();
+    let flags = [
+        format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
+        format!("--remap-path-prefix={}=/granted", root().display()),
+    ]
+    .join("\u{1f}");
+    run_cmd(cargo().env("CARGO_ENCODED_RUSTFLAGS", flags).args([
         "build",
         "--quiet",
         "--package",
