@@ -120,6 +120,22 @@ fn main() {
                 black_box(session.call("token", black_box(input)).expect("call"));
             }
         });
+        // The steady-state cost of the guest's own work: one instance kept across requests.
+        let mut kept = guest.session().expect("instance");
+        let reused = measure(5_000, || {
+            for input in &steps {
+                black_box(kept.call("token", black_box(input)).expect("call"));
+            }
+        });
+        drop(kept);
+        let _ = writeln!(
+            table,
+            "| {label}, one instance reused (no instantiation: the guest's work alone) | | | {} | {} / {} | {:.2}× |",
+            us(reused.mean),
+            us(reused.p50),
+            us(reused.p99),
+            reused.mean.as_secs_f64() / native.mean.as_secs_f64()
+        );
         let madvise = measure(5_000, || {
             let mut session = cold.session().expect("instance");
             for input in &steps {
