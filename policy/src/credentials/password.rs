@@ -77,15 +77,8 @@ fn algorithm(name: &str) -> Option<KdfAlgorithm> {
 }
 
 fn parse_phc(stored: &str) -> Option<StoredHash> {
-    let mut parts = stored.split('$');
-    let (Some(""), Some(id), Some(params), Some(salt), Some(hash), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
+    let parts: Vec<&str> = stored.split('$').collect();
+    let ["", id, params, salt, hash] = parts.as_slice() else {
         return None;
     };
     let algorithm = algorithm(id)?;
@@ -125,14 +118,8 @@ fn parse_phc(stored: &str) -> Option<StoredHash> {
 }
 
 fn parse_django(stored: &str) -> Option<StoredHash> {
-    let mut parts = stored.split('$');
-    let (Some(id), Some(iterations), Some(salt), Some(hash), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
+    let parts: Vec<&str> = stored.split('$').collect();
+    let [id, iterations, salt, hash] = parts.as_slice() else {
         return None;
     };
     Some(StoredHash {
