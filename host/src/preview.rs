@@ -71,9 +71,9 @@ pub fn render(preview: &Value, app_id: &str) -> String {
                 && t["password_after_update"].as_bool() == Some(false);
             let _ = writeln!(
                 out,
-                "  {:width$}  rev {:<3}  {:<12} {:<12}{}{}",
+                "  {:width$}  {:<6}  {:<12}  {:<12}{}{}",
                 t["tenant"].as_str().unwrap_or(""),
-                t["pinned_rev"],
+                format!("rev {}", t["pinned_rev"]),
                 yes(&t["password_now"]),
                 yes(&t["password_after_update"]),
                 if losing {
