@@ -31,8 +31,12 @@ pub unsafe extern "C" fn granted_free(ptr: u32, len: u32) {
 }
 
 fn call(entry: &str, ptr: u32, len: u32) -> u64 {
-    // SAFETY: the host wrote `len` bytes at `ptr`, a buffer from `granted_alloc`.
-    let input = unsafe { core::slice::from_raw_parts(ptr as *const u8, len as usize) };
+    let input: &[u8] = if len == 0 || ptr == 0 {
+        &[]
+    } else {
+        // SAFETY: the host wrote `len` bytes at `ptr`, a buffer from `granted_alloc`.
+        unsafe { core::slice::from_raw_parts(ptr as *const u8, len as usize) }
+    };
     let output = api::call(entry, input).into_boxed_slice();
     let out_len = output.len() as u64;
     let out_ptr = Box::into_raw(output) as *mut u8 as u32 as u64;

@@ -12,7 +12,11 @@ pub struct Timestamp(OffsetDateTime);
 impl Timestamp {
     /// Parses an RFC 3339 instant.
     pub fn parse(text: &str) -> Option<Self> {
-        OffsetDateTime::parse(text, &Rfc3339).ok().map(Self)
+        // Kept in UTC: an instant whose UTC form is out of range (`9999-12-31T23:30:00-01:00`) is refused here.
+        OffsetDateTime::parse(text, &Rfc3339)
+            .ok()
+            .and_then(|t| t.checked_to_offset(time::UtcOffset::UTC))
+            .map(Self)
     }
 
     /// An instant from seconds since the Unix epoch.
@@ -20,25 +24,28 @@ impl Timestamp {
         OffsetDateTime::from_unix_timestamp(seconds).ok().map(Self)
     }
 
+    /// Whole seconds from `earlier` to this instant (negative if `earlier` is later).
+    pub fn seconds_since(self, earlier: Timestamp) -> i64 {
+        self.unix().saturating_sub(earlier.unix())
+    }
+
     /// Whole seconds since the Unix epoch.
     pub fn unix(self) -> i64 {
         self.0.unix_timestamp()
     }
 
-    /// This instant moved by `seconds` (saturating at the ends of the range).
+    /// This instant moved by `seconds`, saturating at the ends of the range.
     pub fn plus_seconds(self, seconds: i64) -> Self {
-        self.0
-            .checked_add(time::Duration::seconds(seconds))
-            .map(Self)
-            .unwrap_or(self)
+        match self.0.checked_add(time::Duration::seconds(seconds)) {
+            Some(t) => Self(t),
+            None if seconds >= 0 => Self(time::PrimitiveDateTime::MAX.assume_utc()),
+            None => Self(time::PrimitiveDateTime::MIN.assume_utc()),
+        }
     }
 
     /// RFC 3339 text in UTC.
     pub fn to_rfc3339(self) -> String {
-        self.0
-            .to_offset(time::UtcOffset::UTC)
-            .format(&Rfc3339)
-            .unwrap_or_default()
+        self.0.format(&Rfc3339).unwrap_or_default()
     }
 }
 
@@ -247,4 +254,25 @@ pub struct RefreshTokenRecord {
     pub expires_at: Timestamp,
     /// Active, used or revoked.
     pub status: RefreshStatus,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests
+mod tests {
+    use super::*;
+
+    /// Regression: an offset that pushes the UTC instant past year 9999 panicked when formatted.
+    #[test]
+    fn an_instant_out_of_range_in_utc_is_refused_not_a_panic() {
+        assert!(Timestamp::parse("9999-12-31T23:30:00-01:00").is_none());
+        let t = Timestamp::parse("2026-11-25T12:00:00+02:00").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-25T10:00:00Z");
+    }
+
+    #[test]
+    fn moving_past_the_end_saturates() {
+        let t = Timestamp::parse("9999-12-31T00:00:00Z").unwrap();
+        assert!(t.plus_seconds(i64::MAX / 2) > t);
+        assert!(t.plus_seconds(-(i64::MAX / 2)) < t);
+    }
 }

@@ -21,7 +21,7 @@ pub struct EditState {
 }
 
 /// A proposed next revision of an existing app: absent fields keep the latest revision's value.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 pub struct EditProposal {
     /// The app being edited.
     pub app_id: String,
@@ -40,7 +40,7 @@ pub struct EditProposal {
 }
 
 /// A proposed new app: its revision 1.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 pub struct CreateProposal {
     /// The new app's id.
     pub app_id: String,
@@ -54,6 +54,30 @@ pub struct CreateProposal {
     /// The client's secret; the policy never reads it.
     #[serde(default, skip_serializing)]
     pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for EditProposal {
+    /// Everything but the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EditProposal")
+            .field("app_id", &self.app_id)
+            .field("client_id", &self.client_id)
+            .field("grant_type", &self.grant_type)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for CreateProposal {
+    /// Everything but the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateProposal")
+            .field("app_id", &self.app_id)
+            .field("client_id", &self.client_id)
+            .field("grant_type", &self.grant_type)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The input of the `preview` entry point: exactly one of `edit` and `create`.

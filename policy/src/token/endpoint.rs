@@ -516,6 +516,8 @@ pub fn token(input: &TokenInput) -> Result<TokenStep, PolicyError> {
     }
 
     // T3: the secret is checked whatever else is found, so every failure costs the same.
+    // Records are checked against what was asked for: a mis-keyed lookup finds nothing.
+    let tenant = tenant.as_ref().filter(|t| t.tenant == http.tenant);
     let client = client.as_ref().filter(|c| c.client_id == *client_id);
     let secret_ok = verify_client_secret(
         &keys.client_secret,
@@ -573,7 +575,10 @@ pub fn token(input: &TokenInput) -> Result<TokenStep, PolicyError> {
     if grant == Grant::Refresh {
         // The refresh token itself: it must be this tenant's and this client's, live, and unused.
         let record = refresh.filter(|r| {
-            r.tenant == tenant.tenant && r.client_id == *client_id && ctx.now < r.expires_at
+            Some(&r.token_sha256) == refresh_hash.as_ref()
+                && r.tenant == tenant.tenant
+                && r.client_id == *client_id
+                && ctx.now < r.expires_at
         });
         let Some(record) = record else {
             return Ok(judge.deny(
@@ -727,7 +732,7 @@ pub fn token(input: &TokenInput) -> Result<TokenStep, PolicyError> {
     if password_path {
         if let (Some(days), Some(user)) = (tenant.password_max_age_days, user) {
             let expired = match user.password_changed_at {
-                Some(changed) => changed.plus_seconds(i64::from(days) * 86_400) < ctx.now,
+                Some(changed) => ctx.now.seconds_since(changed) > i64::from(days) * 86_400,
                 None => true,
             };
             if expired {

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// An HTTP response for the host to send as it is.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpResponse {
     /// Status code.
     pub status: u16,
@@ -11,6 +11,17 @@ pub struct HttpResponse {
     pub headers: Vec<(String, String)>,
     /// The body, JSON text.
     pub body: String,
+}
+
+impl std::fmt::Debug for HttpResponse {
+    /// The body's length only: a success carries tokens.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpResponse")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
 }
 
 /// The realm named in `WWW-Authenticate` after a failed Basic authentication.
