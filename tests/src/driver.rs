@@ -4,7 +4,7 @@
 use crate::format::{Expect, HeaderValue, State, TokenRequestSpec, Vector};
 use crate::Runtime;
 use anyhow::{anyhow, bail, Context, Result};
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256, Sha512};
@@ -162,7 +162,7 @@ fn seal(rt: &dyn Runtime, state: &Value, settings: &Settings) -> Result<Store> {
 
 /// How a store keys refresh tokens: SHA-256, base64url without padding.
 pub fn refresh_hash(token: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
+    granted_policy::token::endpoint::refresh_token_sha256(token)
 }
 
 /// The HTTP request a client would send for `spec`.

@@ -52,6 +52,17 @@ impl StoredHash {
         }
     }
 
+    /// The module's own KDF run for `password` under this hash's parameters (the slow path).
+    pub fn derive_here(&self, password: &str) -> Option<Vec<u8>> {
+        kdf::derive(
+            self.algorithm,
+            password.as_bytes(),
+            &self.salt,
+            self.iterations,
+            self.hash.len(),
+        )
+    }
+
     /// Whether `derived` (the KDF's output for the presented password) matches, in constant time.
     pub fn matches(&self, derived: &[u8]) -> bool {
         derived.len() == self.hash.len() && bool::from(derived.ct_eq(&self.hash))
@@ -174,15 +185,7 @@ mod tests {
 
     fn verify(stored: &str, password: &str) -> bool {
         let h = parse(stored).unwrap();
-        let dk = kdf::derive(
-            h.algorithm,
-            password.as_bytes(),
-            &h.salt,
-            h.iterations,
-            h.hash.len(),
-        )
-        .unwrap();
-        h.matches(&dk)
+        h.matches(&h.derive_here(password).unwrap())
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::jwt::{self, AccessClaims};
 use super::request::{self, quote, AuthMethod, HttpRequest, TokenRequest};
 use super::response::{self, HttpResponse, TokenBody};
 use crate::credentials::client_secret::verify_client_secret;
-use crate::credentials::kdf::{self, KdfParams};
+use crate::credentials::kdf::KdfParams;
 use crate::credentials::password::{self, StoredHash, DEFAULT_ITERATIONS};
 use crate::error::PolicyError;
 use crate::model::{
@@ -857,15 +857,9 @@ fn derive(
     password: &str,
 ) -> Result<Derived, PolicyError> {
     if ctx.kdf_in_module {
-        let derived = kdf::derive(
-            check.algorithm,
-            password.as_bytes(),
-            &check.salt,
-            check.iterations,
-            check.hash.len(),
-        )
-        .unwrap_or_default();
-        return Ok(Derived::Ready(derived));
+        return Ok(Derived::Ready(
+            check.derive_here(password).unwrap_or_default(),
+        ));
     }
     match from_host {
         Some(out) => STANDARD
