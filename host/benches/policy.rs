@@ -10,9 +10,9 @@ use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-/// Records the `token` calls a vector makes, to replay them.
+/// Records the token-endpoint calls a vector makes (entry point and input), to replay them.
 struct Recorder {
-    calls: RefCell<Vec<Vec<u8>>>,
+    calls: RefCell<Vec<(String, Vec<u8>)>>,
 }
 
 impl Runtime for Recorder {
@@ -20,20 +20,26 @@ impl Runtime for Recorder {
         "recorder"
     }
     fn call(&self, entry: &str, input: &[u8]) -> anyhow::Result<Vec<u8>> {
-        if entry == "token" {
-            self.calls.borrow_mut().push(input.to_vec());
+        if entry.starts_with("token") {
+            self.calls
+                .borrow_mut()
+                .push((entry.to_string(), input.to_vec()));
         }
         Native.call(entry, input)
     }
 }
 
-fn token_steps(vector: &str) -> Vec<Vec<u8>> {
+fn token_steps(vector: &str, flow: bool) -> Vec<(String, Vec<u8>)> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors/");
     let vector = load(std::path::Path::new(&format!("{root}{vector}"))).expect("vector");
     let recorder = Recorder {
         calls: RefCell::new(Vec::new()),
     };
-    let outcome = run_vector(&recorder, &vector, &Settings::default()).expect("vector runs");
+    let settings = Settings {
+        flow,
+        ..Settings::default()
+    };
+    let outcome = run_vector(&recorder, &vector, &settings).expect("vector runs");
     assert!(outcome.mismatches.is_empty(), "{:?}", outcome.mismatches);
     recorder.calls.into_inner()
 }
@@ -107,60 +113,71 @@ fn main() {
         ),
     ];
     for (label, file) in cases {
-        let steps = token_steps(file);
-        let native = measure(20_000, || {
-            for input in &steps {
-                black_box(granted_policy::api::call("token", black_box(input)));
+        // As the server does: one `token_start`, then `token_resume` with what each step adds;
+        // then the stateless `token` calls, each carrying the whole input.
+        for flow in [true, false] {
+            let steps = token_steps(file, flow);
+            let label = if flow {
+                format!("{label}, one flow")
+            } else {
+                format!("{label}, stateless `token` calls")
+            };
+            let native = measure(20_000, || {
+                for (entry, input) in &steps {
+                    black_box(granted_policy::api::call(entry, black_box(input)));
+                }
+            });
+            // One fresh instance per request, its steps on that instance.
+            let wasm = measure(5_000, || {
+                let mut session = guest.session().expect("instance");
+                for (entry, input) in &steps {
+                    black_box(session.call(entry, black_box(input)).expect("call"));
+                }
+            });
+            // The guest's own work: one instance kept across requests.
+            let mut kept = guest.session().expect("instance");
+            let reused = measure(5_000, || {
+                for (entry, input) in &steps {
+                    black_box(kept.call(entry, black_box(input)).expect("call"));
+                }
+            });
+            drop(kept);
+            let _ = writeln!(
+                table,
+                "| **{label}** | {} | {} / {} | **{}** | {} / {} | **{:.2}×** |",
+                us(native.mean),
+                us(native.p50),
+                us(native.p99),
+                us(wasm.mean),
+                us(wasm.p50),
+                us(wasm.p99),
+                wasm.mean.as_secs_f64() / native.mean.as_secs_f64()
+            );
+            let _ = writeln!(
+                table,
+                "| {label}, one instance reused (no instantiation: the guest's work alone) | | | {} | {} / {} | {:.2}× |",
+                us(reused.mean),
+                us(reused.p50),
+                us(reused.p99),
+                reused.mean.as_secs_f64() / native.mean.as_secs_f64()
+            );
+            if flow {
+                let madvise = measure(5_000, || {
+                    let mut session = cold.session().expect("instance");
+                    for (entry, input) in &steps {
+                        black_box(session.call(entry, black_box(input)).expect("call"));
+                    }
+                });
+                let _ = writeln!(
+                    table,
+                    "| {label}, slots reset by madvise instead of kept resident | | | {} | {} / {} | {:.2}× |",
+                    us(madvise.mean),
+                    us(madvise.p50),
+                    us(madvise.p99),
+                    madvise.mean.as_secs_f64() / native.mean.as_secs_f64()
+                );
             }
-        });
-        // One fresh instance per request, its steps on that instance: as the server does.
-        let wasm = measure(5_000, || {
-            let mut session = guest.session().expect("instance");
-            for input in &steps {
-                black_box(session.call("token", black_box(input)).expect("call"));
-            }
-        });
-        // The steady-state cost of the guest's own work: one instance kept across requests.
-        let mut kept = guest.session().expect("instance");
-        let reused = measure(5_000, || {
-            for input in &steps {
-                black_box(kept.call("token", black_box(input)).expect("call"));
-            }
-        });
-        drop(kept);
-        let _ = writeln!(
-            table,
-            "| {label}, one instance reused (no instantiation: the guest's work alone) | | | {} | {} / {} | {:.2}× |",
-            us(reused.mean),
-            us(reused.p50),
-            us(reused.p99),
-            reused.mean.as_secs_f64() / native.mean.as_secs_f64()
-        );
-        let madvise = measure(5_000, || {
-            let mut session = cold.session().expect("instance");
-            for input in &steps {
-                black_box(session.call("token", black_box(input)).expect("call"));
-            }
-        });
-        let _ = writeln!(
-            table,
-            "| {label}, slots reset by madvise | | | {} | {} / {} | {:.2}× |",
-            us(madvise.mean),
-            us(madvise.p50),
-            us(madvise.p99),
-            madvise.mean.as_secs_f64() / native.mean.as_secs_f64()
-        );
-        let _ = writeln!(
-            table,
-            "| {label} | {} | {} / {} | {} | {} / {} | {:.2}× |",
-            us(native.mean),
-            us(native.p50),
-            us(native.p99),
-            us(wasm.mean),
-            us(wasm.p50),
-            us(wasm.p99),
-            wasm.mean.as_secs_f64() / native.mean.as_secs_f64()
-        );
+        }
     }
     let instantiate = measure(5_000, || {
         black_box(guest.session().expect("instance"));

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Memory, Module,
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Memory, Module, ModuleExport,
     PoolingAllocationConfig, ResourceLimiter, Store, Trap, TypedFunc,
 };
 
@@ -171,10 +171,46 @@ impl Drop for Ticker {
     }
 }
 
+/// The exports a host calls, found once in the module so that calls need no lookup by name.
+struct Exports {
+    memory: Option<ModuleExport>,
+    alloc: Option<ModuleExport>,
+    free: Option<ModuleExport>,
+    /// Entry point name (without `granted_`) and its export.
+    entries: Vec<(String, ModuleExport)>,
+}
+
+impl Exports {
+    fn find(module: &Module) -> Exports {
+        let entries = module
+            .exports()
+            .filter_map(|e| e.name().strip_prefix("granted_").map(str::to_string))
+            .filter_map(|entry| {
+                let export = module.get_export_index(&format!("granted_{entry}"))?;
+                Some((entry, export))
+            })
+            .collect();
+        Exports {
+            memory: module.get_export_index("memory"),
+            alloc: module.get_export_index("granted_alloc"),
+            free: module.get_export_index("granted_free"),
+            entries,
+        }
+    }
+
+    fn entry(&self, name: &str) -> Option<&ModuleExport> {
+        self.entries
+            .iter()
+            .find(|(entry, _)| entry == name)
+            .map(|(_, export)| export)
+    }
+}
+
 /// The loaded policy module, ready to instantiate per request.
 pub struct Guest {
     engine: Engine,
     pre: InstancePre<Limits>,
+    exports: Arc<Exports>,
     sha256: String,
     options: GuestOptions,
     _ticker: Ticker,
@@ -213,12 +249,18 @@ impl Guest {
             .table_elements(100_000)
             .max_memory_size(options.memory_limit)
             .linear_memory_keep_resident(options.keep_resident)
-            .table_keep_resident(options.keep_resident.min(1 << 20))
+            // One page: the function table (180 entries) is then reset by a plain `memset`,
+            // without the `PAGEMAP_SCAN` system call larger tables need.
+            .table_keep_resident(options.keep_resident.min(4096))
             .pagemap_scan(wasmtime::Enabled::Auto);
         let mut config = Config::new();
         config
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // `perf record` can name the guest's functions when this is set.
+        if std::env::var_os("GRANTED_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| GuestError::Load(format!("{e:#}")))?;
         let module = Module::new(&engine, bytes).map_err(|e| GuestError::Load(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
@@ -231,6 +273,7 @@ impl Guest {
             .map_err(|e| GuestError::Load(format!("{e:#}")))?;
         let guest = Guest {
             _ticker: Ticker::start(engine.clone()),
+            exports: Arc::new(Exports::find(&module)),
             engine,
             pre,
             sha256: sha256_hex(bytes),
@@ -285,14 +328,20 @@ impl Guest {
             }
             Err(e) => return Err(GuestError::Trap(format!("{e:#}"))),
         };
-        let memory = instance
-            .get_memory(&mut store, "memory")
+        let memory = self
+            .exports
+            .memory
+            .as_ref()
+            .and_then(|e| instance.get_module_export(&mut store, e))
+            .and_then(|e| e.into_memory())
             .ok_or_else(|| GuestError::MissingExport("memory".into()))?;
         Ok(Session {
             store,
             instance,
             memory,
             ticks,
+            exports: self.exports.clone(),
+            alloc_free: None,
         })
     }
 
@@ -302,12 +351,17 @@ impl Guest {
     }
 }
 
+/// `granted_alloc` and `granted_free`.
+type AllocFree = (TypedFunc<u32, u32>, TypedFunc<(u32, u32), ()>);
+
 /// One instance and its store, for one request.
 pub struct Session {
     store: Store<Limits>,
     instance: wasmtime::Instance,
     memory: Memory,
     ticks: u64,
+    exports: Arc<Exports>,
+    alloc_free: Option<AllocFree>,
 }
 
 impl Session {
@@ -320,6 +374,29 @@ impl Session {
             .map_err(|_| GuestError::MissingExport(name.into()))
     }
 
+    fn export_func<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
+        &mut self,
+        export: Option<&ModuleExport>,
+        name: impl FnOnce() -> String,
+    ) -> Result<TypedFunc<P, R>, GuestError> {
+        export
+            .and_then(|e| self.instance.get_module_export(&mut self.store, e))
+            .and_then(|e| e.into_func())
+            .and_then(|f| f.typed::<P, R>(&self.store).ok())
+            .ok_or_else(|| GuestError::MissingExport(name()))
+    }
+
+    fn alloc_free(&mut self) -> Result<AllocFree, GuestError> {
+        if let Some(pair) = &self.alloc_free {
+            return Ok(pair.clone());
+        }
+        let exports = self.exports.clone();
+        let alloc = self.export_func(exports.alloc.as_ref(), || "granted_alloc".into())?;
+        let free = self.export_func(exports.free.as_ref(), || "granted_free".into())?;
+        self.alloc_free = Some((alloc.clone(), free.clone()));
+        Ok((alloc, free))
+    }
+
     fn classify(&self, err: wasmtime::Error) -> GuestError {
         if self.store.data().memory_denied {
             return GuestError::OutOfMemory;
@@ -330,12 +407,20 @@ impl Session {
         }
     }
 
-    /// Calls entry point `entry` (export `granted_{entry}`) with `input`.
+    /// The instance's linear memory size in bytes.
+    pub fn memory_size(&self) -> usize {
+        self.memory.data_size(&self.store)
+    }
+
+    /// Calls entry point `entry` (export `granted_{entry}`) with `input`. The input and the
+    /// answer are freed in the guest afterwards, so that one instance can serve many calls.
     pub fn call(&mut self, entry: &str, input: &[u8]) -> Result<Vec<u8>, GuestError> {
         // Each call gets the whole deadline.
         self.store.set_epoch_deadline(self.ticks);
-        let alloc: TypedFunc<u32, u32> = self.func("granted_alloc")?;
-        let func: TypedFunc<(u32, u32), u64> = self.func(&format!("granted_{entry}"))?;
+        let (alloc, free) = self.alloc_free()?;
+        let exports = self.exports.clone();
+        let func: TypedFunc<(u32, u32), u64> =
+            self.export_func(exports.entry(entry), || format!("granted_{entry}"))?;
         let len = u32::try_from(input.len())
             .map_err(|_| GuestError::BadOutput("the input is over 4 GiB".into()))?;
         let ptr = match alloc.call(&mut self.store, len) {
@@ -351,14 +436,20 @@ impl Session {
             Ok(packed) => packed,
             Err(e) => return Err(self.classify(e)),
         };
-        let (out_ptr, out_len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
+        let (out_ptr, out_len) = ((packed >> 32) as u32, (packed & 0xffff_ffff) as u32);
         let data = self.memory.data(&self.store);
-        let output = out_ptr
-            .checked_add(out_len)
-            .and_then(|end| data.get(out_ptr..end))
+        let output = (out_ptr as usize)
+            .checked_add(out_len as usize)
+            .and_then(|end| data.get(out_ptr as usize..end))
             .ok_or_else(|| {
                 GuestError::BadOutput("the answer lies outside the module's memory".into())
-            })?;
-        Ok(output.to_vec())
+            })?
+            .to_vec();
+        for (p, l) in [(ptr, len), (out_ptr, out_len)] {
+            if let Err(e) = free.call(&mut self.store, (p, l)) {
+                return Err(self.classify(e));
+            }
+        }
+        Ok(output)
     }
 }

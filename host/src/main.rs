@@ -33,6 +33,10 @@ enum Command {
         /// Run PBKDF2 inside the module instead of natively (the path of runtimes with no fast KDF).
         #[arg(long)]
         kdf_in_module: bool,
+        /// Send every step the whole input (`token`) instead of one flow per request
+        /// (`token_start`, then `token_resume` on the same instance, as the server does).
+        #[arg(long)]
+        stateless: bool,
         /// Directories of VECTORS.md files.
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
@@ -104,6 +108,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Vectors {
             iterations,
             kdf_in_module,
+            stateless,
             dirs,
         } => {
             eprintln!("policy sha256: {}", guest.sha256());
@@ -111,6 +116,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let settings = Settings {
                 iterations,
                 kdf_in_module,
+                flow: !stateless,
             };
             let mut failed = 0;
             for dir in &dirs {

@@ -9,6 +9,7 @@ const BAD: &str = r#"
   (memory (export "memory") 1)
   (func (export "granted_abi_version") (result i32) i32.const 1)
   (func (export "granted_alloc") (param i32) (result i32) i32.const 1024)
+  (func (export "granted_free") (param i32 i32))
   ;; answers "{}" at 2048
   (data (i32.const 2048) "{}")
   (func (export "granted_info") (param i32 i32) (result i64) i64.const 0x0000080000000002)

@@ -7,7 +7,8 @@ use crate::error::PolicyError;
 use crate::model::{default_sunset, App, Timestamp};
 use crate::rules::edit::{self, Preview, PreviewInput};
 use crate::rules::eligibility::{password_eligibility, Ineligible};
-use crate::token::endpoint::{self, TokenInput, TokenStep};
+use crate::token::endpoint::{self, TokenFlow, TokenInput, TokenResume, TokenStep};
+use std::cell::RefCell;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::de::DeserializeOwned;
@@ -20,6 +21,8 @@ pub const ABI_VERSION: u32 = 1;
 pub const ENTRY_POINTS: &[&str] = &[
     "info",
     "token",
+    "token_start",
+    "token_resume",
     "preview",
     "eligibility",
     "pbkdf2",
@@ -48,9 +51,46 @@ pub fn info(_: &serde_json::Value) -> Result<Info, PolicyError> {
     })
 }
 
-/// `token`: one step of the token endpoint.
+/// `token`: one step of the token endpoint, stateless: every call carries the whole input.
 pub fn token(input: &TokenInput) -> Result<TokenStep, PolicyError> {
     endpoint::token(input)
+}
+
+thread_local! {
+    /// The token request in progress in this instance (thread, natively), for `token_resume`.
+    static FLOW: RefCell<Option<Box<TokenFlow>>> = const { RefCell::new(None) };
+}
+
+/// `token_start`: the first step of a token request, as `token`, keeping the request in this
+/// instance so that the next steps send only what they add (`token_resume`). One request at a
+/// time per instance: a new start replaces an unfinished one. The answers are `token`'s.
+pub fn token_start(input: TokenInput) -> Result<TokenStep, PolicyError> {
+    let mut flow = Box::new(TokenFlow::new(input));
+    let step = flow.step();
+    keep_flow(flow, &step);
+    step
+}
+
+/// `token_resume`: the next step of the request `token_start` began, given the records looked
+/// up or the KDF's output.
+pub fn token_resume(more: TokenResume) -> Result<TokenStep, PolicyError> {
+    let Some(mut flow) = FLOW.with(|f| f.borrow_mut().take()) else {
+        return Err(PolicyError::InvalidState(
+            "no token request in progress here: call `token_start` first".into(),
+        ));
+    };
+    let step = flow.resume(more);
+    keep_flow(flow, &step);
+    step
+}
+
+/// Keeps `flow` for the next step unless this step ended it.
+fn keep_flow(flow: Box<TokenFlow>, step: &Result<TokenStep, PolicyError>) {
+    let more = matches!(
+        step,
+        Ok(TokenStep::NeedRecords { .. } | TokenStep::NeedKdf { .. })
+    );
+    FLOW.with(|f| *f.borrow_mut() = more.then_some(flow));
 }
 
 /// `preview`: judge an edit or creation (A1–A5).
@@ -289,11 +329,28 @@ fn run<I: DeserializeOwned, O: Serialize>(
     input: &[u8],
     f: impl Fn(&I) -> Result<O, PolicyError>,
 ) -> Vec<u8> {
-    let parsed: Result<I, PolicyError> = serde_json::from_slice(input)
-        .map_err(|e| PolicyError::InvalidInput(format!("the input is not valid: {e}")));
-    match parsed.and_then(|i| f(&i)) {
-        Ok(out) => serde_json::to_vec(&OkEnvelope { ok: &out })
-            .unwrap_or_else(|e| envelope_error(&PolicyError::InvalidInput(e.to_string()))),
+    run_owned(input, |i: I| f(&i))
+}
+
+fn run_owned<I: DeserializeOwned, O: Serialize>(
+    input: &[u8],
+    f: impl FnOnce(I) -> Result<O, PolicyError>,
+) -> Vec<u8> {
+    // UTF-8 is checked once for the whole input, not string by string.
+    let parsed: Result<I, PolicyError> = std::str::from_utf8(input)
+        .map_err(|e| PolicyError::InvalidInput(format!("the input is not UTF-8: {e}")))
+        .and_then(|text| {
+            serde_json::from_str(text)
+                .map_err(|e| PolicyError::InvalidInput(format!("the input is not valid: {e}")))
+        });
+    match parsed.and_then(f) {
+        Ok(out) => {
+            let mut bytes = Vec::with_capacity(2048);
+            match serde_json::to_writer(&mut bytes, &OkEnvelope { ok: &out }) {
+                Ok(()) => bytes,
+                Err(e) => envelope_error(&PolicyError::InvalidInput(e.to_string())),
+            }
+        }
         Err(err) => envelope_error(&err),
     }
 }
@@ -304,6 +361,8 @@ pub fn call(entry: &str, input: &[u8]) -> Vec<u8> {
     match entry {
         "info" => run(input, info),
         "token" => run(input, token),
+        "token_start" => run_owned(input, token_start),
+        "token_resume" => run_owned(input, token_resume),
         "preview" => run(input, preview),
         "eligibility" => run(input, eligibility),
         "pbkdf2" => run(input, pbkdf2),

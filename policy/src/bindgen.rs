@@ -3,6 +3,7 @@
 
 use crate::api;
 use crate::error::PolicyError;
+use crate::token::endpoint;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -13,19 +14,27 @@ fn to_js_error(err: &PolicyError) -> JsValue {
     error.into()
 }
 
+fn from_js<I: DeserializeOwned>(input: JsValue) -> Result<I, JsValue> {
+    serde_wasm_bindgen::from_value(input).map_err(|e| {
+        to_js_error(&PolicyError::InvalidInput(format!(
+            "the input is not valid: {e}"
+        )))
+    })
+}
+
+fn to_js<O: Serialize>(output: Result<O, PolicyError>) -> Result<JsValue, JsValue> {
+    output
+        .map_err(|e| to_js_error(&e))?
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| to_js_error(&PolicyError::InvalidInput(e.to_string())))
+}
+
 fn bind<I: DeserializeOwned, O: Serialize>(
     input: JsValue,
     f: impl Fn(&I) -> Result<O, PolicyError>,
 ) -> Result<JsValue, JsValue> {
-    let input: I = serde_wasm_bindgen::from_value(input).map_err(|e| {
-        to_js_error(&PolicyError::InvalidInput(format!(
-            "the input is not valid: {e}"
-        )))
-    })?;
-    let output = f(&input).map_err(|e| to_js_error(&e))?;
-    output
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| to_js_error(&PolicyError::InvalidInput(e.to_string())))
+    let input: I = from_js(input)?;
+    to_js(f(&input))
 }
 
 /// What this module is: ABI version, crate version, entry points.
@@ -38,6 +47,37 @@ pub fn info() -> Result<JsValue, JsValue> {
 #[wasm_bindgen]
 pub fn token(input: JsValue) -> Result<JsValue, JsValue> {
     bind(input, api::token)
+}
+
+/// One token request across its steps, holding what earlier steps parsed: `new TokenFlow(input)`,
+/// `flow.step()` for the first step, then `flow.resume({records})` or `flow.resume({kdf})`.
+/// Each object holds its own request, so requests that interleave (awaiting a KDF) stay apart.
+#[wasm_bindgen(js_name = TokenFlow)]
+pub struct JsTokenFlow {
+    flow: endpoint::TokenFlow,
+}
+
+#[wasm_bindgen(js_class = TokenFlow)]
+impl JsTokenFlow {
+    /// A flow for `input` (the `token` entry point's input).
+    #[wasm_bindgen(constructor)]
+    pub fn new(input: JsValue) -> Result<JsTokenFlow, JsValue> {
+        let input = from_js(input)?;
+        Ok(JsTokenFlow {
+            flow: endpoint::TokenFlow::new(input),
+        })
+    }
+
+    /// The step for what the flow holds now (the first step, after `new`).
+    pub fn step(&mut self) -> Result<JsValue, JsValue> {
+        to_js(self.flow.step())
+    }
+
+    /// Adds `{records}` or `{kdf}` and answers the next step.
+    pub fn resume(&mut self, more: JsValue) -> Result<JsValue, JsValue> {
+        let more = from_js(more)?;
+        to_js(self.flow.resume(more))
+    }
 }
 
 /// The preview of an app edit or creation.

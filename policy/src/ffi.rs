@@ -56,6 +56,8 @@ macro_rules! entry_points {
 entry_points! {
     granted_info => "info",
     granted_token => "token",
+    granted_token_start => "token_start",
+    granted_token_resume => "token_resume",
     granted_preview => "preview",
     granted_eligibility => "eligibility",
     granted_pbkdf2 => "pbkdf2",

@@ -16,3 +16,9 @@ mod bindgen;
 mod ffi;
 
 pub use error::PolicyError;
+
+/// dlmalloc as std has it, but a later release that starts its heap in the memory the module
+/// already has (`__heap_base` to `__heap_end`) instead of growing memory on the first allocation.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;

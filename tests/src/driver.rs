@@ -2,7 +2,7 @@
 //! endpoint's steps as a host would, and compares the outcome with `expect`.
 
 use crate::format::{Expect, HeaderValue, State, TokenRequestSpec, Vector};
-use crate::Runtime;
+use crate::{Runtime, Session};
 use anyhow::{anyhow, bail, Context, Result};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -16,6 +16,9 @@ pub struct Settings {
     pub iterations: u32,
     /// Let the module run PBKDF2 itself instead of asking for the host's KDF step.
     pub kdf_in_module: bool,
+    /// Drive the token endpoint as one flow on one instance (`token_start`, then
+    /// `token_resume` with only what each step adds) instead of stateless `token` calls.
+    pub flow: bool,
 }
 
 impl Default for Settings {
@@ -23,6 +26,7 @@ impl Default for Settings {
         Settings {
             iterations: 1000,
             kdf_in_module: false,
+            flow: false,
         }
     }
 }
@@ -42,8 +46,17 @@ pub struct Outcome {
 /// Calls an entry point and unwraps the `{"ok": …}` envelope.
 pub fn call_ok(rt: &dyn Runtime, entry: &str, input: &Value) -> Result<Value> {
     let bytes = serde_json::to_vec(input)?;
-    let out = rt.call(entry, &bytes)?;
-    let mut envelope: Value = serde_json::from_slice(&out)
+    unwrap_ok(entry, &rt.call(entry, &bytes)?)
+}
+
+/// [`call_ok`] on a session's instance.
+pub fn session_call_ok(session: &mut dyn Session, entry: &str, input: &Value) -> Result<Value> {
+    let bytes = serde_json::to_vec(input)?;
+    unwrap_ok(entry, &session.call(entry, &bytes)?)
+}
+
+fn unwrap_ok(entry: &str, out: &[u8]) -> Result<Value> {
+    let mut envelope: Value = serde_json::from_slice(out)
         .with_context(|| format!("`{entry}` answered something that is not JSON"))?;
     if let Some(err) = envelope.get("error") {
         bail!("`{entry}` refused: {err}");
@@ -240,6 +253,25 @@ fn run_token(
     });
     if let Some(s) = &vector.sunset {
         input["context"]["sunset"] = json!(s);
+    }
+    if settings.flow {
+        // One instance for the request; each step sends only what it adds.
+        let mut session = rt.session()?;
+        let mut step = session_call_ok(session.as_mut(), "token_start", &input)?;
+        for _ in 0..6 {
+            let more = match step["step"].as_str() {
+                Some("need_records") => json!({"records": store.lookup(&step["lookup"])}),
+                Some("need_kdf") => {
+                    let derived =
+                        rt.kdf(&step["kdf"], step["password"].as_str().unwrap_or_default())?;
+                    json!({"kdf": {"derived": STANDARD.encode(derived)}})
+                }
+                Some("done") => return Ok(step),
+                _ => bail!("`token_start` answered an unknown step: {step}"),
+            };
+            step = session_call_ok(session.as_mut(), "token_resume", &more)?;
+        }
+        bail!("`token_resume` did not finish in 6 steps")
     }
     for _ in 0..6 {
         let step = call_ok(rt, "token", &input)?;

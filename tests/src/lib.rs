@@ -15,9 +15,29 @@ pub trait Runtime {
     fn name(&self) -> &str;
     /// Calls `entry` with JSON `input`; answers the JSON envelope (`{"ok": …}` or `{"error": …}`).
     fn call(&self, entry: &str, input: &[u8]) -> Result<Vec<u8>>;
+    /// Several calls that share one instance, as one request's steps do (`token_start`, then
+    /// `token_resume`). Natively the module's state is the thread's, so plain calls share it.
+    fn session(&self) -> Result<Box<dyn Session + '_>> {
+        Ok(Box::new(Calls(self)))
+    }
     /// The host's KDF step (`NeedKdf`); native PBKDF2 unless the runtime has its own.
     fn kdf(&self, params: &serde_json::Value, password: &str) -> Result<Vec<u8>> {
         driver::native_kdf(params, password)
+    }
+}
+
+/// Calls that share one instance of the module.
+pub trait Session {
+    /// Calls `entry` with JSON `input` on this session's instance.
+    fn call(&mut self, entry: &str, input: &[u8]) -> Result<Vec<u8>>;
+}
+
+/// A runtime's plain calls, as a session.
+struct Calls<'a, R: Runtime + ?Sized>(&'a R);
+
+impl<R: Runtime + ?Sized> Session for Calls<'_, R> {
+    fn call(&mut self, entry: &str, input: &[u8]) -> Result<Vec<u8>> {
+        self.0.call(entry, input)
     }
 }
 

@@ -104,16 +104,20 @@ fn wasm() -> Result<PathBuf> {
         format!("--remap-path-prefix={}=/granted", root().display()),
     ]
     .join("\u{1f}");
-    run_cmd(cargo().env("CARGO_ENCODED_RUSTFLAGS", flags).args([
-        "build",
-        "--quiet",
-        "--package",
-        "granted-policy",
-        "--lib",
-        "--target",
-        "wasm32-unknown-unknown",
-        "--release",
-    ]))?;
+    run_cmd(
+        cargo()
+            .env("CARGO_ENCODED_RUSTFLAGS", flags)
+            .args([
+                "build",
+                "--quiet",
+                "--package",
+                "granted-policy",
+                "--lib",
+                "--target",
+                "wasm32-unknown-unknown",
+                "--release",
+            ]),
+    )?;
     let input = target_dir()
         .join("wasm32-unknown-unknown/release")
         .join(format!("{MODULE_NAME}.wasm"));

@@ -382,8 +382,98 @@ const INVALID_REFRESH: &str = "the refresh token is invalid, expired or revoked"
 
 /// One step of the token endpoint for `input` (see the module's documentation).
 pub fn token(input: &TokenInput) -> Result<TokenStep, PolicyError> {
+    token_memo(input, &mut Memo::default())
+}
+
+/// What one request's steps compute once and reuse: decoded keys, the parsed request, the
+/// refresh token's hash and the client-secret check. The answers are the same with or without it.
+#[derive(Default)]
+pub struct Memo {
+    keys: Option<Keys>,
+    parsed: Option<Result<TokenRequest, request::Malformed>>,
+    refresh_hash: Option<Option<String>>,
+    /// The secret checked, against which stored HMAC (if any), and the outcome.
+    secret_check: Option<(Option<String>, bool)>,
+}
+
+/// One token request carried across its steps inside one instance: the first step parses the
+/// whole input, later ones add only what the host looked up or derived ([`TokenResume`]).
+pub struct TokenFlow {
+    input: TokenInput,
+    memo: Memo,
+}
+
+/// What the host adds to a [`TokenFlow`] after a step: the records it looked up, or the KDF.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenResume {
+    /// Records looked up (each field as in [`Records`]).
+    #[serde(default)]
+    pub records: Records,
+    /// The KDF's output.
+    #[serde(default)]
+    pub kdf: Option<KdfOutput>,
+}
+
+impl TokenFlow {
+    /// A flow for `input`; [`TokenFlow::step`] answers its first step.
+    pub fn new(input: TokenInput) -> TokenFlow {
+        TokenFlow {
+            input,
+            memo: Memo::default(),
+        }
+    }
+
+    /// Starts a flow with the whole input and answers its first step.
+    pub fn start(input: TokenInput) -> (TokenFlow, Result<TokenStep, PolicyError>) {
+        let mut flow = TokenFlow::new(input);
+        let step = flow.step();
+        (flow, step)
+    }
+
+    /// The step for what the flow holds now.
+    pub fn step(&mut self) -> Result<TokenStep, PolicyError> {
+        token_memo(&self.input, &mut self.memo)
+    }
+
+    /// Adds what the host found and answers the next step.
+    pub fn resume(&mut self, more: TokenResume) -> Result<TokenStep, PolicyError> {
+        let records = &mut self.input.records;
+        let TokenResume { records: new, kdf } = more;
+        if new.tenant.is_some() {
+            records.tenant = new.tenant;
+        }
+        if new.client.is_some() {
+            records.client = new.client;
+        }
+        if new.user.is_some() {
+            records.user = new.user;
+        }
+        if new.refresh_token.is_some() {
+            records.refresh_token = new.refresh_token;
+        }
+        if kdf.is_some() {
+            self.input.kdf = kdf;
+        }
+        self.step()
+    }
+}
+
+/// [`token`], reusing what `memo` holds from earlier steps of the same input.
+pub fn token_memo(input: &TokenInput, memo: &mut Memo) -> Result<TokenStep, PolicyError> {
     let ctx = &input.context;
-    let keys = keys(ctx)?;
+    let Memo {
+        keys: memo_keys,
+        parsed: memo_parsed,
+        refresh_hash: memo_refresh_hash,
+        secret_check,
+    } = memo;
+    if memo_keys.is_none() {
+        *memo_keys = Some(keys(ctx)?);
+    }
+    let Some(keys) = memo_keys.as_ref() else {
+        return Err(PolicyError::InvalidInput("no keys".into()));
+    };
     let http = &input.request;
     let mut judge = Judge {
         tenant: &http.tenant,
@@ -396,8 +486,14 @@ pub fn token(input: &TokenInput) -> Result<TokenStep, PolicyError> {
     };
 
     // T1
-    let parsed = request::parse(http)
-        .map_err(|_| PolicyError::InvalidInput("`request.body_base64` is not base64".into()))?;
+    if memo_parsed.is_none() {
+        *memo_parsed = Some(request::parse(http).map_err(|_| {
+            PolicyError::InvalidInput("`request.body_base64` is not base64".into())
+        })?);
+    }
+    let Some(parsed) = memo_parsed.as_ref() else {
+        return Err(PolicyError::InvalidInput("no request".into()));
+    };
     let req = match parsed {
         Ok(req) => req,
         Err(malformed) => {
@@ -491,7 +587,9 @@ pub fn token(input: &TokenInput) -> Result<TokenStep, PolicyError> {
 
     // What to look up.
     let records = &input.records;
-    let refresh_hash = req.param("refresh_token").map(refresh_token_sha256);
+    let refresh_hash = memo_refresh_hash
+        .get_or_insert_with(|| req.param("refresh_token").map(refresh_token_sha256))
+        .clone();
     let refresh_record = match (&refresh_hash, &records.refresh_token) {
         (Some(_), None) => None,
         (Some(_), Some(found)) => Some(found.as_ref()),
@@ -519,11 +617,19 @@ pub fn token(input: &TokenInput) -> Result<TokenStep, PolicyError> {
     // Records are checked against what was asked for: a mis-keyed lookup finds nothing.
     let tenant = tenant.as_ref().filter(|t| t.tenant == http.tenant);
     let client = client.as_ref().filter(|c| c.client_id == *client_id);
-    let secret_ok = verify_client_secret(
-        &keys.client_secret,
-        client_secret,
-        client.map(|c| c.secret_hmac.as_str()),
-    );
+    let stored_hmac = client.map(|c| c.secret_hmac.clone());
+    let secret_ok = match secret_check {
+        Some((checked, ok)) if *checked == stored_hmac => *ok,
+        _ => {
+            let ok = verify_client_secret(
+                &keys.client_secret,
+                client_secret,
+                stored_hmac.as_deref(),
+            );
+            *secret_check = Some((stored_hmac, ok));
+            ok
+        }
+    };
     judge.app_id = client.map(|c| c.app.app_id.clone());
     let (tenant, client) = match (tenant, client) {
         (None, _) => return Ok(deny_client(&judge, "invalid_client", "unknown_tenant")),
@@ -752,7 +858,7 @@ pub fn token(input: &TokenInput) -> Result<TokenStep, PolicyError> {
     Ok(issue(IssueArgs {
         judge: &judge,
         ctx,
-        keys: &keys,
+        keys,
         tenant,
         client_id,
         subject: username.as_deref().unwrap_or(client_id),
