@@ -1,5 +1,9 @@
 //! The `granted` host: it does all I/O and embeds the policy module, which makes every decision.
 
+pub mod config;
 pub mod guest;
 pub mod preview;
 pub mod runtime;
+pub mod server;
+pub mod state;
+pub mod store;

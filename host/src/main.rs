@@ -69,6 +69,85 @@ enum Command {
     },
     /// Print the policy module's SHA-256 and ABI.
     Info,
+    /// Serve the token endpoint.
+    Serve {
+        #[command(flatten)]
+        settings: SettingFlags,
+        /// Judge every request at this instant instead of the clock (tests, demos).
+        #[arg(long, hide = true)]
+        fixed_now: Option<String>,
+    },
+    /// Load a VECTORS.md `state` file: one transaction, all or nothing, idempotent.
+    Import {
+        #[command(flatten)]
+        settings: SettingFlags,
+        /// The state file.
+        file: PathBuf,
+    },
+    /// Write the store as a `state` file, with no secret in clear.
+    Export {
+        #[command(flatten)]
+        settings: SettingFlags,
+        /// Write here instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a new signing key; the old one verifies until its last token expires.
+    Rotate {
+        #[command(flatten)]
+        settings: SettingFlags,
+    },
+}
+
+/// Settings given as flags (they beat `GRANTED_*` variables, which beat `--config`).
+#[derive(clap::Args)]
+struct SettingFlags {
+    /// A TOML file of settings.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The SQLite database (created on first start).
+    #[arg(long, value_name = "FILE")]
+    db: Option<PathBuf>,
+    /// Listen address.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// The server's base URL, as clients reach it.
+    #[arg(long)]
+    issuer: Option<String>,
+    /// PBKDF2 iterations (default 600000).
+    #[arg(long)]
+    kdf_iterations: Option<u32>,
+    /// The sunset instant (RFC 3339).
+    #[arg(long)]
+    sunset: Option<String>,
+}
+
+impl SettingFlags {
+    fn resolve(&self) -> Result<granted_host::config::Resolved> {
+        use granted_host::config::{self, Layer};
+        let flags = Layer {
+            db: self.db.clone(),
+            listen: self.listen,
+            issuer: self.issuer.clone(),
+            kdf_iterations: self.kdf_iterations,
+            sunset: self.sunset.clone(),
+            ..Layer::default()
+        };
+        let file = match &self.config {
+            Some(path) => config::from_file(path)?,
+            None => Layer::default(),
+        };
+        config::resolve(&flags, &config::from_env()?, &file)
+    }
 }
 
 fn main() -> ExitCode {
@@ -88,6 +167,57 @@ fn guest(policy: Option<&Path>) -> Result<Guest> {
     }
 }
 
+fn serve(guest: Guest, resolved: granted_host::config::Resolved) -> Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GRANTED_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let store = granted_host::store::Store::open(&resolved.db)?;
+    let sha = guest.sha256().to_string();
+    let server = granted_host::server::Server::new(guest, store, resolved.server.clone())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(resolved.listen)
+            .await
+            .with_context(|| format!("could not listen on {}", resolved.listen))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(policy_sha256 = %sha, db = %resolved.db.display(), "granted listening on http://{addr}");
+        eprintln!("granted: listening on http://{addr} (policy {sha})");
+        granted_host::server::serve(server, listener, shutdown_signal()).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
 fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("could not read {}", path.display()))?;
@@ -97,6 +227,73 @@ fn read_json(path: &Path) -> Result<Value> {
 fn run(cli: Cli) -> Result<ExitCode> {
     let guest = guest(cli.policy.as_deref())?;
     match cli.command {
+        Command::Serve {
+            settings,
+            fixed_now,
+        } => {
+            let mut resolved = settings.resolve()?;
+            if let Some(text) = fixed_now {
+                resolved.server.fixed_now = Some(
+                    granted_policy::model::Timestamp::parse(&text)
+                        .with_context(|| format!("`{text}` is not an RFC 3339 instant"))?,
+                );
+            }
+            serve(guest, resolved)
+        }
+        Command::Import { settings, file } => {
+            let resolved = settings.resolve()?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("could not read {}", file.display()))?;
+            let state = granted_host::state::parse(&text)
+                .with_context(|| format!("{} was refused; nothing was written", file.display()))?;
+            let store = granted_host::store::Store::open(&resolved.db)?;
+            let server = granted_host::server::Server::new(guest, store.clone(), resolved.server.clone())?;
+            let hashed = server.import(&state)?;
+            eprintln!(
+                "imported {} apps and {} tenants into {} ({hashed} passwords hashed)",
+                state.apps.len(),
+                state.tenants.len(),
+                resolved.db.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export { settings, out } => {
+            let resolved = settings.resolve()?;
+            if !resolved.db.exists() {
+                bail!("no database at {}", resolved.db.display());
+            }
+            let store = granted_host::store::Store::open(&resolved.db)?;
+            let state = granted_host::state::export(&store)?;
+            let text = serde_json::to_string_pretty(&state)? + "\n";
+            match out {
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("could not write {}", path.display()))?,
+                None => print!("{text}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate { settings },
+        } => {
+            let resolved = settings.resolve()?;
+            let store = granted_host::store::Store::open(&resolved.db)?;
+            let now = granted_policy::model::Timestamp::parse(
+                &time::OffsetDateTime::now_utc()
+                    .format(&time::format_description::well_known::Rfc3339)?,
+            )
+            .context("the clock")?;
+            store.ensure_keys(now, || granted_host::state::random_base64(32))?;
+            // The old key verifies until the last access token it signed expires.
+            let until = now.plus_seconds(i64::from(resolved.server.access_token_ttl));
+            let key = store.rotate_signing_key(
+                now,
+                until,
+                &granted_host::state::random_base64(32)?,
+                &granted_host::state::random_base64(9)?,
+            )?;
+            println!("new signing key {}; the previous one verifies until {until}", key.kid);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Info => {
             let runtime = Wasmtime::new(guest);
             let info = call_ok(&runtime, "info", &json!({}))?;

@@ -1,0 +1,182 @@
+//! Settings of `granted serve` and `granted import`: command-line flags first, then `GRANTED_*`
+//! environment variables, then the TOML file of `--config`, then defaults.
+
+use crate::server::ServerSettings;
+use crate::store::LockoutPolicy;
+use anyhow::{anyhow, Context, Result};
+use granted_policy::model::Timestamp;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Every setting, each optional: one layer (flags, environment or file).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    /// The SQLite database file.
+    pub db: Option<PathBuf>,
+    /// The address to listen on.
+    pub listen: Option<SocketAddr>,
+    /// The server's base URL, for issuers.
+    pub issuer: Option<String>,
+    /// PBKDF2 iterations for new hashes and the unknown-user dummy.
+    pub kdf_iterations: Option<u32>,
+    /// KDF threads.
+    pub kdf_threads: Option<usize>,
+    /// Password requests that may wait for a KDF thread.
+    pub login_queue: Option<usize>,
+    /// Failures before a lock.
+    pub lockout_threshold: Option<u32>,
+    /// The first lock, seconds.
+    pub lockout_first_seconds: Option<i64>,
+    /// The longest lock, seconds.
+    pub lockout_max_seconds: Option<i64>,
+    /// Access-token lifetime, seconds.
+    pub access_token_ttl: Option<u32>,
+    /// Refresh-token lifetime, seconds.
+    pub refresh_token_ttl: Option<u32>,
+    /// The sunset instant (RFC 3339).
+    pub sunset: Option<String>,
+}
+
+/// Settings after layering.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// The database file.
+    pub db: PathBuf,
+    /// The listen address.
+    pub listen: SocketAddr,
+    /// Everything the server reads.
+    pub server: ServerSettings,
+}
+
+fn env_var<T: FromStr>(name: &str) -> Result<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(text) => text
+            .parse()
+            .map(Some)
+            .map_err(|e| anyhow!("the environment variable {name}=`{text}` is not valid: {e}")),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(anyhow!("{name} is not UTF-8")),
+    }
+}
+
+/// The `GRANTED_*` environment variables as a layer.
+pub fn from_env() -> Result<Layer> {
+    Ok(Layer {
+        db: env_var("GRANTED_DB")?,
+        listen: env_var("GRANTED_LISTEN")?,
+        issuer: env_var("GRANTED_ISSUER")?,
+        kdf_iterations: env_var("GRANTED_KDF_ITERATIONS")?,
+        kdf_threads: env_var("GRANTED_KDF_THREADS")?,
+        login_queue: env_var("GRANTED_LOGIN_QUEUE")?,
+        lockout_threshold: env_var("GRANTED_LOCKOUT_THRESHOLD")?,
+        lockout_first_seconds: env_var("GRANTED_LOCKOUT_FIRST_SECONDS")?,
+        lockout_max_seconds: env_var("GRANTED_LOCKOUT_MAX_SECONDS")?,
+        access_token_ttl: env_var("GRANTED_ACCESS_TOKEN_TTL")?,
+        refresh_token_ttl: env_var("GRANTED_REFRESH_TOKEN_TTL")?,
+        sunset: env_var("GRANTED_SUNSET")?,
+    })
+}
+
+/// A TOML file as a layer; an unknown key is an error.
+pub fn from_file(path: &Path) -> Result<Layer> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("could not read the config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("the config file {} is not valid", path.display()))
+}
+
+macro_rules! first {
+    ($field:ident, $($layer:expr),+) => {
+        None$(.or($layer.$field.clone()))+
+    };
+}
+
+/// Layers, most important first, resolved with defaults and checked.
+pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Resolved> {
+    let defaults = ServerSettings::default();
+    let lockout_default = LockoutPolicy::default();
+    let listen = first!(listen, flags, env, file)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let issuer = first!(issuer, flags, env, file).unwrap_or_else(|| format!("http://{listen}"));
+    let kdf_iterations = first!(kdf_iterations, flags, env, file).unwrap_or(defaults.kdf_iterations);
+    if !(1_000..=10_000_000).contains(&kdf_iterations) {
+        return Err(anyhow!(
+            "kdf_iterations must be between 1000 and 10000000, not {kdf_iterations}"
+        ));
+    }
+    let sunset = match first!(sunset, flags, env, file) {
+        Some(text) => Some(
+            Timestamp::parse(&text)
+                .ok_or_else(|| anyhow!("sunset `{text}` is not an RFC 3339 instant"))?,
+        ),
+        None => None,
+    };
+    let lockout = LockoutPolicy {
+        threshold: first!(lockout_threshold, flags, env, file).unwrap_or(lockout_default.threshold),
+        first: first!(lockout_first_seconds, flags, env, file).unwrap_or(lockout_default.first),
+        max: first!(lockout_max_seconds, flags, env, file).unwrap_or(lockout_default.max),
+    };
+    if lockout.threshold == 0 || lockout.first <= 0 || lockout.max < lockout.first {
+        return Err(anyhow!(
+            "the lockout needs threshold ≥ 1 and 0 < first seconds ≤ max seconds"
+        ));
+    }
+    Ok(Resolved {
+        db: first!(db, flags, env, file).unwrap_or_else(|| PathBuf::from("granted.db")),
+        listen,
+        server: ServerSettings {
+            issuer: issuer.trim_end_matches('/').to_string(),
+            kdf_iterations,
+            kdf_threads: first!(kdf_threads, flags, env, file)
+                .unwrap_or(defaults.kdf_threads)
+                .max(1),
+            login_queue: first!(login_queue, flags, env, file).unwrap_or(defaults.login_queue),
+            lockout,
+            fixed_now: None,
+            sunset,
+            access_token_ttl: first!(access_token_ttl, flags, env, file)
+                .unwrap_or(defaults.access_token_ttl),
+            refresh_token_ttl: first!(refresh_token_ttl, flags, env, file)
+                .unwrap_or(defaults.refresh_token_ttl),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_environment_which_beats_the_file() {
+        let file: Layer = toml::from_str("kdf_iterations = 2000\nissuer = \"https://file\"\nlogin_queue = 7").unwrap();
+        let env = Layer {
+            kdf_iterations: Some(3000),
+            issuer: Some("https://env".into()),
+            ..Layer::default()
+        };
+        let flags = Layer {
+            kdf_iterations: Some(4000),
+            ..Layer::default()
+        };
+        let r = resolve(&flags, &env, &file).unwrap();
+        assert_eq!(r.server.kdf_iterations, 4000);
+        assert_eq!(r.server.issuer, "https://env");
+        assert_eq!(r.server.login_queue, 7);
+        assert_eq!(r.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn an_unknown_key_or_a_bad_value_is_refused() {
+        assert!(toml::from_str::<Layer>("kdf_iteration = 2000").is_err());
+        let bad = Layer {
+            kdf_iterations: Some(10),
+            ..Layer::default()
+        };
+        assert!(resolve(&bad, &Layer::default(), &Layer::default()).is_err());
+    }
+}

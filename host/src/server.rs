@@ -1,0 +1,501 @@
+//! `granted serve`: the token endpoint over HTTP. The host does I/O only (store lookups, the
+//! KDF on its own thread pool, effects in one transaction, the response); the policy module,
+//! one fresh instance per request, makes every decision.
+
+use crate::guest::{Guest, GuestError, Session};
+use crate::store::{Applied, Effect, LockoutPolicy, Store};
+use anyhow::Result;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use granted_policy::model::Timestamp;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The largest request body read (RFC 6749 requests are small).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// What the server needs besides the store and the module.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    /// Base URL of this server (a tenant's issuer is `{issuer}/tenants/{tenant}`).
+    pub issuer: String,
+    /// PBKDF2 iterations of new hashes and of the unknown-user dummy.
+    pub kdf_iterations: u32,
+    /// KDF threads (the cores, by default).
+    pub kdf_threads: usize,
+    /// Password requests that may wait for a KDF thread before new ones get a 503.
+    pub login_queue: usize,
+    /// Lockout after failed logins.
+    pub lockout: LockoutPolicy,
+    /// A fixed clock (tests and `granted vectors --http`); the system clock when absent.
+    pub fixed_now: Option<Timestamp>,
+    /// The sunset instant; RULES.md's when absent.
+    pub sunset: Option<Timestamp>,
+    /// Access-token lifetime, seconds.
+    pub access_token_ttl: u32,
+    /// Refresh-token lifetime, seconds.
+    pub refresh_token_ttl: u32,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            issuer: "http://127.0.0.1:8080".into(),
+            kdf_iterations: 600_000,
+            kdf_threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            login_queue: 64,
+            lockout: LockoutPolicy::default(),
+            fixed_now: None,
+            sunset: None,
+            access_token_ttl: 3600,
+            refresh_token_ttl: 30 * 24 * 3600,
+        }
+    }
+}
+
+/// The server's shared state.
+pub struct Server {
+    guest: Guest,
+    store: Store,
+    settings: ServerSettings,
+    kdf: KdfPool,
+}
+
+impl Server {
+    /// A server over `store` and `guest`; makes the server keys on first start.
+    pub fn new(guest: Guest, store: Store, settings: ServerSettings) -> Result<Arc<Server>> {
+        let now = now(&settings);
+        store.ensure_keys(now, || crate::state::random_base64(32))?;
+        let kdf = KdfPool::start(settings.kdf_threads, settings.login_queue);
+        Ok(Arc::new(Server {
+            guest,
+            store,
+            settings,
+            kdf,
+        }))
+    }
+
+    /// Imports a state file: client secrets HMACed by the module under the server key,
+    /// clear passwords hashed natively with the configured iterations.
+    pub fn import(&self, state: &crate::state::StateFile) -> Result<usize> {
+        let (_, key) = self
+            .store
+            .current_keys()?
+            .ok_or_else(|| anyhow::anyhow!("no server keys"))?;
+        let guest = &self.guest;
+        let hmac = move |secret: &str| -> Result<String> {
+            let input = serde_json::to_vec(&json!({"key": key, "secret": secret}))?;
+            let out: Value = serde_json::from_slice(&guest.call("hash_client_secret", &input)?)?;
+            out["ok"]["secret_hmac"]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| anyhow::anyhow!("the module refused a client secret: {}", out["error"]))
+        };
+        let sealer = crate::state::Sealer {
+            iterations: self.settings.kdf_iterations,
+            hmac: &hmac,
+            random: &crate::state::random_bytes,
+        };
+        crate::state::import(&self.store, state, &sealer)
+    }
+
+    /// The policy module's SHA-256.
+    pub fn policy_sha256(&self) -> &str {
+        self.guest.sha256()
+    }
+}
+
+fn now(settings: &ServerSettings) -> Timestamp {
+    settings.fixed_now.unwrap_or_else(|| {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        Timestamp::from_unix(secs).unwrap_or_else(granted_policy::model::default_sunset)
+    })
+}
+
+/// The HTTP routes.
+pub fn router(server: Arc<Server>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/tenants/{tenant}/connect/token", any(token))
+        .route(
+            "/tenants/{tenant}/.well-known/oauth-authorization-server",
+            get(metadata),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(server)
+}
+
+async fn healthz(State(server): State<Arc<Server>>) -> Response {
+    Json(json!({
+        "status": "ok",
+        "policy_sha256": server.policy_sha256(),
+        "abi_version": crate::guest::HOST_ABI_VERSION,
+    }))
+    .into_response()
+}
+
+async fn metadata(State(server): State<Arc<Server>>, Path(tenant): Path<String>) -> Response {
+    let exists = {
+        let store = server.store.clone();
+        let t = tenant.clone();
+        tokio::task::spawn_blocking(move || store.tenant(&t)).await
+    };
+    match exists {
+        Ok(Ok(Some(_))) => {}
+        Ok(Ok(None)) => return oauth_error(StatusCode::NOT_FOUND, "not_found", "no such tenant"),
+        _ => return unavailable("the store is not answering"),
+    }
+    let issuer = format!("{}/tenants/{}", server.settings.issuer, tenant);
+    Json(json!({
+        "issuer": issuer,
+        "token_endpoint": format!("{issuer}/connect/token"),
+        "grant_types_supported": ["password", "client_credentials", "refresh_token"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "response_types_supported": [],
+    }))
+    .into_response()
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let mut response = (
+        status,
+        Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-store"));
+    response
+}
+
+fn unavailable(description: &str) -> Response {
+    let mut response = oauth_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        description,
+    );
+    response
+        .headers_mut()
+        .insert("retry-after", HeaderValue::from_static("1"));
+    response
+}
+
+/// Why a request could not be decided.
+enum Failure {
+    Guest(GuestError),
+    Store(anyhow::Error),
+    LoginQueueFull,
+    Module(String),
+}
+
+impl Failure {
+    fn response(&self) -> Response {
+        match self {
+            Failure::Guest(e) => {
+                tracing::error!(code = e.code(), "policy module failed: {e}");
+                unavailable("the policy module could not answer; try again")
+            }
+            Failure::Store(e) => {
+                tracing::error!("store failed: {e:#}");
+                unavailable("the store could not answer; try again")
+            }
+            Failure::LoginQueueFull => {
+                tracing::warn!("login queue full: a password request was turned away");
+                unavailable("too many sign-ins are waiting; try again shortly")
+            }
+            Failure::Module(message) => {
+                tracing::error!("policy module refused the host's input: {message}");
+                unavailable("the policy module could not answer; try again")
+            }
+        }
+    }
+}
+
+impl From<GuestError> for Failure {
+    fn from(e: GuestError) -> Self {
+        Failure::Guest(e)
+    }
+}
+
+async fn token(
+    State(server): State<Arc<Server>>,
+    Path(tenant): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return oauth_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                "the request body is over 64 KiB",
+            )
+        }
+        Err(_) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the request body could not be read",
+            )
+        }
+    };
+    let request = json!({
+        "method": method.as_str(),
+        "tenant": tenant,
+        "headers": headers
+            .iter()
+            .map(|(name, value)| json!([name.as_str(), String::from_utf8_lossy(value.as_bytes())]))
+            .collect::<Vec<_>>(),
+        "body_base64": STANDARD.encode(&body),
+    });
+    // A refresh token consumed by a concurrent request between lookup and write: decide again,
+    // now that the store shows it used (the module then answers reuse).
+    for _ in 0..2 {
+        match decide(&server, &request).await {
+            Ok(Some(response)) => return response,
+            Ok(None) => continue,
+            Err(failure) => return failure.response(),
+        }
+    }
+    unavailable("the request could not be decided; try again")
+}
+
+/// One request through the module; `None` when it must be decided again.
+async fn decide(server: &Arc<Server>, request: &Value) -> Result<Option<Response>, Failure> {
+    let settings = &server.settings;
+    let at = now(settings);
+    let store = server.store.clone();
+    let keys = tokio::task::spawn_blocking(move || store.current_keys())
+        .await
+        .map_err(|e| Failure::Store(e.into()))?
+        .map_err(Failure::Store)?
+        .ok_or_else(|| Failure::Store(anyhow::anyhow!("no server keys")))?;
+    let (signing, client_secret_key) = keys;
+    let entropy = crate::state::random_base64(64).map_err(Failure::Store)?;
+    let mut context = json!({
+        "now": at,
+        "issuer": settings.issuer,
+        "access_token_ttl": settings.access_token_ttl,
+        "refresh_token_ttl": settings.refresh_token_ttl,
+        "signing_key": {"kid": signing.kid, "secret": signing.secret},
+        "client_secret_key": client_secret_key,
+        "kdf_iterations": settings.kdf_iterations,
+        "entropy": entropy,
+    });
+    if let Some(sunset) = settings.sunset {
+        context["sunset"] = json!(sunset);
+    }
+    let input = json!({"request": request, "context": context});
+    let mut session = server.guest.session()?;
+    let mut step = call(&mut session, "token_start", &input)?;
+    for _ in 0..6 {
+        let more = match step["step"].as_str() {
+            Some("need_records") => {
+                let store = server.store.clone();
+                let lookup = step["lookup"].clone();
+                let records = tokio::task::spawn_blocking(move || records(&store, &lookup))
+                    .await
+                    .map_err(|e| Failure::Store(e.into()))?
+                    .map_err(Failure::Store)?;
+                json!({ "records": records })
+            }
+            Some("need_kdf") => {
+                let password = step["password"].as_str().unwrap_or_default().to_string();
+                let derived = server.kdf.run(step["kdf"].clone(), password).await?;
+                json!({"kdf": {"derived": STANDARD.encode(derived)}})
+            }
+            Some("done") => return finish(server, &step, at).await,
+            _ => return Err(Failure::Module(format!("unknown step {}", step["step"]))),
+        };
+        step = call(&mut session, "token_resume", &more)?;
+    }
+    Err(Failure::Module("the module did not finish in 6 steps".into()))
+}
+
+fn call(session: &mut Session, entry: &str, input: &Value) -> Result<Value, Failure> {
+    let bytes = serde_json::to_vec(input).map_err(|e| Failure::Module(e.to_string()))?;
+    let out = session.call(entry, &bytes)?;
+    let mut envelope: Value = serde_json::from_slice(&out)
+        .map_err(|_| Failure::Guest(GuestError::BadOutput("not JSON".into())))?;
+    if let Some(err) = envelope.get("error") {
+        return Err(Failure::Module(err.to_string()));
+    }
+    envelope
+        .get_mut("ok")
+        .map(Value::take)
+        .ok_or_else(|| Failure::Guest(GuestError::BadOutput("neither ok nor error".into())))
+}
+
+/// The records a `need_records` step asks for: `null` where nothing was found.
+fn records(store: &Store, lookup: &Value) -> Result<Value> {
+    let tenant = lookup["tenant"].as_str().unwrap_or_default();
+    let client_id = lookup["client_id"].as_str().unwrap_or_default();
+    let mut records = json!({
+        "tenant": store.tenant(tenant)?,
+        "client": store.client(client_id)?,
+    });
+    if let Some(username) = lookup["username"].as_str() {
+        records["user"] = json!(store.user(tenant, username)?);
+    }
+    if let Some(hash) = lookup["refresh_token_sha256"].as_str() {
+        records["refresh_token"] = json!(store.refresh_token(hash)?);
+    }
+    Ok(records)
+}
+
+/// Applies the decision's effects (durably) and answers; `None` when a concurrent request
+/// consumed the same refresh token first.
+async fn finish(server: &Arc<Server>, step: &Value, at: Timestamp) -> Result<Option<Response>, Failure> {
+    let effects: Vec<Effect> = serde_json::from_value(step["effects"].clone())
+        .map_err(|e| Failure::Module(format!("effects: {e}")))?;
+    let store = server.store.clone();
+    let lockout = server.settings.lockout;
+    let applied = tokio::task::spawn_blocking(move || store.apply(&effects, at, lockout))
+        .await
+        .map_err(|e| Failure::Store(e.into()))?
+        .map_err(Failure::Store)?;
+    if applied == Applied::RefreshRace {
+        return Ok(None);
+    }
+    let audit = &step["audit"];
+    tracing::info!(
+        target: "granted::audit",
+        decision = audit["decision"].as_str().unwrap_or_default(),
+        rule = audit["rule"].as_str().unwrap_or_default(),
+        reason = audit["reason"].as_str().unwrap_or_default(),
+        cause = audit["cause"].as_str().unwrap_or_default(),
+        grant_type = audit["grant_type"].as_str().unwrap_or_default(),
+        tenant = audit["tenant"].as_str().unwrap_or_default(),
+        client_id = audit["client_id"].as_str().unwrap_or_default(),
+        username = audit["username"].as_str().unwrap_or_default(),
+        policy = server.policy_sha256(),
+        "token decision"
+    );
+    Ok(Some(http_response(&step["response"])))
+}
+
+fn http_response(response: &Value) -> Response {
+    let status = response["status"]
+        .as_u64()
+        .and_then(|s| u16::try_from(s).ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = response["body"].as_str().unwrap_or_default().to_string();
+    let mut out = Response::new(Body::from(body));
+    *out.status_mut() = status;
+    for pair in response["headers"].as_array().into_iter().flatten() {
+        let (Some(name), Some(value)) = (pair[0].as_str(), pair[1].as_str()) else {
+            continue;
+        };
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            out.headers_mut().append(name, value);
+        }
+    }
+    out
+}
+
+/// The KDF step on its own threads, never on the async runtime: a bounded queue, and a quick
+/// refusal when it is full.
+struct KdfPool {
+    jobs: tokio::sync::mpsc::Sender<KdfJob>,
+}
+
+struct KdfJob {
+    params: Value,
+    password: String,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<u8>, String>>,
+}
+
+impl KdfPool {
+    fn start(threads: usize, queue: usize) -> KdfPool {
+        let (jobs, receiver) = tokio::sync::mpsc::channel::<KdfJob>(queue.max(1));
+        let receiver = Arc::new(std::sync::Mutex::new(receiver));
+        for i in 0..threads.max(1) {
+            let receiver = receiver.clone();
+            let _ = std::thread::Builder::new()
+                .name(format!("kdf-{i}"))
+                .spawn(move || loop {
+                    let job = {
+                        let mut guard = receiver.lock().unwrap_or_else(|p| p.into_inner());
+                        guard.blocking_recv()
+                    };
+                    let Some(job) = job else { return };
+                    let _ = job.reply.send(native_kdf(&job.params, &job.password));
+                });
+        }
+        KdfPool { jobs }
+    }
+
+    async fn run(&self, params: Value, password: String) -> Result<Vec<u8>, Failure> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .try_send(KdfJob {
+                params,
+                password,
+                reply,
+            })
+            .map_err(|_| Failure::LoginQueueFull)?;
+        match tokio::time::timeout(Duration::from_secs(30), answer).await {
+            Ok(Ok(Ok(derived))) => Ok(derived),
+            Ok(Ok(Err(message))) => Err(Failure::Module(message)),
+            _ => Err(Failure::LoginQueueFull),
+        }
+    }
+}
+
+/// PBKDF2 natively (SHA-NI where the CPU has it), with the module's parameters.
+fn native_kdf(params: &Value, password: &str) -> Result<Vec<u8>, String> {
+    let salt = STANDARD
+        .decode(params["salt"].as_str().unwrap_or_default())
+        .map_err(|_| "the KDF salt is not base64".to_string())?;
+    let iterations = params["iterations"]
+        .as_u64()
+        .and_then(|i| u32::try_from(i).ok())
+        .filter(|i| (1..=10_000_000).contains(i))
+        .ok_or("bad KDF iterations")?;
+    let length = params["length"]
+        .as_u64()
+        .and_then(|l| usize::try_from(l).ok())
+        .filter(|l| (1..=128).contains(l))
+        .ok_or("bad KDF length")?;
+    let mut out = vec![0u8; length];
+    match params["algorithm"].as_str() {
+        Some("pbkdf2-sha256") => {
+            pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), &salt, iterations, &mut out)
+        }
+        Some("pbkdf2-sha512") => {
+            pbkdf2::pbkdf2_hmac::<sha2::Sha512>(password.as_bytes(), &salt, iterations, &mut out)
+        }
+        _ => return Err("unknown KDF".into()),
+    }
+    Ok(out)
+}
+
+/// Serves until `shutdown` resolves; in-flight requests finish, new ones are refused.
+pub async fn serve(
+    server: Arc<Server>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    axum::serve(listener, router(server))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}

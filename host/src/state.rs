@@ -1,0 +1,422 @@
+//! `granted import` and `granted export`: the VECTORS.md `state` format in and out of the store.
+//!
+//! Import reads the whole file, checks it (the JSON path of the first problem is in the error),
+//! hashes clear passwords with the configured PBKDF2 (in parallel, with progress on stderr) and
+//! writes everything in one transaction: all or nothing. Importing the same file again changes
+//! nothing (a stored hash that already verifies the clear password is kept). Export writes the
+//! same format with no secret in clear: `secret_hmacs` instead of `secrets`, `password_hash`
+//! instead of `password`, `token_sha256` instead of `token`; export output imports as it is.
+
+use crate::store::Store;
+use anyhow::{anyhow, bail, Context, Result};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use granted_policy::credentials::kdf::KdfAlgorithm;
+use granted_policy::credentials::password;
+use granted_policy::model::{
+    App, GrantType, Install, RefreshStatus, RefreshTokenRecord, Revision, SignIn, TenantRecord,
+    Timestamp, UserRecord,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The file: apps and tenants.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateFile {
+    /// Apps, each with its revision history.
+    #[serde(default)]
+    pub apps: Vec<AppEntry>,
+    /// Tenants, with installs and users.
+    #[serde(default)]
+    pub tenants: Vec<TenantEntry>,
+}
+
+/// One app.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppEntry {
+    /// Its id.
+    pub app_id: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// Client secrets in clear, by `client_id` (import only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
+    /// Client secrets as stored (HMAC under the server key), by `client_id`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_hmacs: BTreeMap<String, String>,
+    /// Revisions, oldest first.
+    pub revisions: Vec<Revision>,
+}
+
+/// One tenant.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantEntry {
+    /// Its id.
+    pub tenant: String,
+    /// Whether its users must sign in through SSO.
+    #[serde(default)]
+    pub sso_required: bool,
+    /// Password expiry.
+    #[serde(default)]
+    pub password_max_age_days: Option<u32>,
+    /// Installed apps and their pinned revisions.
+    #[serde(default)]
+    pub installs: Vec<Install>,
+    /// Users.
+    #[serde(default)]
+    pub users: Vec<UserEntry>,
+    /// Refresh tokens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refresh_tokens: Vec<RefreshEntry>,
+}
+
+/// One user.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserEntry {
+    /// The name.
+    pub username: String,
+    /// The password in clear (import only): hashed with the configured PBKDF2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// A stored hash (PHC `$pbkdf2-sha256$`, `$pbkdf2-sha512$`, or Django's `pbkdf2_sha256$`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+    /// `direct` or `sso`.
+    pub sign_in: SignIn,
+    /// When the password last changed.
+    #[serde(default)]
+    pub password_changed_at: Option<Timestamp>,
+    /// Disabled users cannot sign in.
+    #[serde(default)]
+    pub disabled: bool,
+    /// A lock from failed logins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<Timestamp>,
+}
+
+/// One refresh token.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshEntry {
+    /// The token in clear (import only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Its SHA-256, base64url, as stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_sha256: Option<String>,
+    /// The family it rotates in.
+    pub family_id: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The user, for password grants.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The scope granted.
+    pub scope: String,
+    /// The grant that started the family.
+    pub grant_type: GrantType,
+    /// Issued.
+    pub issued_at: Timestamp,
+    /// Expires.
+    pub expires_at: Timestamp,
+    /// `active`, `used` or `revoked`.
+    #[serde(default = "active")]
+    pub status: RefreshStatus,
+}
+
+fn active() -> RefreshStatus {
+    RefreshStatus::Active
+}
+
+/// How clear passwords and secrets are turned into what is stored.
+pub struct Sealer<'a> {
+    /// PBKDF2-HMAC-SHA256 iterations for clear passwords.
+    pub iterations: u32,
+    /// The HMAC of a client secret under the server key.
+    pub hmac: &'a (dyn Fn(&str) -> Result<String> + Sync),
+    /// Random bytes.
+    pub random: &'a (dyn Fn(usize) -> Result<Vec<u8>> + Sync),
+}
+
+/// Parses a state file; the error names the JSON path of the first problem.
+pub fn parse(text: &str) -> Result<StateFile> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    let state: StateFile = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        anyhow!("at `{path}`: {}", e.into_inner())
+    })?;
+    check(&state)?;
+    Ok(state)
+}
+
+/// What JSON paths cannot say alone: references between entries.
+fn check(state: &StateFile) -> Result<()> {
+    let mut apps: BTreeMap<&str, &AppEntry> = BTreeMap::new();
+    let mut client_ids = BTreeSet::new();
+    for (i, app) in state.apps.iter().enumerate() {
+        if apps.insert(&app.app_id, app).is_some() {
+            bail!("at `apps[{i}].app_id`: `{}` appears twice", app.app_id);
+        }
+        if app.revisions.is_empty() {
+            bail!("at `apps[{i}].revisions`: an app has at least one revision");
+        }
+        for (j, r) in app.revisions.iter().enumerate() {
+            if r.rev as usize != j + 1 {
+                bail!("at `apps[{i}].revisions[{j}].rev`: revisions are numbered 1, 2, … in order");
+            }
+        }
+        for (client_id, _) in app.secrets.iter().chain(app.secret_hmacs.iter()) {
+            if !app.revisions.iter().any(|r| &r.client_id == client_id) {
+                bail!("at `apps[{i}].secrets.{client_id}`: no revision of `{}` uses this client_id", app.app_id);
+            }
+            if !client_ids.insert(client_id.as_str()) {
+                bail!("at `apps[{i}].secrets.{client_id}`: this client_id has a secret twice");
+            }
+        }
+    }
+    let mut tenants = BTreeSet::new();
+    for (i, tenant) in state.tenants.iter().enumerate() {
+        if !tenants.insert(&tenant.tenant) {
+            bail!("at `tenants[{i}].tenant`: `{}` appears twice", tenant.tenant);
+        }
+        for (j, install) in tenant.installs.iter().enumerate() {
+            let Some(app) = apps.get(install.app_id.as_str()) else {
+                bail!("at `tenants[{i}].installs[{j}].app_id`: no app `{}`", install.app_id);
+            };
+            if !app.revisions.iter().any(|r| r.rev == install.rev) {
+                bail!("at `tenants[{i}].installs[{j}].rev`: `{}` has no revision {}", install.app_id, install.rev);
+            }
+        }
+        let mut names = BTreeSet::new();
+        for (j, user) in tenant.users.iter().enumerate() {
+            if !names.insert(&user.username) {
+                bail!("at `tenants[{i}].users[{j}].username`: `{}` appears twice", user.username);
+            }
+            if user.password.is_some() && user.password_hash.is_some() {
+                bail!("at `tenants[{i}].users[{j}]`: give `password` or `password_hash`, not both");
+            }
+            if let Some(hash) = &user.password_hash {
+                if password::parse(hash).is_none() {
+                    bail!("at `tenants[{i}].users[{j}].password_hash`: not a PBKDF2 hash this server can verify (PHC `$pbkdf2-sha256$`, `$pbkdf2-sha512$` or Django `pbkdf2_sha256$`)");
+                }
+            }
+        }
+        for (j, token) in tenant.refresh_tokens.iter().enumerate() {
+            if token.token.is_some() == token.token_sha256.is_some() {
+                bail!("at `tenants[{i}].refresh_tokens[{j}]`: give `token` or `token_sha256`");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `state` into `store` in one transaction; returns how many users had a clear password
+/// hashed.
+pub fn import(store: &Store, state: &StateFile, sealer: &Sealer<'_>) -> Result<usize> {
+    // Hash first (slow, in parallel, outside the transaction), then write everything at once.
+    let mut clear: Vec<(usize, usize, &str)> = Vec::new();
+    for (i, tenant) in state.tenants.iter().enumerate() {
+        for (j, user) in tenant.users.iter().enumerate() {
+            if let Some(p) = &user.password {
+                clear.push((i, j, p));
+            }
+        }
+    }
+    // A stored hash that already verifies the clear password is kept: import is idempotent.
+    let existing: Vec<Option<String>> = store.write(|w| {
+        clear
+            .iter()
+            .map(|(i, j, _)| {
+                let tenant = &state.tenants[*i];
+                w.password_hash(&tenant.tenant, &tenant.users[*j].username)
+            })
+            .collect()
+    })?;
+    let done = AtomicUsize::new(0);
+    let total = clear.len();
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let chunk = total.div_ceil(threads).max(1);
+    let hashes: Vec<Result<String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = clear
+            .chunks(chunk)
+            .zip(existing.chunks(chunk))
+            .map(|(work, old)| {
+                let done = &done;
+                scope.spawn(move || {
+                    work.iter()
+                        .zip(old)
+                        .map(|((_, _, clear), old)| {
+                            let out = seal_password(clear, old.as_deref(), sealer);
+                            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                            if total >= 20 && (n % (total / 20).max(1) == 0 || n == total) {
+                                eprintln!("hashed {n}/{total} passwords ({} iterations)", sealer.iterations);
+                            }
+                            out
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|_| vec![Err(anyhow!("a hashing thread failed"))]))
+            .collect()
+    });
+    let mut hashed: BTreeMap<(usize, usize), String> = BTreeMap::new();
+    for ((i, j, _), hash) in clear.iter().zip(hashes) {
+        hashed.insert((*i, *j), hash?);
+    }
+    let mut secret_hmacs = Vec::new();
+    for app in &state.apps {
+        for (client_id, secret) in &app.secrets {
+            secret_hmacs.push((client_id.clone(), app.app_id.clone(), (sealer.hmac)(secret)?));
+        }
+        for (client_id, hmac) in &app.secret_hmacs {
+            secret_hmacs.push((client_id.clone(), app.app_id.clone(), hmac.clone()));
+        }
+    }
+    store.write(|w| {
+        for app in &state.apps {
+            w.put_app(&App {
+                app_id: app.app_id.clone(),
+                created_at: app.created_at,
+                revisions: app.revisions.clone(),
+            })?;
+        }
+        for (client_id, app_id, hmac) in &secret_hmacs {
+            w.put_client(client_id, app_id, hmac)?;
+        }
+        for (i, tenant) in state.tenants.iter().enumerate() {
+            w.put_tenant(&TenantRecord {
+                tenant: tenant.tenant.clone(),
+                sso_required: tenant.sso_required,
+                password_max_age_days: tenant.password_max_age_days,
+                installs: tenant.installs.clone(),
+            })?;
+            for (j, user) in tenant.users.iter().enumerate() {
+                let password_hash = hashed
+                    .get(&(i, j))
+                    .cloned()
+                    .or_else(|| user.password_hash.clone());
+                w.put_user(
+                    &tenant.tenant,
+                    &UserRecord {
+                        username: user.username.clone(),
+                        sign_in: user.sign_in,
+                        password_hash,
+                        password_changed_at: user.password_changed_at,
+                        disabled: user.disabled,
+                        locked_until: user.locked_until,
+                    },
+                )?;
+            }
+            for token in &tenant.refresh_tokens {
+                let sha = match (&token.token, &token.token_sha256) {
+                    (Some(clear), _) => granted_policy::token::endpoint::refresh_token_sha256(clear),
+                    (None, Some(sha)) => sha.clone(),
+                    (None, None) => bail!("a refresh token without `token`"),
+                };
+                w.put_refresh(&RefreshTokenRecord {
+                    token_sha256: sha,
+                    family_id: token.family_id.clone(),
+                    tenant: tenant.tenant.clone(),
+                    client_id: token.client_id.clone(),
+                    username: token.username.clone(),
+                    scope: token.scope.clone(),
+                    grant_type: token.grant_type,
+                    issued_at: token.issued_at,
+                    expires_at: token.expires_at,
+                    status: token.status,
+                })?;
+            }
+        }
+        Ok(())
+    })
+    .context("nothing was written")?;
+    Ok(total)
+}
+
+fn seal_password(clear: &str, existing: Option<&str>, sealer: &Sealer<'_>) -> Result<String> {
+    if let Some(stored) = existing.and_then(|e| password::parse(e).map(|p| (e, p))) {
+        let (text, parsed) = stored;
+        if parsed
+            .derive_here(clear)
+            .is_some_and(|derived| parsed.matches(&derived))
+        {
+            return Ok(text.to_string());
+        }
+    }
+    let salt = (sealer.random)(16)?;
+    password::hash_password(KdfAlgorithm::Pbkdf2Sha256, clear, &salt, sealer.iterations)
+        .ok_or_else(|| anyhow!("could not hash a password with {} iterations", sealer.iterations))
+}
+
+/// The store as a state file, with no secret in clear.
+pub fn export(store: &Store) -> Result<StateFile> {
+    let apps = store
+        .apps()?
+        .into_iter()
+        .map(|(app, clients)| AppEntry {
+            app_id: app.app_id,
+            created_at: app.created_at,
+            secrets: BTreeMap::new(),
+            secret_hmacs: clients.into_iter().collect(),
+            revisions: app.revisions,
+        })
+        .collect();
+    let tenants = store
+        .tenants()?
+        .into_iter()
+        .map(|(tenant, users, tokens)| TenantEntry {
+            tenant: tenant.tenant,
+            sso_required: tenant.sso_required,
+            password_max_age_days: tenant.password_max_age_days,
+            installs: tenant.installs,
+            users: users
+                .into_iter()
+                .map(|u| UserEntry {
+                    username: u.username,
+                    password: None,
+                    password_hash: u.password_hash,
+                    sign_in: u.sign_in,
+                    password_changed_at: u.password_changed_at,
+                    disabled: u.disabled,
+                    locked_until: u.locked_until,
+                })
+                .collect(),
+            refresh_tokens: tokens
+                .into_iter()
+                .map(|t| RefreshEntry {
+                    token: None,
+                    token_sha256: Some(t.token_sha256),
+                    family_id: t.family_id,
+                    client_id: t.client_id,
+                    username: t.username,
+                    scope: t.scope,
+                    grant_type: t.grant_type,
+                    issued_at: t.issued_at,
+                    expires_at: t.expires_at,
+                    status: t.status,
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(StateFile { apps, tenants })
+}
+
+/// Base64 of `n` random bytes from the operating system.
+pub fn random_base64(n: usize) -> Result<String> {
+    Ok(STANDARD.encode(random_bytes(n)?))
+}
+
+/// `n` random bytes from the operating system.
+pub fn random_bytes(n: usize) -> Result<Vec<u8>> {
+    let mut bytes = vec![0u8; n];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow!("no randomness from the system: {e}"))?;
+    Ok(bytes)
+}
