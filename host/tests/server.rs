@@ -1,0 +1,207 @@
+//! `granted serve` over real HTTP on loopback: the demo state imported, the grants, refresh
+//! rotation and reuse, the sunset, lockout, limits, and a misbehaving module.
+
+use base64::Engine as _;
+use granted_host::guest::{Guest, GuestOptions};
+use granted_host::server::{self, Server, ServerSettings};
+use granted_host::store::Store;
+use granted_policy::model::Timestamp;
+use serde_json::Value;
+use std::time::Duration;
+
+struct Running {
+    base: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn start_with(guest: Guest) -> Running {
+    let store = Store::in_memory().expect("store");
+    let settings = ServerSettings {
+        kdf_iterations: 1000,
+        fixed_now: Timestamp::parse("2026-11-25T12:00:00Z"),
+        ..ServerSettings::default()
+    };
+    let srv = Server::new(guest, store, settings).expect("server");
+    let text = std::fs::read_to_string("../tests/demo/state.json").expect("demo state");
+    let state = granted_host::state::parse(&text).expect("demo state parses");
+    srv.import(&state).expect("import");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    runtime.spawn(server::serve(srv, listener, std::future::pending()));
+    Running {
+        base: format!("http://{addr}"),
+        _runtime: runtime,
+    }
+}
+
+fn start() -> Running {
+    start_with(Guest::embedded().expect("module"))
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
+}
+
+fn basic(id: &str, secret: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    )
+}
+
+/// POSTs a form to the tenant's token endpoint; answers status and JSON body.
+fn token(run: &Running, tenant: &str, auth: Option<&str>, form: &[(&str, &str)]) -> (u16, Value) {
+    let body: String = form
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                granted_policy::token::request::form_encode(k),
+                granted_policy::token::request::form_encode(v)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    let mut request = agent()
+        .post(format!("{}/tenants/{tenant}/connect/token", run.base))
+        .header("Content-Type", "application/x-www-form-urlencoded");
+    if let Some(auth) = auth {
+        request = request.header("Authorization", auth);
+    }
+    let mut response = request.send(body).expect("request");
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+const ALICE: [(&str, &str); 3] = [
+    ("grant_type", "password"),
+    ("username", "alice"),
+    ("password", "correct horse battery"),
+];
+
+#[test]
+fn the_password_grant_works_with_basic_and_with_body_credentials() {
+    let run = start();
+    let (status, body) = token(&run, "acme", Some(&basic("crm-1", "crm-1-secret")), &ALICE);
+    assert_eq!(status, 200, "{body}");
+    assert!(body["access_token"].as_str().is_some_and(|t| t.split('.').count() == 3));
+    assert!(body["refresh_token"].is_string());
+    let mut form = ALICE.to_vec();
+    form.extend([("client_id", "crm-1"), ("client_secret", "crm-1-secret")]);
+    let (status, body) = token(&run, "acme", None, &form);
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn a_refresh_token_rotates_and_its_reuse_revokes_the_family() {
+    let run = start();
+    let auth = basic("crm-1", "crm-1-secret");
+    let (_, first) = token(&run, "acme", Some(&auth), &ALICE);
+    let r1 = first["refresh_token"].as_str().expect("refresh token").to_string();
+    let (status, second) = token(&run, "acme", Some(&auth), &[("grant_type", "refresh_token"), ("refresh_token", &r1)]);
+    assert_eq!(status, 200, "{second}");
+    let r2 = second["refresh_token"].as_str().expect("rotated").to_string();
+    assert_ne!(r1, r2);
+    // The rotated-out token comes back: refused, and the whole family with it.
+    let (status, reuse) = token(&run, "acme", Some(&auth), &[("grant_type", "refresh_token"), ("refresh_token", &r1)]);
+    assert_eq!((status, reuse["error"].as_str()), (400, Some("invalid_grant")));
+    let (status, after) = token(&run, "acme", Some(&auth), &[("grant_type", "refresh_token"), ("refresh_token", &r2)]);
+    assert_eq!((status, after["error"].as_str()), (400, Some("invalid_grant")), "{after}");
+}
+
+#[test]
+fn the_sunset_is_enforced_and_machine_tokens_still_flow() {
+    let run = start();
+    // globex updated `reports` to the client-credentials revision with a new client_id.
+    let (status, body) = token(&run, "globex", Some(&basic("reports-2", "reports-2-secret")), &[("grant_type", "client_credentials")]);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = token(
+        &run,
+        "globex",
+        Some(&basic("reports-2", "reports-2-secret")),
+        &[("grant_type", "password"), ("username", "bob"), ("password", "x")],
+    );
+    assert_eq!((status, body["error"].as_str()), (400, Some("unauthorized_client")), "{body}");
+}
+
+#[test]
+fn failed_logins_lock_the_user_and_a_locked_user_gets_the_wrong_password_answer() {
+    let run = start();
+    let auth = basic("crm-1", "crm-1-secret");
+    let wrong = [("grant_type", "password"), ("username", "alice"), ("password", "nope")];
+    let (_, wrong_answer) = token(&run, "acme", Some(&auth), &wrong);
+    for _ in 0..4 {
+        token(&run, "acme", Some(&auth), &wrong);
+    }
+    let (status, locked) = token(&run, "acme", Some(&auth), &ALICE);
+    assert_eq!(status, 400);
+    assert_eq!(locked, wrong_answer);
+}
+
+#[test]
+fn health_names_the_module_and_limits_hold() {
+    let run = start();
+    let mut response = agent().get(format!("{}/healthz", run.base)).call().expect("healthz");
+    let health: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(health["policy_sha256"], Guest::embedded().unwrap().sha256());
+    let big = "a".repeat(70 * 1024);
+    let mut response = agent()
+        .post(format!("{}/tenants/acme/connect/token", run.base))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(big)
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 413);
+    let body: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(body["error"], "invalid_request");
+    let mut response = agent()
+        .get(format!("{}/tenants/acme/.well-known/oauth-authorization-server", run.base))
+        .call()
+        .expect("metadata");
+    let meta: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    // The issuer is the configured base URL (the default here), not the test's port.
+    assert_eq!(meta["token_endpoint"], "http://127.0.0.1:8080/tenants/acme/connect/token");
+    assert_eq!(meta["grant_types_supported"][0], "password");
+}
+
+/// A module that loops on `token_start`: the request gets a 503 JSON error in time, and the
+/// server keeps serving.
+#[test]
+fn a_looping_module_gets_a_503_and_the_server_keeps_serving() {
+    let wat = r#"
+(module
+  (memory (export "memory") 1)
+  (func (export "granted_abi_version") (result i32) i32.const 1)
+  (func (export "granted_alloc") (param i32) (result i32) i32.const 1024)
+  (func (export "granted_free") (param i32 i32))
+  (data (i32.const 2048) "{\"ok\":{\"secret_hmac\":\"aG1hYw==\"}}")
+  (func (export "granted_hash_client_secret") (param i32 i32) (result i64) i64.const 0x0000080000000021)
+  (func (export "granted_token_start") (param i32 i32) (result i64) (loop (br 0)) i64.const 0)
+)"#;
+    let bytes = wat::parse_str(wat).expect("wat");
+    let guest = Guest::load(
+        &bytes,
+        GuestOptions {
+            deadline: Duration::from_millis(100),
+            ..GuestOptions::default()
+        },
+    )
+    .expect("loads");
+    let run = start_with(guest);
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        let (status, body) = token(&run, "acme", Some(&basic("crm-1", "crm-1-secret")), &ALICE);
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"], "temporarily_unavailable");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    let response = agent().get(format!("{}/healthz", run.base)).call().expect("healthz");
+    assert_eq!(response.status().as_u16(), 200);
+}
