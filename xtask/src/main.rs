@@ -233,7 +233,7 @@ fn demo() -> Result<()> {
         rel(&state),
         rel(&revert)
     );
-    // A rejected edit exits 2 by design; the demo shows it without failing.
+    // A rejected edit exits 3 by design; the demo shows it without failing.
     let _ = Command::new(&granted)
         .arg("preview")
         .arg("--state")
@@ -241,7 +241,43 @@ fn demo() -> Result<()> {
         .arg("--edit")
         .arg(&revert)
         .status();
-    Ok(())
+
+    // The server, on a fresh database with the demo state.
+    let dir = target_dir().join("demo");
+    std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+    let db = dir.join("granted.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let listen = std::env::var("GRANTED_DEMO_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    step("granted import: the demo state (hashing its passwords with PBKDF2, 600,000 iterations)");
+    run_cmd(Command::new(&granted).arg("import").arg("--db").arg(&db).arg(&state))?;
+    step("granted serve");
+    println!(
+        "The demo state holds every sunset case: `crm` is a legacy password app that acme and globex
+keep; `reports` moved to a new client_id and to client_credentials (globex updated and lost the
+password grant, acme has not and keeps it); `sync` was created after the sunset; initech requires SSO.
+
+  health:   curl -s http://{listen}/healthz
+
+  a token (acme keeps the password grant for crm):
+    curl -s -u crm-1:crm-1-secret -d grant_type=password -d username=alice \\
+      -d 'password=correct horse battery' http://{listen}/tenants/acme/connect/token
+
+  refused by the sunset, with the reason (globex updated reports to client_credentials):
+    curl -s -u reports-2:reports-2-secret -d grant_type=password -d username=bob \\
+      -d 'password=tr0ub4dor&3' http://{listen}/tenants/globex/connect/token
+
+Ctrl-C stops the server.\n"
+    );
+    run_cmd(
+        Command::new(&granted)
+            .arg("serve")
+            .arg("--db")
+            .arg(&db)
+            .arg("--listen")
+            .arg(&listen),
+    )
 }
 
 fn rel(path: &Path) -> String {
