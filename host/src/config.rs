@@ -87,7 +87,8 @@ pub fn from_env() -> Result<Layer> {
 pub fn from_file(path: &Path) -> Result<Layer> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("could not read the config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("the config file {} is not valid", path.display()))
+    toml::from_str(&text)
+        .with_context(|| format!("the config file {} is not valid", path.display()))
 }
 
 macro_rules! first {
@@ -103,7 +104,8 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Resolved> {
     let listen = first!(listen, flags, env, file)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
     let issuer = first!(issuer, flags, env, file).unwrap_or_else(|| format!("http://{listen}"));
-    let kdf_iterations = first!(kdf_iterations, flags, env, file).unwrap_or(defaults.kdf_iterations);
+    let kdf_iterations =
+        first!(kdf_iterations, flags, env, file).unwrap_or(defaults.kdf_iterations);
     if !(1_000..=10_000_000).contains(&kdf_iterations) {
         return Err(anyhow!(
             "kdf_iterations must be between 1000 and 10000000, not {kdf_iterations}"
@@ -143,6 +145,7 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Resolved> {
                 .unwrap_or(defaults.access_token_ttl),
             refresh_token_ttl: first!(refresh_token_ttl, flags, env, file)
                 .unwrap_or(defaults.refresh_token_ttl),
+            record_decisions: false,
         },
     })
 }
@@ -153,7 +156,9 @@ mod tests {
 
     #[test]
     fn flags_beat_the_environment_which_beats_the_file() {
-        let file: Layer = toml::from_str("kdf_iterations = 2000\nissuer = \"https://file\"\nlogin_queue = 7").unwrap();
+        let file: Layer =
+            toml::from_str("kdf_iterations = 2000\nissuer = \"https://file\"\nlogin_queue = 7")
+                .unwrap();
         let env = Layer {
             kdf_iterations: Some(3000),
             issuer: Some("https://env".into()),

@@ -39,6 +39,9 @@ pub struct GuestOptions {
     /// of being handed back to the kernel and faulted in again by the next request. 0: always
     /// hand memory back.
     pub keep_resident: usize,
+    /// A directory where the compiled module is kept, keyed by the module's SHA-256 and the
+    /// engine's settings, so that a restart does not compile again. `None`: compile every time.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for GuestOptions {
@@ -48,8 +51,53 @@ impl Default for GuestOptions {
             memory_limit: 64 << 20,
             deadline: Duration::from_secs(2),
             keep_resident: 4 << 20,
+            cache_dir: None,
         }
     }
+}
+
+/// The compiled module from `cache_dir` when it holds one for these bytes and this engine, or
+/// compiled now and stored there (best effort: a cache that cannot be written is only slower).
+fn compile_cached(
+    engine: &Engine,
+    bytes: &[u8],
+    sha256: &str,
+    cache_dir: Option<&std::path::Path>,
+) -> Result<Module, GuestError> {
+    let compile = || Module::new(engine, bytes).map_err(|e| GuestError::Load(format!("{e:#}")));
+    let Some(dir) = cache_dir else {
+        return compile();
+    };
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    let path = dir.join(format!("{sha256}-{:016x}.cwasm", hasher.finish()));
+    // Read into memory rather than mapped: a cache file changed under a running server cannot
+    // then take its code away (SIGBUS).
+    if let Ok(compiled) = std::fs::read(&path) {
+        // SAFETY: the file is one this function wrote with `Module::serialize` for this engine's
+        // settings (the name carries both); wasmtime checks its header and version again, and
+        // anything it refuses is compiled afresh below.
+        match unsafe { Module::deserialize(engine, &compiled) } {
+            Ok(module) => return Ok(module),
+            Err(e) => tracing::warn!("compiled-module cache {} not usable: {e}", path.display()),
+        }
+    }
+    let module = compile()?;
+    if let Ok(compiled) = module.serialize() {
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let written = std::fs::create_dir_all(dir)
+            .and_then(|_| std::fs::write(&tmp, compiled))
+            .and_then(|_| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::warn!(
+                "could not cache the compiled module in {}: {e}",
+                dir.display()
+            );
+        }
+    }
+    Ok(module)
 }
 
 /// Why a guest call failed.
@@ -262,7 +310,8 @@ impl Guest {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
         let engine = Engine::new(&config).map_err(|e| GuestError::Load(format!("{e:#}")))?;
-        let module = Module::new(&engine, bytes).map_err(|e| GuestError::Load(format!("{e:#}")))?;
+        let sha256 = sha256_hex(bytes);
+        let module = compile_cached(&engine, bytes, &sha256, options.cache_dir.as_deref())?;
         let mut linker = Linker::new(&engine);
         // The wasm-bindgen glue's imports are JavaScript's; the plain exports never call them.
         linker
@@ -276,7 +325,7 @@ impl Guest {
             exports: Arc::new(Exports::find(&module)),
             engine,
             pre,
-            sha256: sha256_hex(bytes),
+            sha256,
             options,
         };
         let found = guest.abi_version()?;

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod guest;
+pub mod http_vectors;
 pub mod preview;
 pub mod runtime;
 pub mod server;

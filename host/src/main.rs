@@ -37,6 +37,10 @@ enum Command {
         /// (`token_start`, then `token_resume` on the same instance, as the server does).
         #[arg(long)]
         stateless: bool,
+        /// Over real HTTP: for each vector a fresh database with its state and a server on
+        /// loopback with its `now` as the clock; token vectors only.
+        #[arg(long, conflicts_with_all = ["stateless", "kdf_in_module", "iterations"])]
+        http: bool,
         /// Directories of VECTORS.md files.
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
@@ -160,11 +164,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn guest(policy: Option<&Path>) -> Result<Guest> {
+fn guest(policy: Option<&Path>, options: GuestOptions) -> Result<Guest> {
     match policy {
-        Some(path) => Guest::load_file(path, GuestOptions::default()),
-        None => Guest::embedded().context("the embedded policy module"),
+        Some(path) => Guest::load_file(path, options),
+        None => Guest::load(granted_host::guest::EMBEDDED_POLICY, options)
+            .context("the embedded policy module"),
     }
+}
+
+/// Where `granted serve` keeps the compiled module: `GRANTED_CACHE_DIR`, else the user's cache.
+fn cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("GRANTED_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|d| d.join("granted"))
 }
 
 fn serve(guest: Guest, resolved: granted_host::config::Resolved) -> Result<ExitCode> {
@@ -225,7 +241,14 @@ fn read_json(path: &Path) -> Result<Value> {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    let guest = guest(cli.policy.as_deref())?;
+    let options = GuestOptions {
+        cache_dir: match cli.command {
+            Command::Serve { .. } => cache_dir(),
+            _ => None,
+        },
+        ..GuestOptions::default()
+    };
+    let guest = guest(cli.policy.as_deref(), options)?;
     match cli.command {
         Command::Serve {
             settings,
@@ -247,14 +270,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let state = granted_host::state::parse(&text)
                 .with_context(|| format!("{} was refused; nothing was written", file.display()))?;
             let store = granted_host::store::Store::open(&resolved.db)?;
-            let server = granted_host::server::Server::new(guest, store.clone(), resolved.server.clone())?;
-            let hashed = server.import(&state)?;
+            let server =
+                granted_host::server::Server::new(guest, store.clone(), resolved.server.clone())?;
+            let imported = server.import(&state)?;
             eprintln!(
-                "imported {} apps and {} tenants into {} ({hashed} passwords hashed)",
+                "imported {} apps and {} tenants into {} ({} passwords hashed)",
                 state.apps.len(),
                 state.tenants.len(),
-                resolved.db.display()
+                resolved.db.display(),
+                imported.hashed
             );
+            if !imported.unverifiable.is_empty() {
+                eprintln!(
+                    "warning: {} users have a password hash this server cannot verify (not PBKDF2); they keep it, and cannot sign in with a password until it is set again: {}",
+                    imported.unverifiable.len(),
+                    imported.unverifiable.join(", ")
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Export { settings, out } => {
@@ -291,7 +323,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 &granted_host::state::random_base64(32)?,
                 &granted_host::state::random_base64(9)?,
             )?;
-            println!("new signing key {}; the previous one verifies until {until}", key.kid);
+            println!(
+                "new signing key {}; the previous one verifies until {until}",
+                key.kid
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Info => {
@@ -306,8 +341,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
             iterations,
             kdf_in_module,
             stateless,
+            http,
             dirs,
         } => {
+            if http {
+                eprintln!("policy sha256: {}", guest.sha256());
+                let guest = std::sync::Arc::new(guest);
+                let mut failed = 0;
+                for dir in &dirs {
+                    println!("# {} (over HTTP)", dir.display());
+                    failed += granted_host::http_vectors::run_dir(
+                        guest.clone(),
+                        dir,
+                        &mut std::io::stdout(),
+                    )?
+                    .failed;
+                }
+                return Ok(if failed > 0 {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                });
+            }
             eprintln!("policy sha256: {}", guest.sha256());
             let runtime = Wasmtime::new(guest);
             let settings = Settings {

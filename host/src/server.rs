@@ -42,6 +42,8 @@ pub struct ServerSettings {
     pub access_token_ttl: u32,
     /// Refresh-token lifetime, seconds.
     pub refresh_token_ttl: u32,
+    /// Keep every decision's audit record and effects in memory (`granted vectors --http`).
+    pub record_decisions: bool,
 }
 
 impl Default for ServerSettings {
@@ -58,35 +60,43 @@ impl Default for ServerSettings {
             sunset: None,
             access_token_ttl: 3600,
             refresh_token_ttl: 30 * 24 * 3600,
+            record_decisions: false,
         }
     }
 }
 
 /// The server's shared state.
 pub struct Server {
-    guest: Guest,
+    guest: Arc<Guest>,
     store: Store,
     settings: ServerSettings,
     kdf: KdfPool,
+    /// Every decision's audit record and effects, when `record_decisions` is set.
+    decisions: std::sync::Mutex<Vec<Value>>,
 }
 
 impl Server {
     /// A server over `store` and `guest`; makes the server keys on first start.
-    pub fn new(guest: Guest, store: Store, settings: ServerSettings) -> Result<Arc<Server>> {
+    pub fn new(
+        guest: impl Into<Arc<Guest>>,
+        store: Store,
+        settings: ServerSettings,
+    ) -> Result<Arc<Server>> {
         let now = now(&settings);
         store.ensure_keys(now, || crate::state::random_base64(32))?;
         let kdf = KdfPool::start(settings.kdf_threads, settings.login_queue);
         Ok(Arc::new(Server {
-            guest,
+            guest: guest.into(),
             store,
             settings,
             kdf,
+            decisions: std::sync::Mutex::new(Vec::new()),
         }))
     }
 
     /// Imports a state file: client secrets HMACed by the module under the server key,
     /// clear passwords hashed natively with the configured iterations.
-    pub fn import(&self, state: &crate::state::StateFile) -> Result<usize> {
+    pub fn import(&self, state: &crate::state::StateFile) -> Result<crate::state::Imported> {
         let (_, key) = self
             .store
             .current_keys()?
@@ -98,7 +108,9 @@ impl Server {
             out["ok"]["secret_hmac"]
                 .as_str()
                 .map(str::to_string)
-                .ok_or_else(|| anyhow::anyhow!("the module refused a client secret: {}", out["error"]))
+                .ok_or_else(|| {
+                    anyhow::anyhow!("the module refused a client secret: {}", out["error"])
+                })
         };
         let sealer = crate::state::Sealer {
             iterations: self.settings.kdf_iterations,
@@ -106,6 +118,11 @@ impl Server {
             random: &crate::state::random_bytes,
         };
         crate::state::import(&self.store, state, &sealer)
+    }
+
+    /// The decisions recorded so far (with `record_decisions`), oldest first; emptied.
+    pub fn take_decisions(&self) -> Vec<Value> {
+        std::mem::take(&mut *self.decisions.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The policy module's SHA-256.
@@ -129,6 +146,8 @@ pub fn router(server: Arc<Server>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/tenants/{tenant}/connect/token", any(token))
+        .route("/tenants/{tenant}/connect/revocation", any(revocation))
+        .route("/tenants/{tenant}/connect/introspect", any(introspection))
         .route(
             "/tenants/{tenant}/.well-known/oauth-authorization-server",
             get(metadata),
@@ -161,8 +180,12 @@ async fn metadata(State(server): State<Arc<Server>>, Path(tenant): Path<String>)
     Json(json!({
         "issuer": issuer,
         "token_endpoint": format!("{issuer}/connect/token"),
+        "revocation_endpoint": format!("{issuer}/connect/revocation"),
+        "introspection_endpoint": format!("{issuer}/connect/introspect"),
         "grant_types_supported": ["password", "client_credentials", "refresh_token"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "response_types_supported": [],
     }))
     .into_response()
@@ -229,31 +252,32 @@ impl From<GuestError> for Failure {
     }
 }
 
-async fn token(
-    State(server): State<Arc<Server>>,
-    Path(tenant): Path<String>,
-    method: Method,
-    headers: HeaderMap,
+/// The raw request as the module reads it, or the response for an unreadable body.
+#[allow(clippy::result_large_err)] // the error is the response itself, built once per request
+fn raw_request(
+    tenant: &str,
+    method: &Method,
+    headers: &HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
+) -> Result<Value, Response> {
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return oauth_error(
+            return Err(oauth_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request",
                 "the request body is over 64 KiB",
-            )
+            ))
         }
         Err(_) => {
-            return oauth_error(
+            return Err(oauth_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
                 "the request body could not be read",
-            )
+            ))
         }
     };
-    let request = json!({
+    Ok(json!({
         "method": method.as_str(),
         "tenant": tenant,
         "headers": headers
@@ -261,7 +285,20 @@ async fn token(
             .map(|(name, value)| json!([name.as_str(), String::from_utf8_lossy(value.as_bytes())]))
             .collect::<Vec<_>>(),
         "body_base64": STANDARD.encode(&body),
-    });
+    }))
+}
+
+async fn token(
+    State(server): State<Arc<Server>>,
+    Path(tenant): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let request = match raw_request(&tenant, &method, &headers, body) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
     // A refresh token consumed by a concurrent request between lookup and write: decide again,
     // now that the store shows it used (the module then answers reuse).
     for _ in 0..2 {
@@ -272,6 +309,98 @@ async fn token(
         }
     }
     unavailable("the request could not be decided; try again")
+}
+
+async fn revocation(
+    State(server): State<Arc<Server>>,
+    Path(tenant): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    manage(&server, "revocation", &tenant, &method, &headers, body).await
+}
+
+async fn introspection(
+    State(server): State<Arc<Server>>,
+    Path(tenant): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    manage(&server, "introspection", &tenant, &method, &headers, body).await
+}
+
+/// Revocation and introspection: stateless module calls, records looked up between them.
+async fn manage(
+    server: &Arc<Server>,
+    entry: &str,
+    tenant: &str,
+    method: &Method,
+    headers: &HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let request = match raw_request(tenant, method, headers, body) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    match decide_manage(server, entry, request).await {
+        Ok(response) => response,
+        Err(failure) => failure.response(),
+    }
+}
+
+async fn decide_manage(
+    server: &Arc<Server>,
+    entry: &str,
+    request: Value,
+) -> Result<Response, Failure> {
+    let at = now(&server.settings);
+    let store = server.store.clone();
+    let (keys, verification) = tokio::task::spawn_blocking(move || {
+        Ok::<_, anyhow::Error>((store.current_keys()?, store.verification_keys(at)?))
+    })
+    .await
+    .map_err(|e| Failure::Store(e.into()))?
+    .map_err(Failure::Store)?;
+    let (_, client_secret_key) =
+        keys.ok_or_else(|| Failure::Store(anyhow::anyhow!("no server keys")))?;
+    let verification_keys: Vec<Value> = verification
+        .into_iter()
+        .map(|k| json!({"kid": k.kid, "secret": k.secret}))
+        .collect();
+    let mut input = json!({
+        "request": request,
+        "context": {
+            "now": at,
+            "client_secret_key": client_secret_key,
+            "verification_keys": verification_keys,
+        },
+        "records": {},
+    });
+    let mut session = server.guest.session()?;
+    for _ in 0..3 {
+        let step = call(&mut session, entry, &input)?;
+        match step["step"].as_str() {
+            Some("need_records") => {
+                let store = server.store.clone();
+                let lookup = step["lookup"].clone();
+                input["records"] = tokio::task::spawn_blocking(move || records(&store, &lookup))
+                    .await
+                    .map_err(|e| Failure::Store(e.into()))?
+                    .map_err(Failure::Store)?;
+            }
+            Some("done") => {
+                return finish(server, &step, at).await?.ok_or_else(|| {
+                    Failure::Module("a refresh race outside the token endpoint".into())
+                })
+            }
+            _ => return Err(Failure::Module(format!("unknown step {}", step["step"]))),
+        }
+    }
+    Err(Failure::Module(
+        "the module did not finish in 3 steps".into(),
+    ))
 }
 
 /// One request through the module; `None` when it must be decided again.
@@ -323,7 +452,9 @@ async fn decide(server: &Arc<Server>, request: &Value) -> Result<Option<Response
         };
         step = call(&mut session, "token_resume", &more)?;
     }
-    Err(Failure::Module("the module did not finish in 6 steps".into()))
+    Err(Failure::Module(
+        "the module did not finish in 6 steps".into(),
+    ))
 }
 
 fn call(session: &mut Session, entry: &str, input: &Value) -> Result<Value, Failure> {
@@ -359,7 +490,11 @@ fn records(store: &Store, lookup: &Value) -> Result<Value> {
 
 /// Applies the decision's effects (durably) and answers; `None` when a concurrent request
 /// consumed the same refresh token first.
-async fn finish(server: &Arc<Server>, step: &Value, at: Timestamp) -> Result<Option<Response>, Failure> {
+async fn finish(
+    server: &Arc<Server>,
+    step: &Value,
+    at: Timestamp,
+) -> Result<Option<Response>, Failure> {
     let effects: Vec<Effect> = serde_json::from_value(step["effects"].clone())
         .map_err(|e| Failure::Module(format!("effects: {e}")))?;
     let store = server.store.clone();
@@ -372,6 +507,13 @@ async fn finish(server: &Arc<Server>, step: &Value, at: Timestamp) -> Result<Opt
         return Ok(None);
     }
     let audit = &step["audit"];
+    if server.settings.record_decisions {
+        server
+            .decisions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(json!({"audit": audit, "effects": step["effects"]}));
+    }
     tracing::info!(
         target: "granted::audit",
         decision = audit["decision"].as_str().unwrap_or_default(),
@@ -460,32 +602,23 @@ impl KdfPool {
     }
 }
 
-/// PBKDF2 natively (SHA-NI where the CPU has it), with the module's parameters.
+/// PBKDF2 natively, with the module's parameters: the policy crate's own KDF compiled for this
+/// machine (SHA-NI where the CPU has it), not the wasm copy.
 fn native_kdf(params: &Value, password: &str) -> Result<Vec<u8>, String> {
+    use granted_policy::credentials::kdf::{derive, KdfParams};
+    let params: KdfParams =
+        serde_json::from_value(params.clone()).map_err(|e| format!("bad KDF parameters: {e}"))?;
     let salt = STANDARD
-        .decode(params["salt"].as_str().unwrap_or_default())
+        .decode(&params.salt)
         .map_err(|_| "the KDF salt is not base64".to_string())?;
-    let iterations = params["iterations"]
-        .as_u64()
-        .and_then(|i| u32::try_from(i).ok())
-        .filter(|i| (1..=10_000_000).contains(i))
-        .ok_or("bad KDF iterations")?;
-    let length = params["length"]
-        .as_u64()
-        .and_then(|l| usize::try_from(l).ok())
-        .filter(|l| (1..=128).contains(l))
-        .ok_or("bad KDF length")?;
-    let mut out = vec![0u8; length];
-    match params["algorithm"].as_str() {
-        Some("pbkdf2-sha256") => {
-            pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), &salt, iterations, &mut out)
-        }
-        Some("pbkdf2-sha512") => {
-            pbkdf2::pbkdf2_hmac::<sha2::Sha512>(password.as_bytes(), &salt, iterations, &mut out)
-        }
-        _ => return Err("unknown KDF".into()),
-    }
-    Ok(out)
+    derive(
+        params.algorithm,
+        password.as_bytes(),
+        &salt,
+        params.iterations,
+        params.length,
+    )
+    .ok_or_else(|| "KDF parameters out of bounds".to_string())
 }
 
 /// Serves until `shutdown` resolves; in-flight requests finish, new ones are refused.

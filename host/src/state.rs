@@ -172,7 +172,10 @@ fn check(state: &StateFile) -> Result<()> {
         }
         for (client_id, _) in app.secrets.iter().chain(app.secret_hmacs.iter()) {
             if !app.revisions.iter().any(|r| &r.client_id == client_id) {
-                bail!("at `apps[{i}].secrets.{client_id}`: no revision of `{}` uses this client_id", app.app_id);
+                bail!(
+                    "at `apps[{i}].secrets.{client_id}`: no revision of `{}` uses this client_id",
+                    app.app_id
+                );
             }
             if !client_ids.insert(client_id.as_str()) {
                 bail!("at `apps[{i}].secrets.{client_id}`: this client_id has a secret twice");
@@ -182,28 +185,36 @@ fn check(state: &StateFile) -> Result<()> {
     let mut tenants = BTreeSet::new();
     for (i, tenant) in state.tenants.iter().enumerate() {
         if !tenants.insert(&tenant.tenant) {
-            bail!("at `tenants[{i}].tenant`: `{}` appears twice", tenant.tenant);
+            bail!(
+                "at `tenants[{i}].tenant`: `{}` appears twice",
+                tenant.tenant
+            );
         }
         for (j, install) in tenant.installs.iter().enumerate() {
             let Some(app) = apps.get(install.app_id.as_str()) else {
-                bail!("at `tenants[{i}].installs[{j}].app_id`: no app `{}`", install.app_id);
+                bail!(
+                    "at `tenants[{i}].installs[{j}].app_id`: no app `{}`",
+                    install.app_id
+                );
             };
             if !app.revisions.iter().any(|r| r.rev == install.rev) {
-                bail!("at `tenants[{i}].installs[{j}].rev`: `{}` has no revision {}", install.app_id, install.rev);
+                bail!(
+                    "at `tenants[{i}].installs[{j}].rev`: `{}` has no revision {}",
+                    install.app_id,
+                    install.rev
+                );
             }
         }
         let mut names = BTreeSet::new();
         for (j, user) in tenant.users.iter().enumerate() {
             if !names.insert(&user.username) {
-                bail!("at `tenants[{i}].users[{j}].username`: `{}` appears twice", user.username);
+                bail!(
+                    "at `tenants[{i}].users[{j}].username`: `{}` appears twice",
+                    user.username
+                );
             }
             if user.password.is_some() && user.password_hash.is_some() {
                 bail!("at `tenants[{i}].users[{j}]`: give `password` or `password_hash`, not both");
-            }
-            if let Some(hash) = &user.password_hash {
-                if password::parse(hash).is_none() {
-                    bail!("at `tenants[{i}].users[{j}].password_hash`: not a PBKDF2 hash this server can verify (PHC `$pbkdf2-sha256$`, `$pbkdf2-sha512$` or Django `pbkdf2_sha256$`)");
-                }
             }
         }
         for (j, token) in tenant.refresh_tokens.iter().enumerate() {
@@ -215,9 +226,18 @@ fn check(state: &StateFile) -> Result<()> {
     Ok(())
 }
 
-/// Writes `state` into `store` in one transaction; returns how many users had a clear password
-/// hashed.
-pub fn import(store: &Store, state: &StateFile, sealer: &Sealer<'_>) -> Result<usize> {
+/// What an import did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Imported {
+    /// Clear passwords hashed.
+    pub hashed: usize,
+    /// Users whose stored hash this server cannot verify (not PBKDF2: argon2, bcrypt, …). They
+    /// are kept as they are; such a user cannot sign in with a password until it is set again.
+    pub unverifiable: Vec<String>,
+}
+
+/// Writes `state` into `store` in one transaction.
+pub fn import(store: &Store, state: &StateFile, sealer: &Sealer<'_>) -> Result<Imported> {
     // Hash first (slow, in parallel, outside the transaction), then write everything at once.
     let mut clear: Vec<(usize, usize, &str)> = Vec::new();
     for (i, tenant) in state.tenants.iter().enumerate() {
@@ -239,7 +259,9 @@ pub fn import(store: &Store, state: &StateFile, sealer: &Sealer<'_>) -> Result<u
     })?;
     let done = AtomicUsize::new(0);
     let total = clear.len();
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let chunk = total.div_ceil(threads).max(1);
     let hashes: Vec<Result<String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = clear
@@ -253,8 +275,12 @@ pub fn import(store: &Store, state: &StateFile, sealer: &Sealer<'_>) -> Result<u
                         .map(|((_, _, clear), old)| {
                             let out = seal_password(clear, old.as_deref(), sealer);
                             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                            if total >= 20 && (n % (total / 20).max(1) == 0 || n == total) {
-                                eprintln!("hashed {n}/{total} passwords ({} iterations)", sealer.iterations);
+                            if total >= 20 && (n.is_multiple_of((total / 20).max(1)) || n == total)
+                            {
+                                eprintln!(
+                                    "hashed {n}/{total} passwords ({} iterations)",
+                                    sealer.iterations
+                                );
                             }
                             out
                         })
@@ -264,7 +290,10 @@ pub fn import(store: &Store, state: &StateFile, sealer: &Sealer<'_>) -> Result<u
             .collect();
         handles
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|_| vec![Err(anyhow!("a hashing thread failed"))]))
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| vec![Err(anyhow!("a hashing thread failed"))])
+            })
             .collect()
     });
     let mut hashed: BTreeMap<(usize, usize), String> = BTreeMap::new();
@@ -274,71 +303,92 @@ pub fn import(store: &Store, state: &StateFile, sealer: &Sealer<'_>) -> Result<u
     let mut secret_hmacs = Vec::new();
     for app in &state.apps {
         for (client_id, secret) in &app.secrets {
-            secret_hmacs.push((client_id.clone(), app.app_id.clone(), (sealer.hmac)(secret)?));
+            secret_hmacs.push((
+                client_id.clone(),
+                app.app_id.clone(),
+                (sealer.hmac)(secret)?,
+            ));
         }
         for (client_id, hmac) in &app.secret_hmacs {
             secret_hmacs.push((client_id.clone(), app.app_id.clone(), hmac.clone()));
         }
     }
-    store.write(|w| {
-        for app in &state.apps {
-            w.put_app(&App {
-                app_id: app.app_id.clone(),
-                created_at: app.created_at,
-                revisions: app.revisions.clone(),
-            })?;
-        }
-        for (client_id, app_id, hmac) in &secret_hmacs {
-            w.put_client(client_id, app_id, hmac)?;
-        }
-        for (i, tenant) in state.tenants.iter().enumerate() {
-            w.put_tenant(&TenantRecord {
-                tenant: tenant.tenant.clone(),
-                sso_required: tenant.sso_required,
-                password_max_age_days: tenant.password_max_age_days,
-                installs: tenant.installs.clone(),
-            })?;
-            for (j, user) in tenant.users.iter().enumerate() {
-                let password_hash = hashed
-                    .get(&(i, j))
-                    .cloned()
-                    .or_else(|| user.password_hash.clone());
-                w.put_user(
-                    &tenant.tenant,
-                    &UserRecord {
-                        username: user.username.clone(),
-                        sign_in: user.sign_in,
-                        password_hash,
-                        password_changed_at: user.password_changed_at,
-                        disabled: user.disabled,
-                        locked_until: user.locked_until,
-                    },
-                )?;
-            }
-            for token in &tenant.refresh_tokens {
-                let sha = match (&token.token, &token.token_sha256) {
-                    (Some(clear), _) => granted_policy::token::endpoint::refresh_token_sha256(clear),
-                    (None, Some(sha)) => sha.clone(),
-                    (None, None) => bail!("a refresh token without `token`"),
-                };
-                w.put_refresh(&RefreshTokenRecord {
-                    token_sha256: sha,
-                    family_id: token.family_id.clone(),
-                    tenant: tenant.tenant.clone(),
-                    client_id: token.client_id.clone(),
-                    username: token.username.clone(),
-                    scope: token.scope.clone(),
-                    grant_type: token.grant_type,
-                    issued_at: token.issued_at,
-                    expires_at: token.expires_at,
-                    status: token.status,
+    store
+        .write(|w| {
+            for app in &state.apps {
+                w.put_app(&App {
+                    app_id: app.app_id.clone(),
+                    created_at: app.created_at,
+                    revisions: app.revisions.clone(),
                 })?;
             }
-        }
-        Ok(())
+            for (client_id, app_id, hmac) in &secret_hmacs {
+                w.put_client(client_id, app_id, hmac)?;
+            }
+            for (i, tenant) in state.tenants.iter().enumerate() {
+                w.put_tenant(&TenantRecord {
+                    tenant: tenant.tenant.clone(),
+                    sso_required: tenant.sso_required,
+                    password_max_age_days: tenant.password_max_age_days,
+                    installs: tenant.installs.clone(),
+                })?;
+                for (j, user) in tenant.users.iter().enumerate() {
+                    let password_hash = hashed
+                        .get(&(i, j))
+                        .cloned()
+                        .or_else(|| user.password_hash.clone());
+                    w.put_user(
+                        &tenant.tenant,
+                        &UserRecord {
+                            username: user.username.clone(),
+                            sign_in: user.sign_in,
+                            password_hash,
+                            password_changed_at: user.password_changed_at,
+                            disabled: user.disabled,
+                            locked_until: user.locked_until,
+                        },
+                    )?;
+                }
+                for token in &tenant.refresh_tokens {
+                    let sha = match (&token.token, &token.token_sha256) {
+                        (Some(clear), _) => {
+                            granted_policy::token::endpoint::refresh_token_sha256(clear)
+                        }
+                        (None, Some(sha)) => sha.clone(),
+                        (None, None) => bail!("a refresh token without `token`"),
+                    };
+                    w.put_refresh(&RefreshTokenRecord {
+                        token_sha256: sha,
+                        family_id: token.family_id.clone(),
+                        tenant: tenant.tenant.clone(),
+                        client_id: token.client_id.clone(),
+                        username: token.username.clone(),
+                        scope: token.scope.clone(),
+                        grant_type: token.grant_type,
+                        issued_at: token.issued_at,
+                        expires_at: token.expires_at,
+                        status: token.status,
+                    })?;
+                }
+            }
+            Ok(())
+        })
+        .context("nothing was written")?;
+    let unverifiable = state
+        .tenants
+        .iter()
+        .flat_map(|t| t.users.iter().map(move |u| (t, u)))
+        .filter(|(_, u)| {
+            u.password_hash
+                .as_deref()
+                .is_some_and(|h| password::parse(h).is_none())
+        })
+        .map(|(t, u)| format!("{}/{}", t.tenant, u.username))
+        .collect();
+    Ok(Imported {
+        hashed: total,
+        unverifiable,
     })
-    .context("nothing was written")?;
-    Ok(total)
 }
 
 fn seal_password(clear: &str, existing: Option<&str>, sealer: &Sealer<'_>) -> Result<String> {
@@ -352,8 +402,14 @@ fn seal_password(clear: &str, existing: Option<&str>, sealer: &Sealer<'_>) -> Re
         }
     }
     let salt = (sealer.random)(16)?;
-    password::hash_password(KdfAlgorithm::Pbkdf2Sha256, clear, &salt, sealer.iterations)
-        .ok_or_else(|| anyhow!("could not hash a password with {} iterations", sealer.iterations))
+    password::hash_password(KdfAlgorithm::Pbkdf2Sha256, clear, &salt, sealer.iterations).ok_or_else(
+        || {
+            anyhow!(
+                "could not hash a password with {} iterations",
+                sealer.iterations
+            )
+        },
+    )
 }
 
 /// The store as a state file, with no secret in clear.

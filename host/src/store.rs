@@ -133,6 +133,12 @@ impl Default for LockoutPolicy {
     }
 }
 
+/// An app with its clients (`client_id`, secret HMAC).
+pub type AppWithClients = (App, Vec<(String, String)>);
+
+/// A tenant with its users and refresh tokens.
+pub type TenantWithRecords = (TenantRecord, Vec<UserRecord>, Vec<RefreshTokenRecord>);
+
 /// A change the module asked for after a token decision.
 pub use granted_policy::token::endpoint::Effect;
 
@@ -212,9 +218,8 @@ impl Store {
 
     /// The schema version.
     pub fn schema_version(&self) -> Result<i64> {
-        Ok(lock(&self.conn).query_row("SELECT MAX(version) FROM schema_version", [], |r| {
-            r.get(0)
-        })?)
+        Ok(lock(&self.conn)
+            .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))?)
     }
 
     // --- server keys ---------------------------------------------------------------------
@@ -353,7 +358,12 @@ impl Store {
     /// Applies a decision's effects in one transaction. A refresh token that is no longer
     /// active when it is consumed (a concurrent request used it) revokes its family and
     /// reports [`Applied::RefreshRace`]; nothing else of the decision is applied then.
-    pub fn apply(&self, effects: &[Effect], now: Timestamp, lockout: LockoutPolicy) -> Result<Applied> {
+    pub fn apply(
+        &self,
+        effects: &[Effect],
+        now: Timestamp,
+        lockout: LockoutPolicy,
+    ) -> Result<Applied> {
         let mut conn = lock(&self.conn);
         let tx = conn.transaction()?;
         for effect in effects {
@@ -426,7 +436,7 @@ impl Store {
     }
 
     /// Every app with its history and clients (`client_id`, secret HMAC).
-    pub fn apps(&self) -> Result<Vec<(App, Vec<(String, String)>)>> {
+    pub fn apps(&self) -> Result<Vec<AppWithClients>> {
         let conn = lock(&self.conn);
         let ids: Vec<String> = conn
             .prepare("SELECT app_id FROM apps ORDER BY app_id")?
@@ -445,7 +455,7 @@ impl Store {
     }
 
     /// Every tenant with its users and refresh tokens.
-    pub fn tenants(&self) -> Result<Vec<(TenantRecord, Vec<UserRecord>, Vec<RefreshTokenRecord>)>> {
+    pub fn tenants(&self) -> Result<Vec<TenantWithRecords>> {
         let conn = lock(&self.conn);
         let ids: Vec<String> = conn
             .prepare("SELECT tenant FROM tenants ORDER BY tenant")?
@@ -528,7 +538,11 @@ impl Writer<'_> {
             "INSERT INTO tenants (tenant, sso_required, password_max_age_days) VALUES (?1, ?2, ?3)
              ON CONFLICT (tenant) DO UPDATE SET sso_required = excluded.sso_required,
                  password_max_age_days = excluded.password_max_age_days",
-            params![tenant.tenant, tenant.sso_required, tenant.password_max_age_days],
+            params![
+                tenant.tenant,
+                tenant.sso_required,
+                tenant.password_max_age_days
+            ],
         )?;
         self.tx
             .execute("DELETE FROM installs WHERE tenant = ?1", [&tenant.tenant])?;
@@ -608,7 +622,13 @@ fn new_kid(now: Timestamp, entropy: &str) -> String {
     format!("{day}-{tag}")
 }
 
-fn insert_key(tx: &Transaction<'_>, purpose: &str, kid: &str, secret: &str, now: Timestamp) -> Result<()> {
+fn insert_key(
+    tx: &Transaction<'_>,
+    purpose: &str,
+    kid: &str,
+    secret: &str,
+    now: Timestamp,
+) -> Result<()> {
     tx.execute(
         "INSERT INTO server_keys (kid, purpose, secret, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![kid, purpose, secret, now.to_rfc3339()],
@@ -751,7 +771,17 @@ fn user_record(conn: &Connection, tenant: &str, username: &str) -> Result<Option
 }
 
 fn refresh_record(conn: &Connection, sha256: &str) -> Result<Option<RefreshTokenRecord>> {
-    type Row = (String, String, String, Option<String>, String, String, String, String, String);
+    type Row = (
+        String,
+        String,
+        String,
+        Option<String>,
+        String,
+        String,
+        String,
+        String,
+        String,
+    );
     let row: Option<Row> = conn
         .query_row(
             "SELECT family_id, tenant, client_id, username, scope, grant_type, issued_at, expires_at, status
@@ -853,7 +883,13 @@ fn record_failure(
          ON CONFLICT (tenant, username) DO UPDATE SET failures = excluded.failures,
              locks = excluded.locks,
              locked_until = COALESCE(excluded.locked_until, login_failures.locked_until)",
-        params![tenant, username, failures, locks, until.map(|t| t.to_rfc3339())],
+        params![
+            tenant,
+            username,
+            failures,
+            locks,
+            until.map(|t| t.to_rfc3339())
+        ],
     )?;
     Ok(())
 }
@@ -893,16 +929,22 @@ mod tests {
             username: "nobody".into(),
         };
         for _ in 0..4 {
-            store.apply(&[fail.clone()], now, policy).unwrap();
+            store
+                .apply(std::slice::from_ref(&fail), now, policy)
+                .unwrap();
         }
         assert_eq!(store.locked_until("acme", "nobody").unwrap(), None);
-        store.apply(&[fail.clone()], now, policy).unwrap();
+        store
+            .apply(std::slice::from_ref(&fail), now, policy)
+            .unwrap();
         assert_eq!(
             store.locked_until("acme", "nobody").unwrap(),
             Some(t("2026-11-25T12:01:00Z"))
         );
         for _ in 0..5 {
-            store.apply(&[fail.clone()], now, policy).unwrap();
+            store
+                .apply(std::slice::from_ref(&fail), now, policy)
+                .unwrap();
         }
         assert_eq!(
             store.locked_until("acme", "nobody").unwrap(),
@@ -928,7 +970,9 @@ mod tests {
         let mut n = 0;
         let mut entropy = || {
             n += 1;
-            Ok(format!("c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0{n}"))
+            Ok(format!(
+                "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0{n}"
+            ))
         };
         let (first, _) = store.ensure_keys(now, &mut entropy).unwrap();
         let (again, _) = store.ensure_keys(now, &mut entropy).unwrap();
@@ -948,7 +992,10 @@ mod tests {
                 .map(|k| k.kid)
                 .collect()
         };
-        assert_eq!(kids("2026-11-25T13:30:00Z"), vec![new.kid.clone(), first.kid.clone()]);
+        assert_eq!(
+            kids("2026-11-25T13:30:00Z"),
+            vec![new.kid.clone(), first.kid.clone()]
+        );
         assert_eq!(kids("2026-11-25T14:00:01Z"), vec![new.kid.clone()]);
     }
 }

@@ -113,3 +113,35 @@ fn the_embedded_module_is_the_one_xtask_built() {
     .unwrap();
     assert_eq!(Guest::embedded().unwrap().sha256(), recorded.trim());
 }
+
+/// The compiled module is cached by SHA-256; a second load takes it from there, and a damaged
+/// cache file is compiled afresh rather than trusted or fatal.
+#[test]
+fn the_compiled_module_is_cached_and_a_damaged_cache_is_recompiled() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || GuestOptions {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..GuestOptions::default()
+    };
+    let first = Guest::load(granted_host::guest::EMBEDDED_POLICY, options()).unwrap();
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().unwrap().to_string_lossy().to_string();
+    assert!(name.starts_with(first.sha256()), "{name}");
+    let started = Instant::now();
+    let second = Guest::load(granted_host::guest::EMBEDDED_POLICY, options()).unwrap();
+    println!("load from the cache: {:?}", started.elapsed());
+    assert_eq!(
+        second.call("info", b"{}").unwrap(),
+        first.call("info", b"{}").unwrap()
+    );
+    std::fs::write(&files[0], b"not a compiled module").unwrap();
+    let third = Guest::load(granted_host::guest::EMBEDDED_POLICY, options()).unwrap();
+    assert_eq!(
+        third.call("info", b"{}").unwrap(),
+        first.call("info", b"{}").unwrap()
+    );
+}

@@ -58,6 +58,18 @@ fn basic(id: &str, secret: &str) -> String {
 
 /// POSTs a form to the tenant's token endpoint; answers status and JSON body.
 fn token(run: &Running, tenant: &str, auth: Option<&str>, form: &[(&str, &str)]) -> (u16, Value) {
+    post(run, tenant, "token", auth, form)
+}
+
+/// POSTs a form to `/tenants/{tenant}/connect/{endpoint}`; answers status and JSON body (a
+/// string when the body is not JSON, `""` when it is empty).
+fn post(
+    run: &Running,
+    tenant: &str,
+    endpoint: &str,
+    auth: Option<&str>,
+    form: &[(&str, &str)],
+) -> (u16, Value) {
     let body: String = form
         .iter()
         .map(|(k, v)| {
@@ -70,7 +82,7 @@ fn token(run: &Running, tenant: &str, auth: Option<&str>, form: &[(&str, &str)])
         .collect::<Vec<_>>()
         .join("&");
     let mut request = agent()
-        .post(format!("{}/tenants/{tenant}/connect/token", run.base))
+        .post(format!("{}/tenants/{tenant}/connect/{endpoint}", run.base))
         .header("Content-Type", "application/x-www-form-urlencoded");
     if let Some(auth) = auth {
         request = request.header("Authorization", auth);
@@ -78,7 +90,10 @@ fn token(run: &Running, tenant: &str, auth: Option<&str>, form: &[(&str, &str)])
     let mut response = request.send(body).expect("request");
     let status = response.status().as_u16();
     let text = response.body_mut().read_to_string().expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 const ALICE: [(&str, &str); 3] = [
@@ -92,7 +107,9 @@ fn the_password_grant_works_with_basic_and_with_body_credentials() {
     let run = start();
     let (status, body) = token(&run, "acme", Some(&basic("crm-1", "crm-1-secret")), &ALICE);
     assert_eq!(status, 200, "{body}");
-    assert!(body["access_token"].as_str().is_some_and(|t| t.split('.').count() == 3));
+    assert!(body["access_token"]
+        .as_str()
+        .is_some_and(|t| t.split('.').count() == 3));
     assert!(body["refresh_token"].is_string());
     let mut form = ALICE.to_vec();
     form.extend([("client_id", "crm-1"), ("client_secret", "crm-1-secret")]);
@@ -105,38 +122,83 @@ fn a_refresh_token_rotates_and_its_reuse_revokes_the_family() {
     let run = start();
     let auth = basic("crm-1", "crm-1-secret");
     let (_, first) = token(&run, "acme", Some(&auth), &ALICE);
-    let r1 = first["refresh_token"].as_str().expect("refresh token").to_string();
-    let (status, second) = token(&run, "acme", Some(&auth), &[("grant_type", "refresh_token"), ("refresh_token", &r1)]);
+    let r1 = first["refresh_token"]
+        .as_str()
+        .expect("refresh token")
+        .to_string();
+    let (status, second) = token(
+        &run,
+        "acme",
+        Some(&auth),
+        &[("grant_type", "refresh_token"), ("refresh_token", &r1)],
+    );
     assert_eq!(status, 200, "{second}");
-    let r2 = second["refresh_token"].as_str().expect("rotated").to_string();
+    let r2 = second["refresh_token"]
+        .as_str()
+        .expect("rotated")
+        .to_string();
     assert_ne!(r1, r2);
     // The rotated-out token comes back: refused, and the whole family with it.
-    let (status, reuse) = token(&run, "acme", Some(&auth), &[("grant_type", "refresh_token"), ("refresh_token", &r1)]);
-    assert_eq!((status, reuse["error"].as_str()), (400, Some("invalid_grant")));
-    let (status, after) = token(&run, "acme", Some(&auth), &[("grant_type", "refresh_token"), ("refresh_token", &r2)]);
-    assert_eq!((status, after["error"].as_str()), (400, Some("invalid_grant")), "{after}");
+    let (status, reuse) = token(
+        &run,
+        "acme",
+        Some(&auth),
+        &[("grant_type", "refresh_token"), ("refresh_token", &r1)],
+    );
+    assert_eq!(
+        (status, reuse["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (status, after) = token(
+        &run,
+        "acme",
+        Some(&auth),
+        &[("grant_type", "refresh_token"), ("refresh_token", &r2)],
+    );
+    assert_eq!(
+        (status, after["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{after}"
+    );
 }
 
 #[test]
 fn the_sunset_is_enforced_and_machine_tokens_still_flow() {
     let run = start();
     // globex updated `reports` to the client-credentials revision with a new client_id.
-    let (status, body) = token(&run, "globex", Some(&basic("reports-2", "reports-2-secret")), &[("grant_type", "client_credentials")]);
+    let (status, body) = token(
+        &run,
+        "globex",
+        Some(&basic("reports-2", "reports-2-secret")),
+        &[("grant_type", "client_credentials")],
+    );
     assert_eq!(status, 200, "{body}");
     let (status, body) = token(
         &run,
         "globex",
         Some(&basic("reports-2", "reports-2-secret")),
-        &[("grant_type", "password"), ("username", "bob"), ("password", "x")],
+        &[
+            ("grant_type", "password"),
+            ("username", "bob"),
+            ("password", "x"),
+        ],
     );
-    assert_eq!((status, body["error"].as_str()), (400, Some("unauthorized_client")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unauthorized_client")),
+        "{body}"
+    );
 }
 
 #[test]
 fn failed_logins_lock_the_user_and_a_locked_user_gets_the_wrong_password_answer() {
     let run = start();
     let auth = basic("crm-1", "crm-1-secret");
-    let wrong = [("grant_type", "password"), ("username", "alice"), ("password", "nope")];
+    let wrong = [
+        ("grant_type", "password"),
+        ("username", "alice"),
+        ("password", "nope"),
+    ];
     let (_, wrong_answer) = token(&run, "acme", Some(&auth), &wrong);
     for _ in 0..4 {
         token(&run, "acme", Some(&auth), &wrong);
@@ -149,8 +211,12 @@ fn failed_logins_lock_the_user_and_a_locked_user_gets_the_wrong_password_answer(
 #[test]
 fn health_names_the_module_and_limits_hold() {
     let run = start();
-    let mut response = agent().get(format!("{}/healthz", run.base)).call().expect("healthz");
-    let health: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    let mut response = agent()
+        .get(format!("{}/healthz", run.base))
+        .call()
+        .expect("healthz");
+    let health: Value =
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
     assert_eq!(health["policy_sha256"], Guest::embedded().unwrap().sha256());
     let big = "a".repeat(70 * 1024);
     let mut response = agent()
@@ -162,12 +228,18 @@ fn health_names_the_module_and_limits_hold() {
     let body: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
     assert_eq!(body["error"], "invalid_request");
     let mut response = agent()
-        .get(format!("{}/tenants/acme/.well-known/oauth-authorization-server", run.base))
+        .get(format!(
+            "{}/tenants/acme/.well-known/oauth-authorization-server",
+            run.base
+        ))
         .call()
         .expect("metadata");
     let meta: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
     // The issuer is the configured base URL (the default here), not the test's port.
-    assert_eq!(meta["token_endpoint"], "http://127.0.0.1:8080/tenants/acme/connect/token");
+    assert_eq!(
+        meta["token_endpoint"],
+        "http://127.0.0.1:8080/tenants/acme/connect/token"
+    );
     assert_eq!(meta["grant_types_supported"][0], "password");
 }
 
@@ -202,6 +274,138 @@ fn a_looping_module_gets_a_503_and_the_server_keeps_serving() {
         assert_eq!(body["error"], "temporarily_unavailable");
         assert!(started.elapsed() < Duration::from_secs(5));
     }
-    let response = agent().get(format!("{}/healthz", run.base)).call().expect("healthz");
+    let response = agent()
+        .get(format!("{}/healthz", run.base))
+        .call()
+        .expect("healthz");
     assert_eq!(response.status().as_u16(), 200);
+}
+
+#[test]
+fn introspection_shows_a_client_its_own_live_tokens_only() {
+    let run = start();
+    let crm = basic("crm-1", "crm-1-secret");
+    let (_, issued) = token(&run, "acme", Some(&crm), &ALICE);
+    let access = issued["access_token"].as_str().unwrap();
+    let refresh = issued["refresh_token"].as_str().unwrap();
+    let (status, seen) = post(&run, "acme", "introspect", Some(&crm), &[("token", access)]);
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["active"], true, "{seen}");
+    assert_eq!(
+        (seen["sub"].as_str(), seen["client_id"].as_str()),
+        (Some("alice"), Some("crm-1"))
+    );
+    let (_, seen) = post(
+        &run,
+        "acme",
+        "introspect",
+        Some(&crm),
+        &[("token", refresh)],
+    );
+    assert_eq!(
+        (seen["active"].as_bool(), seen["token_type"].as_str()),
+        (Some(true), Some("refresh_token"))
+    );
+    // Another client of the tenant learns nothing about them.
+    let other = basic("reports-1", "reports-1-secret");
+    for token in [access, refresh] {
+        let (status, seen) = post(
+            &run,
+            "acme",
+            "introspect",
+            Some(&other),
+            &[("token", token)],
+        );
+        assert_eq!(
+            (status, &seen),
+            (200, &serde_json::json!({"active": false}))
+        );
+    }
+    // A tampered token is not active.
+    let tampered = format!("{}x", access);
+    let (_, seen) = post(
+        &run,
+        "acme",
+        "introspect",
+        Some(&crm),
+        &[("token", &tampered)],
+    );
+    assert_eq!(seen, serde_json::json!({"active": false}));
+    // Without the right secret: 401.
+    let (status, seen) = post(
+        &run,
+        "acme",
+        "introspect",
+        Some(&basic("crm-1", "wrong")),
+        &[("token", access)],
+    );
+    assert_eq!(
+        (status, seen["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+}
+
+#[test]
+fn revoking_a_refresh_token_ends_its_family_and_unknown_tokens_get_a_200() {
+    let run = start();
+    let crm = basic("crm-1", "crm-1-secret");
+    let (_, issued) = token(&run, "acme", Some(&crm), &ALICE);
+    let r1 = issued["refresh_token"].as_str().unwrap().to_string();
+    let (_, rotated) = token(
+        &run,
+        "acme",
+        Some(&crm),
+        &[("grant_type", "refresh_token"), ("refresh_token", &r1)],
+    );
+    let r2 = rotated["refresh_token"].as_str().unwrap().to_string();
+    // Another client cannot revoke it.
+    let (status, _) = post(
+        &run,
+        "acme",
+        "revocation",
+        Some(&basic("reports-1", "reports-1-secret")),
+        &[("token", &r2)],
+    );
+    assert_eq!(status, 200);
+    let (_, seen) = post(&run, "acme", "introspect", Some(&crm), &[("token", &r2)]);
+    assert_eq!(seen["active"], true);
+    let (status, body) = post(
+        &run,
+        "acme",
+        "revocation",
+        Some(&crm),
+        &[("token", &r2), ("token_type_hint", "refresh_token")],
+    );
+    assert_eq!((status, body), (200, Value::String(String::new())));
+    let (_, seen) = post(&run, "acme", "introspect", Some(&crm), &[("token", &r2)]);
+    assert_eq!(seen["active"], false);
+    let (status, refused) = token(
+        &run,
+        "acme",
+        Some(&crm),
+        &[("grant_type", "refresh_token"), ("refresh_token", &r2)],
+    );
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (status, _) = post(
+        &run,
+        "acme",
+        "revocation",
+        Some(&crm),
+        &[("token", "no-such-token")],
+    );
+    assert_eq!(status, 200);
+    let (status, body) = post(
+        &run,
+        "acme",
+        "revocation",
+        Some(&crm),
+        &[("nothing", "here")],
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
 }

@@ -4,15 +4,14 @@ use granted_host::guest::Guest;
 use granted_host::runtime::Wasmtime;
 use granted_vectors::{default_dirs, driver::Settings, run_dir, Native, Runtime};
 
-#[test]
-fn every_vector_passes_under_wasmtime() {
+/// Runs every vector directory under wasmtime with `settings`; fails on any mismatch.
+fn all_vectors_pass(settings: &Settings) {
     let runtime = Wasmtime::new(Guest::embedded().expect("the embedded module loads"));
     let mut report = Vec::new();
     let mut failed = 0;
     let mut passed = 0;
     for dir in default_dirs() {
-        let summary =
-            run_dir(&runtime, &dir, &Settings::default(), &mut report).expect("vector directory");
+        let summary = run_dir(&runtime, &dir, settings, &mut report).expect("vector directory");
         failed += summary.failed;
         passed += summary.passed;
     }
@@ -21,26 +20,19 @@ fn every_vector_passes_under_wasmtime() {
     assert!(passed >= 60, "only {passed} vectors ran:\n{report}");
 }
 
+#[test]
+fn every_vector_passes_under_wasmtime() {
+    all_vectors_pass(&Settings::default());
+}
+
 /// One flow per request, as the server runs it: `token_start`, then `token_resume` with only
 /// what each step adds, all on one fresh instance.
 #[test]
 fn every_vector_passes_as_one_flow_per_instance() {
-    let runtime = Wasmtime::new(Guest::embedded().expect("the embedded module loads"));
-    let settings = Settings {
+    all_vectors_pass(&Settings {
         flow: true,
         ..Settings::default()
-    };
-    let mut report = Vec::new();
-    let mut failed = 0;
-    let mut passed = 0;
-    for dir in default_dirs() {
-        let summary = run_dir(&runtime, &dir, &settings, &mut report).expect("vector directory");
-        failed += summary.failed;
-        passed += summary.passed;
-    }
-    let report = String::from_utf8_lossy(&report);
-    assert_eq!(failed, 0, "{report}");
-    assert!(passed >= 60, "only {passed} vectors ran:\n{report}");
+    });
 }
 
 /// `token_resume` on an instance where no request started is an error, not a guess.
@@ -57,19 +49,10 @@ fn a_resume_without_a_start_is_refused() {
 /// The module's own PBKDF2 gives the same decisions as the host's KDF step.
 #[test]
 fn every_vector_passes_with_the_kdf_inside_the_module() {
-    let runtime = Wasmtime::new(Guest::embedded().expect("the embedded module loads"));
-    let settings = Settings {
+    all_vectors_pass(&Settings {
         kdf_in_module: true,
         ..Settings::default()
-    };
-    let mut report = Vec::new();
-    let mut failed = 0;
-    for dir in default_dirs() {
-        failed += run_dir(&runtime, &dir, &settings, &mut report)
-            .expect("vector directory")
-            .failed;
-    }
-    assert_eq!(failed, 0, "{}", String::from_utf8_lossy(&report));
+    });
 }
 
 /// The same input gives the same bytes natively and in wasm, for every entry point.
@@ -104,7 +87,9 @@ impl Runtime for Recorder {
     }
     fn call(&self, entry: &str, input: &[u8]) -> anyhow::Result<Vec<u8>> {
         if entry.starts_with("token") {
-            self.0.borrow_mut().push((entry.to_string(), input.to_vec()));
+            self.0
+                .borrow_mut()
+                .push((entry.to_string(), input.to_vec()));
         }
         Native.call(entry, input)
     }
@@ -131,7 +116,11 @@ fn a_password_request_never_grows_the_modules_memory() {
     let before = session.memory_size();
     for (entry, input) in &calls {
         let out = session.call(entry, input).expect("call");
-        assert!(out.starts_with(b"{\"ok\""), "{}", String::from_utf8_lossy(&out));
+        assert!(
+            out.starts_with(b"{\"ok\""),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
     }
     assert_eq!(session.memory_size(), before);
 }

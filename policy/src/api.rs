@@ -8,11 +8,11 @@ use crate::model::{default_sunset, App, Timestamp};
 use crate::rules::edit::{self, Preview, PreviewInput};
 use crate::rules::eligibility::{password_eligibility, Ineligible};
 use crate::token::endpoint::{self, TokenFlow, TokenInput, TokenResume, TokenStep};
-use std::cell::RefCell;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 
 /// The version of the plain-export ABI and of the JSON shapes; hosts refuse any other.
 pub const ABI_VERSION: u32 = 1;
@@ -23,6 +23,8 @@ pub const ENTRY_POINTS: &[&str] = &[
     "token",
     "token_start",
     "token_resume",
+    "revocation",
+    "introspection",
     "preview",
     "eligibility",
     "pbkdf2",
@@ -363,6 +365,8 @@ pub fn call(entry: &str, input: &[u8]) -> Vec<u8> {
         "token" => run(input, token),
         "token_start" => run_owned(input, token_start),
         "token_resume" => run_owned(input, token_resume),
+        "revocation" => run(input, crate::token::manage::revocation),
+        "introspection" => run(input, crate::token::manage::introspection),
         "preview" => run(input, preview),
         "eligibility" => run(input, eligibility),
         "pbkdf2" => run(input, pbkdf2),

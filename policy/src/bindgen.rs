@@ -80,6 +80,18 @@ impl JsTokenFlow {
     }
 }
 
+/// One step of the revocation endpoint (RFC 7009).
+#[wasm_bindgen]
+pub fn revocation(input: JsValue) -> Result<JsValue, JsValue> {
+    bind(input, crate::token::manage::revocation)
+}
+
+/// One step of the introspection endpoint (RFC 7662).
+#[wasm_bindgen]
+pub fn introspection(input: JsValue) -> Result<JsValue, JsValue> {
+    bind(input, crate::token::manage::introspection)
+}
+
 /// The preview of an app edit or creation.
 #[wasm_bindgen]
 pub fn preview(input: JsValue) -> Result<JsValue, JsValue> {

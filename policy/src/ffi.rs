@@ -58,6 +58,8 @@ entry_points! {
     granted_token => "token",
     granted_token_start => "token_start",
     granted_token_resume => "token_resume",
+    granted_revocation => "revocation",
+    granted_introspection => "introspection",
     granted_preview => "preview",
     granted_eligibility => "eligibility",
     granted_pbkdf2 => "pbkdf2",

@@ -360,7 +360,8 @@ fn check<T: PartialEq + std::fmt::Debug>(
     }
 }
 
-fn check_token(expect: &Expect, step: &Value, out: &mut Vec<String>) -> Result<()> {
+/// Compares a `done` step (response, audit, effects) with a vector's expectations.
+pub fn check_token(expect: &Expect, step: &Value, out: &mut Vec<String>) -> Result<()> {
     let response = &step["response"];
     let audit = &step["audit"];
     let status = response["status"].as_u64().unwrap_or_default() as u16;

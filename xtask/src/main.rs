@@ -104,20 +104,16 @@ fn wasm() -> Result<PathBuf> {
         format!("--remap-path-prefix={}=/granted", root().display()),
     ]
     .join("\u{1f}");
-    run_cmd(
-        cargo()
-            .env("CARGO_ENCODED_RUSTFLAGS", flags)
-            .args([
-                "build",
-                "--quiet",
-                "--package",
-                "granted-policy",
-                "--lib",
-                "--target",
-                "wasm32-unknown-unknown",
-                "--release",
-            ]),
-    )?;
+    run_cmd(cargo().env("CARGO_ENCODED_RUSTFLAGS", flags).args([
+        "build",
+        "--quiet",
+        "--package",
+        "granted-policy",
+        "--lib",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--release",
+    ]))?;
     let input = target_dir()
         .join("wasm32-unknown-unknown/release")
         .join(format!("{MODULE_NAME}.wasm"));
@@ -170,6 +166,20 @@ fn test() -> Result<()> {
                 .arg(dir),
         )?;
     }
+    step("granted vectors --http: every token vector over real HTTP against granted serve");
+    run_cmd(
+        cargo()
+            .args([
+                "run",
+                "--quiet",
+                "--package",
+                "granted",
+                "--",
+                "vectors",
+                "--http",
+            ])
+            .args(&dirs),
+    )?;
 
     step("node --test: every vector through the _bg.wasm under Node (wasm-bindgen API)");
     check_node()?;
@@ -251,7 +261,13 @@ fn demo() -> Result<()> {
     }
     let listen = std::env::var("GRANTED_DEMO_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
     step("granted import: the demo state (hashing its passwords with PBKDF2, 600,000 iterations)");
-    run_cmd(Command::new(&granted).arg("import").arg("--db").arg(&db).arg(&state))?;
+    run_cmd(
+        Command::new(&granted)
+            .arg("import")
+            .arg("--db")
+            .arg(&db)
+            .arg(&state),
+    )?;
     step("granted serve");
     println!(
         "The demo state holds every sunset case: `crm` is a legacy password app that acme and globex

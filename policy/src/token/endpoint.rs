@@ -621,11 +621,8 @@ pub fn token_memo(input: &TokenInput, memo: &mut Memo) -> Result<TokenStep, Poli
     let secret_ok = match secret_check {
         Some((checked, ok)) if *checked == stored_hmac => *ok,
         _ => {
-            let ok = verify_client_secret(
-                &keys.client_secret,
-                client_secret,
-                stored_hmac.as_deref(),
-            );
+            let ok =
+                verify_client_secret(&keys.client_secret, client_secret, stored_hmac.as_deref());
             *secret_check = Some((stored_hmac, ok));
             ok
         }

@@ -2,5 +2,6 @@
 
 pub mod endpoint;
 pub mod jwt;
+pub mod manage;
 pub mod request;
 pub mod response;

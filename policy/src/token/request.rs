@@ -126,9 +126,69 @@ fn single_header<'a>(request: &'a HttpRequest, name: &'a str) -> Result<Option<&
 }
 
 fn parse_checked(request: &HttpRequest, body: &[u8]) -> Result<TokenRequest, String> {
+    let form = parse_form(request, body, "token endpoint", "grant_type")?;
+    Ok(TokenRequest {
+        grant_type: form.first,
+        params: form.params,
+        client_id: form.client_id,
+        client_secret: form.client_secret,
+        auth: form.auth,
+    })
+}
+
+/// A well-formed request to an endpoint that takes a form and authenticates the client
+/// (token, revocation, introspection).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientForm {
+    /// The value of the endpoint's first required parameter (`grant_type`, `token`).
+    pub first: String,
+    /// Every other parameter with a non-empty value, except the client's.
+    pub params: BTreeMap<String, String>,
+    /// The client identifier, from Basic or the body.
+    pub client_id: Option<String>,
+    /// The client secret, from Basic or the body.
+    pub client_secret: Option<String>,
+    /// Where the client credentials came from.
+    pub auth: AuthMethod,
+}
+
+impl std::fmt::Debug for ClientForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientForm")
+            .field("client_id", &self.client_id)
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses a form request to `endpoint` whose parameter `first` is required (checked before the
+/// client's credentials, as T1 orders its checks).
+pub fn parse_client_form(
+    request: &HttpRequest,
+    endpoint: &str,
+    first: &str,
+) -> Result<Result<ClientForm, Malformed>, BadBodyEncoding> {
+    let body = STANDARD
+        .decode(request.body_base64.as_bytes())
+        .map_err(|_| BadBodyEncoding)?;
+    let basic_attempted = header_values(request, "authorization").next().is_some();
+    Ok(
+        parse_form(request, &body, endpoint, first).map_err(|description| Malformed {
+            description,
+            basic_attempted,
+        }),
+    )
+}
+
+fn parse_form(
+    request: &HttpRequest,
+    body: &[u8],
+    endpoint: &str,
+    first: &str,
+) -> Result<ClientForm, String> {
     if request.method != "POST" {
         return Err(format!(
-            "the token endpoint takes `POST`, not `{}`",
+            "the {endpoint} takes `POST`, not `{}`",
             quote(&request.method)
         ));
     }
@@ -155,9 +215,9 @@ fn parse_checked(request: &HttpRequest, body: &[u8]) -> Result<TokenRequest, Str
             params.insert(name, value);
         }
     }
-    let grant_type = params
-        .remove("grant_type")
-        .ok_or_else(|| "the `grant_type` parameter is missing".to_string())?;
+    let first = params
+        .remove(first)
+        .ok_or_else(|| format!("the `{first}` parameter is missing"))?;
 
     let body_id = params.remove("client_id");
     let body_secret = params.remove("client_secret");
@@ -177,8 +237,8 @@ fn parse_checked(request: &HttpRequest, body: &[u8]) -> Result<TokenRequest, Str
         }
         None => (None, None, AuthMethod::None),
     };
-    Ok(TokenRequest {
-        grant_type,
+    Ok(ClientForm {
+        first,
         params,
         client_id,
         client_secret,

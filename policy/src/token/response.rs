@@ -79,3 +79,12 @@ pub fn success(body: &TokenBody<'_>) -> HttpResponse {
         body: serde_json::to_string(body).unwrap_or_default(),
     }
 }
+
+/// A 200 with a JSON body (introspection), or with an empty one (`body` `None`: revocation).
+pub fn json_ok(body: Option<&serde_json::Value>) -> HttpResponse {
+    HttpResponse {
+        status: 200,
+        headers: headers(false),
+        body: body.map(|b| b.to_string()).unwrap_or_default(),
+    }
+}

@@ -1,0 +1,113 @@
+//! `granted import` and `granted export`: all or nothing, the JSON path of the first problem,
+//! idempotent, and an export that imports as it is with no secret in clear.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const GRANTED: &str = env!("CARGO_BIN_EXE_granted");
+const DEMO: &str = "../tests/demo/state.json";
+
+fn granted(args: &[&str], db: &Path) -> Output {
+    Command::new(GRANTED)
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .env("GRANTED_KDF_ITERATIONS", "1000")
+        .output()
+        .unwrap()
+}
+
+fn export(db: &Path) -> String {
+    let out = granted(&["export"], db);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_bad_file_names_its_first_problem_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("g.db");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(DEMO).unwrap()).unwrap();
+    type Break = fn(&mut serde_json::Value);
+    let cases: [(Break, &str); 3] = [
+        (
+            |s| s["tenants"][1]["installs"][0]["rev"] = serde_json::json!(9),
+            "tenants[1].installs[0].rev",
+        ),
+        (
+            |s| s["apps"][0]["revisions"][1]["grant_type"] = serde_json::json!("telepathy"),
+            "apps[0].revisions[1].grant_type",
+        ),
+        (
+            |s| s["tenants"][2]["users"][0]["sign_in"] = serde_json::json!("telepathy"),
+            "tenants[2].users[0].sign_in",
+        ),
+    ];
+    for (bad, path) in cases {
+        let mut broken = state.clone();
+        bad(&mut broken);
+        let file = dir.path().join("bad.json");
+        std::fs::write(&file, broken.to_string()).unwrap();
+        let out = granted(&["import", file.to_str().unwrap()], &db);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(path), "{path} not named in: {stderr}");
+        assert!(stderr.contains("nothing was written"), "{stderr}");
+    }
+    // An unknown key (a typo) is refused too.
+    state["tenants"][0]["sso_requried"] = serde_json::json!(true);
+    let file = dir.path().join("typo.json");
+    std::fs::write(&file, state.to_string()).unwrap();
+    let out = granted(&["import", file.to_str().unwrap()], &db);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sso_requried"));
+    // Nothing was written by any of them: the file is refused before the database is opened.
+    assert!(!db.exists());
+}
+
+#[test]
+fn import_is_idempotent_and_an_export_imports_as_it_is_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("g.db");
+    assert!(granted(&["import", DEMO], &db).status.success());
+    let first = export(&db);
+    assert!(granted(&["import", DEMO], &db).status.success());
+    assert_eq!(export(&db), first, "a second import changed the store");
+    for secret in ["crm-1-secret", "correct horse battery", "tr0ub4dor"] {
+        assert!(!first.contains(secret), "the export holds `{secret}`");
+    }
+    let file = dir.path().join("export.json");
+    std::fs::write(&file, &first).unwrap();
+    let other = dir.path().join("other.db");
+    let out = granted(&["import", file.to_str().unwrap()], &other);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(export(&other), first);
+}
+
+#[test]
+fn a_hash_this_server_cannot_verify_is_kept_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("g.db");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(DEMO).unwrap()).unwrap();
+    state["tenants"][2]["users"][0]["password_hash"] =
+        serde_json::json!("$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA");
+    let file = dir.path().join("argon.json");
+    std::fs::write(&file, state.to_string()).unwrap();
+    let out = granted(&["import", file.to_str().unwrap()], &db);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cannot verify") && stderr.contains("initech/peter"),
+        "{stderr}"
+    );
+    assert!(export(&db).contains("$argon2id$"));
+}

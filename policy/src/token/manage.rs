@@ -1,0 +1,303 @@
+//! Token revocation (RFC 7009) and introspection (RFC 7662), client-authenticated, as step
+//! functions like the token endpoint's: `need_records`, then `done`.
+//!
+//! The client authenticates as at the token endpoint (T3: a known tenant, a known client whose
+//! app the tenant installed at a revision naming this `client_id`, the right secret). A client
+//! sees and revokes only its own tokens in this tenant; anything else is `{"active": false}` or
+//! a 200 that changes nothing (RFC 7009 §2.2). Access tokens are self-contained JWTs and cannot be
+//! revoked before they expire; revoking a refresh token revokes its whole family.
+
+use super::endpoint::{refresh_token_sha256, Audit, Decision, Effect, Lookup, Records, TokenStep};
+use super::jwt;
+use super::request::{self, AuthMethod, ClientForm, HttpRequest};
+use super::response;
+use crate::credentials::client_secret::verify_client_secret;
+use crate::error::PolicyError;
+use crate::model::{RefreshStatus, Timestamp};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::json;
+
+/// A key that may have signed an access token still in its lifetime.
+#[derive(Clone, Deserialize)]
+pub struct VerificationKey {
+    /// Its `kid`.
+    pub kid: String,
+    /// The HS256 secret, base64.
+    pub secret: String,
+}
+
+/// What the host hands in besides the request.
+#[derive(Clone, Deserialize)]
+pub struct ManageContext {
+    /// The instant the request is judged at.
+    pub now: Timestamp,
+    /// The server key client secrets are HMACed under, base64.
+    pub client_secret_key: String,
+    /// Keys that verify access tokens (introspection).
+    #[serde(default)]
+    pub verification_keys: Vec<VerificationKey>,
+}
+
+/// The input of `revocation` and `introspection`.
+#[derive(Clone, Deserialize)]
+pub struct ManageInput {
+    /// The raw request.
+    pub request: HttpRequest,
+    /// Time and keys.
+    pub context: ManageContext,
+    /// Records looked up so far.
+    #[serde(default)]
+    pub records: Records,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Revocation,
+    Introspection,
+}
+
+impl Endpoint {
+    fn name(self) -> &'static str {
+        match self {
+            Endpoint::Revocation => "revocation",
+            Endpoint::Introspection => "introspection",
+        }
+    }
+}
+
+/// One step of the revocation endpoint.
+pub fn revocation(input: &ManageInput) -> Result<TokenStep, PolicyError> {
+    step(input, Endpoint::Revocation)
+}
+
+/// One step of the introspection endpoint.
+pub fn introspection(input: &ManageInput) -> Result<TokenStep, PolicyError> {
+    step(input, Endpoint::Introspection)
+}
+
+fn audit(
+    http: &HttpRequest,
+    form: Option<&ClientForm>,
+    decision: &str,
+    reason: &str,
+    cause: &str,
+    endpoint: Endpoint,
+) -> Audit {
+    Audit {
+        decision: decision.into(),
+        rule: endpoint.name().into(),
+        reason: reason.into(),
+        cause: cause.into(),
+        grant_type: None,
+        tenant: http.tenant.clone(),
+        app_id: None,
+        client_id: form.and_then(|f| f.client_id.clone()),
+        username: None,
+        pinned_rev: None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // one place builds every refusal
+fn deny(
+    http: &HttpRequest,
+    form: Option<&ClientForm>,
+    endpoint: Endpoint,
+    status: u16,
+    error: &str,
+    description: &str,
+    cause: &str,
+    basic: bool,
+) -> TokenStep {
+    TokenStep::Done(Box::new(Decision {
+        response: response::error(status, error, description, status == 401 && basic),
+        audit: audit(http, form, "denied", error, cause, endpoint),
+        effects: Vec::new(),
+    }))
+}
+
+fn looks_like_jwt(token: &str) -> bool {
+    token.split('.').count() == 3
+}
+
+fn step(input: &ManageInput, endpoint: Endpoint) -> Result<TokenStep, PolicyError> {
+    let http = &input.request;
+    let ctx = &input.context;
+    let key = STANDARD
+        .decode(ctx.client_secret_key.as_bytes())
+        .map_err(|_| {
+            PolicyError::InvalidInput("`context.client_secret_key` is not base64".into())
+        })?;
+    let endpoint_label = format!("{} endpoint", endpoint.name());
+    let parsed = request::parse_client_form(http, &endpoint_label, "token")
+        .map_err(|_| PolicyError::InvalidInput("`request.body_base64` is not base64".into()))?;
+    let form = match parsed {
+        Ok(form) => form,
+        Err(malformed) => {
+            return Ok(deny(
+                http,
+                None,
+                endpoint,
+                400,
+                "invalid_request",
+                &malformed.description,
+                "malformed_request",
+                malformed.basic_attempted,
+            ))
+        }
+    };
+    let basic = form.auth == AuthMethod::Basic;
+    let (Some(client_id), Some(secret)) = (&form.client_id, &form.client_secret) else {
+        return Ok(deny(
+            http,
+            Some(&form),
+            endpoint,
+            401,
+            "invalid_client",
+            "client authentication failed",
+            "missing_client_credentials",
+            basic,
+        ));
+    };
+    let token = form.first.as_str();
+    let refresh_hash = (!looks_like_jwt(token)).then(|| refresh_token_sha256(token));
+    let records = &input.records;
+    let refresh = match (&refresh_hash, &records.refresh_token) {
+        (Some(_), None) => None,
+        (Some(_), Some(found)) => Some(found.as_ref()),
+        (None, _) => Some(None),
+    };
+    let (Some(tenant), Some(client), Some(refresh)) = (&records.tenant, &records.client, refresh)
+    else {
+        return Ok(TokenStep::NeedRecords {
+            lookup: Lookup {
+                tenant: http.tenant.clone(),
+                client_id: client_id.clone(),
+                username: None,
+                refresh_token_sha256: refresh_hash,
+            },
+        });
+    };
+    // T3, as at the token endpoint: the secret is checked whatever else is found.
+    let tenant = tenant.as_ref().filter(|t| t.tenant == http.tenant);
+    let client = client.as_ref().filter(|c| c.client_id == *client_id);
+    let secret_ok = verify_client_secret(&key, secret, client.map(|c| c.secret_hmac.as_str()));
+    let installed = match (tenant, client) {
+        (Some(t), Some(c)) => t.installs.iter().any(|i| {
+            i.app_id == c.app.app_id
+                && c.app
+                    .revision(i.rev)
+                    .is_some_and(|(_, r)| r.client_id == *client_id)
+        }),
+        _ => false,
+    };
+    if !(secret_ok && installed) {
+        let cause = match (tenant, client, secret_ok) {
+            (None, _, _) => "unknown_tenant",
+            (_, None, _) => "unknown_client",
+            (_, _, false) => "wrong_client_secret",
+            _ => "client_not_installed",
+        };
+        return Ok(deny(
+            http,
+            Some(&form),
+            endpoint,
+            401,
+            "invalid_client",
+            "client authentication failed",
+            cause,
+            basic,
+        ));
+    }
+    // The client's own refresh token in this tenant, if that is what was sent.
+    let own_refresh = refresh.filter(|r| {
+        Some(&r.token_sha256) == refresh_hash.as_ref()
+            && r.tenant == http.tenant
+            && r.client_id == *client_id
+    });
+    let done = |response, decision: &str, cause: &str, effects| {
+        TokenStep::Done(Box::new(Decision {
+            response,
+            audit: audit(
+                http,
+                Some(&form),
+                decision,
+                endpoint.name(),
+                cause,
+                endpoint,
+            ),
+            effects,
+        }))
+    };
+    match endpoint {
+        Endpoint::Revocation => Ok(match own_refresh {
+            Some(r) if r.status == RefreshStatus::Active => done(
+                response::json_ok(None),
+                "revoked",
+                "refresh_family_revoked",
+                vec![Effect::RevokeRefreshFamily {
+                    family_id: r.family_id.clone(),
+                }],
+            ),
+            _ => done(
+                response::json_ok(None),
+                "ignored",
+                "unknown_or_inactive_token",
+                Vec::new(),
+            ),
+        }),
+        Endpoint::Introspection => {
+            let now = ctx.now.unix();
+            let active = if let Some(r) = own_refresh {
+                (r.status == RefreshStatus::Active && ctx.now < r.expires_at).then(|| {
+                    json!({
+                        "active": true,
+                        "token_type": "refresh_token",
+                        "client_id": r.client_id,
+                        "username": r.username,
+                        "scope": r.scope,
+                        "iat": r.issued_at.unix(),
+                        "exp": r.expires_at.unix(),
+                    })
+                })
+            } else if refresh_hash.is_none() {
+                let keys: Vec<(String, Vec<u8>)> = ctx
+                    .verification_keys
+                    .iter()
+                    .filter_map(|k| Some((k.kid.clone(), STANDARD.decode(&k.secret).ok()?)))
+                    .collect();
+                jwt::verify(token, &keys)
+                    .filter(|c| c.tenant == http.tenant && c.client_id == *client_id && now < c.exp)
+                    .map(|c| {
+                        json!({
+                            "active": true,
+                            "token_type": "Bearer",
+                            "client_id": c.client_id,
+                            "sub": c.sub,
+                            "scope": c.scope,
+                            "iss": c.iss,
+                            "aud": c.aud,
+                            "iat": c.iat,
+                            "exp": c.exp,
+                            "jti": c.jti,
+                        })
+                    })
+            } else {
+                None
+            };
+            let cause = if active.is_some() {
+                "active"
+            } else {
+                "inactive"
+            };
+            let body = active.unwrap_or_else(|| json!({"active": false}));
+            Ok(done(
+                response::json_ok(Some(&body)),
+                "answered",
+                cause,
+                Vec::new(),
+            ))
+        }
+    }
+}
