@@ -15,12 +15,27 @@ struct Running {
 }
 
 fn start_with(guest: Guest) -> Running {
+    start_with_store(guest, Store::in_memory().expect("store"))
+}
+
+fn start_keeping_store() -> (Running, Store) {
     let store = Store::in_memory().expect("store");
-    let settings = ServerSettings {
+    (start_with_store(Guest::embedded().expect("module"), store.clone()), store)
+}
+
+fn test_settings() -> ServerSettings {
+    ServerSettings {
         kdf_iterations: 1000,
         fixed_now: Timestamp::parse("2026-11-25T12:00:00Z"),
         ..ServerSettings::default()
-    };
+    }
+}
+
+fn start_with_store(guest: Guest, store: Store) -> Running {
+    start_with_settings(guest, store, test_settings())
+}
+
+fn start_with_settings(guest: Guest, store: Store, settings: ServerSettings) -> Running {
     let srv = Server::new(guest, store, settings).expect("server");
     let text = std::fs::read_to_string("../tests/demo/state.json").expect("demo state");
     let state = granted_host::state::parse(&text).expect("demo state parses");
@@ -243,42 +258,79 @@ fn health_names_the_module_and_limits_hold() {
     assert_eq!(meta["grant_types_supported"][0], "password");
 }
 
-/// A module that loops on `token_start`: the request gets a 503 JSON error in time, and the
-/// server keeps serving.
+/// Modules that loop, ask for too much memory, trap, or lack `granted_token_start`: each request
+/// gets a 503 JSON error in time, and the server keeps serving.
 #[test]
-fn a_looping_module_gets_a_503_and_the_server_keeps_serving() {
-    let wat = r#"
+fn a_misbehaving_module_gets_a_503_and_the_server_keeps_serving() {
+    let bodies = [
+        ("an endless loop", r#"(func (export "granted_token_start") (param i32 i32) (result i64) (loop (br 0)) i64.const 0)"#),
+        ("a huge allocation", r#"(func (export "granted_token_start") (param i32 i32) (result i64)
+            (if (i32.eq (memory.grow (i32.const 30000)) (i32.const -1)) (then unreachable)) i64.const 0)"#),
+        ("a trap", r#"(func (export "granted_token_start") (param i32 i32) (result i64) unreachable)"#),
+        ("a missing export", ""),
+    ];
+    for (what, body) in bodies {
+        let wat = format!(
+            r#"
 (module
   (memory (export "memory") 1)
   (func (export "granted_abi_version") (result i32) i32.const 1)
   (func (export "granted_alloc") (param i32) (result i32) i32.const 1024)
   (func (export "granted_free") (param i32 i32))
-  (data (i32.const 2048) "{\"ok\":{\"secret_hmac\":\"aG1hYw==\"}}")
+  (data (i32.const 2048) "{{\"ok\":{{\"secret_hmac\":\"aG1hYw==\"}}}}")
   (func (export "granted_hash_client_secret") (param i32 i32) (result i64) i64.const 0x0000080000000021)
-  (func (export "granted_token_start") (param i32 i32) (result i64) (loop (br 0)) i64.const 0)
-)"#;
-    let bytes = wat::parse_str(wat).expect("wat");
-    let guest = Guest::load(
-        &bytes,
-        GuestOptions {
-            deadline: Duration::from_millis(100),
-            ..GuestOptions::default()
-        },
-    )
-    .expect("loads");
-    let run = start_with(guest);
-    for _ in 0..2 {
-        let started = std::time::Instant::now();
-        let (status, body) = token(&run, "acme", Some(&basic("crm-1", "crm-1-secret")), &ALICE);
-        assert_eq!(status, 503, "{body}");
-        assert_eq!(body["error"], "temporarily_unavailable");
-        assert!(started.elapsed() < Duration::from_secs(5));
+  {body}
+)"#
+        );
+        let bytes = wat::parse_str(&wat).expect("wat");
+        let guest = Guest::load(
+            &bytes,
+            GuestOptions {
+                deadline: Duration::from_millis(100),
+                memory_limit: 16 << 20,
+                ..GuestOptions::default()
+            },
+        )
+        .expect("loads");
+        let run = start_with(guest);
+        for _ in 0..2 {
+            let started = std::time::Instant::now();
+            let (status, body) = token(&run, "acme", Some(&basic("crm-1", "crm-1-secret")), &ALICE);
+            assert_eq!(status, 503, "{what}: {body}");
+            assert_eq!(body["error"], "temporarily_unavailable", "{what}");
+            assert!(started.elapsed() < Duration::from_secs(5), "{what}");
+        }
+        let response = agent().get(format!("{}/healthz", run.base)).call().expect("healthz");
+        assert_eq!(response.status().as_u16(), 200, "{what}");
     }
-    let response = agent()
-        .get(format!("{}/healthz", run.base))
-        .call()
-        .expect("healthz");
-    assert_eq!(response.status().as_u16(), 200);
+}
+
+/// A key rotated while the server runs signs the next tokens; tokens signed with the old key
+/// still introspect as active until they expire.
+#[test]
+fn a_rotated_key_signs_new_tokens_and_old_ones_still_verify() {
+    let (run, store) = start_keeping_store();
+    let crm = basic("crm-1", "crm-1-secret");
+    let kid = |token: &str| -> String {
+        let header = token.split('.').next().unwrap();
+        let header: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap(),
+        )
+        .unwrap();
+        header["kid"].as_str().unwrap().to_string()
+    };
+    let (_, before) = token(&run, "acme", Some(&crm), &ALICE);
+    let old = before["access_token"].as_str().unwrap().to_string();
+    let now = Timestamp::parse("2026-11-25T12:00:00Z").unwrap();
+    let new = store
+        .rotate_signing_key(now, now.plus_seconds(3600), "bmV3LXNpZ25pbmcta2V5LW9mLTMyLWJ5dGVzLWF0LWxlYXN0", "rotated")
+        .unwrap();
+    let (_, after) = token(&run, "acme", Some(&crm), &ALICE);
+    let fresh = after["access_token"].as_str().unwrap();
+    assert_eq!(kid(fresh), new.kid);
+    assert_ne!(kid(&old), new.kid);
+    let (_, seen) = post(&run, "acme", "introspect", Some(&crm), &[("token", &old)]);
+    assert_eq!(seen["active"], true, "{seen}");
 }
 
 #[test]
@@ -408,4 +460,51 @@ fn revoking_a_refresh_token_ends_its_family_and_unknown_tokens_get_a_200() {
         (status, body["error"].as_str()),
         (400, Some("invalid_request"))
     );
+}
+
+/// One KDF thread and room for one waiting login: a burst of password requests gets quick 503s
+/// with `Retry-After` rather than an unbounded wait, and machine tokens are served meanwhile.
+#[test]
+fn a_full_login_queue_turns_passwords_away_and_client_credentials_still_flow() {
+    let settings = ServerSettings {
+        kdf_iterations: 400_000,
+        kdf_threads: 1,
+        login_queue: 1,
+        ..test_settings()
+    };
+    let run = start_with_settings(
+        Guest::embedded().expect("module"),
+        Store::in_memory().expect("store"),
+        settings,
+    );
+    let url = format!("{}/tenants/acme/connect/token", run.base);
+    let logins: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let response = agent()
+                    .post(&url)
+                    .header("Authorization", &basic("crm-1", "crm-1-secret"))
+                    .header("Content-Type", "application/x-www-form-urlencoded")
+                    .send("grant_type=password&username=alice&password=correct+horse+battery")
+                    .expect("request");
+                let retry = response.headers().get("retry-after").is_some();
+                (response.status().as_u16(), retry)
+            })
+        })
+        .collect();
+    // While the logins wait for the one KDF thread, a machine token is issued.
+    let (status, body) = token(
+        &run,
+        "globex",
+        Some(&basic("reports-2", "reports-2-secret")),
+        &[("grant_type", "client_credentials")],
+    );
+    assert_eq!(status, 200, "{body}");
+    let answers: Vec<(u16, bool)> = logins.into_iter().map(|h| h.join().unwrap()).collect();
+    let turned_away = answers.iter().filter(|(s, _)| *s == 503).count();
+    let served = answers.iter().filter(|(s, _)| *s == 200).count();
+    assert!(served >= 1, "{answers:?}");
+    assert!(turned_away >= 1, "no login was turned away: {answers:?}");
+    assert!(answers.iter().all(|(s, retry)| *s == 200 || (*s == 503 && *retry)), "{answers:?}");
 }
