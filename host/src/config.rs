@@ -38,6 +38,12 @@ pub struct Layer {
     pub refresh_token_ttl: Option<u32>,
     /// The sunset instant (RFC 3339).
     pub sunset: Option<String>,
+    /// Failed authentications per client and source address before 429s.
+    pub throttle_failures: Option<u32>,
+    /// The throttling window, seconds.
+    pub throttle_window_seconds: Option<u64>,
+    /// The header a trusted reverse proxy puts the client's address in.
+    pub trusted_proxy_header: Option<String>,
 }
 
 /// Settings after layering.
@@ -80,6 +86,9 @@ pub fn from_env() -> Result<Layer> {
         access_token_ttl: env_var("GRANTED_ACCESS_TOKEN_TTL")?,
         refresh_token_ttl: env_var("GRANTED_REFRESH_TOKEN_TTL")?,
         sunset: env_var("GRANTED_SUNSET")?,
+        throttle_failures: env_var("GRANTED_THROTTLE_FAILURES")?,
+        throttle_window_seconds: env_var("GRANTED_THROTTLE_WINDOW_SECONDS")?,
+        trusted_proxy_header: env_var("GRANTED_TRUSTED_PROXY_HEADER")?,
     })
 }
 
@@ -146,6 +155,11 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Resolved> {
             refresh_token_ttl: first!(refresh_token_ttl, flags, env, file)
                 .unwrap_or(defaults.refresh_token_ttl),
             record_decisions: false,
+            throttle_failures: first!(throttle_failures, flags, env, file)
+                .unwrap_or(defaults.throttle_failures),
+            throttle_window_seconds: first!(throttle_window_seconds, flags, env, file)
+                .unwrap_or(defaults.throttle_window_seconds),
+            trusted_proxy_header: first!(trusted_proxy_header, flags, env, file),
         },
     })
 }

@@ -6,7 +6,7 @@ use crate::guest::{Guest, GuestError, Session};
 use crate::store::{Applied, Effect, LockoutPolicy, Store};
 use anyhow::Result;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -15,8 +15,10 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use granted_policy::model::Timestamp;
 use serde_json::{json, Value};
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The largest request body read (RFC 6749 requests are small).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -44,6 +46,14 @@ pub struct ServerSettings {
     pub refresh_token_ttl: u32,
     /// Keep every decision's audit record and effects in memory (`granted vectors --http`).
     pub record_decisions: bool,
+    /// Failed client or user authentications from one client and source address within
+    /// `throttle_window_seconds` before that pair gets 429s.
+    pub throttle_failures: u32,
+    /// The throttling window, seconds.
+    pub throttle_window_seconds: u64,
+    /// A header set by a trusted reverse proxy with the client's address (its last entry is
+    /// taken); without it, the TCP peer is the source.
+    pub trusted_proxy_header: Option<String>,
 }
 
 impl Default for ServerSettings {
@@ -61,6 +71,9 @@ impl Default for ServerSettings {
             access_token_ttl: 3600,
             refresh_token_ttl: 30 * 24 * 3600,
             record_decisions: false,
+            throttle_failures: 20,
+            throttle_window_seconds: 60,
+            trusted_proxy_header: None,
         }
     }
 }
@@ -73,6 +86,7 @@ pub struct Server {
     kdf: KdfPool,
     /// Every decision's audit record and effects, when `record_decisions` is set.
     decisions: std::sync::Mutex<Vec<Value>>,
+    throttle: Throttle,
 }
 
 impl Server {
@@ -91,6 +105,7 @@ impl Server {
             settings,
             kdf,
             decisions: std::sync::Mutex::new(Vec::new()),
+            throttle: Throttle::default(),
         }))
     }
 
@@ -291,10 +306,12 @@ fn raw_request(
 async fn token(
     State(server): State<Arc<Server>>,
     Path(tenant): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    let source = source_address(&server.settings, peer, &headers);
     let request = match raw_request(&tenant, &method, &headers, body) {
         Ok(request) => request,
         Err(response) => return response,
@@ -302,7 +319,7 @@ async fn token(
     // A refresh token consumed by a concurrent request between lookup and write: decide again,
     // now that the store shows it used (the module then answers reuse).
     for _ in 0..2 {
-        match decide(&server, &request).await {
+        match decide(&server, &request, source).await {
             Ok(Some(response)) => return response,
             Ok(None) => continue,
             Err(failure) => return failure.response(),
@@ -404,7 +421,11 @@ async fn decide_manage(
 }
 
 /// One request through the module; `None` when it must be decided again.
-async fn decide(server: &Arc<Server>, request: &Value) -> Result<Option<Response>, Failure> {
+async fn decide(
+    server: &Arc<Server>,
+    request: &Value,
+    source: IpAddr,
+) -> Result<Option<Response>, Failure> {
     let settings = &server.settings;
     let at = now(settings);
     let store = server.store.clone();
@@ -434,6 +455,10 @@ async fn decide(server: &Arc<Server>, request: &Value) -> Result<Option<Response
     for _ in 0..6 {
         let more = match step["step"].as_str() {
             Some("need_records") => {
+                let client_id = step["lookup"]["client_id"].as_str().unwrap_or_default();
+                if let Some(wait) = server.throttle.blocked(client_id, source, &server.settings) {
+                    return Ok(Some(throttled(wait)));
+                }
                 let store = server.store.clone();
                 let lookup = step["lookup"].clone();
                 let records = tokio::task::spawn_blocking(move || records(&store, &lookup))
@@ -447,7 +472,19 @@ async fn decide(server: &Arc<Server>, request: &Value) -> Result<Option<Response
                 let derived = server.kdf.run(step["kdf"].clone(), password).await?;
                 json!({"kdf": {"derived": STANDARD.encode(derived)}})
             }
-            Some("done") => return finish(server, &step, at).await,
+            Some("done") => {
+                let audit = &step["audit"];
+                let failed_auth = audit["decision"] == "denied"
+                    && matches!(
+                        audit["reason"].as_str(),
+                        Some("invalid_client" | "invalid_credentials")
+                    );
+                if failed_auth {
+                    let client_id = audit["client_id"].as_str().unwrap_or_default();
+                    server.throttle.failed(client_id, source, &server.settings);
+                }
+                return finish(server, &step, at).await;
+            }
             _ => return Err(Failure::Module(format!("unknown step {}", step["step"]))),
         };
         step = call(&mut session, "token_resume", &more)?;
@@ -627,8 +664,93 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    axum::serve(listener, router(server))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    axum::serve(
+        listener,
+        router(server).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     Ok(())
+}
+
+/// The request's source: the trusted proxy's header when one is configured and present (its last
+/// entry, the one that proxy added), else the TCP peer.
+fn source_address(settings: &ServerSettings, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    settings
+        .trusted_proxy_header
+        .as_deref()
+        .and_then(|name| headers.get_all(name).iter().last())
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .and_then(|last| last.trim().parse().ok())
+        .unwrap_or_else(|| peer.ip())
+}
+
+/// Failed authentications per (client, source address) in a sliding window, in memory.
+#[derive(Default)]
+struct Throttle {
+    failures: std::sync::Mutex<HashMap<(String, IpAddr), VecDeque<Instant>>>,
+}
+
+impl Throttle {
+    fn window(settings: &ServerSettings) -> Duration {
+        Duration::from_secs(settings.throttle_window_seconds.max(1))
+    }
+
+    /// How long this pair must wait, if it is over the limit.
+    fn blocked(
+        &self,
+        client_id: &str,
+        source: IpAddr,
+        settings: &ServerSettings,
+    ) -> Option<Duration> {
+        let window = Self::window(settings);
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let times = map.get_mut(&(client_id.to_string(), source))?;
+        let now = Instant::now();
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= window)
+        {
+            times.pop_front();
+        }
+        if times.len() < settings.throttle_failures.max(1) as usize {
+            return None;
+        }
+        times
+            .front()
+            .map(|oldest| window.saturating_sub(now.duration_since(*oldest)))
+    }
+
+    fn failed(&self, client_id: &str, source: IpAddr, settings: &ServerSettings) {
+        let window = Self::window(settings);
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if map.len() > 100_000 {
+            // Bounded memory: forget pairs with nothing left in the window.
+            map.retain(|_, times| {
+                times
+                    .back()
+                    .is_some_and(|t| now.duration_since(*t) < window)
+            });
+        }
+        let times = map.entry((client_id.to_string(), source)).or_default();
+        times.push_back(now);
+        while times.len() > settings.throttle_failures.max(1) as usize {
+            times.pop_front();
+        }
+    }
+}
+
+fn throttled(wait: Duration) -> Response {
+    let seconds = wait.as_secs().max(1);
+    let mut response = oauth_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "temporarily_unavailable",
+        &format!("too many failed attempts from this client and address: retry in {seconds} s"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert("retry-after", value);
+    }
+    response
 }

@@ -20,7 +20,10 @@ fn start_with(guest: Guest) -> Running {
 
 fn start_keeping_store() -> (Running, Store) {
     let store = Store::in_memory().expect("store");
-    (start_with_store(Guest::embedded().expect("module"), store.clone()), store)
+    (
+        start_with_store(Guest::embedded().expect("module"), store.clone()),
+        store,
+    )
 }
 
 fn test_settings() -> ServerSettings {
@@ -263,10 +266,19 @@ fn health_names_the_module_and_limits_hold() {
 #[test]
 fn a_misbehaving_module_gets_a_503_and_the_server_keeps_serving() {
     let bodies = [
-        ("an endless loop", r#"(func (export "granted_token_start") (param i32 i32) (result i64) (loop (br 0)) i64.const 0)"#),
-        ("a huge allocation", r#"(func (export "granted_token_start") (param i32 i32) (result i64)
-            (if (i32.eq (memory.grow (i32.const 30000)) (i32.const -1)) (then unreachable)) i64.const 0)"#),
-        ("a trap", r#"(func (export "granted_token_start") (param i32 i32) (result i64) unreachable)"#),
+        (
+            "an endless loop",
+            r#"(func (export "granted_token_start") (param i32 i32) (result i64) (loop (br 0)) i64.const 0)"#,
+        ),
+        (
+            "a huge allocation",
+            r#"(func (export "granted_token_start") (param i32 i32) (result i64)
+            (if (i32.eq (memory.grow (i32.const 30000)) (i32.const -1)) (then unreachable)) i64.const 0)"#,
+        ),
+        (
+            "a trap",
+            r#"(func (export "granted_token_start") (param i32 i32) (result i64) unreachable)"#,
+        ),
         ("a missing export", ""),
     ];
     for (what, body) in bodies {
@@ -300,7 +312,10 @@ fn a_misbehaving_module_gets_a_503_and_the_server_keeps_serving() {
             assert_eq!(body["error"], "temporarily_unavailable", "{what}");
             assert!(started.elapsed() < Duration::from_secs(5), "{what}");
         }
-        let response = agent().get(format!("{}/healthz", run.base)).call().expect("healthz");
+        let response = agent()
+            .get(format!("{}/healthz", run.base))
+            .call()
+            .expect("healthz");
         assert_eq!(response.status().as_u16(), 200, "{what}");
     }
 }
@@ -314,7 +329,9 @@ fn a_rotated_key_signs_new_tokens_and_old_ones_still_verify() {
     let kid = |token: &str| -> String {
         let header = token.split('.').next().unwrap();
         let header: Value = serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap(),
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(header)
+                .unwrap(),
         )
         .unwrap();
         header["kid"].as_str().unwrap().to_string()
@@ -323,7 +340,12 @@ fn a_rotated_key_signs_new_tokens_and_old_ones_still_verify() {
     let old = before["access_token"].as_str().unwrap().to_string();
     let now = Timestamp::parse("2026-11-25T12:00:00Z").unwrap();
     let new = store
-        .rotate_signing_key(now, now.plus_seconds(3600), "bmV3LXNpZ25pbmcta2V5LW9mLTMyLWJ5dGVzLWF0LWxlYXN0", "rotated")
+        .rotate_signing_key(
+            now,
+            now.plus_seconds(3600),
+            "bmV3LXNpZ25pbmcta2V5LW9mLTMyLWJ5dGVzLWF0LWxlYXN0",
+            "rotated",
+        )
         .unwrap();
     let (_, after) = token(&run, "acme", Some(&crm), &ALICE);
     let fresh = after["access_token"].as_str().unwrap();
@@ -506,5 +528,55 @@ fn a_full_login_queue_turns_passwords_away_and_client_credentials_still_flow() {
     let served = answers.iter().filter(|(s, _)| *s == 200).count();
     assert!(served >= 1, "{answers:?}");
     assert!(turned_away >= 1, "no login was turned away: {answers:?}");
-    assert!(answers.iter().all(|(s, retry)| *s == 200 || (*s == 503 && *retry)), "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|(s, retry)| *s == 200 || (*s == 503 && *retry)),
+        "{answers:?}"
+    );
+}
+
+/// Failed authentications from one client and address are throttled with 429 and
+/// `Retry-After`; another client, or (behind a trusted proxy) another address, is not.
+#[test]
+fn failures_from_one_client_and_address_are_throttled() {
+    let settings = ServerSettings {
+        throttle_failures: 3,
+        trusted_proxy_header: Some("x-forwarded-for".into()),
+        ..test_settings()
+    };
+    let run = start_with_settings(
+        Guest::embedded().expect("module"),
+        Store::in_memory().expect("store"),
+        settings,
+    );
+    let url = format!("{}/tenants/acme/connect/token", run.base);
+    let send = |secret: &str, forwarded: &str| {
+        let mut response = agent()
+            .post(&url)
+            .header("Authorization", &basic("crm-1", secret))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("X-Forwarded-For", forwarded)
+            .send("grant_type=client_credentials")
+            .expect("request");
+        let retry = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body: Value =
+            serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        (response.status().as_u16(), retry, body)
+    };
+    for _ in 0..3 {
+        assert_eq!(send("wrong", "203.0.113.7").0, 401);
+    }
+    let (status, retry, body) = send("wrong", "203.0.113.7");
+    assert_eq!(status, 429, "{body}");
+    assert!(retry.is_some_and(|r| r.parse::<u64>().is_ok_and(|s| (1..=60).contains(&s))));
+    assert_eq!(body["error"], "temporarily_unavailable");
+    // Even the right secret waits out the window from that address…
+    assert_eq!(send("crm-1-secret", "203.0.113.7").0, 429);
+    // …but the same client from another address is answered as usual.
+    assert_eq!(send("wrong", "198.51.100.1, 203.0.113.9").0, 401);
 }
