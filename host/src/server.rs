@@ -679,7 +679,7 @@ fn source_address(settings: &ServerSettings, peer: SocketAddr, headers: &HeaderM
     settings
         .trusted_proxy_header
         .as_deref()
-        .and_then(|name| headers.get_all(name).iter().last())
+        .and_then(|name| headers.get_all(name).iter().next_back())
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.rsplit(',').next())
         .and_then(|last| last.trim().parse().ok())
