@@ -22,8 +22,12 @@ fn free_port() -> u16 {
 }
 
 fn import(db: &Path) {
+    import_with(db, "1000")
+}
+
+fn import_with(db: &Path, iterations: &str) {
     let status = Command::new(GRANTED)
-        .args(["import", "--kdf-iterations", "1000", "--db"])
+        .args(["import", "--kdf-iterations", iterations, "--db"])
         .arg(db)
         .arg("../tests/demo/state.json")
         .status()
@@ -276,7 +280,75 @@ fn a_sigkill_during_refresh_rotation_loses_no_acknowledged_token() {
             assert!(live[0].issued_at >= last.issued_at);
         }
     }
+    drop(store);
+
+    // Restarted on the same database, the server answers for every chain's last token as the
+    // store says: live if it was the family's live token, not active otherwise.
+    let served = serve(&db, &dir.path().join("restart.log"));
+    for chain in &chains {
+        let Some(last) = chain.last() else { continue };
+        let (status, seen) = post(
+            &served.base,
+            "/tenants/acme/connect/introspect",
+            &crm,
+            &format!("token={last}"),
+        )
+        .unwrap();
+        assert_eq!(status, 200);
+        let sha = granted_policy::token::endpoint::refresh_token_sha256(last);
+        let live = tokens.iter().any(|t| {
+            t.token_sha256 == sha && t.status == granted_policy::model::RefreshStatus::Active
+        });
+        assert_eq!(seen["active"].as_bool(), Some(live), "{seen}");
+    }
+    let mut child = served.child;
+    child.kill().unwrap();
+    child.wait().unwrap();
     println!(
         "{rotations} rotations acknowledged before SIGKILL; all found, no family half rotated"
     );
+}
+
+/// SIGTERM while a slow login is in flight: it is answered, then the server exits.
+#[test]
+fn sigterm_lets_a_request_in_flight_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("g.db");
+    import_with(&db, "600000");
+    let served = serve(&db, &dir.path().join("serve.log"));
+    let base = served.base.clone();
+    let login = std::thread::spawn(move || {
+        post(
+            &base,
+            "/tenants/acme/connect/token",
+            &basic("crm-1", "crm-1-secret"),
+            LOGIN,
+        )
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    let pid = served.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let (status, body) = login
+        .join()
+        .unwrap()
+        .expect("the login in flight was answered");
+    assert_eq!(status, 200, "{body}");
+    let mut child = served.child;
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the server did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // New connections are refused once it has stopped.
+    assert!(agent()
+        .get(format!("{}/healthz", served.base))
+        .call()
+        .is_err());
 }
