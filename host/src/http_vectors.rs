@@ -1,5 +1,5 @@
 //! `granted vectors --http DIR`: every token vector over real HTTP. For each one, a fresh
-//! in-memory database loaded with its `state`, a server started in-process with the vector's
+//! temporary database file loaded with its `state`, a server started in-process with the vector's
 //! `now` as its clock, the request sent byte for byte as the vector gives it over loopback, and
 //! the answer (status, error, scope, refresh token, cache headers) and the recorded audit reason
 //! and effects compared with `expect`, by the same checks as the in-module runners.
@@ -82,6 +82,17 @@ pub fn run_dir(guest: Arc<Guest>, dir: &Path, out: &mut dyn Write) -> Result<Htt
     Ok(summary)
 }
 
+static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Removes a directory when dropped.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn run_one(
     runtime: &tokio::runtime::Runtime,
     guest: Arc<Guest>,
@@ -103,7 +114,15 @@ fn run_one(
         record_decisions: true,
         ..ServerSettings::default()
     };
-    let server = Server::new(guest, Store::in_memory()?, settings)?;
+    // A fresh database file per vector, as `granted serve` keeps one (WAL and all); removed after.
+    let dir = std::env::temp_dir().join(format!(
+        "granted-vectors-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let _cleanup = RemoveOnDrop(dir.clone());
+    let server = Server::new(guest, Store::open(&dir.join("granted.db"))?, settings)?;
     let state = crate::state::parse(&serde_json::to_string(&vector.state)?)
         .context("the vector's state does not import")?;
     server.import(&state)?;

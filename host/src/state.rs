@@ -275,13 +275,7 @@ pub fn import(store: &Store, state: &StateFile, sealer: &Sealer<'_>) -> Result<I
                         .map(|((_, _, clear), old)| {
                             let out = seal_password(clear, old.as_deref(), sealer);
                             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                            if total >= 20 && (n.is_multiple_of((total / 20).max(1)) || n == total)
-                            {
-                                eprintln!(
-                                    "hashed {n}/{total} passwords ({} iterations)",
-                                    sealer.iterations
-                                );
-                            }
+                            progress(n, total, sealer.iterations);
                             out
                         })
                         .collect::<Vec<_>>()
@@ -389,6 +383,25 @@ pub fn import(store: &Store, state: &StateFile, sealer: &Sealer<'_>) -> Result<I
         hashed: total,
         unverifiable,
     })
+}
+
+/// A progress bar on a terminal (redrawn in place), a line every 5% otherwise.
+fn progress(n: usize, total: usize, iterations: u32) {
+    use std::io::IsTerminal as _;
+    if std::io::stderr().is_terminal() {
+        let width = 30;
+        let filled = n * width / total.max(1);
+        eprint!(
+            "\rhashing passwords [{}{}] {n}/{total} ({iterations} iterations)",
+            "#".repeat(filled),
+            "-".repeat(width - filled)
+        );
+        if n == total {
+            eprintln!();
+        }
+    } else if total >= 20 && (n.is_multiple_of((total / 20).max(1)) || n == total) {
+        eprintln!("hashed {n}/{total} passwords ({iterations} iterations)");
+    }
 }
 
 fn seal_password(clear: &str, existing: Option<&str>, sealer: &Sealer<'_>) -> Result<String> {

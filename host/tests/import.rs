@@ -111,3 +111,36 @@ fn a_hash_this_server_cannot_verify_is_kept_with_a_warning() {
     );
     assert!(export(&db).contains("$argon2id$"));
 }
+
+#[test]
+fn keys_rotate_adds_a_signing_key_and_keeps_the_old_one_for_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("g.db");
+    assert!(granted(&["import", DEMO], &db).status.success());
+    let before = granted_host::store::Store::open(&db).unwrap();
+    let now = granted_policy::model::Timestamp::parse("2026-01-01T00:00:00Z").unwrap();
+    let (old, _) = before.current_keys().unwrap().unwrap();
+    drop(before);
+    let out = granted(&["keys", "rotate"], &db);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = granted_host::store::Store::open(&db).unwrap();
+    let (new, _) = store.current_keys().unwrap().unwrap();
+    assert_ne!(new.kid, old.kid);
+    assert!(stdout.contains(&new.kid), "{stdout}");
+    // Both verify now (the old one until its last token expires, an hour from the rotation).
+    let kids: Vec<String> = store
+        .verification_keys(now)
+        .unwrap()
+        .into_iter()
+        .map(|k| k.kid)
+        .collect();
+    assert!(
+        kids.contains(&old.kid) && kids.contains(&new.kid),
+        "{kids:?}"
+    );
+}
