@@ -101,6 +101,20 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the whole hash chain; names the first entry that was altered or removed (exit 1).
+    Verify {
+        #[command(flatten)]
+        settings: SettingFlags,
+    },
 }
 
 #[derive(Subcommand)]
@@ -303,6 +317,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 None => print!("{text}"),
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { settings },
+        } => {
+            let resolved = settings.resolve()?;
+            if !resolved.db.exists() {
+                bail!("no database at {}", resolved.db.display());
+            }
+            let store = granted_host::store::Store::open(&resolved.db)?;
+            match store.verify_audit()? {
+                (count, None) => {
+                    println!("audit log: {count} entries, the chain is intact");
+                    Ok(ExitCode::SUCCESS)
+                }
+                (_, Some(broken)) => {
+                    println!(
+                        "audit log: BROKEN at entry {}: {}; entries before it check out",
+                        broken.seq, broken.why
+                    );
+                    Ok(ExitCode::from(1))
+                }
+            }
         }
         Command::Keys {
             command: KeysCommand::Rotate { settings },

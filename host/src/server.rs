@@ -3,7 +3,7 @@
 //! one fresh instance per request, makes every decision.
 
 use crate::guest::{Guest, GuestError, Session};
-use crate::store::{Applied, Effect, LockoutPolicy, Store};
+use crate::store::{Applied, Effect, Job, LockoutPolicy, Store};
 use anyhow::Result;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
@@ -87,6 +87,7 @@ pub struct Server {
     /// Every decision's audit record and effects, when `record_decisions` is set.
     decisions: std::sync::Mutex<Vec<Value>>,
     throttle: Throttle,
+    committer: Committer,
 }
 
 impl Server {
@@ -99,6 +100,7 @@ impl Server {
         let now = now(&settings);
         store.ensure_keys(now, || crate::state::random_base64(32))?;
         let kdf = KdfPool::start(settings.kdf_threads, settings.login_queue);
+        let committer = Committer::start(store.clone(), settings.lockout);
         Ok(Arc::new(Server {
             guest: guest.into(),
             store,
@@ -106,6 +108,7 @@ impl Server {
             kdf,
             decisions: std::sync::Mutex::new(Vec::new()),
             throttle: Throttle::default(),
+            committer,
         }))
     }
 
@@ -331,21 +334,43 @@ async fn token(
 async fn revocation(
     State(server): State<Arc<Server>>,
     Path(tenant): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    manage(&server, "revocation", &tenant, &method, &headers, body).await
+    let source = source_address(&server.settings, peer, &headers);
+    manage(
+        &server,
+        "revocation",
+        &tenant,
+        source,
+        &method,
+        &headers,
+        body,
+    )
+    .await
 }
 
 async fn introspection(
     State(server): State<Arc<Server>>,
     Path(tenant): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    manage(&server, "introspection", &tenant, &method, &headers, body).await
+    let source = source_address(&server.settings, peer, &headers);
+    manage(
+        &server,
+        "introspection",
+        &tenant,
+        source,
+        &method,
+        &headers,
+        body,
+    )
+    .await
 }
 
 /// Revocation and introspection: stateless module calls, records looked up between them.
@@ -353,6 +378,7 @@ async fn manage(
     server: &Arc<Server>,
     entry: &str,
     tenant: &str,
+    source: IpAddr,
     method: &Method,
     headers: &HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -361,7 +387,7 @@ async fn manage(
         Ok(request) => request,
         Err(response) => return response,
     };
-    match decide_manage(server, entry, request).await {
+    match decide_manage(server, entry, request, source).await {
         Ok(response) => response,
         Err(failure) => failure.response(),
     }
@@ -371,6 +397,7 @@ async fn decide_manage(
     server: &Arc<Server>,
     entry: &str,
     request: Value,
+    source: IpAddr,
 ) -> Result<Response, Failure> {
     let at = now(&server.settings);
     let store = server.store.clone();
@@ -408,9 +435,11 @@ async fn decide_manage(
                     .map_err(Failure::Store)?;
             }
             Some("done") => {
-                return finish(server, &step, at).await?.ok_or_else(|| {
-                    Failure::Module("a refresh race outside the token endpoint".into())
-                })
+                return finish(server, &step, at, entry, source)
+                    .await?
+                    .ok_or_else(|| {
+                        Failure::Module("a refresh race outside the token endpoint".into())
+                    })
             }
             _ => return Err(Failure::Module(format!("unknown step {}", step["step"]))),
         }
@@ -483,7 +512,7 @@ async fn decide(
                     let client_id = audit["client_id"].as_str().unwrap_or_default();
                     server.throttle.failed(client_id, source, &server.settings);
                 }
-                return finish(server, &step, at).await;
+                return finish(server, &step, at, "token", source).await;
             }
             _ => return Err(Failure::Module(format!("unknown step {}", step["step"]))),
         };
@@ -531,19 +560,39 @@ async fn finish(
     server: &Arc<Server>,
     step: &Value,
     at: Timestamp,
+    kind: &str,
+    source: IpAddr,
 ) -> Result<Option<Response>, Failure> {
     let effects: Vec<Effect> = serde_json::from_value(step["effects"].clone())
         .map_err(|e| Failure::Module(format!("effects: {e}")))?;
-    let store = server.store.clone();
-    let lockout = server.settings.lockout;
-    let applied = tokio::task::spawn_blocking(move || store.apply(&effects, at, lockout))
-        .await
-        .map_err(|e| Failure::Store(e.into()))?
-        .map_err(Failure::Store)?;
-    if applied == Applied::RefreshRace {
+    let audit = &step["audit"];
+    // The audit entry as stored and hashed: the module's record, where the request came from,
+    // and which module decided.
+    let entry = json!({
+        "at": at,
+        "kind": kind,
+        "decision": audit["decision"],
+        "rule": audit["rule"],
+        "reason": audit["reason"],
+        "cause": audit["cause"],
+        "grant_type": audit["grant_type"],
+        "tenant": audit["tenant"],
+        "app_id": audit["app_id"],
+        "client_id": audit["client_id"],
+        "username": audit["username"],
+        "pinned_rev": audit["pinned_rev"],
+        "source": source.to_string(),
+        "policy_sha256": server.policy_sha256(),
+    });
+    let job = Job {
+        effects,
+        audit: Some((kind.to_string(), entry.to_string())),
+        now: at,
+    };
+    // Group commit: the answer goes out only once the effects and the audit entry are durable.
+    if server.committer.submit(job).await? == Applied::RefreshRace {
         return Ok(None);
     }
-    let audit = &step["audit"];
     if server.settings.record_decisions {
         server
             .decisions
@@ -553,6 +602,7 @@ async fn finish(
     }
     tracing::info!(
         target: "granted::audit",
+        kind,
         decision = audit["decision"].as_str().unwrap_or_default(),
         rule = audit["rule"].as_str().unwrap_or_default(),
         reason = audit["reason"].as_str().unwrap_or_default(),
@@ -561,10 +611,68 @@ async fn finish(
         tenant = audit["tenant"].as_str().unwrap_or_default(),
         client_id = audit["client_id"].as_str().unwrap_or_default(),
         username = audit["username"].as_str().unwrap_or_default(),
+        source = %source,
         policy = server.policy_sha256(),
         "token decision"
     );
     Ok(Some(http_response(&step["response"])))
+}
+
+/// Group commit: one writer thread takes every decision waiting and makes them durable in one
+/// transaction, then answers each. Concurrent requests share the fsync; one alone pays it.
+struct Committer {
+    jobs: tokio::sync::mpsc::Sender<(Job, tokio::sync::oneshot::Sender<Result<Applied, String>>)>,
+}
+
+impl Committer {
+    const MAX_BATCH: usize = 256;
+
+    fn start(store: Store, lockout: LockoutPolicy) -> Committer {
+        let (jobs, mut receiver) = tokio::sync::mpsc::channel::<(
+            Job,
+            tokio::sync::oneshot::Sender<Result<Applied, String>>,
+        )>(4096);
+        let _ = std::thread::Builder::new()
+            .name("group-commit".into())
+            .spawn(move || {
+                while let Some(first) = receiver.blocking_recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < Self::MAX_BATCH {
+                        match receiver.try_recv() {
+                            Ok(job) => batch.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    let (work, replies): (Vec<Job>, Vec<_>) = batch.into_iter().unzip();
+                    match store.apply_batch(&work, lockout) {
+                        Ok(outcomes) => {
+                            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                                let _ = reply.send(Ok(outcome));
+                            }
+                        }
+                        Err(e) => {
+                            let message = format!("{e:#}");
+                            for reply in replies {
+                                let _ = reply.send(Err(message.clone()));
+                            }
+                        }
+                    }
+                }
+            });
+        Committer { jobs }
+    }
+
+    async fn submit(&self, job: Job) -> Result<Applied, Failure> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send((job, reply))
+            .await
+            .map_err(|_| Failure::Store(anyhow::anyhow!("the group-commit writer stopped")))?;
+        answer
+            .await
+            .map_err(|_| Failure::Store(anyhow::anyhow!("the group-commit writer stopped")))?
+            .map_err(|e| Failure::Store(anyhow::anyhow!(e)))
+    }
 }
 
 fn http_response(response: &Value) -> Response {

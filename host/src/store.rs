@@ -85,7 +85,52 @@ const MIGRATIONS: &[&str] = &[
         status TEXT NOT NULL
     );
     CREATE INDEX refresh_tokens_family ON refresh_tokens (family_id);",
+    // 2: the audit log, a hash chain: each entry's `sha256` covers the previous entry's and its
+    // own canonical JSON.
+    "CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        entry TEXT NOT NULL,
+        prev_sha256 TEXT NOT NULL,
+        sha256 TEXT NOT NULL
+    );
+    CREATE INDEX audit_at ON audit (at);",
 ];
+
+/// The `prev_sha256` of the first audit entry.
+pub const AUDIT_GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The chain hash of an audit entry: SHA-256 of the previous hash, a newline, and the entry's
+/// canonical JSON, in lower-case hex.
+pub fn audit_hash(prev_sha256: &str, entry: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(prev_sha256.as_bytes());
+    h.update(b"\n");
+    h.update(entry.as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One decision to make durable: its effects and its audit entry, applied together.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// What the module asked for.
+    pub effects: Vec<Effect>,
+    /// The audit entry: kind (`token`, `revocation`, …) and canonical JSON.
+    pub audit: Option<(String, String)>,
+    /// The decision's instant.
+    pub now: Timestamp,
+}
+
+/// Where the audit chain breaks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditBreak {
+    /// The first entry that does not check out.
+    pub seq: i64,
+    /// Why.
+    pub why: String,
+}
 
 /// The store: one SQLite connection in WAL mode, every write in a transaction that is durable
 /// (`synchronous = FULL`) before it is acknowledged.
@@ -355,57 +400,130 @@ impl Store {
 
     // --- effects ---------------------------------------------------------------------------
 
-    /// Applies a decision's effects in one transaction. A refresh token that is no longer
-    /// active when it is consumed (a concurrent request used it) revokes its family and
-    /// reports [`Applied::RefreshRace`]; nothing else of the decision is applied then.
+    /// Applies a decision's effects in one transaction (see [`Store::apply_batch`]).
     pub fn apply(
         &self,
         effects: &[Effect],
         now: Timestamp,
         lockout: LockoutPolicy,
     ) -> Result<Applied> {
+        let job = Job {
+            effects: effects.to_vec(),
+            audit: None,
+            now,
+        };
+        self.apply_batch(std::slice::from_ref(&job), lockout)?
+            .pop()
+            .ok_or_else(|| anyhow!("no outcome"))
+    }
+
+    /// Applies several decisions in one transaction (group commit): each one's effects and its
+    /// audit entry together, or none of them. A refresh token that is no longer active when it
+    /// is consumed (a concurrent request used it) undoes that decision, revokes the token's
+    /// family and reports [`Applied::RefreshRace`] for it; the others are unaffected.
+    pub fn apply_batch(&self, jobs: &[Job], lockout: LockoutPolicy) -> Result<Vec<Applied>> {
         let mut conn = lock(&self.conn);
         let tx = conn.transaction()?;
-        for effect in effects {
-            match effect {
-                Effect::ConsumeRefreshToken { token_sha256 } => {
-                    let changed = tx.execute(
-                        "UPDATE refresh_tokens SET status = 'used'
-                         WHERE token_sha256 = ?1 AND status = 'active'",
-                        [token_sha256],
-                    )?;
-                    if changed == 0 {
+        let (mut seq, mut prev) = audit_head(&tx)?;
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            tx.execute_batch("SAVEPOINT job")?;
+            match apply_effects(&tx, &job.effects, job.now, lockout)? {
+                None => {
+                    if let Some((kind, entry)) = &job.audit {
+                        let sha = audit_hash(&prev, entry);
+                        seq += 1;
                         tx.execute(
-                            "UPDATE refresh_tokens SET status = 'revoked'
-                             WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_sha256 = ?1)
-                             AND status = 'active'",
-                            [token_sha256],
+                            "INSERT INTO audit (seq, at, kind, entry, prev_sha256, sha256)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                            params![seq, job.now.to_rfc3339(), kind, entry, prev, sha],
                         )?;
-                        tx.commit()?;
-                        return Ok(Applied::RefreshRace);
+                        prev = sha;
                     }
+                    tx.execute_batch("RELEASE job")?;
+                    outcomes.push(Applied::Done);
                 }
-                Effect::StoreRefreshToken { record } => insert_refresh(&tx, record)?,
-                Effect::RevokeRefreshFamily { family_id } => {
+                Some(raced) => {
+                    tx.execute_batch("ROLLBACK TO job")?;
                     tx.execute(
                         "UPDATE refresh_tokens SET status = 'revoked'
-                         WHERE family_id = ?1 AND status = 'active'",
-                        [family_id],
+                         WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_sha256 = ?1)
+                         AND status = 'active'",
+                        [&raced],
                     )?;
-                }
-                Effect::RecordLoginFailure { tenant, username } => {
-                    record_failure(&tx, tenant, username, now, lockout)?;
-                }
-                Effect::ResetLoginFailures { tenant, username } => {
-                    tx.execute(
-                        "DELETE FROM login_failures WHERE tenant = ?1 AND username = ?2",
-                        [tenant, username],
-                    )?;
+                    tx.execute_batch("RELEASE job")?;
+                    outcomes.push(Applied::RefreshRace);
                 }
             }
         }
         tx.commit()?;
-        Ok(Applied::Done)
+        Ok(outcomes)
+    }
+
+    /// Appends one audit entry on its own (an admin change records its entry inside its own
+    /// transaction through [`Writer`] instead).
+    pub fn append_audit(&self, at: Timestamp, kind: &str, entry: &str) -> Result<()> {
+        let job = Job {
+            effects: Vec::new(),
+            audit: Some((kind.to_string(), entry.to_string())),
+            now: at,
+        };
+        self.apply_batch(&[job], LockoutPolicy::default())?;
+        Ok(())
+    }
+
+    /// Checks the whole audit chain; the first entry that does not check out, if any, and the
+    /// number of entries.
+    pub fn verify_audit(&self) -> Result<(i64, Option<AuditBreak>)> {
+        let conn = lock(&self.conn);
+        let mut stmt =
+            conn.prepare("SELECT seq, entry, prev_sha256, sha256 FROM audit ORDER BY seq")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        let mut prev = AUDIT_GENESIS.to_string();
+        let mut count = 0;
+        for (expected_seq, row) in (1..).zip(rows) {
+            let (seq, entry, prev_sha, sha) = row?;
+            count += 1;
+            let broken = |why: String| Ok((count, Some(AuditBreak { seq, why })));
+            if seq != expected_seq {
+                return broken(format!(
+                    "entry {expected_seq} is missing (the next is {seq})"
+                ));
+            }
+            if prev_sha != prev {
+                return broken("its link to the previous entry does not match".into());
+            }
+            if audit_hash(&prev_sha, &entry) != sha {
+                return broken("its content does not match its hash".into());
+            }
+            prev = sha;
+        }
+        Ok((count, None))
+    }
+
+    /// Audit entries (`seq`, `at`, kind, entry JSON) after `after`, oldest first, at most `limit`.
+    pub fn audit_entries(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String, String, String)>> {
+        let conn = lock(&self.conn);
+        let mut stmt = conn.prepare(
+            "SELECT seq, at, kind, entry FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![after, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
     }
 
     /// Revokes the family of a refresh token (RFC 7009); true when the token was known for
@@ -609,6 +727,59 @@ impl Writer<'_> {
         )?;
         insert_refresh(self.tx, record)
     }
+}
+
+/// The last audit entry's `seq` and hash (0 and the genesis hash when there is none).
+fn audit_head(conn: &Connection) -> Result<(i64, String)> {
+    Ok(conn
+        .query_row(
+            "SELECT seq, sha256 FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+        .unwrap_or((0, AUDIT_GENESIS.to_string())))
+}
+
+/// Applies effects; `Some(token_sha256)` when a refresh token to consume was no longer active.
+fn apply_effects(
+    tx: &Transaction<'_>,
+    effects: &[Effect],
+    now: Timestamp,
+    lockout: LockoutPolicy,
+) -> Result<Option<String>> {
+    for effect in effects {
+        match effect {
+            Effect::ConsumeRefreshToken { token_sha256 } => {
+                let changed = tx.execute(
+                    "UPDATE refresh_tokens SET status = 'used'
+                     WHERE token_sha256 = ?1 AND status = 'active'",
+                    [token_sha256],
+                )?;
+                if changed == 0 {
+                    return Ok(Some(token_sha256.clone()));
+                }
+            }
+            Effect::StoreRefreshToken { record } => insert_refresh(tx, record)?,
+            Effect::RevokeRefreshFamily { family_id } => {
+                tx.execute(
+                    "UPDATE refresh_tokens SET status = 'revoked'
+                     WHERE family_id = ?1 AND status = 'active'",
+                    [family_id],
+                )?;
+            }
+            Effect::RecordLoginFailure { tenant, username } => {
+                record_failure(tx, tenant, username, now, lockout)?;
+            }
+            Effect::ResetLoginFailures { tenant, username } => {
+                tx.execute(
+                    "DELETE FROM login_failures WHERE tenant = ?1 AND username = ?2",
+                    [tenant, username],
+                )?;
+            }
+        }
+    }
+    Ok(None)
 }
 
 fn new_kid(now: Timestamp, entropy: &str) -> String {

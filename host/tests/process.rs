@@ -352,3 +352,86 @@ fn sigterm_lets_a_request_in_flight_finish() {
         .call()
         .is_err());
 }
+
+/// Every decision is in the audit chain; an entry altered or removed behind the server's back is
+/// named by `granted audit verify`.
+#[test]
+fn the_audit_chain_records_decisions_and_catches_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("g.db");
+    import(&db);
+    let served = serve(&db, &dir.path().join("serve.log"));
+    let crm = basic("crm-1", "crm-1-secret");
+    let path = "/tenants/acme/connect/token";
+    assert_eq!(post(&served.base, path, &crm, LOGIN).unwrap().0, 200);
+    assert_eq!(
+        post(
+            &served.base,
+            path,
+            &crm,
+            "grant_type=password&username=alice&password=no"
+        )
+        .unwrap()
+        .0,
+        400
+    );
+    assert_eq!(
+        post(&served.base, path, &basic("crm-1", "bad"), LOGIN)
+            .unwrap()
+            .0,
+        401
+    );
+    let mut child = served.child;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let verify = || {
+        let out = Command::new(GRANTED)
+            .args(["audit", "verify", "--db"])
+            .arg(&db)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (code, text) = verify();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("3 entries"), "{text}");
+    let store = Store::open(&db).unwrap();
+    let entries = store.audit_entries(0, 10).unwrap();
+    let reasons: Vec<String> = entries
+        .iter()
+        .map(|(_, _, _, e)| {
+            serde_json::from_str::<Value>(e).unwrap()["reason"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(reasons, ["issued", "invalid_credentials", "invalid_client"]);
+    assert!(entries
+        .iter()
+        .all(|(_, _, _, e)| e.contains("\"source\":\"127.0.0.1\"") && e.contains("policy_sha256")));
+    drop(store);
+    // Behind the server's back: an altered entry, then a removed one.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let original: String = conn
+        .query_row("SELECT entry FROM audit WHERE seq = 2", [], |r| r.get(0))
+        .unwrap();
+    conn.execute(
+        "UPDATE audit SET entry = replace(entry, 'invalid_credentials', 'issued') WHERE seq = 2",
+        [],
+    )
+    .unwrap();
+    let (code, text) = verify();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("entry 2: its content"), "{text}");
+    conn.execute("UPDATE audit SET entry = ?1 WHERE seq = 2", [&original])
+        .unwrap();
+    assert_eq!(verify().0, Some(0));
+    conn.execute("DELETE FROM audit WHERE seq = 2", []).unwrap();
+    let (code, text) = verify();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("entry 2 is missing"), "{text}");
+}
