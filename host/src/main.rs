@@ -255,13 +255,20 @@ fn read_json(path: &Path) -> Result<Value> {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    let options = GuestOptions {
+    let mut options = GuestOptions {
         cache_dir: match cli.command {
             Command::Serve { .. } => cache_dir(),
             _ => None,
         },
         ..GuestOptions::default()
     };
+    if let Command::Serve { settings, .. } = &cli.command {
+        // A password request holds its instance while it waits for the KDF: room for every
+        // login that may wait, and as many again for everything else.
+        let server = settings.resolve()?.server;
+        let logins = server.login_queue + server.kdf_threads;
+        options.max_instances = options.max_instances.max(logins.saturating_mul(2) as u32);
+    }
     let guest = guest(cli.policy.as_deref(), options)?;
     match cli.command {
         Command::Serve {

@@ -170,6 +170,11 @@ pub fn router(server: Arc<Server>) -> Router {
             "/tenants/{tenant}/.well-known/oauth-authorization-server",
             get(metadata),
         )
+        // RFC 8414 §3.1: the well-known segment goes before the issuer's path.
+        .route(
+            "/.well-known/oauth-authorization-server/tenants/{tenant}",
+            get(metadata),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(server)
 }
@@ -427,6 +432,10 @@ async fn decide_manage(
         let step = call(&mut session, entry, &input)?;
         match step["step"].as_str() {
             Some("need_records") => {
+                let client_id = step["lookup"]["client_id"].as_str().unwrap_or_default();
+                if let Some(wait) = server.throttle.blocked(client_id, source, &server.settings) {
+                    return Ok(throttled(wait));
+                }
                 let store = server.store.clone();
                 let lookup = step["lookup"].clone();
                 input["records"] = tokio::task::spawn_blocking(move || records(&store, &lookup))
@@ -435,11 +444,12 @@ async fn decide_manage(
                     .map_err(Failure::Store)?;
             }
             Some("done") => {
+                note_failure(server, &step["audit"], source);
                 return finish(server, &step, at, entry, source)
                     .await?
                     .ok_or_else(|| {
                         Failure::Module("a refresh race outside the token endpoint".into())
-                    })
+                    });
             }
             _ => return Err(Failure::Module(format!("unknown step {}", step["step"]))),
         }
@@ -502,16 +512,7 @@ async fn decide(
                 json!({"kdf": {"derived": STANDARD.encode(derived)}})
             }
             Some("done") => {
-                let audit = &step["audit"];
-                let failed_auth = audit["decision"] == "denied"
-                    && matches!(
-                        audit["reason"].as_str(),
-                        Some("invalid_client" | "invalid_credentials")
-                    );
-                if failed_auth {
-                    let client_id = audit["client_id"].as_str().unwrap_or_default();
-                    server.throttle.failed(client_id, source, &server.settings);
-                }
+                note_failure(server, &step["audit"], source);
                 return finish(server, &step, at, "token", source).await;
             }
             _ => return Err(Failure::Module(format!("unknown step {}", step["step"]))),
@@ -578,8 +579,8 @@ async fn finish(
         "grant_type": audit["grant_type"],
         "tenant": audit["tenant"],
         "app_id": audit["app_id"],
-        "client_id": audit["client_id"],
-        "username": audit["username"],
+        "client_id": audit["client_id"].as_str().map(clip),
+        "username": audit["username"].as_str().map(clip),
         "pinned_rev": audit["pinned_rev"],
         "source": source.to_string(),
         "policy_sha256": server.policy_sha256(),
@@ -590,8 +591,10 @@ async fn finish(
         now: at,
     };
     // Group commit: the answer goes out only once the effects and the audit entry are durable.
-    if server.committer.submit(job).await? == Applied::RefreshRace {
-        return Ok(None);
+    match server.committer.submit(job).await? {
+        Applied::Done => {}
+        Applied::RefreshRace | Applied::LockRace => return Ok(None),
+        Applied::Failed(e) => return Err(Failure::Store(anyhow::anyhow!(e))),
     }
     if server.settings.record_decisions {
         server
@@ -805,7 +808,13 @@ impl Throttle {
         Duration::from_secs(settings.throttle_window_seconds.max(1))
     }
 
-    /// How long this pair must wait, if it is over the limit.
+    /// Pairs kept at most; past it, the map is cleared (an attacker spraying sources cannot
+    /// grow it without bound; throttling restarts from zero for everyone).
+    const MAX_PAIRS: usize = 100_000;
+
+    /// How long this client and source must wait, if they are over the limit. Failures of
+    /// unknown clients from a source count in one bucket (`""`), so that spraying made-up
+    /// `client_id`s is throttled too.
     fn blocked(
         &self,
         client_id: &str,
@@ -814,40 +823,61 @@ impl Throttle {
     ) -> Option<Duration> {
         let window = Self::window(settings);
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let times = map.get_mut(&(client_id.to_string(), source))?;
         let now = Instant::now();
-        while times
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= window)
-        {
-            times.pop_front();
+        let mut wait = None;
+        for key in [clip(client_id), String::new()] {
+            let Some(times) = map.get_mut(&(key, source)) else {
+                continue;
+            };
+            while times
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= window)
+            {
+                times.pop_front();
+            }
+            if times.len() >= settings.throttle_failures.max(1) as usize {
+                let left = times
+                    .front()
+                    .map(|oldest| window.saturating_sub(now.duration_since(*oldest)));
+                wait = wait.max(left);
+            }
         }
-        if times.len() < settings.throttle_failures.max(1) as usize {
-            return None;
-        }
-        times
-            .front()
-            .map(|oldest| window.saturating_sub(now.duration_since(*oldest)))
+        wait
     }
 
     fn failed(&self, client_id: &str, source: IpAddr, settings: &ServerSettings) {
-        let window = Self::window(settings);
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        if map.len() > 100_000 {
-            // Bounded memory: forget pairs with nothing left in the window.
-            map.retain(|_, times| {
-                times
-                    .back()
-                    .is_some_and(|t| now.duration_since(*t) < window)
-            });
+        if map.len() >= Self::MAX_PAIRS {
+            map.clear();
         }
-        let times = map.entry((client_id.to_string(), source)).or_default();
+        let times = map.entry((clip(client_id), source)).or_default();
         times.push_back(now);
         while times.len() > settings.throttle_failures.max(1) as usize {
             times.pop_front();
         }
     }
+}
+
+/// Counts a failed client or user authentication toward throttling.
+fn note_failure(server: &Server, audit: &Value, source: IpAddr) {
+    let reason = audit["reason"].as_str();
+    if audit["decision"] != "denied"
+        || !matches!(reason, Some("invalid_client" | "invalid_credentials"))
+    {
+        return;
+    }
+    // An unknown client's failures go to the source's shared bucket.
+    let client_id = match audit["cause"].as_str() {
+        Some("unknown_client" | "unknown_tenant") => "",
+        _ => audit["client_id"].as_str().unwrap_or_default(),
+    };
+    server.throttle.failed(client_id, source, &server.settings);
+}
+
+/// Client input kept to 128 characters (throttle keys, audit entries).
+fn clip(text: &str) -> String {
+    text.chars().take(128).collect()
 }
 
 fn throttled(wait: Duration) -> Response {

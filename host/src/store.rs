@@ -11,7 +11,7 @@ use granted_policy::model::{
     App, ClientRecord, GrantType, Install, RefreshStatus, RefreshTokenRecord, Revision, SignIn,
     TenantRecord, Timestamp, UserRecord,
 };
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -193,8 +193,20 @@ pub enum Applied {
     /// Everything applied.
     Done,
     /// A refresh token to consume was no longer active: another request used it first. The
-    /// family has been revoked; the request must be answered as reuse.
+    /// family has been revoked; the request must be decided again (the module then answers
+    /// reuse).
     RefreshRace,
+    /// A login succeeded while concurrent failures locked the user: nothing was applied; the
+    /// request must be decided again (the module then answers as for a locked user).
+    LockRace,
+    /// This decision could not be written (the others of its batch were); answer 503.
+    Failed(String),
+}
+
+/// Why a decision's effects were undone.
+enum Race {
+    Refresh(String),
+    Lock,
 }
 
 fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
@@ -231,7 +243,7 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
             [],
@@ -277,7 +289,7 @@ impl Store {
         mut entropy: impl FnMut() -> Result<String>,
     ) -> Result<(SigningKey, String)> {
         let mut conn = lock(&self.conn);
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if current_signing_key(&tx)?.is_none() {
             insert_key(&tx, "signing", &new_kid(now, &entropy()?), &entropy()?, now)?;
         }
@@ -306,7 +318,7 @@ impl Store {
         kid_entropy: &str,
     ) -> Result<SigningKey> {
         let mut conn = lock(&self.conn);
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "UPDATE server_keys SET retired_at = ?1, verify_until = ?2
              WHERE purpose = 'signing' AND retired_at IS NULL",
@@ -423,27 +435,32 @@ impl Store {
     /// family and reports [`Applied::RefreshRace`] for it; the others are unaffected.
     pub fn apply_batch(&self, jobs: &[Job], lockout: LockoutPolicy) -> Result<Vec<Applied>> {
         let mut conn = lock(&self.conn);
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (mut seq, mut prev) = audit_head(&tx)?;
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in jobs {
             tx.execute_batch("SAVEPOINT job")?;
-            match apply_effects(&tx, &job.effects, job.now, lockout)? {
-                None => {
-                    if let Some((kind, entry)) = &job.audit {
+            let outcome = match apply_effects(&tx, &job.effects, job.now, lockout) {
+                Ok(None) => match &job.audit {
+                    Some((kind, entry)) => {
                         let sha = audit_hash(&prev, entry);
-                        seq += 1;
-                        tx.execute(
+                        let written = tx.execute(
                             "INSERT INTO audit (seq, at, kind, entry, prev_sha256, sha256)
                              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                            params![seq, job.now.to_rfc3339(), kind, entry, prev, sha],
-                        )?;
-                        prev = sha;
+                            params![seq + 1, job.now.to_rfc3339(), kind, entry, prev, sha],
+                        );
+                        match written {
+                            Ok(_) => {
+                                seq += 1;
+                                prev = sha;
+                                Applied::Done
+                            }
+                            Err(e) => Applied::Failed(e.to_string()),
+                        }
                     }
-                    tx.execute_batch("RELEASE job")?;
-                    outcomes.push(Applied::Done);
-                }
-                Some(raced) => {
+                    None => Applied::Done,
+                },
+                Ok(Some(Race::Refresh(raced))) => {
                     tx.execute_batch("ROLLBACK TO job")?;
                     tx.execute(
                         "UPDATE refresh_tokens SET status = 'revoked'
@@ -451,10 +468,16 @@ impl Store {
                          AND status = 'active'",
                         [&raced],
                     )?;
-                    tx.execute_batch("RELEASE job")?;
-                    outcomes.push(Applied::RefreshRace);
+                    Applied::RefreshRace
                 }
+                Ok(Some(Race::Lock)) => Applied::LockRace,
+                Err(e) => Applied::Failed(format!("{e:#}")),
+            };
+            if matches!(outcome, Applied::LockRace | Applied::Failed(_)) {
+                tx.execute_batch("ROLLBACK TO job")?;
             }
+            tx.execute_batch("RELEASE job")?;
+            outcomes.push(outcome);
         }
         tx.commit()?;
         Ok(outcomes)
@@ -530,7 +553,7 @@ impl Store {
     /// this tenant and client.
     pub fn revoke_refresh(&self, sha256: &str, tenant: &str, client_id: &str) -> Result<bool> {
         let mut conn = lock(&self.conn);
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let n = tx.execute(
             "UPDATE refresh_tokens SET status = 'revoked'
              WHERE family_id = (SELECT family_id FROM refresh_tokens
@@ -547,7 +570,7 @@ impl Store {
     /// Runs `f` in one transaction: all of it is written, or nothing.
     pub fn write<T>(&self, f: impl FnOnce(&Writer<'_>) -> Result<T>) -> Result<T> {
         let mut conn = lock(&self.conn);
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&Writer { tx: &tx })?;
         tx.commit()?;
         Ok(out)
@@ -741,13 +764,14 @@ fn audit_head(conn: &Connection) -> Result<(i64, String)> {
         .unwrap_or((0, AUDIT_GENESIS.to_string())))
 }
 
-/// Applies effects; `Some(token_sha256)` when a refresh token to consume was no longer active.
+/// Applies effects; a [`Race`] when a refresh token to consume was no longer active, or when a
+/// login's success meets a lock that concurrent failures set meanwhile.
 fn apply_effects(
     tx: &Transaction<'_>,
     effects: &[Effect],
     now: Timestamp,
     lockout: LockoutPolicy,
-) -> Result<Option<String>> {
+) -> Result<Option<Race>> {
     for effect in effects {
         match effect {
             Effect::ConsumeRefreshToken { token_sha256 } => {
@@ -757,7 +781,7 @@ fn apply_effects(
                     [token_sha256],
                 )?;
                 if changed == 0 {
-                    return Ok(Some(token_sha256.clone()));
+                    return Ok(Some(Race::Refresh(token_sha256.clone())));
                 }
             }
             Effect::StoreRefreshToken { record } => insert_refresh(tx, record)?,
@@ -772,6 +796,9 @@ fn apply_effects(
                 record_failure(tx, tenant, username, now, lockout)?;
             }
             Effect::ResetLoginFailures { tenant, username } => {
+                if locked_until(tx, tenant, username)?.is_some_and(|until| now < until) {
+                    return Ok(Some(Race::Lock));
+                }
                 tx.execute(
                     "DELETE FROM login_failures WHERE tenant = ?1 AND username = ?2",
                     [tenant, username],
@@ -1121,16 +1148,15 @@ mod tests {
             store.locked_until("acme", "nobody").unwrap(),
             Some(t("2026-11-25T12:02:00Z"))
         );
-        store
-            .apply(
-                &[Effect::ResetLoginFailures {
-                    tenant: "acme".into(),
-                    username: "nobody".into(),
-                }],
-                now,
-                policy,
-            )
-            .unwrap();
+        let reset = [Effect::ResetLoginFailures {
+            tenant: "acme".into(),
+            username: "nobody".into(),
+        }];
+        // A success that meets a lock set meanwhile is undone, to be decided again.
+        assert_eq!(store.apply(&reset, now, policy).unwrap(), Applied::LockRace);
+        assert!(store.locked_until("acme", "nobody").unwrap().is_some());
+        let later = t("2026-11-25T12:03:00Z");
+        assert_eq!(store.apply(&reset, later, policy).unwrap(), Applied::Done);
         assert_eq!(store.locked_until("acme", "nobody").unwrap(), None);
     }
 

@@ -580,3 +580,68 @@ fn failures_from_one_client_and_address_are_throttled() {
     // …but the same client from another address is answered as usual.
     assert_eq!(send("wrong", "198.51.100.1, 203.0.113.9").0, 401);
 }
+
+/// Secret guessing at introspection is throttled like at the token endpoint, and so is spraying
+/// made-up client ids from one address.
+#[test]
+fn introspection_guessing_and_made_up_clients_are_throttled() {
+    let settings = ServerSettings {
+        throttle_failures: 3,
+        ..test_settings()
+    };
+    let run = start_with_settings(
+        Guest::embedded().expect("module"),
+        Store::in_memory().expect("store"),
+        settings,
+    );
+    for _ in 0..3 {
+        let (status, _) = post(
+            &run,
+            "acme",
+            "introspect",
+            Some(&basic("crm-1", "guess")),
+            &[("token", "x")],
+        );
+        assert_eq!(status, 401);
+    }
+    let (status, body) = post(
+        &run,
+        "acme",
+        "introspect",
+        Some(&basic("crm-1", "guess")),
+        &[("token", "x")],
+    );
+    assert_eq!(status, 429, "{body}");
+    for i in 0..3 {
+        let id = format!("made-up-{i}");
+        let (status, _) = token(
+            &run,
+            "globex",
+            Some(&basic(&id, "s")),
+            &[("grant_type", "client_credentials")],
+        );
+        assert_eq!(status, 401);
+    }
+    let (status, body) = token(
+        &run,
+        "globex",
+        Some(&basic("made-up-9", "s")),
+        &[("grant_type", "client_credentials")],
+    );
+    assert_eq!(status, 429, "{body}");
+}
+
+#[test]
+fn metadata_is_also_at_the_rfc8414_well_known_path() {
+    let run = start();
+    let mut response = agent()
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server/tenants/acme",
+            run.base
+        ))
+        .call()
+        .expect("metadata");
+    assert_eq!(response.status().as_u16(), 200);
+    let meta: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(meta["issuer"], "http://127.0.0.1:8080/tenants/acme");
+}
