@@ -164,8 +164,14 @@ pub fn router(server: Arc<Server>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/tenants/{tenant}/connect/token", any(token))
-        .route("/tenants/{tenant}/connect/revocation", any(revocation))
-        .route("/tenants/{tenant}/connect/introspect", any(introspection))
+        .route(
+            "/tenants/{tenant}/connect/revocation",
+            manage_route("revocation"),
+        )
+        .route(
+            "/tenants/{tenant}/connect/introspect",
+            manage_route("introspection"),
+        )
         .route(
             "/tenants/{tenant}/.well-known/oauth-authorization-server",
             get(metadata),
@@ -336,46 +342,19 @@ async fn token(
     unavailable("the request could not be decided; try again")
 }
 
-async fn revocation(
-    State(server): State<Arc<Server>>,
-    Path(tenant): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    let source = source_address(&server.settings, peer, &headers);
-    manage(
-        &server,
-        "revocation",
-        &tenant,
-        source,
-        &method,
-        &headers,
-        body,
+/// The route of revocation or introspection: the module's `entry` point decides.
+fn manage_route(entry: &'static str) -> axum::routing::MethodRouter<Arc<Server>> {
+    any(
+        move |State(server): State<Arc<Server>>,
+              Path(tenant): Path<String>,
+              ConnectInfo(peer): ConnectInfo<SocketAddr>,
+              method: Method,
+              headers: HeaderMap,
+              body: Result<Bytes, axum::extract::rejection::BytesRejection>| async move {
+            let source = source_address(&server.settings, peer, &headers);
+            manage(&server, entry, &tenant, source, &method, &headers, body).await
+        },
     )
-    .await
-}
-
-async fn introspection(
-    State(server): State<Arc<Server>>,
-    Path(tenant): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    let source = source_address(&server.settings, peer, &headers);
-    manage(
-        &server,
-        "introspection",
-        &tenant,
-        source,
-        &method,
-        &headers,
-        body,
-    )
-    .await
 }
 
 /// Revocation and introspection: stateless module calls, records looked up between them.
