@@ -1,14 +1,15 @@
-//! A real OAuth 2.0 client library we did not write (the `oauth2` crate) against `granted serve`:
+//! A real OAuth 2.0 client library we did not write (the `oauth2` crate) against a running
+//! `granted serve` (the binary, on the demo state):
 //! the password grant with Basic and with body client authentication, client credentials,
 //! refresh, introspection and revocation. Its HTTP transport is ureq, plugged in through the
 //! crate's `SyncHttpClient` interface. The crate insists on an `https` revocation URL (RFC 7009
 //! §2), so the revocation URL is given as `https://127.0.0.1:…` and this test transport, the only
 //! thing that does, carries loopback `https` URLs over plain HTTP.
 
-use granted_host::guest::Guest;
-use granted_host::server::{self, Server, ServerSettings};
-use granted_host::store::Store;
-use granted_policy::model::Timestamp;
+#![cfg(unix)]
+
+mod common;
+
 use oauth2::basic::BasicClient;
 use oauth2::{
     AuthType, ClientId, ClientSecret, IntrospectionUrl, ResourceOwnerPassword,
@@ -62,26 +63,6 @@ impl oauth2::SyncHttpClient for Ureq {
     }
 }
 
-fn start() -> (String, tokio::runtime::Runtime) {
-    let store = Store::in_memory().expect("store");
-    let settings = ServerSettings {
-        kdf_iterations: 1000,
-        fixed_now: Timestamp::parse("2026-11-25T12:00:00Z"),
-        ..ServerSettings::default()
-    };
-    let srv = Server::new(Guest::embedded().expect("module"), store, settings).expect("server");
-    let text = std::fs::read_to_string("../tests/demo/state.json").expect("demo state");
-    srv.import(&granted_host::state::parse(&text).expect("state"))
-        .expect("import");
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    runtime.spawn(server::serve(srv, listener, std::future::pending()));
-    (base, runtime)
-}
-
 fn http() -> Ureq {
     Ureq(
         ureq::Agent::config_builder()
@@ -94,7 +75,11 @@ fn http() -> Ureq {
 
 #[test]
 fn the_oauth2_crate_gets_refreshes_introspects_and_revokes_tokens() {
-    let (base, _runtime) = start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("g.db");
+    common::import(&db);
+    let mut served = common::serve(&db, &dir.path().join("serve.log"));
+    let base = served.base.clone();
     let tenant = |t: &str, path: &str| format!("{base}/tenants/{t}/connect/{path}");
     let http = http();
     for auth in [AuthType::BasicAuth, AuthType::RequestBody] {
@@ -151,4 +136,7 @@ fn the_oauth2_crate_gets_refreshes_introspects_and_revokes_tokens() {
         .request(&http)
         .expect("client credentials");
     assert!(token.refresh_token().is_none());
+    let child = &mut served.child;
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -4,96 +4,13 @@
 
 #![cfg(unix)]
 
-use base64::Engine as _;
+mod common;
+
+use common::{agent, basic, import, import_with, post, serve, GRANTED};
 use granted_host::store::Store;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-const GRANTED: &str = env!("CARGO_BIN_EXE_granted");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn import(db: &Path) {
-    import_with(db, "1000")
-}
-
-fn import_with(db: &Path, iterations: &str) {
-    let status = Command::new(GRANTED)
-        .args(["import", "--kdf-iterations", iterations, "--db"])
-        .arg(db)
-        .arg("../tests/demo/state.json")
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-struct Served {
-    child: Child,
-    base: String,
-    log: PathBuf,
-}
-
-fn serve(db: &Path, log: &Path) -> Served {
-    let port = free_port();
-    let child = Command::new(GRANTED)
-        .args(["serve", "--kdf-iterations", "1000", "--db"])
-        .arg(db)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("GRANTED_LOG", "info,granted=debug,granted_host=debug")
-        .env("GRANTED_CACHE_DIR", db.parent().unwrap().join("cache"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while agent().get(format!("{base}/healthz")).call().is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Served {
-        child,
-        base,
-        log: log.to_path_buf(),
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
-}
-
-fn basic(id: &str, secret: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
-    )
-}
-
-fn post(base: &str, path: &str, auth: &str, body: &str) -> Result<(u16, Value), ureq::Error> {
-    let mut response = agent()
-        .post(format!("{base}{path}"))
-        .header("Authorization", auth)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .send(body.to_string())?;
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string()?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
-}
 
 const LOGIN: &str = "grant_type=password&username=alice&password=correct+horse+battery";
 
@@ -102,7 +19,7 @@ fn no_secret_reaches_the_log_and_sigterm_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("g.db");
     import(&db);
-    let served = serve(&db, &dir.path().join("serve.log"));
+    let mut served = serve(&db, &dir.path().join("serve.log"));
     let crm = basic("crm-1", "crm-1-secret");
     let mut secrets = vec![
         "correct horse battery".to_string(),
@@ -162,7 +79,7 @@ fn no_secret_reaches_the_log_and_sigterm_stops_cleanly() {
         .status()
         .unwrap()
         .success());
-    let mut child = served.child;
+    let child = &mut served.child;
     let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -284,7 +201,7 @@ fn a_sigkill_during_refresh_rotation_loses_no_acknowledged_token() {
 
     // Restarted on the same database, the server answers for every chain's last token as the
     // store says: live if it was the family's live token, not active otherwise.
-    let served = serve(&db, &dir.path().join("restart.log"));
+    let mut served = serve(&db, &dir.path().join("restart.log"));
     for chain in &chains {
         let Some(last) = chain.last() else { continue };
         let (status, seen) = post(
@@ -301,7 +218,7 @@ fn a_sigkill_during_refresh_rotation_loses_no_acknowledged_token() {
         });
         assert_eq!(seen["active"].as_bool(), Some(live), "{seen}");
     }
-    let mut child = served.child;
+    let child = &mut served.child;
     child.kill().unwrap();
     child.wait().unwrap();
     println!(
@@ -315,7 +232,7 @@ fn sigterm_lets_a_request_in_flight_finish() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("g.db");
     import_with(&db, "600000");
-    let served = serve(&db, &dir.path().join("serve.log"));
+    let mut served = serve(&db, &dir.path().join("serve.log"));
     let base = served.base.clone();
     let login = std::thread::spawn(move || {
         post(
@@ -337,7 +254,7 @@ fn sigterm_lets_a_request_in_flight_finish() {
         .unwrap()
         .expect("the login in flight was answered");
     assert_eq!(status, 200, "{body}");
-    let mut child = served.child;
+    let child = &mut served.child;
     let started = Instant::now();
     while child.try_wait().unwrap().is_none() {
         assert!(
@@ -360,7 +277,7 @@ fn the_audit_chain_records_decisions_and_catches_tampering() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("g.db");
     import(&db);
-    let served = serve(&db, &dir.path().join("serve.log"));
+    let mut served = serve(&db, &dir.path().join("serve.log"));
     let crm = basic("crm-1", "crm-1-secret");
     let path = "/tenants/acme/connect/token";
     assert_eq!(post(&served.base, path, &crm, LOGIN).unwrap().0, 200);
@@ -381,7 +298,7 @@ fn the_audit_chain_records_decisions_and_catches_tampering() {
             .0,
         401
     );
-    let mut child = served.child;
+    let child = &mut served.child;
     child.kill().unwrap();
     child.wait().unwrap();
     let verify = || {

@@ -1,0 +1,103 @@
+//! What the tests that run the `granted` binary share: import the demo state, start
+//! `granted serve` on a free loopback port, and a small HTTP client.
+#![allow(dead_code)] // each test file uses some of these
+
+use base64::Engine as _;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const GRANTED: &str = env!("CARGO_BIN_EXE_granted");
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn import(db: &Path) {
+    import_with(db, "1000")
+}
+
+pub fn import_with(db: &Path, iterations: &str) {
+    let status = Command::new(GRANTED)
+        .args(["import", "--kdf-iterations", iterations, "--db"])
+        .arg(db)
+        .arg("../tests/demo/state.json")
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+pub struct Served {
+    pub child: Child,
+    pub base: String,
+    pub log: PathBuf,
+}
+
+/// A server that has not been stopped by its test (an assertion failed) is killed on drop.
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn serve(db: &Path, log: &Path) -> Served {
+    let port = free_port();
+    let child = Command::new(GRANTED)
+        .args(["serve", "--kdf-iterations", "1000", "--db"])
+        .arg(db)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("GRANTED_LOG", "info,granted=debug,granted_host=debug")
+        .env("GRANTED_CACHE_DIR", db.parent().unwrap().join("cache"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while agent().get(format!("{base}/healthz")).call().is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Served {
+        child,
+        base,
+        log: log.to_path_buf(),
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+pub fn basic(id: &str, secret: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    )
+}
+
+pub fn post(base: &str, path: &str, auth: &str, body: &str) -> Result<(u16, Value), ureq::Error> {
+    let mut response = agent()
+        .post(format!("{base}{path}"))
+        .header("Authorization", auth)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(body.to_string())?;
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string()?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
