@@ -376,7 +376,8 @@ impl Judge<'_> {
     }
 }
 
-const INVALID_CLIENT: &str = "client authentication failed";
+/// The description of every T3 refusal.
+pub(crate) const INVALID_CLIENT: &str = "client authentication failed";
 const INVALID_USER: &str = "the user name or password is wrong, or the account cannot sign in";
 const INVALID_REFRESH: &str = "the refresh token is invalid, expired or revoked";
 

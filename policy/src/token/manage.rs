@@ -7,7 +7,9 @@
 //! a 200 that changes nothing (RFC 7009 §2.2). Access tokens are self-contained JWTs and cannot be
 //! revoked before they expire; revoking a refresh token revokes its whole family.
 
-use super::endpoint::{refresh_token_sha256, Audit, Decision, Effect, Lookup, Records, TokenStep};
+use super::endpoint::{
+    refresh_token_sha256, Audit, Decision, Effect, Lookup, Records, TokenStep, INVALID_CLIENT,
+};
 use super::jwt;
 use super::request::{self, AuthMethod, ClientForm, HttpRequest};
 use super::response;
@@ -148,17 +150,21 @@ fn step(input: &ManageInput, endpoint: Endpoint) -> Result<TokenStep, PolicyErro
         }
     };
     let basic = form.auth == AuthMethod::Basic;
-    let (Some(client_id), Some(secret)) = (&form.client_id, &form.client_secret) else {
-        return Ok(deny(
+    // T3's answer, whatever the cause: the client learns nothing about which part failed.
+    let deny_client = |cause: &str| {
+        deny(
             http,
             Some(&form),
             endpoint,
             401,
             "invalid_client",
-            "client authentication failed",
-            "missing_client_credentials",
+            INVALID_CLIENT,
+            cause,
             basic,
-        ));
+        )
+    };
+    let (Some(client_id), Some(secret)) = (&form.client_id, &form.client_secret) else {
+        return Ok(deny_client("missing_client_credentials"));
     };
     let token = form.first.as_str();
     let refresh_hash = (!looks_like_jwt(token)).then(|| refresh_token_sha256(token));
@@ -199,16 +205,7 @@ fn step(input: &ManageInput, endpoint: Endpoint) -> Result<TokenStep, PolicyErro
             (_, _, false) => "wrong_client_secret",
             _ => "client_not_installed",
         };
-        return Ok(deny(
-            http,
-            Some(&form),
-            endpoint,
-            401,
-            "invalid_client",
-            "client authentication failed",
-            cause,
-            basic,
-        ));
+        return Ok(deny_client(cause));
     }
     // The client's own refresh token in this tenant, if that is what was sent.
     let own_refresh = refresh.filter(|r| {
