@@ -732,20 +732,11 @@ impl KdfPool {
 /// PBKDF2 natively, with the module's parameters: the policy crate's own KDF compiled for this
 /// machine (SHA-NI where the CPU has it), not the wasm copy.
 fn native_kdf(params: &Value, password: &str) -> Result<Vec<u8>, String> {
-    use granted_policy::credentials::kdf::{derive, KdfParams};
-    let params: KdfParams =
+    let params: granted_policy::credentials::kdf::KdfParams =
         serde_json::from_value(params.clone()).map_err(|e| format!("bad KDF parameters: {e}"))?;
-    let salt = STANDARD
-        .decode(&params.salt)
-        .map_err(|_| "the KDF salt is not base64".to_string())?;
-    derive(
-        params.algorithm,
-        password.as_bytes(),
-        &salt,
-        params.iterations,
-        params.length,
-    )
-    .ok_or_else(|| "KDF parameters out of bounds".to_string())
+    params
+        .derive(password.as_bytes())
+        .ok_or_else(|| "KDF parameters out of bounds".to_string())
 }
 
 /// Serves until `shutdown` resolves; in-flight requests finish, new ones are refused.

@@ -483,18 +483,6 @@ impl Store {
         Ok(outcomes)
     }
 
-    /// Appends one audit entry on its own (an admin change records its entry inside its own
-    /// transaction through [`Writer`] instead).
-    pub fn append_audit(&self, at: Timestamp, kind: &str, entry: &str) -> Result<()> {
-        let job = Job {
-            effects: Vec::new(),
-            audit: Some((kind.to_string(), entry.to_string())),
-            now: at,
-        };
-        self.apply_batch(&[job], LockoutPolicy::default())?;
-        Ok(())
-    }
-
     /// Checks the whole audit chain; the first entry that does not check out, if any, and the
     /// number of entries.
     pub fn verify_audit(&self) -> Result<(i64, Option<AuditBreak>)> {
@@ -547,22 +535,6 @@ impl Store {
             })?
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
-    }
-
-    /// Revokes the family of a refresh token (RFC 7009); true when the token was known for
-    /// this tenant and client.
-    pub fn revoke_refresh(&self, sha256: &str, tenant: &str, client_id: &str) -> Result<bool> {
-        let mut conn = lock(&self.conn);
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let n = tx.execute(
-            "UPDATE refresh_tokens SET status = 'revoked'
-             WHERE family_id = (SELECT family_id FROM refresh_tokens
-                                WHERE token_sha256 = ?1 AND tenant = ?2 AND client_id = ?3)
-             AND status = 'active'",
-            params![sha256, tenant, client_id],
-        )?;
-        tx.commit()?;
-        Ok(n > 0)
     }
 
     // --- import / export -------------------------------------------------------------------

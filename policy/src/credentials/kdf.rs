@@ -53,6 +53,23 @@ impl std::fmt::Debug for KdfParams {
     }
 }
 
+impl KdfParams {
+    /// Runs this KDF on `password` with the policy's own code, compiled for wherever it runs
+    /// (a host's native build: SHA-NI where the CPU has it). `None` for a bad salt or bounds.
+    pub fn derive(&self, password: &[u8]) -> Option<Vec<u8>> {
+        use base64::engine::general_purpose::STANDARD;
+        use base64::Engine as _;
+        let salt = STANDARD.decode(self.salt.as_bytes()).ok()?;
+        derive(
+            self.algorithm,
+            password,
+            &salt,
+            self.iterations,
+            self.length,
+        )
+    }
+}
+
 /// Checks the bounds a host may rely on before it spends CPU on a request.
 pub fn params_in_bounds(iterations: u32, salt_len: usize, length: usize) -> bool {
     (1..=MAX_ITERATIONS).contains(&iterations)

@@ -511,14 +511,14 @@ pub fn token_memo(input: &TokenInput, memo: &mut Memo) -> Result<TokenStep, Poli
         }
     };
     judge.basic = req.auth == AuthMethod::Basic;
-    judge.grant_type = Some(req.grant_type.clone());
+    judge.grant_type = Some(req.grant_type().to_string());
     judge.client_id = req.client_id.clone();
 
     // T2
-    let Some(grant) = Grant::parse(&req.grant_type) else {
+    let Some(grant) = Grant::parse(req.grant_type()) else {
         let description = format!(
             "the grant type `{}` is not supported here: use `password`, `client_credentials` or `refresh_token`",
-            quote(&req.grant_type)
+            quote(req.grant_type())
         );
         return Ok(judge.deny(
             "T2",
@@ -540,7 +540,7 @@ pub fn token_memo(input: &TokenInput, memo: &mut Memo) -> Result<TokenStep, Poli
     if let Some(missing) = required.iter().find(|p| req.param(p).is_none()) {
         let description = format!(
             "the `{missing}` parameter is missing for the `{}` grant",
-            req.grant_type
+            req.grant_type()
         );
         return Ok(judge.deny(
             "T1",
@@ -671,7 +671,7 @@ pub fn token_memo(input: &TokenInput, memo: &mut Memo) -> Result<TokenStep, Poli
         ),
     };
     if !allowed {
-        return Ok(deny_mismatch(&judge, pinned, &req.grant_type));
+        return Ok(deny_mismatch(&judge, pinned, req.grant_type()));
     }
 
     let mut effects = Vec::new();

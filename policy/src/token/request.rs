@@ -49,37 +49,8 @@ pub enum AuthMethod {
     None,
 }
 
-/// A well-formed token request.
-#[derive(Clone, PartialEq, Eq)]
-pub struct TokenRequest {
-    /// The `grant_type` parameter.
-    pub grant_type: String,
-    /// Every parameter with a non-empty value (§3.1: empty ones count as omitted), except the client's.
-    pub params: BTreeMap<String, String>,
-    /// The client identifier, from Basic or the body.
-    pub client_id: Option<String>,
-    /// The client secret, from Basic or the body.
-    pub client_secret: Option<String>,
-    /// Where the client credentials came from.
-    pub auth: AuthMethod,
-}
-
-impl std::fmt::Debug for TokenRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenRequest")
-            .field("grant_type", &self.grant_type)
-            .field("client_id", &self.client_id)
-            .field("auth", &self.auth)
-            .finish_non_exhaustive()
-    }
-}
-
-impl TokenRequest {
-    /// A parameter's value, if present and non-empty.
-    pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.get(name).map(String::as_str)
-    }
-}
+/// A well-formed token request: a [`ClientForm`] whose first parameter is `grant_type`.
+pub type TokenRequest = ClientForm;
 
 /// A T1 failure: what is wrong, for `error_description`, and whether Basic was attempted.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,14 +97,7 @@ fn single_header<'a>(request: &'a HttpRequest, name: &'a str) -> Result<Option<&
 }
 
 fn parse_checked(request: &HttpRequest, body: &[u8]) -> Result<TokenRequest, String> {
-    let form = parse_form(request, body, "token endpoint", "grant_type")?;
-    Ok(TokenRequest {
-        grant_type: form.first,
-        params: form.params,
-        client_id: form.client_id,
-        client_secret: form.client_secret,
-        auth: form.auth,
-    })
+    parse_form(request, body, "token endpoint", "grant_type")
 }
 
 /// A well-formed request to an endpoint that takes a form and authenticates the client
@@ -150,6 +114,18 @@ pub struct ClientForm {
     pub client_secret: Option<String>,
     /// Where the client credentials came from.
     pub auth: AuthMethod,
+}
+
+impl ClientForm {
+    /// The `grant_type` of a token request.
+    pub fn grant_type(&self) -> &str {
+        &self.first
+    }
+
+    /// A parameter's value, if present and non-empty.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.get(name).map(String::as_str)
+    }
 }
 
 impl std::fmt::Debug for ClientForm {
