@@ -124,3 +124,24 @@ fn a_password_request_never_grows_the_modules_memory() {
     }
     assert_eq!(session.memory_size(), before);
 }
+
+/// The module's stack is 128 KiB (`policy/build.rs`): JSON nested as deep as serde_json allows,
+/// and deeper, is refused with an error envelope, never a trap.
+#[test]
+fn deeply_nested_json_is_an_error_not_a_stack_overflow() {
+    let guest = Guest::embedded().expect("the embedded module loads");
+    for depth in [100usize, 127, 128, 1_000, 100_000] {
+        let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        for entry in ["preview", "eligibility", "token", "token_start", "introspection"] {
+            let input = format!("{{\"state\":{nested},\"request\":{nested},\"records\":{nested}}}");
+            let out = guest
+                .call(entry, input.as_bytes())
+                .unwrap_or_else(|e| panic!("{entry} at depth {depth}: {e}"));
+            assert!(
+                out.starts_with(b"{\"error\""),
+                "{entry} at depth {depth}: {}",
+                String::from_utf8_lossy(&out)
+            );
+        }
+    }
+}
