@@ -1,5 +1,6 @@
 //! The `granted` host: it does all I/O and embeds the policy module, which makes every decision.
 
+pub mod admin;
 pub mod config;
 pub mod guest;
 pub mod http_vectors;

@@ -106,6 +106,22 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The admin API's bearer token.
+    #[command(name = "admin-token")]
+    AdminToken {
+        #[command(subcommand)]
+        command: AdminTokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminTokenCommand {
+    /// Make a new admin token, print it once, and retire the one in use (at once, also for a
+    /// running server).
+    Rotate {
+        #[command(flatten)]
+        settings: SettingFlags,
+    },
 }
 
 #[derive(Subcommand)]
@@ -208,7 +224,31 @@ fn serve(guest: Guest, resolved: granted_host::config::Resolved) -> Result<ExitC
         .init();
     let store = granted_host::store::Store::open(&resolved.db)?;
     let sha = guest.sha256().to_string();
+    let from_env = std::env::var("GRANTED_ADMIN_TOKEN").ok();
+    let first = granted_host::admin::ensure_admin_token(
+        &store,
+        granted_host::server::now(&resolved.server),
+        from_env.as_deref(),
+    )?;
     let server = granted_host::server::Server::new(guest, store, resolved.server.clone())?;
+    match first {
+        granted_host::admin::FirstToken::Made(token) => {
+            // Shown once, on standard output, never in the log (standard error): only its hash
+            // is stored.
+            eprintln!(
+                "granted: made the admin token; it is on standard output, shown only this once (keep it; `granted admin-token rotate` makes a new one)"
+            );
+            println!("admin token: {token}");
+        }
+        granted_host::admin::FirstToken::FromEnvironment => {
+            eprintln!("granted: the admin token is the one in GRANTED_ADMIN_TOKEN");
+        }
+        granted_host::admin::FirstToken::Existing => {
+            if from_env.is_some() {
+                eprintln!("granted: GRANTED_ADMIN_TOKEN is read at first start only; the admin token in the database stays (`granted admin-token rotate` replaces it)");
+            }
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -370,6 +410,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "new signing key {}; the previous one verifies until {until}",
                 key.kid
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::AdminToken {
+            command: AdminTokenCommand::Rotate { settings },
+        } => {
+            let resolved = settings.resolve()?;
+            let store = granted_host::store::Store::open(&resolved.db)?;
+            let token = granted_host::admin::new_admin_token()?;
+            let audit = granted_host::store::AdminAudit {
+                actor: "cli".into(),
+                source: "local".into(),
+                policy_sha256: guest.sha256().to_string(),
+                now: granted_host::server::now(&resolved.server),
+            };
+            let id = store
+                .rotate_admin_token(&granted_host::admin::admin_token_sha256(&token), &audit)?;
+            eprintln!("granted: new admin token {id}; every earlier one is retired. Shown only this once:");
+            println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Info => {

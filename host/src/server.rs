@@ -80,13 +80,13 @@ impl Default for ServerSettings {
 
 /// The server's shared state.
 pub struct Server {
-    guest: Arc<Guest>,
-    store: Store,
-    settings: ServerSettings,
+    pub(crate) guest: Arc<Guest>,
+    pub(crate) store: Store,
+    pub(crate) settings: ServerSettings,
     kdf: KdfPool,
     /// Every decision's audit record and effects, when `record_decisions` is set.
     decisions: std::sync::Mutex<Vec<Value>>,
-    throttle: Throttle,
+    pub(crate) throttle: Throttle,
     committer: Committer,
 }
 
@@ -149,7 +149,7 @@ impl Server {
     }
 }
 
-fn now(settings: &ServerSettings) -> Timestamp {
+pub fn now(settings: &ServerSettings) -> Timestamp {
     settings.fixed_now.unwrap_or_else(|| {
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -181,6 +181,7 @@ pub fn router(server: Arc<Server>) -> Router {
             "/.well-known/oauth-authorization-server/tenants/{tenant}",
             get(metadata),
         )
+        .nest("/admin/api/v1", crate::admin::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(server)
 }
@@ -756,7 +757,11 @@ pub async fn serve(
 
 /// The request's source: the trusted proxy's header when one is configured and present (its last
 /// entry, the one that proxy added), else the TCP peer.
-fn source_address(settings: &ServerSettings, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+pub(crate) fn source_address(
+    settings: &ServerSettings,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> IpAddr {
     settings
         .trusted_proxy_header
         .as_deref()
@@ -769,7 +774,7 @@ fn source_address(settings: &ServerSettings, peer: SocketAddr, headers: &HeaderM
 
 /// Failed authentications per (client, source address) in a sliding window, in memory.
 #[derive(Default)]
-struct Throttle {
+pub(crate) struct Throttle {
     failures: std::sync::Mutex<HashMap<(String, IpAddr), VecDeque<Instant>>>,
 }
 
@@ -785,7 +790,7 @@ impl Throttle {
     /// How long this client and source must wait, if they are over the limit. Failures of
     /// unknown clients from a source count in one bucket (`""`), so that spraying made-up
     /// `client_id`s is throttled too.
-    fn blocked(
+    pub(crate) fn blocked(
         &self,
         client_id: &str,
         source: IpAddr,
@@ -815,7 +820,7 @@ impl Throttle {
         wait
     }
 
-    fn failed(&self, client_id: &str, source: IpAddr, settings: &ServerSettings) {
+    pub(crate) fn failed(&self, client_id: &str, source: IpAddr, settings: &ServerSettings) {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         if map.len() >= Self::MAX_PAIRS {
@@ -850,7 +855,7 @@ fn clip(text: &str) -> String {
     text.chars().take(128).collect()
 }
 
-fn throttled(wait: Duration) -> Response {
+pub(crate) fn throttled(wait: Duration) -> Response {
     let seconds = wait.as_secs().max(1);
     let mut response = oauth_error(
         StatusCode::TOO_MANY_REQUESTS,

@@ -352,3 +352,112 @@ fn the_audit_chain_records_decisions_and_catches_tampering() {
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("entry 2 is missing"), "{text}");
 }
+
+fn admin_get(base: &str, token: &str) -> u16 {
+    agent()
+        .get(format!("{base}/admin/api/v1/apps"))
+        .header("Authorization", format!("Bearer {token}"))
+        .call()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn the_first_start_shows_the_admin_token_once_and_rotation_replaces_it_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("g.db");
+    import(&db);
+    let (log, out) = (dir.path().join("serve.log"), dir.path().join("serve.out"));
+    let mut served = common::serve_with(&db, &log, Some(&out), &[]);
+    let printed = std::fs::read_to_string(&out).unwrap();
+    let token = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("admin token: "))
+        .expect("the first start prints the admin token")
+        .to_string();
+    assert!(token.len() >= 43, "256 bits or more");
+    assert_eq!(admin_get(&served.base, &token), 200);
+    assert_eq!(admin_get(&served.base, "granted_admin_wrong"), 401);
+
+    // Rotated from the command line: the running server takes the new one at once.
+    let rotated = Command::new(GRANTED)
+        .args(["admin-token", "rotate", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    let fresh = String::from_utf8(rotated.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_ne!(fresh, token);
+    assert_eq!(admin_get(&served.base, &token), 401);
+    assert_eq!(admin_get(&served.base, &fresh), 200);
+    served.child.kill().unwrap();
+    served.child.wait().unwrap();
+
+    // A second start shows no token, and GRANTED_ADMIN_TOKEN does not replace the one in use.
+    let out2 = dir.path().join("serve2.out");
+    let served = common::serve_with(
+        &db,
+        &dir.path().join("serve2.log"),
+        Some(&out2),
+        &[(
+            "GRANTED_ADMIN_TOKEN",
+            "an-attempt-to-replace-it-0123456789abcdef",
+        )],
+    );
+    assert!(!std::fs::read_to_string(&out2)
+        .unwrap()
+        .contains("admin token"));
+    assert_eq!(
+        admin_get(&served.base, "an-attempt-to-replace-it-0123456789abcdef"),
+        401
+    );
+    assert_eq!(admin_get(&served.base, &fresh), 200);
+    drop(served);
+
+    // Neither token is in the log; the rotation is in the audit chain.
+    for log in [&log, &dir.path().join("serve2.log")] {
+        let text = std::fs::read_to_string(log).unwrap();
+        assert!(
+            !text.contains(&token) && !text.contains(&fresh),
+            "a token in the log"
+        );
+    }
+    let store = Store::open(&db).unwrap();
+    let entries = store.audit_entries(0, 10_000).unwrap();
+    assert!(entries
+        .iter()
+        .any(|(_, _, kind, entry)| kind == "admin" && entry.contains("rotate_admin_token")));
+}
+
+#[test]
+fn granted_admin_token_sets_the_first_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("g.db");
+    import(&db);
+    let short = Command::new(GRANTED)
+        .args(["serve", "--db"])
+        .arg(&db)
+        .env("GRANTED_ADMIN_TOKEN", "short")
+        .output()
+        .unwrap();
+    assert!(!short.status.success(), "a short token is refused at start");
+    assert!(String::from_utf8_lossy(&short.stderr).contains("GRANTED_ADMIN_TOKEN"));
+    let token = "operator-chosen-admin-token-0123456789abcdef";
+    let out = dir.path().join("serve.out");
+    let served = common::serve_with(
+        &db,
+        &dir.path().join("serve.log"),
+        Some(&out),
+        &[("GRANTED_ADMIN_TOKEN", token)],
+    );
+    assert!(!std::fs::read_to_string(&out).unwrap().contains(token));
+    assert_eq!(admin_get(&served.base, token), 200);
+}

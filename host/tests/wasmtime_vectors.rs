@@ -132,7 +132,13 @@ fn deeply_nested_json_is_an_error_not_a_stack_overflow() {
     let guest = Guest::embedded().expect("the embedded module loads");
     for depth in [100usize, 127, 128, 1_000, 100_000] {
         let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
-        for entry in ["preview", "eligibility", "token", "token_start", "introspection"] {
+        for entry in [
+            "preview",
+            "eligibility",
+            "token",
+            "token_start",
+            "introspection",
+        ] {
             let input = format!("{{\"state\":{nested},\"request\":{nested},\"records\":{nested}}}");
             let out = guest
                 .call(entry, input.as_bytes())

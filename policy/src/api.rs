@@ -7,6 +7,7 @@ use crate::error::PolicyError;
 use crate::model::{default_sunset, App, Timestamp};
 use crate::rules::edit::{self, Preview, PreviewInput};
 use crate::rules::eligibility::{password_eligibility, Ineligible};
+use crate::rules::status::{AppStatus, StatusInput};
 use crate::token::endpoint::{self, TokenFlow, TokenInput, TokenResume, TokenStep};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -27,6 +28,7 @@ pub const ENTRY_POINTS: &[&str] = &[
     "introspection",
     "preview",
     "eligibility",
+    "app_status",
     "pbkdf2",
     "hash_password",
     "hash_client_secret",
@@ -137,6 +139,11 @@ pub fn eligibility(input: &EligibilityInput) -> Result<Vec<RevisionEligibility>,
             }
         })
         .collect())
+}
+
+/// `app_status`: an app's password-grant status, its revisions and its installs.
+pub fn app_status(input: &StatusInput) -> Result<AppStatus, PolicyError> {
+    Ok(crate::rules::status::app_status(input))
 }
 
 /// Input of `pbkdf2`.
@@ -369,6 +376,7 @@ pub fn call(entry: &str, input: &[u8]) -> Vec<u8> {
         "introspection" => run(input, crate::token::manage::introspection),
         "preview" => run(input, preview),
         "eligibility" => run(input, eligibility),
+        "app_status" => run(input, app_status),
         "pbkdf2" => run(input, pbkdf2),
         "hash_password" => run(input, hash_password),
         "hash_client_secret" => run(input, hash_client_secret_entry),

@@ -104,6 +104,12 @@ pub fn eligibility(input: JsValue) -> Result<JsValue, JsValue> {
     bind(input, api::eligibility)
 }
 
+/// An app's password-grant status, its revisions and its installs.
+#[wasm_bindgen]
+pub fn app_status(input: JsValue) -> Result<JsValue, JsValue> {
+    bind(input, api::app_status)
+}
+
 /// PBKDF2 inside the module.
 #[wasm_bindgen]
 pub fn pbkdf2(input: JsValue) -> Result<JsValue, JsValue> {

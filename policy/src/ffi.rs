@@ -62,6 +62,7 @@ entry_points! {
     granted_introspection => "introspection",
     granted_preview => "preview",
     granted_eligibility => "eligibility",
+    granted_app_status => "app_status",
     granted_pbkdf2 => "pbkdf2",
     granted_hash_password => "hash_password",
     granted_hash_client_secret => "hash_client_secret",

@@ -284,6 +284,9 @@ password grant, acme has not and keeps it); `sync` was created after the sunset;
     curl -s -u reports-2:reports-2-secret -d grant_type=password -d username=bob \\
       -d 'password=tr0ub4dor&3' http://{listen}/tenants/globex/connect/token
 
+  the admin API (the server prints its admin token once, below, as `admin token: ...`):
+    curl -s -H \"Authorization: Bearer $TOKEN\" http://{listen}/admin/api/v1/apps
+
 Ctrl-C stops the server.\n"
     );
     run_cmd(

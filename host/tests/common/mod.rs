@@ -49,14 +49,24 @@ impl Drop for Served {
 }
 
 pub fn serve(db: &Path, log: &Path) -> Served {
+    serve_with(db, log, None, &[])
+}
+
+/// `granted serve` with its standard output in `out` (else discarded) and extra environment.
+pub fn serve_with(db: &Path, log: &Path, out: Option<&Path>, env: &[(&str, &str)]) -> Served {
     let port = free_port();
+    let stdout = match out {
+        Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+        None => Stdio::null(),
+    };
     let child = Command::new(GRANTED)
         .args(["serve", "--kdf-iterations", "1000", "--db"])
         .arg(db)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("GRANTED_LOG", "info,granted=debug,granted_host=debug")
         .env("GRANTED_CACHE_DIR", db.parent().unwrap().join("cache"))
-        .stdout(Stdio::null())
+        .envs(env.iter().copied())
+        .stdout(stdout)
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap();

@@ -2,3 +2,4 @@
 
 pub mod edit;
 pub mod eligibility;
+pub mod status;

@@ -15,6 +15,9 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+mod admin;
+pub use admin::{AdminAudit, AdminTx, Change, ChangeRecord, EditContext};
+
 /// The schema, one step per version; a database is brought to the last one at open.
 const MIGRATIONS: &[&str] = &[
     // 1: the first schema.
@@ -96,6 +99,13 @@ const MIGRATIONS: &[&str] = &[
         sha256 TEXT NOT NULL
     );
     CREATE INDEX audit_at ON audit (at);",
+    // 3: admin tokens, stored as SHA-256 of the token (which has 256 bits of entropy).
+    "CREATE TABLE admin_tokens (
+        id TEXT PRIMARY KEY,
+        sha256 TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        retired_at TEXT
+    );",
 ];
 
 /// The `prev_sha256` of the first audit entry.

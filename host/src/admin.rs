@@ -1,0 +1,1426 @@
+//! The admin API (`/admin/api/v1`, JSON): apps and their revisions, tenants and their installs,
+//! users. Every decision about an app edit is the policy module's (`preview`, the function the
+//! admin page runs in the browser); the host authenticates, reads and writes the store, and
+//! records each change in the audit log in the same transaction.
+//!
+//! Errors are JSON objects `{"error": code, "message": sentence}` with stable codes; a refused
+//! edit adds `reason`, `rule` and the module's preview. Nothing is written unless the whole
+//! change is.
+
+use crate::server::{now, source_address, Server};
+use crate::store::{AdminAudit, AdminTx, Change, ChangeRecord, EditContext};
+use anyhow::anyhow;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use granted_policy::credentials::kdf::KdfAlgorithm;
+use granted_policy::credentials::password;
+use granted_policy::model::{
+    App, GrantType, Revision, SignIn, TenantRecord, Timestamp, UserRecord,
+};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The routes under `/admin/api/v1`.
+pub fn routes() -> Router<Arc<Server>> {
+    Router::new()
+        .route("/apps", get(list_apps).post(create_app))
+        .route("/apps/{app_id}", get(get_app))
+        .route("/apps/{app_id}/revisions", post(append_revision))
+        .route("/apps/{app_id}/preview", post(preview_edit))
+        .route(
+            "/apps/{app_id}/clients/{client_id}/secret",
+            post(rotate_client_secret),
+        )
+        .route("/tenants", get(list_tenants).post(create_tenant))
+        .route("/tenants/{tenant}", get(get_tenant))
+        .route("/tenants/{tenant}/installs", post(install))
+        .route(
+            "/tenants/{tenant}/installs/{app_id}/update",
+            post(update_install),
+        )
+        .route("/tenants/{tenant}/users", get(list_users).post(create_user))
+        .route(
+            "/tenants/{tenant}/users/{username}/password",
+            put(set_password),
+        )
+        .route(
+            "/tenants/{tenant}/users/{username}/disable",
+            post(disable_user),
+        )
+        .route(
+            "/tenants/{tenant}/users/{username}/enable",
+            post(enable_user),
+        )
+        .route(
+            "/tenants/{tenant}/users/{username}/unlock",
+            post(unlock_user),
+        )
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such admin API route",
+            )
+        })
+}
+
+// --- errors ------------------------------------------------------------------------------------
+
+/// An error answer: status, stable code, a sentence, and more fields where useful.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    extra: Value,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            extra: Value::Null,
+            retry_after: None,
+        }
+    }
+
+    fn with(mut self, extra: Value) -> ApiError {
+        self.extra = extra;
+        self
+    }
+
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, code, message)
+    }
+
+    fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
+        tracing::error!("admin API: {what} failed: {e}");
+        let mut err = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("the {what} could not answer; try again"),
+        );
+        err.retry_after = Some(1);
+        err
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"error": self.code, "message": self.message});
+        if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), self.extra) {
+            body.extend(extra);
+        }
+        let mut response = (self.status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert("cache-control", HeaderValue::from_static("no-store"));
+        if let Some(seconds) = self.retry_after {
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                headers.insert("retry-after", value);
+            }
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                "www-authenticate",
+                HeaderValue::from_static("Bearer realm=\"granted-admin\""),
+            );
+        }
+        response
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-store"));
+    response
+}
+
+fn with_etag(mut response: Response, rev: u32) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&format!("\"{rev}\"")) {
+        response.headers_mut().insert("etag", value);
+    }
+    response
+}
+
+// --- authentication ---------------------------------------------------------------------------
+
+/// The SHA-256 of an admin token, as stored.
+pub fn admin_token_sha256(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A new admin token: 32 random bytes, base64url, with a prefix that says what it is.
+pub fn new_admin_token() -> anyhow::Result<String> {
+    use base64::Engine as _;
+    let bytes = crate::state::random_bytes(32)?;
+    Ok(format!(
+        "granted_admin_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ))
+}
+
+/// The shortest admin token taken from `GRANTED_ADMIN_TOKEN`.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
+
+/// How the admin token was set at start.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FirstToken {
+    /// A token was in use already.
+    Existing,
+    /// Taken from `GRANTED_ADMIN_TOKEN`.
+    FromEnvironment,
+    /// Made now: show it once.
+    Made(String),
+}
+
+/// On first start, stores the admin token: `from_env` (`GRANTED_ADMIN_TOKEN`) when given,
+/// else a new one, which the caller shows once. Only its SHA-256 is stored.
+pub fn ensure_admin_token(
+    store: &crate::store::Store,
+    now: Timestamp,
+    from_env: Option<&str>,
+) -> anyhow::Result<FirstToken> {
+    if store.admin_tokens_in_use()? > 0 {
+        return Ok(FirstToken::Existing);
+    }
+    let (token, made) = match from_env {
+        Some(token) => {
+            if token.len() < MIN_ADMIN_TOKEN_LEN || token.trim() != token || token.contains(' ') {
+                anyhow::bail!(
+                    "GRANTED_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_LEN} characters, without spaces (make one with `openssl rand -base64 32`)"
+                );
+            }
+            (token.to_string(), false)
+        }
+        None => (new_admin_token()?, true),
+    };
+    match store.first_admin_token(&admin_token_sha256(&token), now)? {
+        None => Ok(FirstToken::Existing),
+        Some(_) if made => Ok(FirstToken::Made(token)),
+        Some(_) => Ok(FirstToken::FromEnvironment),
+    }
+}
+
+/// The throttle bucket of failed admin authentications (per source address).
+const ADMIN_BUCKET: &str = "\u{0}admin";
+
+/// An authenticated admin request: who and from where.
+struct Admin {
+    server: Arc<Server>,
+    audit: AdminAudit,
+}
+
+async fn authenticate(
+    server: &Arc<Server>,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<Admin, ApiError> {
+    let source = source_address(&server.settings, peer, headers);
+    if let Some(wait) = server
+        .throttle
+        .blocked(ADMIN_BUCKET, source, &server.settings)
+    {
+        let seconds = wait.as_secs().max(1);
+        let mut err = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            format!("too many failed sign-ins from this address: retry in {seconds} s"),
+        );
+        err.retry_after = Some(seconds);
+        return Err(err);
+    }
+    let presented = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .filter(|t| !t.is_empty());
+    let Some(presented) = presented else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send the admin token as `Authorization: Bearer <token>`",
+        ));
+    };
+    let sha = admin_token_sha256(presented);
+    let store = server.store.clone();
+    let id = tokio::task::spawn_blocking(move || store.admin_token_id(&sha))
+        .await
+        .map_err(|e| ApiError::unavailable("store", e))?
+        .map_err(|e| ApiError::unavailable("store", e))?;
+    let Some(actor) = id else {
+        server
+            .throttle
+            .failed(ADMIN_BUCKET, source, &server.settings);
+        tracing::warn!(source = %source, "admin API: a wrong admin token");
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the admin token is not valid",
+        ));
+    };
+    Ok(Admin {
+        server: server.clone(),
+        audit: AdminAudit {
+            actor,
+            source: source.to_string(),
+            policy_sha256: server.policy_sha256().to_string(),
+            now: now(&server.settings),
+        },
+    })
+}
+
+// --- input ------------------------------------------------------------------------------------
+
+/// A JSON body of type `T`; the error names the field at fault.
+fn body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> Result<T, ApiError> {
+    let json = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    if json.as_deref() != Some("application/json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send a JSON body with `Content-Type: application/json`",
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            ApiError::bad_request(format!("the body is not a valid request: {inner}"))
+        } else {
+            ApiError::bad_request(format!("`{path}`: {inner}"))
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::bad_request(format!("the body is not a valid request: {e}")))?;
+    Ok(value)
+}
+
+/// A name in the API (tenant, app id, `client_id`, username): 1 to 128 characters, no control
+/// characters, no surrounding spaces.
+fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.chars().count() <= 128
+        && !name.chars().any(char::is_control)
+        && name.trim() == name;
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "invalid_name",
+            format!("`{what}` must be 1 to 128 characters, without control characters or surrounding spaces"),
+        ))
+    }
+}
+
+/// A tenant's name is part of its URLs: letters, digits, `.`, `_`, `-`, at most 64.
+fn check_tenant_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "invalid_name",
+            "`tenant` must be 1 to 64 letters, digits, `.`, `_` or `-`, not starting with `.`",
+        ))
+    }
+}
+
+/// The revision an edit is based on, from `If-Match` (`"3"`, `W/"3"` or `3`).
+fn if_match(headers: &HeaderMap) -> Result<Option<u32>, ApiError> {
+    let Some(value) = headers.get("if-match") else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or("").trim();
+    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    text.parse::<u32>().map(Some).map_err(|_| {
+        ApiError::bad_request(
+            "`If-Match` must name a revision, as the app's `ETag` gives it (\"3\")",
+        )
+    })
+}
+
+// --- the module -------------------------------------------------------------------------------
+
+/// Calls a module entry point; its `ok` value, or the module's error as a 422.
+fn module(server: &Server, entry: &str, input: &Value) -> Result<Value, ApiError> {
+    let bytes = serde_json::to_vec(input).map_err(|e| ApiError::unavailable("policy module", e))?;
+    let out = server
+        .guest
+        .call(entry, &bytes)
+        .map_err(|e| ApiError::unavailable("policy module", e))?;
+    let mut envelope: Value =
+        serde_json::from_slice(&out).map_err(|e| ApiError::unavailable("policy module", e))?;
+    if let Some(ok) = envelope.get_mut("ok") {
+        return Ok(ok.take());
+    }
+    let error = &envelope["error"];
+    Err(ApiError::invalid(
+        "invalid_input",
+        error["message"]
+            .as_str()
+            .unwrap_or("the policy module refused the input")
+            .to_string(),
+    )
+    .with(json!({"code": error["code"]})))
+}
+
+fn sunset(server: &Server) -> Option<Timestamp> {
+    server.settings.sunset
+}
+
+/// The module's `app_status`: each revision's eligibility, each install's grant now and after
+/// updating, and the app's status (`available`, `kept`, `retired`, `never`).
+fn app_status(
+    server: &Server,
+    app: &App,
+    installs: &[(String, u32, bool)],
+) -> Result<Value, ApiError> {
+    let mut input = json!({
+        "app": app,
+        "installs": installs.iter().map(|(tenant, rev, sso)| json!({
+            "tenant": tenant, "rev": rev, "sso_required": sso,
+        })).collect::<Vec<_>>(),
+    });
+    if let Some(s) = sunset(server) {
+        input["sunset"] = json!(s);
+    }
+    module(server, "app_status", &input)
+}
+
+/// A new client secret (shown once) and its HMAC under the server key.
+fn new_secret(server: &Server) -> Result<(String, String), ApiError> {
+    let (_, key) = server
+        .store
+        .current_keys()
+        .map_err(|e| ApiError::unavailable("store", e))?
+        .ok_or_else(|| ApiError::unavailable("store", "no server keys"))?;
+    let entropy =
+        crate::state::random_base64(32).map_err(|e| ApiError::unavailable("random source", e))?;
+    let out = module(
+        server,
+        "new_client_secret",
+        &json!({"key": key, "entropy": entropy}),
+    )?;
+    match (out["secret"].as_str(), out["secret_hmac"].as_str()) {
+        (Some(secret), Some(hmac)) => Ok((secret.to_string(), hmac.to_string())),
+        _ => Err(ApiError::unavailable("policy module", "no secret")),
+    }
+}
+
+/// Runs `f` on the blocking pool (store transactions and module calls).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::unavailable("server", e))?
+}
+
+/// An admin change in one transaction; store failures become 503s, refusals keep their error.
+fn change<T>(
+    admin: &Admin,
+    f: impl FnOnce(&AdminTx<'_>) -> anyhow::Result<Change<Result<T, ApiError>>>,
+) -> Result<T, ApiError> {
+    admin
+        .server
+        .store
+        .admin_change(&admin.audit, f)
+        .map_err(|e| ApiError::unavailable("store", format!("{e:#}")))?
+}
+
+// --- apps -------------------------------------------------------------------------------------
+
+/// Every tenant's installs: app id → (tenant, pinned rev, SSO required).
+fn installs_by_app(tenants: &[TenantRecord]) -> HashMap<String, Vec<(String, u32, bool)>> {
+    let mut map: HashMap<String, Vec<(String, u32, bool)>> = HashMap::new();
+    for t in tenants {
+        for i in &t.installs {
+            map.entry(i.app_id.clone()).or_default().push((
+                t.tenant.clone(),
+                i.rev,
+                t.sso_required,
+            ));
+        }
+    }
+    map
+}
+
+async fn list_apps(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let admin = authenticate(&server, peer, &headers).await?;
+    blocking(move || {
+        let store = &admin.server.store;
+        let apps = store
+            .apps()
+            .map_err(|e| ApiError::unavailable("store", e))?;
+        let tenants = store
+            .tenant_records()
+            .map_err(|e| ApiError::unavailable("store", e))?;
+        let installs = installs_by_app(&tenants);
+        let mut out = Vec::with_capacity(apps.len());
+        for (app, clients) in apps {
+            let empty = Vec::new();
+            let app_installs = installs.get(&app.app_id).unwrap_or(&empty);
+            let status = app_status(&admin.server, &app, app_installs)?;
+            out.push(json!({
+                "app_id": app.app_id,
+                "created_at": app.created_at,
+                "latest": app.revisions.last(),
+                "client_ids": clients.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+                "installs": app_installs.len(),
+                "password_grant": {
+                    "status": status["status"],
+                    "tenants_keeping": status["tenants_keeping"],
+                },
+            }));
+        }
+        Ok(json_response(StatusCode::OK, json!({ "apps": out })))
+    })
+    .await
+}
+
+/// An app as the API shows it: revisions with their eligibility, installs, clients, status.
+fn app_view(
+    server: &Server,
+    app: &App,
+    clients: &[String],
+    tenants: &[TenantRecord],
+) -> Result<Value, ApiError> {
+    let installs: Vec<(String, u32, bool)> = tenants
+        .iter()
+        .filter_map(|t| {
+            t.installs
+                .iter()
+                .find(|i| i.app_id == app.app_id)
+                .map(|i| (t.tenant.clone(), i.rev, t.sso_required))
+        })
+        .collect();
+    let status = app_status(server, app, &installs)?;
+    let eligible = |rev: u32| {
+        status["revisions"]
+            .as_array()
+            .and_then(|revs| revs.iter().find(|r| r["rev"] == rev))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    Ok(json!({
+        "app_id": app.app_id,
+        "created_at": app.created_at,
+        "latest_rev": status["latest_rev"],
+        "revisions": app.revisions.iter().map(|r| {
+            let verdict = eligible(r.rev);
+            json!({
+                "rev": r.rev,
+                "at": r.at,
+                "client_id": r.client_id,
+                "grant_type": r.grant_type,
+                "scopes": r.scopes,
+                "password_eligible": verdict["password_eligible"],
+                "ineligible_because": verdict["reason"],
+            })
+        }).collect::<Vec<_>>(),
+        "client_ids": clients,
+        "installs": status["installs"],
+        "password_grant": {
+            "status": status["status"],
+            "tenants_keeping": status["tenants_keeping"],
+        },
+    }))
+}
+
+async fn get_app(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(app_id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let admin = authenticate(&server, peer, &headers).await?;
+    blocking(move || {
+        let store = &admin.server.store;
+        let Some((app, clients)) = store
+            .app_and_clients(&app_id)
+            .map_err(|e| ApiError::unavailable("store", e))?
+        else {
+            return Err(ApiError::not_found(format!("no app `{app_id}`")));
+        };
+        let tenants = store
+            .tenant_records()
+            .map_err(|e| ApiError::unavailable("store", e))?;
+        let view = app_view(&admin.server, &app, &clients, &tenants)?;
+        let rev = app.revisions.last().map(|r| r.rev).unwrap_or(0);
+        Ok(with_etag(json_response(StatusCode::OK, view), rev))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateApp {
+    app_id: String,
+    client_id: String,
+    grant_type: GrantType,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EditApp {
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    grant_type: Option<GrantType>,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+}
+
+/// The module's preview of an edit, judged against `ctx`.
+fn preview_of(
+    server: &Server,
+    ctx: &EditContext,
+    at: Timestamp,
+    edit: &EditApp,
+) -> Result<Value, ApiError> {
+    let mut input = json!({
+        "state": {
+            "apps": [ctx.app],
+            "tenants": ctx.tenants,
+            "client_ids_in_use": ctx.client_ids_in_use,
+        },
+        "now": at,
+        "edit": {
+            "app_id": ctx.app.app_id,
+            "client_id": edit.client_id,
+            "grant_type": edit.grant_type,
+            "scopes": edit.scopes,
+        },
+    });
+    if let Some(s) = sunset(server) {
+        input["sunset"] = json!(s);
+    }
+    module(server, "preview", &input)
+}
+
+/// The 422 of an edit or creation the module rejects.
+fn rejected(preview: Value) -> ApiError {
+    let explanation = preview["explanation"]
+        .as_str()
+        .unwrap_or("the policy rejects this change")
+        .to_string();
+    ApiError::invalid("edit_rejected", explanation).with(json!({
+        "reason": preview["reason"],
+        "rule": preview["rule"],
+        "preview": preview,
+    }))
+}
+
+fn revision_of(preview: &Value) -> Result<Revision, ApiError> {
+    serde_json::from_value(preview["revision"].clone()).map_err(|e| {
+        ApiError::unavailable("policy module", format!("preview without a revision: {e}"))
+    })
+}
+
+async fn create_app(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult {
+    let admin = authenticate(&server, peer, &headers).await?;
+    let create: CreateApp = body(&headers, &bytes)?;
+    check_name("app_id", &create.app_id)?;
+    check_name("client_id", &create.client_id)?;
+    blocking(move || {
+        let at = admin.audit.now;
+        let secret = new_secret(&admin.server)?;
+        change(&admin, |tx| {
+            let existing = tx.app(&create.app_id)?;
+            let mut input = json!({
+                "state": {
+                    "apps": existing.iter().collect::<Vec<_>>(),
+                    "tenants": [],
+                    "client_ids_in_use": tx.client_ids_in_use(None)?,
+                },
+                "now": at,
+                "create": {
+                    "app_id": create.app_id,
+                    "client_id": create.client_id,
+                    "grant_type": create.grant_type,
+                    "scopes": create.scopes,
+                },
+            });
+            if let Some(s) = sunset(&admin.server) {
+                input["sunset"] = json!(s);
+            }
+            let preview = match module(&admin.server, "preview", &input) {
+                Ok(p) => p,
+                Err(e) => return Ok(Change::Refused(Err(e))),
+            };
+            if preview["accepted"] != true {
+                let code = if preview["reason"] == "app_id_taken" {
+                    "app_exists"
+                } else {
+                    ""
+                };
+                let mut err = rejected(preview);
+                if !code.is_empty() {
+                    err.status = StatusCode::CONFLICT;
+                }
+                return Ok(Change::Refused(Err(err)));
+            }
+            let revision = match revision_of(&preview) {
+                Ok(r) => r,
+                Err(e) => return Ok(Change::Refused(Err(e))),
+            };
+            let app = App {
+                app_id: create.app_id.clone(),
+                created_at: at,
+                revisions: vec![revision.clone()],
+            };
+            tx.insert_app(&app)?;
+            tx.put_client(&revision.client_id, &app.app_id, &secret.1)?;
+            let body = json!({
+                "app_id": app.app_id,
+                "revision": revision,
+                "preview": preview,
+                "client_secret": {"client_id": revision.client_id, "secret": secret.0},
+            });
+            Ok(Change::Made(
+                Ok(with_etag(
+                    json_response(StatusCode::CREATED, body),
+                    revision.rev,
+                )),
+                ChangeRecord {
+                    action: "create_app",
+                    target: json!({"app_id": app.app_id}),
+                    before: Value::Null,
+                    after: json!({"revision": revision}),
+                },
+            ))
+        })
+    })
+    .await
+}
+
+async fn preview_edit(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(app_id): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult {
+    let admin = authenticate(&server, peer, &headers).await?;
+    let edit: EditApp = body(&headers, &bytes)?;
+    if let Some(c) = &edit.client_id {
+        check_name("client_id", c)?;
+    }
+    blocking(move || {
+        let at = admin.audit.now;
+        change(&admin, |tx| {
+            let Some(ctx) = tx.edit_context(&app_id)? else {
+                return Ok(Change::Refused(Err(ApiError::not_found(format!(
+                    "no app `{app_id}`"
+                )))));
+            };
+            let rev = ctx.app.revisions.last().map(|r| r.rev).unwrap_or(0);
+            let answer = preview_of(&admin.server, &ctx, at, &edit).map(|preview| {
+                with_etag(
+                    json_response(StatusCode::OK, json!({"preview": preview})),
+                    rev,
+                )
+            });
+            Ok(Change::Refused(answer))
+        })
+    })
+    .await
+}
+
+async fn append_revision(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(app_id): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult {
+    let admin = authenticate(&server, peer, &headers).await?;
+    let edit: EditApp = body(&headers, &bytes)?;
+    if let Some(c) = &edit.client_id {
+        check_name("client_id", c)?;
+    }
+    let Some(based_on) = if_match(&headers)? else {
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_REQUIRED,
+            "if_match_required",
+            "name the revision this edit is based on in `If-Match` (the app's `ETag`)",
+        ));
+    };
+    blocking(move || {
+        let at = admin.audit.now;
+        let secret = new_secret(&admin.server)?;
+        change(&admin, |tx| {
+            let Some(ctx) = tx.edit_context(&app_id)? else {
+                return Ok(Change::Refused(Err(ApiError::not_found(format!("no app `{app_id}`")))));
+            };
+            let latest = ctx.app.revisions.last().cloned();
+            let latest_rev = latest.as_ref().map(|r| r.rev).unwrap_or(0);
+            if latest_rev != based_on {
+                return Ok(Change::Refused(Err(ApiError::conflict(
+                    "edit_conflict",
+                    format!("the app changed since revision {based_on}: its latest revision is {latest_rev}; review it and edit again"),
+                )
+                .with(json!({"latest_rev": latest_rev})))));
+            }
+            let preview = match preview_of(&admin.server, &ctx, at, &edit) {
+                Ok(p) => p,
+                Err(e) => return Ok(Change::Refused(Err(e))),
+            };
+            if preview["accepted"] != true {
+                return Ok(Change::Refused(Err(rejected(preview))));
+            }
+            let revision = match revision_of(&preview) {
+                Ok(r) => r,
+                Err(e) => return Ok(Change::Refused(Err(e))),
+            };
+            tx.append_revision(&app_id, &revision)?;
+            let known = tx.client_ids_of(&app_id)?;
+            let mut body = json!({
+                "app_id": app_id,
+                "revision": revision,
+                "preview": preview,
+            });
+            if !known.contains(&revision.client_id) {
+                tx.put_client(&revision.client_id, &app_id, &secret.1)?;
+                body["client_secret"] =
+                    json!({"client_id": revision.client_id, "secret": secret.0});
+            }
+            Ok(Change::Made(
+                Ok(with_etag(json_response(StatusCode::CREATED, body), revision.rev)),
+                ChangeRecord {
+                    action: "append_revision",
+                    target: json!({"app_id": app_id}),
+                    before: json!({"revision": latest}),
+                    after: json!({"revision": revision, "irreversible": preview["irreversible"]}),
+                },
+            ))
+        })
+    })
+    .await
+}
+
+async fn rotate_client_secret(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((app_id, client_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let admin = authenticate(&server, peer, &headers).await?;
+    blocking(move || {
+        let secret = new_secret(&admin.server)?;
+        change(&admin, |tx| {
+            if !tx.client_ids_of(&app_id)?.contains(&client_id) {
+                return Ok(Change::Refused(Err(ApiError::not_found(format!(
+                    "app `{app_id}` has no client `{client_id}`"
+                )))));
+            }
+            tx.put_client(&client_id, &app_id, &secret.1)?;
+            Ok(Change::Made(
+                Ok(json_response(
+                    StatusCode::OK,
+                    json!({"client_secret": {"client_id": client_id, "secret": secret.0}}),
+                )),
+                ChangeRecord {
+                    action: "rotate_client_secret",
+                    target: json!({"app_id": app_id, "client_id": client_id}),
+                    before: Value::Null,
+                    after: json!({"secret": "replaced"}),
+                },
+            ))
+        })
+    })
+    .await
+}
+
+// --- tenants ----------------------------------------------------------------------------------
+
+fn tenant_view(
+    server: &Server,
+    tenant: &TenantRecord,
+    apps: &HashMap<String, App>,
+) -> Result<Value, ApiError> {
+    let mut installs = Vec::with_capacity(tenant.installs.len());
+    for i in &tenant.installs {
+        let Some(app) = apps.get(&i.app_id) else {
+            continue;
+        };
+        let status = app_status(
+            server,
+            app,
+            &[(tenant.tenant.clone(), i.rev, tenant.sso_required)],
+        )?;
+        let mut row = status["installs"][0].clone();
+        if let Some(row) = row.as_object_mut() {
+            row.remove("tenant");
+            row.insert("app_id".into(), json!(i.app_id));
+            row.insert("latest_rev".into(), status["latest_rev"].clone());
+        }
+        installs.push(row);
+    }
+    Ok(json!({
+        "tenant": tenant.tenant,
+        "sso_required": tenant.sso_required,
+        "password_max_age_days": tenant.password_max_age_days,
+        "installs": installs,
+    }))
+}
+
+fn all_apps(server: &Server) -> Result<HashMap<String, App>, ApiError> {
+    Ok(server
+        .store
+        .apps()
+        .map_err(|e| ApiError::unavailable("store", e))?
+        .into_iter()
+        .map(|(app, _)| (app.app_id.clone(), app))
+        .collect())
+}
+
+async fn list_tenants(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let admin = authenticate(&server, peer, &headers).await?;
+    blocking(move || {
+        let apps = all_apps(&admin.server)?;
+        let tenants = admin
+            .server
+            .store
+            .tenant_records()
+            .map_err(|e| ApiError::unavailable("store", e))?;
+        let views = tenants
+            .iter()
+            .map(|t| tenant_view(&admin.server, t, &apps))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(json_response(StatusCode::OK, json!({ "tenants": views })))
+    })
+    .await
+}
+
+async fn get_tenant(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let admin = authenticate(&server, peer, &headers).await?;
+    blocking(move || {
+        let Some(record) = admin
+            .server
+            .store
+            .tenant(&tenant)
+            .map_err(|e| ApiError::unavailable("store", e))?
+        else {
+            return Err(ApiError::not_found(format!("no tenant `{tenant}`")));
+        };
+        let apps = all_apps(&admin.server)?;
+        Ok(json_response(
+            StatusCode::OK,
+            tenant_view(&admin.server, &record, &apps)?,
+        ))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTenant {
+    tenant: String,
+    #[serde(default)]
+    sso_required: bool,
+    #[serde(default)]
+    password_max_age_days: Option<u32>,
+}
+
+async fn create_tenant(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult {
+    let admin = authenticate(&server, peer, &headers).await?;
+    let create: CreateTenant = body(&headers, &bytes)?;
+    check_tenant_name(&create.tenant)?;
+    if create.password_max_age_days == Some(0) {
+        return Err(ApiError::invalid(
+            "invalid_tenant",
+            "`password_max_age_days` must be at least 1, or null for passwords that never expire",
+        ));
+    }
+    blocking(move || {
+        change(&admin, |tx| {
+            if tx.tenant(&create.tenant)?.is_some() {
+                return Ok(Change::Refused(Err(ApiError::conflict(
+                    "tenant_exists",
+                    format!("tenant `{}` exists", create.tenant),
+                ))));
+            }
+            let record = TenantRecord {
+                tenant: create.tenant.clone(),
+                sso_required: create.sso_required,
+                password_max_age_days: create.password_max_age_days,
+                installs: Vec::new(),
+            };
+            tx.insert_tenant(&record)?;
+            let view = json!({
+                "tenant": record.tenant,
+                "sso_required": record.sso_required,
+                "password_max_age_days": record.password_max_age_days,
+                "installs": [],
+            });
+            Ok(Change::Made(
+                Ok(json_response(StatusCode::CREATED, view.clone())),
+                ChangeRecord {
+                    action: "create_tenant",
+                    target: json!({"tenant": record.tenant}),
+                    before: Value::Null,
+                    after: view,
+                },
+            ))
+        })
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InstallApp {
+    app_id: String,
+}
+
+/// Pins `tenant`'s install of `app_id` to the app's latest revision: installing (or installing
+/// again) when `must_exist` is false, updating an existing install when it is true.
+fn pin_latest(
+    admin: &Admin,
+    tenant: &str,
+    app_id: &str,
+    must_exist: bool,
+) -> Result<Response, ApiError> {
+    let server = admin.server.clone();
+    change(admin, |tx| {
+        let Some(record) = tx.tenant(tenant)? else {
+            return Ok(Change::Refused(Err(ApiError::not_found(format!(
+                "no tenant `{tenant}`"
+            )))));
+        };
+        let Some(app) = tx.app(app_id)? else {
+            return Ok(Change::Refused(Err(ApiError::not_found(format!(
+                "no app `{app_id}`"
+            )))));
+        };
+        let previous = record
+            .installs
+            .iter()
+            .find(|i| i.app_id == app_id)
+            .map(|i| i.rev);
+        if must_exist && previous.is_none() {
+            return Ok(Change::Refused(Err(ApiError::not_found(format!(
+                "tenant `{tenant}` does not install `{app_id}`"
+            )))));
+        }
+        let Some(latest) = app.revisions.last().map(|r| r.rev) else {
+            return Ok(Change::Refused(Err(ApiError::unavailable(
+                "store",
+                "an app without revisions",
+            ))));
+        };
+        let pins: Vec<(String, u32, bool)> = previous
+            .map(|rev| (tenant.to_string(), rev, record.sso_required))
+            .into_iter()
+            .collect();
+        let status = match app_status(&server, &app, &pins) {
+            Ok(s) => s,
+            Err(e) => return Ok(Change::Refused(Err(e))),
+        };
+        let before = status["installs"][0]["password_now"] == true;
+        let after = status["revisions"]
+            .as_array()
+            .and_then(|revs| revs.last())
+            .is_some_and(|r| r["password_eligible"] == true);
+        let view = json!({
+            "tenant": tenant,
+            "app_id": app_id,
+            "rev": latest,
+            "previous_rev": previous,
+            "sso_required": record.sso_required,
+            "password_before": before,
+            "password_after": after,
+            "password_lost": before && !after,
+        });
+        if previous == Some(latest) {
+            return Ok(Change::Refused(Ok(json_response(StatusCode::OK, view))));
+        }
+        tx.set_install(tenant, app_id, latest)?;
+        let status = if previous.is_some() {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        };
+        Ok(Change::Made(
+            Ok(json_response(status, view.clone())),
+            ChangeRecord {
+                action: if previous.is_some() {
+                    "update_install"
+                } else {
+                    "install"
+                },
+                target: json!({"tenant": tenant, "app_id": app_id}),
+                before: json!({"rev": previous}),
+                after: view,
+            },
+        ))
+    })
+}
+
+async fn install(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult {
+    let admin = authenticate(&server, peer, &headers).await?;
+    let install: InstallApp = body(&headers, &bytes)?;
+    blocking(move || pin_latest(&admin, &tenant, &install.app_id, false)).await
+}
+
+async fn update_install(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((tenant, app_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let admin = authenticate(&server, peer, &headers).await?;
+    blocking(move || pin_latest(&admin, &tenant, &app_id, true)).await
+}
+
+// --- users ------------------------------------------------------------------------------------
+
+fn user_view(user: &UserRecord) -> Value {
+    json!({
+        "username": user.username,
+        "sign_in": user.sign_in,
+        "disabled": user.disabled,
+        "password_set": user.password_hash.is_some(),
+        "password_changed_at": user.password_changed_at,
+        "locked_until": user.locked_until,
+    })
+}
+
+async fn list_users(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let admin = authenticate(&server, peer, &headers).await?;
+    blocking(move || {
+        let store = &admin.server.store;
+        if store
+            .tenant(&tenant)
+            .map_err(|e| ApiError::unavailable("store", e))?
+            .is_none()
+        {
+            return Err(ApiError::not_found(format!("no tenant `{tenant}`")));
+        }
+        let users = store
+            .users_of(&tenant)
+            .map_err(|e| ApiError::unavailable("store", e))?;
+        Ok(json_response(
+            StatusCode::OK,
+            json!({"users": users.iter().map(user_view).collect::<Vec<_>>()}),
+        ))
+    })
+    .await
+}
+
+/// The longest password taken, in bytes (PBKDF2 hashes any length; this bounds the work).
+const MAX_PASSWORD_BYTES: usize = 1024;
+/// The shortest password taken, in characters.
+const MIN_PASSWORD_CHARS: usize = 8;
+
+fn check_password(password: &str) -> Result<(), ApiError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::invalid(
+            "invalid_password",
+            format!("a password must be {MIN_PASSWORD_CHARS} characters to {MAX_PASSWORD_BYTES} bytes long"),
+        ));
+    }
+    Ok(())
+}
+
+/// Hashes a password natively (PBKDF2-HMAC-SHA256 at the configured iterations, random salt).
+fn hash(server: &Server, clear: &str) -> Result<String, ApiError> {
+    let salt =
+        crate::state::random_bytes(16).map_err(|e| ApiError::unavailable("random source", e))?;
+    password::hash_password(
+        KdfAlgorithm::Pbkdf2Sha256,
+        clear,
+        &salt,
+        server.settings.kdf_iterations,
+    )
+    .ok_or_else(|| ApiError::unavailable("password hashing", "no hash"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUser {
+    username: String,
+    #[serde(default = "direct")]
+    sign_in: SignIn,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    disabled: bool,
+}
+
+fn direct() -> SignIn {
+    SignIn::Direct
+}
+
+async fn create_user(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult {
+    let admin = authenticate(&server, peer, &headers).await?;
+    let create: CreateUser = body(&headers, &bytes)?;
+    check_name("username", &create.username)?;
+    match (&create.sign_in, &create.password) {
+        (SignIn::Sso, Some(_)) => {
+            return Err(ApiError::invalid(
+                "invalid_user",
+                "an SSO user signs in through the identity provider and has no password here",
+            ))
+        }
+        (_, Some(p)) => check_password(p)?,
+        _ => {}
+    }
+    blocking(move || {
+        let hashed = create
+            .password
+            .as_deref()
+            .map(|p| hash(&admin.server, p))
+            .transpose()?;
+        let at = admin.audit.now;
+        change(&admin, |tx| {
+            if tx.tenant(&tenant)?.is_none() {
+                return Ok(Change::Refused(Err(ApiError::not_found(format!(
+                    "no tenant `{tenant}`"
+                )))));
+            }
+            if tx.user(&tenant, &create.username)?.is_some() {
+                return Ok(Change::Refused(Err(ApiError::conflict(
+                    "user_exists",
+                    format!("user `{}` exists in tenant `{tenant}`", create.username),
+                ))));
+            }
+            let user = UserRecord {
+                username: create.username.clone(),
+                sign_in: create.sign_in,
+                password_changed_at: hashed.as_ref().map(|_| at),
+                password_hash: hashed,
+                disabled: create.disabled,
+                locked_until: None,
+            };
+            tx.insert_user(&tenant, &user)?;
+            let view = user_view(&user);
+            Ok(Change::Made(
+                Ok(json_response(StatusCode::CREATED, view.clone())),
+                ChangeRecord {
+                    action: "create_user",
+                    target: json!({"tenant": tenant, "username": user.username}),
+                    before: Value::Null,
+                    after: view,
+                },
+            ))
+        })
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetPassword {
+    password: String,
+}
+
+async fn set_password(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((tenant, username)): Path<(String, String)>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult {
+    let admin = authenticate(&server, peer, &headers).await?;
+    let set: SetPassword = body(&headers, &bytes)?;
+    check_password(&set.password)?;
+    blocking(move || {
+        let hashed = hash(&admin.server, &set.password)?;
+        let at = admin.audit.now;
+        change(&admin, |tx| {
+            let Some(user) = tx.user(&tenant, &username)? else {
+                return Ok(Change::Refused(Err(ApiError::not_found(format!(
+                    "no user `{username}` in tenant `{tenant}`"
+                )))));
+            };
+            if user.sign_in == SignIn::Sso {
+                return Ok(Change::Refused(Err(ApiError::invalid(
+                    "invalid_user",
+                    "an SSO user signs in through the identity provider and has no password here",
+                ))));
+            }
+            tx.set_password(&tenant, &username, &hashed, at)?;
+            let after = tx
+                .user(&tenant, &username)?
+                .ok_or_else(|| anyhow!("user vanished"))?;
+            Ok(Change::Made(
+                Ok(json_response(StatusCode::OK, user_view(&after))),
+                ChangeRecord {
+                    action: "set_password",
+                    target: json!({"tenant": tenant, "username": username}),
+                    before: json!({"password_changed_at": user.password_changed_at}),
+                    after: json!({"password_changed_at": after.password_changed_at}),
+                },
+            ))
+        })
+    })
+    .await
+}
+
+/// Disable, enable or unlock a user.
+fn user_change(
+    admin: &Admin,
+    tenant: &str,
+    username: &str,
+    action: &'static str,
+) -> Result<Response, ApiError> {
+    change(admin, |tx| {
+        let Some(before) = tx.user(tenant, username)? else {
+            return Ok(Change::Refused(Err(ApiError::not_found(format!(
+                "no user `{username}` in tenant `{tenant}`"
+            )))));
+        };
+        let failures = tx.login_failures(tenant, username)?;
+        let unchanged = match action {
+            "disable_user" => before.disabled,
+            "enable_user" => !before.disabled,
+            _ => failures == 0 && before.locked_until.is_none(),
+        };
+        if unchanged {
+            return Ok(Change::Refused(Ok(json_response(
+                StatusCode::OK,
+                user_view(&before),
+            ))));
+        }
+        match action {
+            "disable_user" => tx.set_disabled(tenant, username, true)?,
+            "enable_user" => tx.set_disabled(tenant, username, false)?,
+            _ => tx.unlock(tenant, username)?,
+        }
+        let after = tx
+            .user(tenant, username)?
+            .ok_or_else(|| anyhow!("user vanished"))?;
+        Ok(Change::Made(
+            Ok(json_response(StatusCode::OK, user_view(&after))),
+            ChangeRecord {
+                action,
+                target: json!({"tenant": tenant, "username": username}),
+                before: json!({"user": user_view(&before), "login_failures": failures}),
+                after: user_view(&after),
+            },
+        ))
+    })
+}
+
+async fn disable_user(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((tenant, username)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let admin = authenticate(&server, peer, &headers).await?;
+    blocking(move || user_change(&admin, &tenant, &username, "disable_user")).await
+}
+
+async fn enable_user(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((tenant, username)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let admin = authenticate(&server, peer, &headers).await?;
+    blocking(move || user_change(&admin, &tenant, &username, "enable_user")).await
+}
+
+async fn unlock_user(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((tenant, username)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let admin = authenticate(&server, peer, &headers).await?;
+    blocking(move || user_change(&admin, &tenant, &username, "unlock_user")).await
+}

@@ -1,0 +1,414 @@
+//! What the admin API reads and writes: admin tokens, and changes to apps, tenants, installs and
+//! users, each made in one transaction together with its audit entry (actor, before, after).
+
+use super::{app, audit_hash, audit_head, lock, tenant_record, user_record, Store, Transaction};
+use anyhow::{anyhow, Result};
+use granted_policy::model::{App, Revision, SignIn, TenantRecord, Timestamp, UserRecord};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use serde_json::{json, Value};
+
+/// Who makes an admin change, from where, and when: the part of its audit entry the change
+/// itself does not know.
+#[derive(Clone, Debug)]
+pub struct AdminAudit {
+    /// The admin token's id.
+    pub actor: String,
+    /// The request's source address.
+    pub source: String,
+    /// The policy module that judged it.
+    pub policy_sha256: String,
+    /// When.
+    pub now: Timestamp,
+}
+
+/// What an admin change did, for its audit entry. Never holds a secret or a hash of one.
+#[derive(Clone, Debug)]
+pub struct ChangeRecord {
+    /// `create_app`, `append_revision`, `rotate_client_secret`, `create_tenant`, `install`,
+    /// `create_user`, `set_password`, `disable_user`, `enable_user`, `unlock_user`,
+    /// `rotate_admin_token`.
+    pub action: &'static str,
+    /// What was changed (ids).
+    pub target: Value,
+    /// The state before (null when created).
+    pub before: Value,
+    /// The state after.
+    pub after: Value,
+}
+
+/// The outcome of an admin change's closure: refused (nothing is written), or made (written
+/// with its audit entry).
+pub enum Change<T> {
+    /// Nothing changes; the transaction is rolled back.
+    Refused(T),
+    /// Commit, with this audit record.
+    Made(T, ChangeRecord),
+}
+
+/// What an edit of an app is judged against, read in the edit's own transaction.
+#[derive(Clone, Debug)]
+pub struct EditContext {
+    /// The app.
+    pub app: App,
+    /// The tenants that install it.
+    pub tenants: Vec<TenantRecord>,
+    /// Every `client_id` that other apps use or used.
+    pub client_ids_in_use: Vec<String>,
+}
+
+/// Reads and writes inside one admin change's transaction.
+pub struct AdminTx<'a> {
+    tx: &'a Transaction<'a>,
+}
+
+impl Store {
+    /// The number of admin tokens in use.
+    pub fn admin_tokens_in_use(&self) -> Result<i64> {
+        Ok(lock(&self.conn).query_row(
+            "SELECT COUNT(*) FROM admin_tokens WHERE retired_at IS NULL",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Stores the first admin token (its SHA-256) unless one is in use; its id when stored.
+    pub fn first_admin_token(&self, sha256: &str, now: Timestamp) -> Result<Option<String>> {
+        let mut conn = lock(&self.conn);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let in_use: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM admin_tokens WHERE retired_at IS NULL",
+            [],
+            |r| r.get(0),
+        )?;
+        if in_use > 0 {
+            return Ok(None);
+        }
+        let id = insert_admin_token(&tx, sha256, now)?;
+        tx.commit()?;
+        Ok(Some(id))
+    }
+
+    /// Retires every admin token in use and stores a new one (its SHA-256); the new id. The
+    /// rotation is an audited admin change.
+    pub fn rotate_admin_token(&self, sha256: &str, audit: &AdminAudit) -> Result<String> {
+        self.admin_change(audit, |a| {
+            let retired = a.tx.execute(
+                "UPDATE admin_tokens SET retired_at = ?1 WHERE retired_at IS NULL",
+                [audit.now.to_rfc3339()],
+            )?;
+            let id = insert_admin_token(a.tx, sha256, audit.now)?;
+            Ok(Change::Made(
+                id.clone(),
+                ChangeRecord {
+                    action: "rotate_admin_token",
+                    target: json!({ "admin_token": id }),
+                    before: json!({ "tokens_in_use": retired }),
+                    after: json!({ "tokens_in_use": 1 }),
+                },
+            ))
+        })
+    }
+
+    /// The id of the admin token in use whose SHA-256 is `sha256`.
+    pub fn admin_token_id(&self, sha256: &str) -> Result<Option<String>> {
+        Ok(lock(&self.conn)
+            .query_row(
+                "SELECT id FROM admin_tokens WHERE sha256 = ?1 AND retired_at IS NULL",
+                [sha256],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// One app with its clients' ids.
+    pub fn app_and_clients(&self, app_id: &str) -> Result<Option<(App, Vec<String>)>> {
+        let conn = lock(&self.conn);
+        let Some(app) = app(&conn, app_id)? else {
+            return Ok(None);
+        };
+        let clients = client_ids_of(&conn, app_id)?;
+        Ok(Some((app, clients)))
+    }
+
+    /// Every tenant with its installs, by name.
+    pub fn tenant_records(&self) -> Result<Vec<TenantRecord>> {
+        let conn = lock(&self.conn);
+        let ids: Vec<String> = conn
+            .prepare("SELECT tenant FROM tenants ORDER BY tenant")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        ids.iter()
+            .map(|id| tenant_record(&conn, id)?.ok_or_else(|| anyhow!("tenant vanished")))
+            .collect()
+    }
+
+    /// The users of a tenant, by name (with their locks).
+    pub fn users_of(&self, tenant: &str) -> Result<Vec<UserRecord>> {
+        let conn = lock(&self.conn);
+        let names: Vec<String> = conn
+            .prepare("SELECT username FROM users WHERE tenant = ?1 ORDER BY username")?
+            .query_map([tenant], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut users = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(user) = user_record(&conn, tenant, &name)? {
+                users.push(user);
+            }
+        }
+        Ok(users)
+    }
+
+    /// Runs one admin change in one transaction: `f` reads and writes through [`AdminTx`]; when
+    /// it answers [`Change::Made`], the audit entry (actor, action, target, before, after,
+    /// source, policy) is appended to the chain and everything commits together. When it
+    /// answers [`Change::Refused`] or fails, nothing is written.
+    pub fn admin_change<T>(
+        &self,
+        audit: &AdminAudit,
+        f: impl FnOnce(&AdminTx<'_>) -> Result<Change<T>>,
+    ) -> Result<T> {
+        let mut conn = lock(&self.conn);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        match f(&AdminTx { tx: &tx })? {
+            Change::Refused(out) => Ok(out),
+            Change::Made(out, record) => {
+                let entry = json!({
+                    "at": audit.now,
+                    "kind": "admin",
+                    "actor": audit.actor,
+                    "action": record.action,
+                    "target": record.target,
+                    "before": record.before,
+                    "after": record.after,
+                    "source": audit.source,
+                    "policy_sha256": audit.policy_sha256,
+                })
+                .to_string();
+                let (seq, prev) = audit_head(&tx)?;
+                let sha = audit_hash(&prev, &entry);
+                tx.execute(
+                    "INSERT INTO audit (seq, at, kind, entry, prev_sha256, sha256)
+                     VALUES (?1, ?2, 'admin', ?3, ?4, ?5)",
+                    params![seq + 1, audit.now.to_rfc3339(), entry, prev, sha],
+                )?;
+                tx.commit()?;
+                Ok(out)
+            }
+        }
+    }
+}
+
+fn insert_admin_token(tx: &Transaction<'_>, sha256: &str, now: Timestamp) -> Result<String> {
+    let n: i64 = tx.query_row("SELECT COUNT(*) FROM admin_tokens", [], |r| r.get(0))?;
+    let id = format!("admin-{}", n + 1);
+    tx.execute(
+        "INSERT INTO admin_tokens (id, sha256, created_at) VALUES (?1, ?2, ?3)",
+        params![id, sha256, now.to_rfc3339()],
+    )?;
+    Ok(id)
+}
+
+fn client_ids_of(conn: &rusqlite::Connection, app_id: &str) -> Result<Vec<String>> {
+    Ok(conn
+        .prepare("SELECT client_id FROM clients WHERE app_id = ?1 ORDER BY client_id")?
+        .query_map([app_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+impl AdminTx<'_> {
+    /// An app.
+    pub fn app(&self, app_id: &str) -> Result<Option<App>> {
+        app(self.tx, app_id)
+    }
+
+    /// The app's clients' ids.
+    pub fn client_ids_of(&self, app_id: &str) -> Result<Vec<String>> {
+        client_ids_of(self.tx, app_id)
+    }
+
+    /// What an edit of `app_id` is judged against; `None` when there is no such app.
+    pub fn edit_context(&self, app_id: &str) -> Result<Option<EditContext>> {
+        let Some(app) = app(self.tx, app_id)? else {
+            return Ok(None);
+        };
+        let names: Vec<String> = self
+            .tx
+            .prepare("SELECT tenant FROM installs WHERE app_id = ?1 ORDER BY tenant")?
+            .query_map([app_id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut tenants = Vec::with_capacity(names.len());
+        for name in names {
+            tenants.push(tenant_record(self.tx, &name)?.ok_or_else(|| anyhow!("tenant vanished"))?);
+        }
+        Ok(Some(EditContext {
+            app,
+            tenants,
+            client_ids_in_use: self.client_ids_in_use(Some(app_id))?,
+        }))
+    }
+
+    /// Every `client_id` that an app other than `except` uses now or used in a revision.
+    pub fn client_ids_in_use(&self, except: Option<&str>) -> Result<Vec<String>> {
+        let except = except.unwrap_or("");
+        Ok(self
+            .tx
+            .prepare(
+                "SELECT client_id FROM revisions WHERE app_id <> ?1
+                 UNION SELECT client_id FROM clients WHERE app_id <> ?1
+                 ORDER BY 1",
+            )?
+            .query_map([except], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// A tenant with its installs.
+    pub fn tenant(&self, tenant: &str) -> Result<Option<TenantRecord>> {
+        tenant_record(self.tx, tenant)
+    }
+
+    /// A user.
+    pub fn user(&self, tenant: &str, username: &str) -> Result<Option<UserRecord>> {
+        user_record(self.tx, tenant, username)
+    }
+
+    /// Creates an app with its revisions (its id must be new).
+    pub fn insert_app(&self, app: &App) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO apps (app_id, created_at) VALUES (?1, ?2)",
+            params![app.app_id, app.created_at.to_rfc3339()],
+        )?;
+        for r in &app.revisions {
+            self.append_revision(&app.app_id, r)?;
+        }
+        Ok(())
+    }
+
+    /// Appends a revision (its number must be new).
+    pub fn append_revision(&self, app_id: &str, r: &Revision) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO revisions (app_id, rev, at, client_id, grant_type, scopes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                app_id,
+                r.rev,
+                r.at.to_rfc3339(),
+                r.client_id,
+                r.grant_type.as_str(),
+                serde_json::to_string(&r.scopes)?
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Creates a client of an app, or gives an existing one of that app a new secret.
+    pub fn put_client(&self, client_id: &str, app_id: &str, secret_hmac: &str) -> Result<()> {
+        let owner: Option<String> = self
+            .tx
+            .query_row(
+                "SELECT app_id FROM clients WHERE client_id = ?1",
+                [client_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if owner.as_deref().is_some_and(|owner| owner != app_id) {
+            return Err(anyhow!("client `{client_id}` belongs to another app"));
+        }
+        self.tx.execute(
+            "INSERT INTO clients (client_id, app_id, secret_hmac) VALUES (?1, ?2, ?3)
+             ON CONFLICT (client_id) DO UPDATE SET secret_hmac = excluded.secret_hmac",
+            params![client_id, app_id, secret_hmac],
+        )?;
+        Ok(())
+    }
+
+    /// Creates a tenant without installs (its name must be new).
+    pub fn insert_tenant(&self, tenant: &TenantRecord) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO tenants (tenant, sso_required, password_max_age_days) VALUES (?1, ?2, ?3)",
+            params![
+                tenant.tenant,
+                tenant.sso_required,
+                tenant.password_max_age_days
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Pins `tenant`'s install of `app_id` to `rev`, installing it when it was not.
+    pub fn set_install(&self, tenant: &str, app_id: &str, rev: u32) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO installs (tenant, app_id, rev) VALUES (?1, ?2, ?3)
+             ON CONFLICT (tenant, app_id) DO UPDATE SET rev = excluded.rev",
+            params![tenant, app_id, rev],
+        )?;
+        Ok(())
+    }
+
+    /// Creates a user (the name must be new in the tenant).
+    pub fn insert_user(&self, tenant: &str, user: &UserRecord) -> Result<()> {
+        let sign_in = match user.sign_in {
+            SignIn::Direct => "direct",
+            SignIn::Sso => "sso",
+        };
+        self.tx.execute(
+            "INSERT INTO users (tenant, username, sign_in, password_hash, password_changed_at, disabled)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                tenant,
+                user.username,
+                sign_in,
+                user.password_hash,
+                user.password_changed_at.map(|t| t.to_rfc3339()),
+                user.disabled
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Sets a user's password hash and when it changed.
+    pub fn set_password(
+        &self,
+        tenant: &str,
+        username: &str,
+        password_hash: &str,
+        at: Timestamp,
+    ) -> Result<()> {
+        self.tx.execute(
+            "UPDATE users SET password_hash = ?3, password_changed_at = ?4
+             WHERE tenant = ?1 AND username = ?2",
+            params![tenant, username, password_hash, at.to_rfc3339()],
+        )?;
+        Ok(())
+    }
+
+    /// Disables or enables a user.
+    pub fn set_disabled(&self, tenant: &str, username: &str, disabled: bool) -> Result<()> {
+        self.tx.execute(
+            "UPDATE users SET disabled = ?3 WHERE tenant = ?1 AND username = ?2",
+            params![tenant, username, disabled],
+        )?;
+        Ok(())
+    }
+
+    /// Clears a user's failed logins and lock.
+    pub fn unlock(&self, tenant: &str, username: &str) -> Result<()> {
+        self.tx.execute(
+            "DELETE FROM login_failures WHERE tenant = ?1 AND username = ?2",
+            params![tenant, username],
+        )?;
+        Ok(())
+    }
+
+    /// The failed logins counted against a user (0 when none).
+    pub fn login_failures(&self, tenant: &str, username: &str) -> Result<i64> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT failures FROM login_failures WHERE tenant = ?1 AND username = ?2",
+                [tenant, username],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+}

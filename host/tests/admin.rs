@@ -1,0 +1,689 @@
+//! The admin API over real HTTP on loopback, on the demo state: authentication and throttling,
+//! apps and their password-grant status, previews, edits (If-Match, 409, 422), new apps and
+//! client secrets, tenants and installs, users; each change audited in the hash chain.
+
+mod common;
+
+use granted_host::guest::Guest;
+use granted_host::server::{self, Server, ServerSettings};
+use granted_host::store::Store;
+use granted_policy::model::Timestamp;
+use serde_json::{json, Value};
+
+const TOKEN: &str = "test-admin-token-0123456789abcdef-0123456789";
+
+struct Running {
+    base: String,
+    store: Store,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn start_with(settings: ServerSettings) -> Running {
+    let store = Store::in_memory().expect("store");
+    let now = settings.fixed_now.expect("a fixed clock");
+    granted_host::admin::ensure_admin_token(&store, now, Some(TOKEN)).expect("admin token");
+    let srv =
+        Server::new(Guest::embedded().expect("module"), store.clone(), settings).expect("server");
+    let text = std::fs::read_to_string("../tests/demo/state.json").expect("demo state");
+    srv.import(&granted_host::state::parse(&text).expect("demo state parses"))
+        .expect("import");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    runtime.spawn(server::serve(srv, listener, std::future::pending()));
+    Running {
+        base: format!("http://{addr}"),
+        store,
+        _runtime: runtime,
+    }
+}
+
+fn settings() -> ServerSettings {
+    ServerSettings {
+        kdf_iterations: 1000,
+        fixed_now: Timestamp::parse("2026-11-25T12:00:00Z"),
+        ..ServerSettings::default()
+    }
+}
+
+fn start() -> Running {
+    start_with(settings())
+}
+
+/// One admin API call: status, response headers we look at, JSON body.
+struct Answer {
+    status: u16,
+    etag: Option<String>,
+    retry_after: Option<String>,
+    www_authenticate: Option<String>,
+    body: Value,
+}
+
+impl Running {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Answer {
+        let url = format!("{}/admin/api/v1{path}", self.base);
+        let agent = common::agent();
+        let mut response = match body {
+            Some(body) => {
+                let mut req = match method {
+                    "PUT" => agent.put(&url),
+                    _ => agent.post(&url),
+                };
+                if let Some(t) = token {
+                    req = req.header("Authorization", format!("Bearer {t}"));
+                }
+                let mut has_type = false;
+                for (k, v) in headers {
+                    has_type |= k.eq_ignore_ascii_case("content-type");
+                    req = req.header(*k, *v);
+                }
+                if !has_type {
+                    req = req.header("Content-Type", "application/json");
+                }
+                req.send(body.to_string())
+            }
+            None => {
+                let mut req = match method {
+                    "GET" => agent.get(&url).force_send_body(),
+                    _ => agent.post(&url),
+                };
+                if let Some(t) = token {
+                    req = req.header("Authorization", format!("Bearer {t}"));
+                }
+                for (k, v) in headers {
+                    req = req.header(*k, *v);
+                }
+                req.send_empty()
+            }
+        }
+        .expect("the server answers");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let (etag, retry_after, www_authenticate) = (
+            header("etag"),
+            header("retry-after"),
+            header("www-authenticate"),
+        );
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().expect("body");
+        Answer {
+            status,
+            etag,
+            retry_after,
+            www_authenticate,
+            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        }
+    }
+
+    fn get(&self, path: &str) -> Answer {
+        self.call("GET", path, Some(TOKEN), &[], None)
+    }
+
+    fn post(&self, path: &str, body: Value) -> Answer {
+        self.call("POST", path, Some(TOKEN), &[], Some(&body.to_string()))
+    }
+
+    fn edit(&self, app: &str, if_match: &str, body: Value) -> Answer {
+        self.call(
+            "POST",
+            &format!("/apps/{app}/revisions"),
+            Some(TOKEN),
+            &[("If-Match", if_match)],
+            Some(&body.to_string()),
+        )
+    }
+
+    fn token(&self, tenant: &str, client: (&str, &str), form: &str) -> (u16, Value) {
+        common::post(
+            &self.base,
+            &format!("/tenants/{tenant}/connect/token"),
+            &common::basic(client.0, client.1),
+            form,
+        )
+        .expect("token endpoint answers")
+    }
+
+    fn audit_count(&self) -> usize {
+        self.store
+            .audit_entries(0, 100_000)
+            .expect("audit entries")
+            .len()
+    }
+}
+
+fn app_status(running: &Running, app_id: &str) -> Value {
+    let apps = running.get("/apps");
+    assert_eq!(apps.status, 200, "{}", apps.body);
+    apps.body["apps"]
+        .as_array()
+        .expect("apps")
+        .iter()
+        .find(|a| a["app_id"] == app_id)
+        .map(|a| a["password_grant"].clone())
+        .unwrap_or(Value::Null)
+}
+
+const ALICE: &str = "grant_type=password&username=alice&password=correct+horse+battery";
+const BOB: &str = "grant_type=password&username=bob&password=tr0ub4dor%263";
+
+#[test]
+fn without_the_admin_token_the_api_answers_401_and_throttles_guessing() {
+    let running = start_with(ServerSettings {
+        throttle_failures: 3,
+        ..settings()
+    });
+    let none = running.call("GET", "/apps", None, &[], None);
+    assert_eq!(none.status, 401, "{}", none.body);
+    assert_eq!(none.body["error"], "unauthorized");
+    assert!(none
+        .www_authenticate
+        .as_deref()
+        .is_some_and(|w| w.starts_with("Bearer")));
+    // Writes are refused the same way, and change nothing.
+    let before = running.audit_count();
+    let create = running.call(
+        "POST",
+        "/tenants",
+        Some("wrong-token"),
+        &[],
+        Some(r#"{"tenant":"evil"}"#),
+    );
+    assert_eq!(create.status, 401);
+    for _ in 0..2 {
+        assert_eq!(
+            running
+                .call("GET", "/apps", Some("wrong"), &[], None)
+                .status,
+            401
+        );
+    }
+    // Three failures from this address: now even the right token waits.
+    let blocked = running.get("/apps");
+    assert_eq!(blocked.status, 429, "{}", blocked.body);
+    assert!(blocked.retry_after.is_some());
+    assert_eq!(blocked.body["error"], "too_many_attempts");
+    assert_eq!(running.audit_count(), before);
+    assert!(running.store.tenant("evil").expect("store").is_none());
+}
+
+#[test]
+fn apps_list_the_password_grants_status() {
+    let running = start();
+    // crm: its latest revision keeps the password grant.
+    assert_eq!(app_status(&running, "crm")["status"], "available");
+    // reports moved to a new client_id and client_credentials; acme still pins revision 1.
+    let reports = app_status(&running, "reports");
+    assert_eq!(reports["status"], "kept", "{reports}");
+    assert_eq!(reports["tenants_keeping"], json!(["acme"]));
+    // sync never had it.
+    assert_eq!(app_status(&running, "sync")["status"], "never");
+
+    let crm = running.get("/apps/crm");
+    assert_eq!(crm.status, 200, "{}", crm.body);
+    assert_eq!(crm.etag.as_deref(), Some("\"2\""));
+    assert_eq!(crm.body["latest_rev"], 2);
+    assert_eq!(crm.body["revisions"].as_array().map(Vec::len), Some(2));
+    assert_eq!(crm.body["revisions"][0]["password_eligible"], true);
+    let installs = crm.body["installs"].as_array().expect("installs");
+    assert_eq!(installs.len(), 2);
+    assert!(installs
+        .iter()
+        .any(|i| i["tenant"] == "acme" && i["rev"] == 1 && i["password_now"] == true));
+
+    let missing = running.get("/apps/nope");
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.body["error"], "not_found");
+}
+
+#[test]
+fn an_edit_leaving_the_password_grant_is_previewed_saved_and_kept_until_update() {
+    let running = start();
+    let before = running.audit_count();
+    let preview = running.post(
+        "/apps/crm/preview",
+        json!({"grant_type": "client_credentials"}),
+    );
+    assert_eq!(preview.status, 200, "{}", preview.body);
+    let p = &preview.body["preview"];
+    assert_eq!(p["accepted"], true);
+    assert_eq!(p["irreversible"], true);
+    assert_eq!(p["reason"], "grant_type_changed");
+    assert_eq!(
+        p["tenants_losing_password_on_update"],
+        json!(["acme", "globex"])
+    );
+    // A preview stores nothing.
+    assert_eq!(running.get("/apps/crm").body["latest_rev"], 2);
+    assert_eq!(running.audit_count(), before);
+
+    let saved = running.edit("crm", "\"2\"", json!({"grant_type": "client_credentials"}));
+    assert_eq!(saved.status, 201, "{}", saved.body);
+    assert_eq!(saved.etag.as_deref(), Some("\"3\""));
+    assert_eq!(saved.body["revision"]["rev"], 3);
+    assert_eq!(saved.body["revision"]["grant_type"], "client_credentials");
+    assert_eq!(
+        saved.body["preview"], *p,
+        "saved under the preview it was shown with"
+    );
+    // Same client_id: no new secret.
+    assert!(saved.body.get("client_secret").is_none());
+    assert_eq!(running.audit_count(), before + 1);
+
+    // Both tenants keep the password grant until they update.
+    let status = app_status(&running, "crm");
+    assert_eq!(status["status"], "kept", "{status}");
+    assert_eq!(status["tenants_keeping"], json!(["acme", "globex"]));
+    let (code, body) = running.token("globex", ("crm-1", "crm-1-secret"), BOB);
+    assert_eq!(code, 200, "{body}");
+
+    // globex updates: it loses the password grant, and the answer says so.
+    let update = running.call(
+        "POST",
+        "/tenants/globex/installs/crm/update",
+        Some(TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(update.status, 200, "{}", update.body);
+    assert_eq!(update.body["rev"], 3);
+    assert_eq!(update.body["previous_rev"], 2);
+    assert_eq!(update.body["password_lost"], true);
+    let (code, body) = running.token("globex", ("crm-1", "crm-1-secret"), BOB);
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(body["error"], "unauthorized_client");
+    // acme has not updated: it still signs in with a password.
+    let (code, body) = running.token("acme", ("crm-1", "crm-1-secret"), ALICE);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        app_status(&running, "crm")["tenants_keeping"],
+        json!(["acme"])
+    );
+}
+
+#[test]
+fn a_rejected_edit_answers_422_with_the_rule_and_changes_nothing() {
+    let running = start();
+    // reports left the password grant with a new client_id: going back is A1.
+    let before = running.audit_count();
+    let revert = running.edit("reports", "\"2\"", json!({"grant_type": "password"}));
+    assert_eq!(revert.status, 422, "{}", revert.body);
+    assert_eq!(revert.body["error"], "edit_rejected");
+    assert_eq!(revert.body["rule"], "A1");
+    assert!(revert.body["reason"].is_string(), "{}", revert.body);
+    assert!(revert.body["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("A1")));
+    assert_eq!(revert.body["preview"]["accepted"], false);
+    assert_eq!(running.get("/apps/reports").body["latest_rev"], 2);
+    assert_eq!(running.audit_count(), before);
+
+    // A client_id another app uses: A5.
+    let taken = running.edit("sync", "\"1\"", json!({"client_id": "crm-1"}));
+    assert_eq!(taken.status, 422, "{}", taken.body);
+    assert_eq!(taken.body["reason"], "client_id_taken");
+    assert_eq!(taken.body["rule"], "A5");
+    assert_eq!(running.get("/apps/sync").body["latest_rev"], 1);
+    assert_eq!(running.audit_count(), before);
+}
+
+#[test]
+fn two_admins_editing_at_once_one_wins_and_the_other_gets_409() {
+    let running = std::sync::Arc::new(start());
+    let edits = [
+        json!({"scopes": ["read"]}),
+        json!({"grant_type": "client_credentials"}),
+    ];
+    let answers: Vec<Answer> = std::thread::scope(|s| {
+        let handles: Vec<_> = edits
+            .iter()
+            .map(|edit| {
+                let running = running.clone();
+                s.spawn(move || running.edit("crm", "\"2\"", edit.clone()))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let mut statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        vec![201, 409],
+        "{:?}",
+        answers.iter().map(|a| &a.body).collect::<Vec<_>>()
+    );
+    let loser = answers.iter().find(|a| a.status == 409).expect("a loser");
+    assert_eq!(loser.body["error"], "edit_conflict");
+    assert_eq!(loser.body["latest_rev"], 3);
+    let crm = running.get("/apps/crm");
+    assert_eq!(crm.body["latest_rev"], 3, "exactly one revision appended");
+    assert_eq!(crm.body["revisions"].as_array().map(Vec::len), Some(3));
+
+    // Without If-Match, an edit is refused before anything is read.
+    let blind = running.call(
+        "POST",
+        "/apps/crm/revisions",
+        Some(TOKEN),
+        &[],
+        Some(r#"{"scopes":["read"]}"#),
+    );
+    assert_eq!(blind.status, 428, "{}", blind.body);
+    assert_eq!(blind.body["error"], "if_match_required");
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let running = start();
+    let before = running.audit_count();
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        &'a str,
+        u16,
+        &'a str,
+    );
+    let cases: [Case<'_>; 7] = [
+        ("POST", "/tenants", &[], "{not json", 400, "invalid_request"),
+        (
+            "POST",
+            "/tenants",
+            &[],
+            r#"{"tenant":"x","extra":1}"#,
+            400,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/tenants",
+            &[],
+            r#"{"tenant":"has space"}"#,
+            422,
+            "invalid_name",
+        ),
+        (
+            "POST",
+            "/tenants",
+            &[("Content-Type", "text/plain")],
+            r#"{"tenant":"x"}"#,
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "POST",
+            "/tenants",
+            &[],
+            r#"{"tenant":"acme"}"#,
+            409,
+            "tenant_exists",
+        ),
+        (
+            "POST",
+            "/apps/crm/revisions",
+            &[("If-Match", "\"two\"")],
+            r#"{}"#,
+            400,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/tenants/acme/users",
+            &[],
+            r#"{"username":"carol","password":"short"}"#,
+            422,
+            "invalid_password",
+        ),
+    ];
+    for (method, path, headers, body, status, code) in cases {
+        let answer = running.call(method, path, Some(TOKEN), headers, Some(body));
+        assert_eq!(answer.status, status, "{path} {body}: {}", answer.body);
+        assert_eq!(answer.body["error"], code, "{path} {body}");
+        assert!(answer.body["message"].is_string());
+    }
+    let field = running.call(
+        "POST",
+        "/tenants",
+        Some(TOKEN),
+        &[],
+        Some(r#"{"tenant":"x","sso_required":"yes"}"#),
+    );
+    assert!(
+        field.body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("sso_required")),
+        "the error names the field: {}",
+        field.body
+    );
+    assert_eq!(running.audit_count(), before);
+    assert!(running.store.tenant("x").expect("store").is_none());
+    let unknown = running.get("/nothing-here");
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.body["error"], "not_found");
+}
+
+#[test]
+fn a_new_app_shows_its_secret_once_and_a_tenant_that_installs_it_gets_tokens() {
+    let running = start();
+    let created = running.post(
+        "/apps",
+        json!({"app_id": "billing", "client_id": "billing-1", "grant_type": "client_credentials", "scopes": ["read"]}),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.etag.as_deref(), Some("\"1\""));
+    let secret = created.body["client_secret"]["secret"]
+        .as_str()
+        .expect("the secret, once")
+        .to_string();
+    assert!(secret.len() >= 43, "256 bits or more");
+    // It is not shown again, nor stored in clear, nor in the audit log.
+    let app = running.get("/apps/billing");
+    assert!(!app.body.to_string().contains(&secret));
+    for (_, _, _, entry) in running.store.audit_entries(0, 100_000).expect("audit") {
+        assert!(!entry.contains(&secret));
+    }
+    assert_eq!(app_status(&running, "billing")["status"], "never");
+
+    let tenant = running.post("/tenants", json!({"tenant": "umbrella"}));
+    assert_eq!(tenant.status, 201, "{}", tenant.body);
+    let install = running.post("/tenants/umbrella/installs", json!({"app_id": "billing"}));
+    assert_eq!(install.status, 201, "{}", install.body);
+    assert_eq!(install.body["rev"], 1);
+    let (code, body) = running.token(
+        "umbrella",
+        ("billing-1", &secret),
+        "grant_type=client_credentials&scope=read",
+    );
+    assert_eq!(code, 200, "{body}");
+
+    // Rotating the secret: the old one stops working, the new one works.
+    let rotated = running.call(
+        "POST",
+        "/apps/billing/clients/billing-1/secret",
+        Some(TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    let fresh = rotated.body["client_secret"]["secret"]
+        .as_str()
+        .expect("new secret");
+    assert_ne!(fresh, secret);
+    let (code, _) = running.token(
+        "umbrella",
+        ("billing-1", &secret),
+        "grant_type=client_credentials",
+    );
+    assert_eq!(code, 401);
+    let (code, body) = running.token(
+        "umbrella",
+        ("billing-1", fresh),
+        "grant_type=client_credentials",
+    );
+    assert_eq!(code, 200, "{body}");
+
+    // A new password app after the sunset is A1; an existing id is a conflict.
+    let late = running.post(
+        "/apps",
+        json!({"app_id": "late", "client_id": "late-1", "grant_type": "password"}),
+    );
+    assert_eq!(late.status, 422, "{}", late.body);
+    assert_eq!(late.body["reason"], "app_created_after_sunset");
+    let again = running.post(
+        "/apps",
+        json!({"app_id": "billing", "client_id": "billing-9", "grant_type": "client_credentials"}),
+    );
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert!(running.get("/apps/late").status == 404);
+}
+
+#[test]
+fn users_are_created_disabled_unlocked_and_given_passwords() {
+    let running = start();
+    let carol = "grant_type=password&username=carol&password=first-password";
+    let created = running.post(
+        "/tenants/acme/users",
+        json!({"username": "carol", "password": "first-password"}),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["password_set"], true);
+    assert!(
+        !created.body.to_string().contains("pbkdf2"),
+        "no hash in answers"
+    );
+    let (code, body) = running.token("acme", ("crm-1", "crm-1-secret"), carol);
+    assert_eq!(code, 200, "{body}");
+
+    let disabled = running.call(
+        "POST",
+        "/tenants/acme/users/carol/disable",
+        Some(TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(disabled.status, 200, "{}", disabled.body);
+    assert_eq!(disabled.body["disabled"], true);
+    let (code, body) = running.token("acme", ("crm-1", "crm-1-secret"), carol);
+    assert_eq!((code, body["error"].as_str()), (400, Some("invalid_grant")));
+    let enabled = running.call(
+        "POST",
+        "/tenants/acme/users/carol/enable",
+        Some(TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(enabled.body["disabled"], false);
+
+    let changed = running.call(
+        "PUT",
+        "/tenants/acme/users/carol/password",
+        Some(TOKEN),
+        &[],
+        Some(r#"{"password":"second-password"}"#),
+    );
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    let (code, _) = running.token("acme", ("crm-1", "crm-1-secret"), carol);
+    assert_eq!(code, 400, "the old password no longer works");
+    let (code, body) = running.token(
+        "acme",
+        ("crm-1", "crm-1-secret"),
+        "grant_type=password&username=carol&password=second-password",
+    );
+    assert_eq!(code, 200, "{body}");
+
+    // Five failures lock carol out; unlock lets her in again.
+    for _ in 0..5 {
+        running.token(
+            "acme",
+            ("crm-1", "crm-1-secret"),
+            "grant_type=password&username=carol&password=nope-nope",
+        );
+    }
+    let listed = running.get("/tenants/acme/users");
+    let carol_row = listed.body["users"]
+        .as_array()
+        .and_then(|u| u.iter().find(|u| u["username"] == "carol").cloned())
+        .expect("carol listed");
+    assert!(carol_row["locked_until"].is_string(), "{carol_row}");
+    let unlocked = running.call(
+        "POST",
+        "/tenants/acme/users/carol/unlock",
+        Some(TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(unlocked.status, 200, "{}", unlocked.body);
+    assert!(unlocked.body["locked_until"].is_null());
+    let (code, body) = running.token(
+        "acme",
+        ("crm-1", "crm-1-secret"),
+        "grant_type=password&username=carol&password=second-password",
+    );
+    assert_eq!(code, 200, "{body}");
+
+    let sso = running.post(
+        "/tenants/acme/users",
+        json!({"username": "sam", "sign_in": "sso", "password": "some-password"}),
+    );
+    assert_eq!(sso.status, 422, "{}", sso.body);
+    let twice = running.post("/tenants/acme/users", json!({"username": "carol"}));
+    assert_eq!(twice.status, 409);
+    let nowhere = running.post("/tenants/nowhere/users", json!({"username": "x"}));
+    assert_eq!(nowhere.status, 404);
+}
+
+#[test]
+fn every_admin_change_is_in_the_audit_chain_with_actor_before_and_after() {
+    let running = start();
+    let before = running.audit_count();
+    assert_eq!(
+        running
+            .post("/tenants", json!({"tenant": "umbrella"}))
+            .status,
+        201
+    );
+    assert_eq!(
+        running
+            .edit("crm", "\"2\"", json!({"scopes": ["read"]}))
+            .status,
+        201
+    );
+    let entries = running.store.audit_entries(0, 100_000).expect("audit");
+    assert_eq!(entries.len(), before + 2);
+    let last: Vec<Value> = entries[before..]
+        .iter()
+        .map(|(_, _, kind, entry)| {
+            assert_eq!(kind, "admin");
+            serde_json::from_str(entry).expect("JSON")
+        })
+        .collect();
+    assert_eq!(last[0]["action"], "create_tenant");
+    assert_eq!(last[0]["actor"], "admin-1");
+    assert!(last[0]["before"].is_null());
+    assert_eq!(last[0]["after"]["tenant"], "umbrella");
+    assert_eq!(last[1]["action"], "append_revision");
+    assert_eq!(last[1]["before"]["revision"]["rev"], 2);
+    assert_eq!(last[1]["after"]["revision"]["rev"], 3);
+    assert_eq!(last[1]["source"], "127.0.0.1");
+    assert!(last[1]["policy_sha256"]
+        .as_str()
+        .is_some_and(|s| s.len() == 64));
+    let (count, broken) = running.store.verify_audit().expect("verify");
+    assert_eq!(count as usize, before + 2);
+    assert_eq!(broken, None);
+}
