@@ -7,11 +7,12 @@
 //! edit adds `reason`, `rule` and the module's preview. Nothing is written unless the whole
 //! change is.
 
+use crate::guest::Guest;
 use crate::server::{now, source_address, Server};
 use crate::store::{AdminAudit, AdminTx, Change, ChangeRecord, EditContext};
 use anyhow::anyhow;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -64,6 +65,8 @@ pub fn routes() -> Router<Arc<Server>> {
             "/tenants/{tenant}/users/{username}/unlock",
             post(unlock_user),
         )
+        .route("/audit", get(audit_log))
+        .route("/reports/sunset", get(sunset_report_route))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -392,9 +395,12 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u32>, ApiError> {
 
 /// Calls a module entry point; its `ok` value, or the module's error as a 422.
 fn module(server: &Server, entry: &str, input: &Value) -> Result<Value, ApiError> {
+    call_module(&server.guest, entry, input)
+}
+
+fn call_module(guest: &Guest, entry: &str, input: &Value) -> Result<Value, ApiError> {
     let bytes = serde_json::to_vec(input).map_err(|e| ApiError::unavailable("policy module", e))?;
-    let out = server
-        .guest
+    let out = guest
         .call(entry, &bytes)
         .map_err(|e| ApiError::unavailable("policy module", e))?;
     let mut envelope: Value =
@@ -424,16 +430,25 @@ fn app_status(
     app: &App,
     installs: &[(String, u32, bool)],
 ) -> Result<Value, ApiError> {
+    status_with(&server.guest, sunset(server), app, installs)
+}
+
+fn status_with(
+    guest: &Guest,
+    sunset: Option<Timestamp>,
+    app: &App,
+    installs: &[(String, u32, bool)],
+) -> Result<Value, ApiError> {
     let mut input = json!({
         "app": app,
         "installs": installs.iter().map(|(tenant, rev, sso)| json!({
             "tenant": tenant, "rev": rev, "sso_required": sso,
         })).collect::<Vec<_>>(),
     });
-    if let Some(s) = sunset(server) {
+    if let Some(s) = sunset {
         input["sunset"] = json!(s);
     }
-    module(server, "app_status", &input)
+    call_module(guest, "app_status", &input)
 }
 
 /// A new client secret (shown once) and its HMAC under the server key.
@@ -1423,4 +1438,184 @@ async fn unlock_user(
 ) -> ApiResult {
     let admin = authenticate(&server, peer, &headers).await?;
     blocking(move || user_change(&admin, &tenant, &username, "unlock_user")).await
+}
+
+// --- the audit log ----------------------------------------------------------------------------
+
+/// The most entries one page holds.
+pub const MAX_AUDIT_PAGE: usize = 1000;
+
+async fn audit_log(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let admin = authenticate(&server, peer, &headers).await?;
+    let mut filter = crate::store::AuditFilter::default();
+    let mut limit = 100usize;
+    let mut seen = std::collections::HashSet::new();
+    for (key, value) in query {
+        if !seen.insert(key.clone()) {
+            return Err(ApiError::bad_request(format!("`{key}` is given twice")));
+        }
+        let instant = |value: &str| {
+            Timestamp::parse(value).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "`{key}` must be an RFC 3339 instant, like 2026-11-25T12:00:00Z"
+                ))
+            })
+        };
+        match key.as_str() {
+            "kind" => filter.kind = Some(value),
+            "tenant" => filter.tenant = Some(value),
+            "app_id" => filter.app_id = Some(value),
+            "grant_type" => filter.grant_type = Some(value),
+            "decision" => filter.decision = Some(value),
+            "since" => filter.since = Some(instant(&value)?),
+            "until" => filter.until = Some(instant(&value)?),
+            "cursor" => {
+                filter.before_seq = Some(value.parse::<i64>().ok().filter(|c| *c > 0).ok_or_else(|| {
+                    ApiError::bad_request("`cursor` must be the `next_cursor` of the previous page")
+                })?)
+            }
+            "limit" => {
+                limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|l| (1..=MAX_AUDIT_PAGE).contains(l))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!("`limit` must be 1 to {MAX_AUDIT_PAGE}"))
+                    })?
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter `{other}` (kind, tenant, app_id, grant_type, decision, since, until, cursor, limit)"
+                )))
+            }
+        }
+    }
+    blocking(move || {
+        let store = &admin.server.store;
+        let rows = store
+            .audit_search(&filter, limit)
+            .map_err(|e| ApiError::unavailable("store", e))?;
+        let next = (rows.len() == limit).then(|| rows.last().map(|r| r.seq)).flatten();
+        let oldest = store.audit_oldest().map_err(|e| ApiError::unavailable("store", e))?;
+        let entries: Vec<Value> = rows
+            .into_iter()
+            .map(|r| {
+                json!({
+                    "seq": r.seq,
+                    "at": r.at,
+                    "kind": r.kind,
+                    "sha256": r.sha256,
+                    "entry": serde_json::from_str::<Value>(&r.entry).unwrap_or(Value::String(r.entry)),
+                })
+            })
+            .collect();
+        Ok(json_response(
+            StatusCode::OK,
+            json!({
+                "entries": entries,
+                "next_cursor": next,
+                "oldest": oldest,
+                "retention_days": admin.server.settings.audit_retention_days,
+            }),
+        ))
+    })
+    .await
+}
+
+// --- the sunset report ------------------------------------------------------------------------
+
+/// Who still depends on the password grant: per app, its status and per installing tenant
+/// whether it has the grant now, what updating would take away, and the password-grant tokens
+/// issued in the last 7 and 30 days (from the audit log, so as far back as it reaches).
+pub fn sunset_report(
+    store: &crate::store::Store,
+    guest: &Guest,
+    now: Timestamp,
+    sunset: Option<Timestamp>,
+) -> anyhow::Result<Value> {
+    let apps = store.apps()?;
+    let tenants = store.tenant_records()?;
+    let installs = installs_by_app(&tenants);
+    let uses: HashMap<(String, String), crate::store::UseCount> = store
+        .password_use(now)?
+        .into_iter()
+        .map(|u| ((u.tenant.clone(), u.app_id.clone()), u))
+        .collect();
+    let mut out = Vec::with_capacity(apps.len());
+    let (mut total_7, mut total_30) = (0i64, 0i64);
+    for (app, _) in apps {
+        let empty = Vec::new();
+        let app_installs = installs.get(&app.app_id).unwrap_or(&empty);
+        let status = status_with(guest, sunset, &app, app_installs)
+            .map_err(|e| anyhow!("the policy module: {}", e.message))?;
+        let rows: Vec<Value> = status["installs"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|row| {
+                let tenant = row["tenant"].as_str().unwrap_or_default().to_string();
+                let used = uses.get(&(tenant, app.app_id.clone()));
+                let (d7, d30) = used
+                    .map(|u| (u.last_7_days, u.last_30_days))
+                    .unwrap_or((0, 0));
+                total_7 += d7;
+                total_30 += d30;
+                let now = row["password_now"] == true;
+                let after = row["password_after_update"] == true;
+                json!({
+                    "tenant": row["tenant"],
+                    "pinned_rev": row["rev"],
+                    "sso_required": row["sso_required"],
+                    "password_now": now,
+                    "password_after_update": after,
+                    "update_takes_away_password": now && !after,
+                    "password_tokens_7_days": d7,
+                    "password_tokens_30_days": d30,
+                    "last_password_use": used.and_then(|u| u.last_use),
+                })
+            })
+            .collect();
+        out.push(json!({
+            "app_id": app.app_id,
+            "status": status["status"],
+            "latest_rev": status["latest_rev"],
+            "tenants_keeping": status["tenants_keeping"],
+            "password_tokens_7_days": rows.iter().filter_map(|r| r["password_tokens_7_days"].as_i64()).sum::<i64>(),
+            "password_tokens_30_days": rows.iter().filter_map(|r| r["password_tokens_30_days"].as_i64()).sum::<i64>(),
+            "tenants": rows,
+        }));
+    }
+    Ok(json!({
+        "generated_at": now,
+        "audit_log_since": store.audit_oldest()?,
+        "password_tokens_7_days": total_7,
+        "password_tokens_30_days": total_30,
+        "apps": out,
+    }))
+}
+
+async fn sunset_report_route(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let admin = authenticate(&server, peer, &headers).await?;
+    blocking(move || {
+        let server = &admin.server;
+        let report = sunset_report(
+            &server.store,
+            &server.guest,
+            admin.audit.now,
+            sunset(server),
+        )
+        .map_err(|e| ApiError::unavailable("report", format!("{e:#}")))?;
+        Ok(json_response(StatusCode::OK, report))
+    })
+    .await
 }

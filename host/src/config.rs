@@ -44,6 +44,8 @@ pub struct Layer {
     pub throttle_window_seconds: Option<u64>,
     /// The header a trusted reverse proxy puts the client's address in.
     pub trusted_proxy_header: Option<String>,
+    /// Audit entries older than this many days are removed (kept forever when absent).
+    pub audit_retention_days: Option<u32>,
 }
 
 /// Settings after layering.
@@ -89,6 +91,7 @@ pub fn from_env() -> Result<Layer> {
         throttle_failures: env_var("GRANTED_THROTTLE_FAILURES")?,
         throttle_window_seconds: env_var("GRANTED_THROTTLE_WINDOW_SECONDS")?,
         trusted_proxy_header: env_var("GRANTED_TRUSTED_PROXY_HEADER")?,
+        audit_retention_days: env_var("GRANTED_AUDIT_RETENTION_DAYS")?,
     })
 }
 
@@ -160,6 +163,10 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Resolved> {
             throttle_window_seconds: first!(throttle_window_seconds, flags, env, file)
                 .unwrap_or(defaults.throttle_window_seconds),
             trusted_proxy_header: first!(trusted_proxy_header, flags, env, file),
+            audit_retention_days: match first!(audit_retention_days, flags, env, file) {
+                Some(0) => return Err(anyhow!("audit_retention_days must be at least 1 (leave it out to keep the audit log forever)")),
+                days => days,
+            },
         },
     })
 }

@@ -106,11 +106,29 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Reports for operators.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// The admin API's bearer token.
     #[command(name = "admin-token")]
     AdminToken {
         #[command(subcommand)]
         command: AdminTokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Who still depends on the password grant: per app and tenant, the grant now, what an
+    /// update would take away, password-grant tokens in the last 7 and 30 days, the last use.
+    Sunset {
+        #[command(flatten)]
+        settings: SettingFlags,
+        /// Print JSON (the admin API's `/reports/sunset`) instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -288,6 +306,80 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
+/// The sunset report as a table for the terminal.
+fn sunset_table(report: &Value) -> String {
+    let mut rows = vec![[
+        "app".to_string(),
+        "status".into(),
+        "tenant".into(),
+        "pin".into(),
+        "password now".into(),
+        "after update".into(),
+        "tokens 7 d".into(),
+        "tokens 30 d".into(),
+        "last use".into(),
+    ]];
+    let yes_no = |v: &Value| if *v == true { "yes" } else { "no" }.to_string();
+    for app in report["apps"].as_array().into_iter().flatten() {
+        let tenants = app["tenants"].as_array().cloned().unwrap_or_default();
+        let status = app["status"].as_str().unwrap_or_default().to_string();
+        if tenants.is_empty() {
+            rows.push([
+                app["app_id"].as_str().unwrap_or_default().to_string(),
+                status.clone(),
+                "(no installs)".into(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
+        }
+        for t in tenants {
+            let after = if t["update_takes_away_password"] == true {
+                "LOSES it".to_string()
+            } else {
+                yes_no(&t["password_after_update"])
+            };
+            rows.push([
+                app["app_id"].as_str().unwrap_or_default().to_string(),
+                status.clone(),
+                t["tenant"].as_str().unwrap_or_default().to_string(),
+                format!("{}/{}", t["pinned_rev"], app["latest_rev"]),
+                yes_no(&t["password_now"]),
+                after,
+                t["password_tokens_7_days"].to_string(),
+                t["password_tokens_30_days"].to_string(),
+                t["last_password_use"].as_str().unwrap_or("-").to_string(),
+            ]);
+        }
+    }
+    let mut widths = [0usize; 9];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "\npassword-grant tokens: {} in the last 7 days, {} in the last 30 days (audit log since {})\n",
+        report["password_tokens_7_days"],
+        report["password_tokens_30_days"],
+        report["audit_log_since"].as_str().unwrap_or("-")
+    ));
+    out
+}
+
 fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("could not read {}", path.display()))?;
@@ -410,6 +502,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "new signing key {}; the previous one verifies until {until}",
                 key.kid
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report {
+            command: ReportCommand::Sunset { settings, json },
+        } => {
+            let resolved = settings.resolve()?;
+            let store = granted_host::store::Store::open(&resolved.db)?;
+            let report = granted_host::admin::sunset_report(
+                &store,
+                &guest,
+                granted_host::server::now(&resolved.server),
+                resolved.server.sunset,
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", sunset_table(&report));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::AdminToken {

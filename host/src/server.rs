@@ -54,6 +54,8 @@ pub struct ServerSettings {
     /// A header set by a trusted reverse proxy with the client's address (its last entry is
     /// taken); without it, the TCP peer is the source.
     pub trusted_proxy_header: Option<String>,
+    /// Audit entries older than this many days are removed, hourly (kept forever when `None`).
+    pub audit_retention_days: Option<u32>,
 }
 
 impl Default for ServerSettings {
@@ -74,6 +76,7 @@ impl Default for ServerSettings {
             throttle_failures: 20,
             throttle_window_seconds: 60,
             trusted_proxy_header: None,
+            audit_retention_days: None,
         }
     }
 }
@@ -101,6 +104,9 @@ impl Server {
         store.ensure_keys(now, || crate::state::random_base64(32))?;
         let kdf = KdfPool::start(settings.kdf_threads, settings.login_queue);
         let committer = Committer::start(store.clone(), settings.lockout);
+        if let Some(days) = settings.audit_retention_days {
+            start_retention(store.clone(), settings.clone(), days);
+        }
         Ok(Arc::new(Server {
             guest: guest.into(),
             store,
@@ -157,6 +163,21 @@ pub fn now(settings: &ServerSettings) -> Timestamp {
             .unwrap_or(0);
         Timestamp::from_unix(secs).unwrap_or_else(granted_policy::model::default_sunset)
     })
+}
+
+/// Removes audit entries older than `days`, at start and then hourly, on its own thread.
+fn start_retention(store: Store, settings: ServerSettings, days: u32) {
+    let _ = std::thread::Builder::new()
+        .name("audit-retention".into())
+        .spawn(move || loop {
+            let cutoff = now(&settings).plus_seconds(-(i64::from(days) * 86_400));
+            match store.prune_audit(cutoff) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, days, "audit retention removed old entries"),
+                Err(e) => tracing::error!("audit retention failed: {e:#}"),
+            }
+            std::thread::sleep(Duration::from_secs(3600));
+        });
 }
 
 /// The HTTP routes.

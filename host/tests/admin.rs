@@ -687,3 +687,195 @@ fn every_admin_change_is_in_the_audit_chain_with_actor_before_and_after() {
     assert_eq!(count as usize, before + 2);
     assert_eq!(broken, None);
 }
+
+#[test]
+fn the_audit_log_is_searched_by_filters_and_read_in_pages() {
+    let running = start();
+    running.token("acme", ("crm-1", "crm-1-secret"), ALICE);
+    running.token("acme", ("crm-1", "crm-1-secret"), ALICE);
+    running.token("globex", ("reports-2", "reports-2-secret"), BOB);
+    running.token(
+        "acme",
+        ("sync-1", "sync-1-secret"),
+        "grant_type=client_credentials",
+    );
+    running.token("acme", ("crm-1", "wrong"), ALICE);
+    assert_eq!(
+        running
+            .post("/tenants", json!({"tenant": "umbrella"}))
+            .status,
+        201
+    );
+
+    let all = running.get("/audit?limit=1000");
+    assert_eq!(all.status, 200, "{}", all.body);
+    let entries = all.body["entries"].as_array().expect("entries").clone();
+    assert_eq!(entries.len(), running.audit_count());
+    assert!(all.body["next_cursor"].is_null());
+    let seqs: Vec<i64> = entries.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] > w[1]), "newest first");
+    assert_eq!(entries[0]["kind"], "admin");
+
+    let check = |query: &str, field: &str, want: &str| {
+        let page = running.get(&format!("/audit?{query}"));
+        assert_eq!(page.status, 200, "{query}: {}", page.body);
+        let rows = page.body["entries"].as_array().expect("entries").clone();
+        assert!(!rows.is_empty(), "{query} finds something");
+        for row in &rows {
+            assert_eq!(row["entry"][field], want, "{query}: {row}");
+        }
+        rows.len()
+    };
+    assert_eq!(check("decision=denied", "decision", "denied"), 2);
+    assert_eq!(
+        check(
+            "kind=token&grant_type=password&decision=granted",
+            "grant_type",
+            "password"
+        ),
+        2
+    );
+    assert_eq!(check("tenant=globex", "tenant", "globex"), 1);
+    assert_eq!(check("app_id=sync", "app_id", "sync"), 1);
+    assert_eq!(check("kind=admin", "kind", "admin"), 1);
+    let future = running.get("/audit?since=2030-01-01T00:00:00Z");
+    assert_eq!(future.body["entries"], json!([]));
+    let past = running.get("/audit?until=2026-11-25T12:00:00Z");
+    assert_eq!(
+        past.body["entries"],
+        json!([]),
+        "the fixed clock is 12:00: nothing before it"
+    );
+
+    // Pages of two, following the cursor, give every entry once, in order.
+    let mut paged = Vec::new();
+    let mut cursor: Option<i64> = None;
+    loop {
+        let path = match cursor {
+            Some(c) => format!("/audit?limit=2&cursor={c}"),
+            None => "/audit?limit=2".to_string(),
+        };
+        let page = running.get(&path);
+        assert_eq!(page.status, 200, "{}", page.body);
+        for e in page.body["entries"].as_array().expect("entries") {
+            paged.push(e["seq"].as_i64().unwrap());
+        }
+        match page.body["next_cursor"].as_i64() {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(paged, seqs);
+
+    for bad in [
+        "limit=0",
+        "limit=5000",
+        "cursor=abc",
+        "since=yesterday",
+        "colour=red",
+        "kind=token&kind=admin",
+    ] {
+        let answer = running.get(&format!("/audit?{bad}"));
+        assert_eq!(answer.status, 400, "{bad}: {}", answer.body);
+        assert_eq!(answer.body["error"], "invalid_request");
+    }
+}
+
+#[test]
+fn retention_removes_old_entries_and_the_rest_of_the_chain_still_verifies() {
+    use granted_host::store::{AdminAudit, Change, ChangeRecord};
+    let store = Store::in_memory().expect("store");
+    let change = |at: &str, tenant: &str| {
+        let audit = AdminAudit {
+            actor: "test".into(),
+            source: "local".into(),
+            policy_sha256: "0".repeat(64),
+            now: Timestamp::parse(at).expect("instant"),
+        };
+        store
+            .admin_change(&audit, |tx| {
+                tx.insert_tenant(&granted_policy::model::TenantRecord {
+                    tenant: tenant.into(),
+                    sso_required: false,
+                    password_max_age_days: None,
+                    installs: vec![],
+                })?;
+                Ok(Change::Made(
+                    (),
+                    ChangeRecord {
+                        action: "create_tenant",
+                        target: json!({"tenant": tenant}),
+                        before: Value::Null,
+                        after: json!({}),
+                    },
+                ))
+            })
+            .expect("change");
+    };
+    change("2026-01-01T00:00:00Z", "a");
+    change("2026-06-01T00:00:00Z", "b");
+    change("2026-11-01T00:00:00Z", "c");
+    let cutoff = Timestamp::parse("2026-05-01T00:00:00Z").expect("instant");
+    assert_eq!(store.prune_audit(cutoff).expect("prune"), 1);
+    assert_eq!(store.prune_audit(cutoff).expect("prune again"), 0);
+    assert_eq!(store.verify_audit().expect("verify"), (2, None));
+    change("2026-11-02T00:00:00Z", "d");
+    assert_eq!(store.verify_audit().expect("verify"), (3, None));
+    // Everything old goes; the next entry still links to the anchor.
+    let later = Timestamp::parse("2027-01-01T00:00:00Z").expect("instant");
+    assert_eq!(store.prune_audit(later).expect("prune"), 3);
+    assert_eq!(store.verify_audit().expect("verify"), (0, None));
+    change("2027-01-02T00:00:00Z", "e");
+    assert_eq!(store.verify_audit().expect("verify"), (1, None));
+    assert_eq!(
+        store.audit_entries(0, 10).expect("entries")[0].0,
+        5,
+        "sequence numbers go on"
+    );
+}
+
+#[test]
+fn the_sunset_report_says_who_still_uses_the_password_grant_and_what_updating_takes() {
+    let running = start();
+    for _ in 0..2 {
+        let (code, body) = running.token("acme", ("crm-1", "crm-1-secret"), ALICE);
+        assert_eq!(code, 200, "{body}");
+    }
+    let (code, body) = running.token("acme", ("reports-1", "reports-1-secret"), ALICE);
+    assert_eq!(code, 200, "{body}");
+    running.token("acme", ("crm-1", "wrong"), ALICE);
+
+    let report = running.get("/reports/sunset");
+    assert_eq!(report.status, 200, "{}", report.body);
+    let app = |id: &str| {
+        report.body["apps"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["app_id"] == id).cloned())
+            .expect("app in the report")
+    };
+    let row = |app: &Value, tenant: &str| {
+        app["tenants"]
+            .as_array()
+            .and_then(|t| t.iter().find(|x| x["tenant"] == tenant).cloned())
+            .expect("tenant row")
+    };
+    let crm = app("crm");
+    assert_eq!(crm["status"], "available");
+    let acme = row(&crm, "acme");
+    assert_eq!(acme["password_tokens_7_days"], 2, "{acme}");
+    assert_eq!(acme["password_tokens_30_days"], 2);
+    assert_eq!(acme["last_password_use"], "2026-11-25T12:00:00Z");
+    assert_eq!(acme["update_takes_away_password"], false);
+    assert_eq!(row(&crm, "globex")["password_tokens_30_days"], 0);
+    assert!(row(&crm, "globex")["last_password_use"].is_null());
+
+    let reports = app("reports");
+    assert_eq!(reports["status"], "kept");
+    let acme = row(&reports, "acme");
+    assert_eq!(acme["password_now"], true);
+    assert_eq!(acme["update_takes_away_password"], true);
+    assert_eq!(acme["password_tokens_7_days"], 1);
+    assert_eq!(row(&reports, "globex")["password_now"], false);
+    assert_eq!(app("sync")["status"], "never");
+    assert_eq!(report.body["password_tokens_30_days"], 3);
+}

@@ -461,3 +461,41 @@ fn granted_admin_token_sets_the_first_token() {
     assert!(!std::fs::read_to_string(&out).unwrap().contains(token));
     assert_eq!(admin_get(&served.base, token), 200);
 }
+
+#[test]
+fn granted_report_sunset_prints_a_table_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("g.db");
+    import(&db);
+    let table = Command::new(GRANTED)
+        .args(["report", "sunset", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(
+        table.status.success(),
+        "{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+    let text = String::from_utf8(table.stdout).unwrap();
+    let reports_acme = text
+        .lines()
+        .find(|l| l.starts_with("reports ") && l.contains(" acme "))
+        .unwrap_or_else(|| panic!("a row for reports in acme:\n{text}"));
+    assert!(
+        reports_acme.contains("kept") && reports_acme.contains("LOSES it"),
+        "{reports_acme}"
+    );
+    assert!(
+        text.contains("password-grant tokens: 0 in the last 7 days"),
+        "{text}"
+    );
+    let json = Command::new(GRANTED)
+        .args(["report", "sunset", "--json", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(json.status.success());
+    let report: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["apps"].as_array().map(Vec::len), Some(3));
+}

@@ -186,11 +186,7 @@ impl Store {
                 .to_string();
                 let (seq, prev) = audit_head(&tx)?;
                 let sha = audit_hash(&prev, &entry);
-                tx.execute(
-                    "INSERT INTO audit (seq, at, kind, entry, prev_sha256, sha256)
-                     VALUES (?1, ?2, 'admin', ?3, ?4, ?5)",
-                    params![seq + 1, audit.now.to_rfc3339(), entry, prev, sha],
-                )?;
+                super::audit::insert(&tx, seq + 1, audit.now, "admin", &entry, &prev, &sha)?;
                 tx.commit()?;
                 Ok(out)
             }

@@ -16,7 +16,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 mod admin;
+mod audit;
 pub use admin::{AdminAudit, AdminTx, Change, ChangeRecord, EditContext};
+pub use audit::{AuditFilter, AuditRow, UseCount};
 
 /// The schema, one step per version; a database is brought to the last one at open.
 const MIGRATIONS: &[&str] = &[
@@ -106,6 +108,16 @@ const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL,
         retired_at TEXT
     );",
+    // 4: what the audit log is searched by, copied out of each entry's JSON when it is written
+    // (the chain covers the JSON; these are an index), and the anchor that retention leaves: the
+    // hash of the last entry it removed, where the remaining chain starts.
+    "ALTER TABLE audit ADD COLUMN tenant TEXT;
+    ALTER TABLE audit ADD COLUMN app_id TEXT;
+    ALTER TABLE audit ADD COLUMN grant_type TEXT;
+    ALTER TABLE audit ADD COLUMN decision TEXT;
+    CREATE INDEX audit_tenant ON audit (tenant, seq);
+    CREATE INDEX audit_app ON audit (app_id, seq);
+    CREATE TABLE audit_anchor (seq INTEGER NOT NULL, sha256 TEXT NOT NULL);",
 ];
 
 /// The `prev_sha256` of the first audit entry.
@@ -272,6 +284,9 @@ impl Store {
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.execute_batch(sql)
                 .with_context(|| format!("migration {}", i + 1))?;
+            if i + 1 == 4 {
+                audit::backfill_columns(&tx).context("migration 4")?;
+            }
             tx.execute(
                 "INSERT INTO schema_version (version) VALUES (?1)",
                 [i as i64 + 1],
@@ -454,11 +469,8 @@ impl Store {
                 Ok(None) => match &job.audit {
                     Some((kind, entry)) => {
                         let sha = audit_hash(&prev, entry);
-                        let written = tx.execute(
-                            "INSERT INTO audit (seq, at, kind, entry, prev_sha256, sha256)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                            params![seq + 1, job.now.to_rfc3339(), kind, entry, prev, sha],
-                        );
+                        let written =
+                            audit::insert(&tx, seq + 1, job.now, kind, entry, &prev, &sha);
                         match written {
                             Ok(_) => {
                                 seq += 1;
@@ -507,9 +519,13 @@ impl Store {
                 r.get::<_, String>(3)?,
             ))
         })?;
-        let mut prev = AUDIT_GENESIS.to_string();
+        // After retention removed old entries, the chain starts at the anchor it left.
+        let (first, mut prev) = match audit::anchor(&conn)? {
+            Some((seq, sha)) => (seq + 1, sha),
+            None => (1, AUDIT_GENESIS.to_string()),
+        };
         let mut count = 0;
-        for (expected_seq, row) in (1..).zip(rows) {
+        for (expected_seq, row) in (first..).zip(rows) {
             let (seq, entry, prev_sha, sha) = row?;
             count += 1;
             let broken = |why: String| Ok((count, Some(AuditBreak { seq, why })));
@@ -734,16 +750,20 @@ impl Writer<'_> {
     }
 }
 
-/// The last audit entry's `seq` and hash (0 and the genesis hash when there is none).
+/// The last audit entry's `seq` and hash; when there is none, the anchor retention left, or 0
+/// and the genesis hash.
 fn audit_head(conn: &Connection) -> Result<(i64, String)> {
-    Ok(conn
+    let last = conn
         .query_row(
             "SELECT seq, sha256 FROM audit ORDER BY seq DESC LIMIT 1",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
-        .optional()?
-        .unwrap_or((0, AUDIT_GENESIS.to_string())))
+        .optional()?;
+    match last {
+        Some(last) => Ok(last),
+        None => Ok(audit::anchor(conn)?.unwrap_or((0, AUDIT_GENESIS.to_string()))),
+    }
 }
 
 /// Applies effects; a [`Race`] when a refresh token to consume was no longer active, or when a
