@@ -255,6 +255,7 @@ async fn authenticate(
         .blocked(ADMIN_BUCKET, source, &server.settings)
     {
         let seconds = wait.as_secs().max(1);
+        server.metrics.throttled();
         let mut err = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_attempts",

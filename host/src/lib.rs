@@ -4,6 +4,7 @@ pub mod admin;
 pub mod config;
 pub mod guest;
 pub mod http_vectors;
+pub mod metrics;
 pub mod preview;
 pub mod runtime;
 pub mod server;

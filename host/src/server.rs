@@ -91,6 +91,7 @@ pub struct Server {
     decisions: std::sync::Mutex<Vec<Value>>,
     pub(crate) throttle: Throttle,
     committer: Committer,
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 impl Server {
@@ -115,6 +116,7 @@ impl Server {
             decisions: std::sync::Mutex::new(Vec::new()),
             throttle: Throttle::default(),
             committer,
+            metrics: crate::metrics::Metrics::default(),
         }))
     }
 
@@ -147,6 +149,17 @@ impl Server {
     /// The decisions recorded so far (with `record_decisions`), oldest first; emptied.
     pub fn take_decisions(&self) -> Vec<Value> {
         std::mem::take(&mut *self.decisions.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Counts a failure in the metrics and answers it.
+    fn failed(&self, failure: &Failure) -> Response {
+        match failure {
+            Failure::Guest(e) => self.metrics.module_failure(e.code()),
+            Failure::Module(_) => self.metrics.module_failure("policy_refused_host_input"),
+            Failure::LoginQueueFull => self.metrics.login_queue_full(),
+            Failure::Store(_) => {}
+        }
+        failure.response()
     }
 
     /// The policy module's SHA-256.
@@ -202,9 +215,63 @@ pub fn router(server: Arc<Server>) -> Router {
             "/.well-known/oauth-authorization-server/tenants/{tenant}",
             get(metadata),
         )
+        .route("/metrics", get(metrics))
         .nest("/admin/api/v1", crate::admin::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(server.clone(), timed))
         .with_state(server)
+}
+
+/// Times every request for the latency histograms, by endpoint.
+async fn timed(
+    State(server): State<Arc<Server>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    let endpoint = if path.starts_with("/admin/api/") {
+        "admin"
+    } else if path.ends_with("/connect/token") {
+        "token"
+    } else if path.ends_with("/connect/revocation") {
+        "revocation"
+    } else if path.ends_with("/connect/introspect") {
+        "introspection"
+    } else if path.contains("/.well-known/") {
+        "metadata"
+    } else if path == "/healthz" {
+        "health"
+    } else if path == "/metrics" {
+        "metrics"
+    } else {
+        "other"
+    };
+    let started = Instant::now();
+    let response = next.run(request).await;
+    server.metrics.observe(endpoint, started.elapsed());
+    response
+}
+
+/// `GET /metrics`: the Prometheus text format.
+async fn metrics(State(server): State<Arc<Server>>) -> Response {
+    let store = server.store.clone();
+    let at = now(&server.settings);
+    let locked = tokio::task::spawn_blocking(move || store.users_locked(at))
+        .await
+        .ok()
+        .and_then(Result::ok);
+    let gauges = crate::metrics::Gauges {
+        kdf_waiting: server.kdf.waiting(),
+        kdf_queue_capacity: server.settings.login_queue.max(1),
+        kdf_threads: server.settings.kdf_threads.max(1),
+        users_locked: locked,
+    };
+    let mut response = server.metrics.render(&gauges).into_response();
+    response.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
 }
 
 async fn healthz(State(server): State<Arc<Server>>) -> Response {
@@ -358,7 +425,7 @@ async fn token(
         match decide(&server, &request, source).await {
             Ok(Some(response)) => return response,
             Ok(None) => continue,
-            Err(failure) => return failure.response(),
+            Err(failure) => return server.failed(&failure),
         }
     }
     unavailable("the request could not be decided; try again")
@@ -395,7 +462,7 @@ async fn manage(
     };
     match decide_manage(server, entry, request, source).await {
         Ok(response) => response,
-        Err(failure) => failure.response(),
+        Err(failure) => server.failed(&failure),
     }
 }
 
@@ -435,6 +502,7 @@ async fn decide_manage(
             Some("need_records") => {
                 let client_id = step["lookup"]["client_id"].as_str().unwrap_or_default();
                 if let Some(wait) = server.throttle.blocked(client_id, source, &server.settings) {
+                    server.metrics.throttled();
                     return Ok(throttled(wait));
                 }
                 let store = server.store.clone();
@@ -497,6 +565,7 @@ async fn decide(
             Some("need_records") => {
                 let client_id = step["lookup"]["client_id"].as_str().unwrap_or_default();
                 if let Some(wait) = server.throttle.blocked(client_id, source, &server.settings) {
+                    server.metrics.throttled();
                     return Ok(Some(throttled(wait)));
                 }
                 let store = server.store.clone();
@@ -597,6 +666,13 @@ async fn finish(
         Applied::RefreshRace | Applied::LockRace => return Ok(None),
         Applied::Failed(e) => return Err(Failure::Store(anyhow::anyhow!(e))),
     }
+    server.metrics.decision(
+        kind,
+        audit["grant_type"].as_str().unwrap_or(""),
+        audit["decision"].as_str().unwrap_or(""),
+        audit["reason"].as_str().unwrap_or(""),
+        audit["cause"].as_str().unwrap_or(""),
+    );
     if server.settings.record_decisions {
         server
             .decisions
@@ -732,6 +808,11 @@ impl KdfPool {
                 });
         }
         KdfPool { jobs }
+    }
+
+    /// Password requests waiting for a thread.
+    fn waiting(&self) -> usize {
+        self.jobs.max_capacity() - self.jobs.capacity()
     }
 
     async fn run(&self, params: Value, password: String) -> Result<Vec<u8>, Failure> {

@@ -879,3 +879,78 @@ fn the_sunset_report_says_who_still_uses_the_password_grant_and_what_updating_ta
     assert_eq!(app("sync")["status"], "never");
     assert_eq!(report.body["password_tokens_30_days"], 3);
 }
+
+#[test]
+fn metrics_count_decisions_latency_the_kdf_queue_and_lockouts() {
+    let running = start();
+    running.token("acme", ("crm-1", "crm-1-secret"), ALICE);
+    running.token("acme", ("crm-1", "crm-1-secret"), ALICE);
+    running.token("globex", ("reports-2", "reports-2-secret"), BOB);
+    for _ in 0..5 {
+        running.token(
+            "acme",
+            ("crm-1", "crm-1-secret"),
+            "grant_type=password&username=alice&password=nope",
+        );
+    }
+    let mut response = common::agent()
+        .get(format!("{}/metrics", running.base))
+        .call()
+        .expect("metrics");
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let text = response.body_mut().read_to_string().expect("text");
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+            .parse()
+            .expect("a number")
+    };
+    assert_eq!(
+        value(
+            r#"granted_token_decisions_total{kind="token",grant_type="password",decision="granted",reason="issued",cause="issued"}"#
+        ),
+        2.0
+    );
+    let denied: f64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("granted_token_decisions_total{") && l.contains(r#"decision="denied""#)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(denied, 6.0, "{text}");
+    assert_eq!(
+        value(r#"granted_request_duration_seconds_count{endpoint="token"}"#),
+        8.0
+    );
+    assert_eq!(
+        value(r#"granted_request_duration_seconds_bucket{endpoint="token",le="+Inf"}"#),
+        8.0
+    );
+    assert_eq!(value("granted_kdf_queue_depth"), 0.0);
+    assert!(value("granted_kdf_queue_capacity") >= 1.0);
+    assert_eq!(
+        value("granted_users_locked"),
+        1.0,
+        "alice is locked after five failures"
+    );
+    assert_eq!(value("granted_throttled_total"), 0.0);
+    // No tenant, client or user name is a label.
+    for name in ["acme", "globex", "alice", "bob", "crm-1"] {
+        assert!(!text.contains(name), "{name} in the metrics");
+    }
+}

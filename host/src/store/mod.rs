@@ -435,6 +435,15 @@ impl Store {
         locked_until(&conn, tenant, username)
     }
 
+    /// Users (and unknown names) whose lock has not ended at `now`.
+    pub fn users_locked(&self, now: Timestamp) -> Result<i64> {
+        Ok(lock(&self.conn).query_row(
+            "SELECT COUNT(*) FROM login_failures WHERE locked_until > ?1",
+            [now.to_rfc3339()],
+            |r| r.get(0),
+        )?)
+    }
+
     // --- effects ---------------------------------------------------------------------------
 
     /// Applies a decision's effects in one transaction (see [`Store::apply_batch`]).
