@@ -35,6 +35,7 @@ pub fn routes() -> Router<Arc<Server>> {
     Router::new()
         .route("/apps", get(list_apps).post(create_app))
         .route("/apps/{app_id}", get(get_app))
+        .route("/previews/create", post(preview_create))
         .route("/apps/{app_id}/revisions", post(append_revision))
         .route("/apps/{app_id}/preview", post(preview_edit))
         .route(
@@ -343,8 +344,8 @@ fn body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> Result<T, Ap
     Ok(value)
 }
 
-/// A name in the API (tenant, app id, `client_id`, username): 1 to 128 characters, no control
-/// characters, no surrounding spaces.
+/// A username: 1 to 128 characters, no control characters, no surrounding spaces. (App ids,
+/// `client_id`s and scopes are the module's to judge: `invalid_revision`.)
 fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()
         && name.chars().count() <= 128
@@ -688,6 +689,54 @@ fn revision_of(preview: &Value) -> Result<Revision, ApiError> {
     })
 }
 
+/// The module's input for previewing `create`, read in the change's transaction.
+fn create_input(
+    server: &Server,
+    tx: &AdminTx<'_>,
+    create: &CreateApp,
+    at: Timestamp,
+) -> anyhow::Result<Value> {
+    let existing = tx.app(&create.app_id)?;
+    let mut input = json!({
+        "state": {
+            "apps": existing.iter().collect::<Vec<_>>(),
+            "tenants": [],
+            "client_ids_in_use": tx.client_ids_in_use(None)?,
+        },
+        "now": at,
+        "create": {
+            "app_id": create.app_id,
+            "client_id": create.client_id,
+            "grant_type": create.grant_type,
+            "scopes": create.scopes,
+        },
+    });
+    if let Some(s) = sunset(server) {
+        input["sunset"] = json!(s);
+    }
+    Ok(input)
+}
+
+async fn preview_create(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult {
+    let admin = authenticate(&server, peer, &headers).await?;
+    let create: CreateApp = body(&headers, &bytes)?;
+    blocking(move || {
+        let at = admin.audit.now;
+        change(&admin, |tx| {
+            let input = create_input(&admin.server, tx, &create, at)?;
+            let answer = module(&admin.server, "preview", &input)
+                .map(|preview| json_response(StatusCode::OK, json!({ "preview": preview })));
+            Ok(Change::Refused(answer))
+        })
+    })
+    .await
+}
+
 async fn create_app(
     State(server): State<Arc<Server>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -696,30 +745,11 @@ async fn create_app(
 ) -> ApiResult {
     let admin = authenticate(&server, peer, &headers).await?;
     let create: CreateApp = body(&headers, &bytes)?;
-    check_name("app_id", &create.app_id)?;
-    check_name("client_id", &create.client_id)?;
     blocking(move || {
         let at = admin.audit.now;
         let secret = new_secret(&admin.server)?;
         change(&admin, |tx| {
-            let existing = tx.app(&create.app_id)?;
-            let mut input = json!({
-                "state": {
-                    "apps": existing.iter().collect::<Vec<_>>(),
-                    "tenants": [],
-                    "client_ids_in_use": tx.client_ids_in_use(None)?,
-                },
-                "now": at,
-                "create": {
-                    "app_id": create.app_id,
-                    "client_id": create.client_id,
-                    "grant_type": create.grant_type,
-                    "scopes": create.scopes,
-                },
-            });
-            if let Some(s) = sunset(&admin.server) {
-                input["sunset"] = json!(s);
-            }
+            let input = create_input(&admin.server, tx, &create, at)?;
             let preview = match module(&admin.server, "preview", &input) {
                 Ok(p) => p,
                 Err(e) => return Ok(Change::Refused(Err(e))),
@@ -779,9 +809,6 @@ async fn preview_edit(
 ) -> ApiResult {
     let admin = authenticate(&server, peer, &headers).await?;
     let edit: EditApp = body(&headers, &bytes)?;
-    if let Some(c) = &edit.client_id {
-        check_name("client_id", c)?;
-    }
     blocking(move || {
         let at = admin.audit.now;
         change(&admin, |tx| {
@@ -812,9 +839,6 @@ async fn append_revision(
 ) -> ApiResult {
     let admin = authenticate(&server, peer, &headers).await?;
     let edit: EditApp = body(&headers, &bytes)?;
-    if let Some(c) = &edit.client_id {
-        check_name("client_id", c)?;
-    }
     let Some(based_on) = if_match(&headers)? else {
         return Err(ApiError::new(
             StatusCode::PRECONDITION_REQUIRED,

@@ -1,8 +1,12 @@
-//! `granted vectors --http DIR`: every token vector over real HTTP. For each one, a fresh
-//! temporary database file loaded with its `state`, a server started in-process with the vector's
-//! `now` as its clock, the request sent byte for byte as the vector gives it over loopback, and
-//! the answer (status, error, scope, refresh token, cache headers) and the recorded audit reason
-//! and effects compared with `expect`, by the same checks as the in-module runners.
+//! `granted vectors --http DIR`: every vector over real HTTP. For each one, a fresh temporary
+//! database file loaded with its `state` and a server started in-process with the vector's `now`
+//! as its clock. A token vector's request is sent byte for byte as the vector gives it over
+//! loopback, and the answer (status, error, scope, refresh token, cache headers) and the recorded
+//! audit reason and effects are compared with `expect`, by the same checks as the in-module
+//! runners. An `edit` or `create` vector goes through the admin API: its preview is compared with
+//! `expect` like the module's, then it is saved, and an accepted one must be stored under that
+//! same preview (201, one more revision), a rejected one refused with its reason (422, or 409 for
+//! an existing app) with nothing stored.
 
 use crate::guest::Guest;
 use crate::server::{self, Server, ServerSettings};
@@ -17,14 +21,14 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Vectors passed, failed and skipped (no token request: previews have no HTTP face yet).
+/// Vectors passed, failed and skipped.
 #[derive(Debug, Default)]
 pub struct HttpSummary {
     /// Passed.
     pub passed: usize,
     /// Failed.
     pub failed: usize,
-    /// Not token vectors.
+    /// Neither a token request nor an edit or creation.
     pub skipped: usize,
 }
 
@@ -54,12 +58,16 @@ pub fn run_dir(guest: Arc<Guest>, dir: &Path, out: &mut dyn Write) -> Result<Htt
                 continue;
             }
         };
-        if vector.token_request.is_none() {
+        let outcome = if vector.token_request.is_some() {
+            run_one(&runtime, guest.clone(), &vector)
+        } else if vector.edit.is_some() || vector.create.is_some() {
+            run_edit(&runtime, guest.clone(), &vector)
+        } else {
             summary.skipped += 1;
-            writeln!(out, "skip {name}: not a token request")?;
+            writeln!(out, "skip {name}: no token request, edit or create")?;
             continue;
-        }
-        match run_one(&runtime, guest.clone(), &vector) {
+        };
+        match outcome {
             Ok(mismatches) if mismatches.is_empty() => {
                 summary.passed += 1;
                 writeln!(out, "ok   {name}")?;
@@ -74,11 +82,15 @@ pub fn run_dir(guest: Arc<Guest>, dir: &Path, out: &mut dyn Write) -> Result<Htt
             }
         }
     }
-    writeln!(
-        out,
-        "{} passed, {} failed ({} skipped: not token requests)",
-        summary.passed, summary.failed, summary.skipped
-    )?;
+    if summary.skipped > 0 {
+        writeln!(
+            out,
+            "{} passed, {} failed ({} skipped)",
+            summary.passed, summary.failed, summary.skipped
+        )?;
+    } else {
+        writeln!(out, "{} passed, {} failed", summary.passed, summary.failed)?;
+    }
     Ok(summary)
 }
 
@@ -93,15 +105,23 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-fn run_one(
+/// A server for one vector: its state in a fresh database file, its `now` as the clock.
+struct VectorServer {
+    server: Arc<Server>,
+    addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<Result<()>>,
+    _cleanup: RemoveOnDrop,
+}
+
+/// The admin token of the servers `granted vectors --http` starts.
+const ADMIN_TOKEN: &str = "granted-vectors-admin-token-0123456789abcdef";
+
+fn start(
     runtime: &tokio::runtime::Runtime,
     guest: Arc<Guest>,
     vector: &Vector,
-) -> Result<Vec<String>> {
-    let spec = vector
-        .token_request
-        .as_ref()
-        .ok_or_else(|| anyhow!("not a token vector"))?;
+) -> Result<VectorServer> {
     let now = Timestamp::parse(&vector.now).ok_or_else(|| anyhow!("bad `now`"))?;
     let sunset = match &vector.sunset {
         Some(s) => Some(Timestamp::parse(s).ok_or_else(|| anyhow!("bad `sunset`"))?),
@@ -121,8 +141,10 @@ fn run_one(
         NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     std::fs::create_dir_all(&dir)?;
-    let _cleanup = RemoveOnDrop(dir.clone());
-    let server = Server::new(guest, Store::open(&dir.join("granted.db"))?, settings)?;
+    let cleanup = RemoveOnDrop(dir.clone());
+    let store = Store::open(&dir.join("granted.db"))?;
+    crate::admin::ensure_admin_token(&store, now, Some(ADMIN_TOKEN))?;
+    let server = Server::new(guest, store, settings)?;
     let state = crate::state::parse(&serde_json::to_string(&vector.state)?)
         .context("the vector's state does not import")?;
     server.import(&state)?;
@@ -132,10 +154,36 @@ fn run_one(
     let serving = runtime.spawn(server::serve(server.clone(), listener, async move {
         let _ = stopped.await;
     }));
+    Ok(VectorServer {
+        server,
+        addr,
+        stop,
+        serving,
+        _cleanup: cleanup,
+    })
+}
+
+impl VectorServer {
+    fn stop(self, runtime: &tokio::runtime::Runtime) -> Arc<Server> {
+        let _ = self.stop.send(());
+        let _ = runtime.block_on(self.serving);
+        self.server
+    }
+}
+
+fn run_one(
+    runtime: &tokio::runtime::Runtime,
+    guest: Arc<Guest>,
+    vector: &Vector,
+) -> Result<Vec<String>> {
+    let spec = vector
+        .token_request
+        .as_ref()
+        .ok_or_else(|| anyhow!("not a token vector"))?;
+    let running = start(runtime, guest, vector)?;
     let request = granted_vectors::driver::http_request(spec)?;
-    let answer = send(addr, &request);
-    let _ = stop.send(());
-    let _ = runtime.block_on(serving);
+    let answer = send(running.addr, &request);
+    let server = running.stop(runtime);
     let (status, headers, body) = answer?;
     let decisions = server.take_decisions();
     let decision = match decisions.as_slice() {
@@ -155,6 +203,142 @@ fn run_one(
     Ok(mismatches)
 }
 
+/// Status, headers and JSON body of an admin API answer.
+type JsonAnswer = (u16, Vec<(String, String)>, Value);
+
+/// An admin API call: status, headers, body as JSON.
+fn admin(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    extra: &[(&str, String)],
+    body: Option<&Value>,
+) -> Result<JsonAnswer> {
+    let mut headers = vec![("Authorization".to_string(), format!("Bearer {ADMIN_TOKEN}"))];
+    if body.is_some() {
+        headers.push(("Content-Type".into(), "application/json".into()));
+    }
+    headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    let (status, headers, text) = http(
+        addr,
+        method,
+        &format!("/admin/api/v1{path}"),
+        &headers,
+        &bytes,
+    )?;
+    let value = serde_json::from_str(&text)
+        .with_context(|| format!("{method} {path} answered {status} with no JSON: {text}"))?;
+    Ok((status, headers, value))
+}
+
+/// An `edit` or `create` vector through the admin API: preview, then save.
+fn run_edit(
+    runtime: &tokio::runtime::Runtime,
+    guest: Arc<Guest>,
+    vector: &Vector,
+) -> Result<Vec<String>> {
+    let running = start(runtime, guest, vector)?;
+    let outcome = edit_over_http(running.addr, vector);
+    running.stop(runtime);
+    outcome
+}
+
+fn edit_over_http(addr: std::net::SocketAddr, vector: &Vector) -> Result<Vec<String>> {
+    let mut mismatches = Vec::new();
+    // What the API takes: the proposal without the secret (the server makes secrets).
+    let (proposal, app_id) = match (&vector.edit, &vector.create) {
+        (Some(p), None) | (None, Some(p)) => {
+            let mut body = p.clone();
+            let app_id = body["app_id"].as_str().unwrap_or_default().to_string();
+            if let Some(map) = body.as_object_mut() {
+                map.remove("secret");
+                if vector.edit.is_some() {
+                    map.remove("app_id");
+                }
+            }
+            (body, app_id)
+        }
+        _ => bail!("neither `edit` nor `create`"),
+    };
+    let segment = url_segment(&app_id);
+    let before = admin(addr, "GET", &format!("/apps/{segment}"), &[], None)?;
+    let (preview_path, save_path) = if vector.edit.is_some() {
+        (
+            format!("/apps/{segment}/preview"),
+            format!("/apps/{segment}/revisions"),
+        )
+    } else {
+        ("/previews/create".to_string(), "/apps".to_string())
+    };
+    let (status, _, answer) = admin(addr, "POST", &preview_path, &[], Some(&proposal))?;
+    if status != 200 {
+        mismatches.push(format!("preview: status {status}: {answer}"));
+        return Ok(mismatches);
+    }
+    let preview = &answer["preview"];
+    granted_vectors::driver::check_preview(&vector.expect, preview, &mut mismatches);
+
+    let mut extra = Vec::new();
+    if vector.edit.is_some() {
+        let etag = before
+            .1
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("etag"))
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| anyhow!("GET /apps/{app_id} has no ETag ({})", before.0))?;
+        extra.push(("If-Match", etag));
+    }
+    let (status, _, saved) = admin(addr, "POST", &save_path, &extra, Some(&proposal))?;
+    let after = admin(addr, "GET", &format!("/apps/{segment}"), &[], None)?;
+    let revisions = |answer: &Value| answer["revisions"].as_array().map(Vec::len).unwrap_or(0);
+    if preview["accepted"] == true {
+        if status != 201 {
+            mismatches.push(format!("save: status {status}, expected 201: {saved}"));
+        }
+        if saved["preview"] != *preview {
+            mismatches.push("save: stored under another preview than the one shown".into());
+        }
+        if revisions(&after.2) != revisions(&before.2) + 1 {
+            mismatches.push(format!(
+                "save: {} revisions before, {} after",
+                revisions(&before.2),
+                revisions(&after.2)
+            ));
+        }
+    } else {
+        let wanted = if preview["reason"] == "app_id_taken" {
+            409
+        } else {
+            422
+        };
+        if status != wanted {
+            mismatches.push(format!("save: status {status}, expected {wanted}: {saved}"));
+        }
+        if saved["reason"] != preview["reason"] {
+            mismatches.push(format!(
+                "save: reason {} differs from the preview's {}",
+                saved["reason"], preview["reason"]
+            ));
+        }
+        if after.0 != before.0 || revisions(&after.2) != revisions(&before.2) {
+            mismatches.push("save: a rejected change changed the app".into());
+        }
+    }
+    Ok(mismatches)
+}
+
+fn url_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Sends the raw request over a plain socket, as given (method, repeated headers and all), and
 /// reads the whole answer: status, headers, body.
 /// Status, headers and body of an HTTP answer.
@@ -164,27 +348,37 @@ fn send(addr: std::net::SocketAddr, request: &Value) -> Result<Answer> {
     let method = request["method"].as_str().unwrap_or("POST");
     let tenant = request["tenant"].as_str().unwrap_or_default();
     let body = STANDARD.decode(request["body_base64"].as_str().unwrap_or_default())?;
-    let path: String = tenant
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
+    let headers: Vec<(String, String)> = request["headers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| Some((h[0].as_str()?.to_string(), h[1].as_str()?.to_string())))
         .collect();
-    let mut head = format!("{method} /tenants/{path}/connect/token HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for header in request["headers"].as_array().into_iter().flatten() {
-        let (Some(name), Some(value)) = (header[0].as_str(), header[1].as_str()) else {
-            continue;
-        };
+    let path = format!("/tenants/{}/connect/token", url_segment(tenant));
+    http(addr, method, &path, &headers, &body)
+}
+
+/// One HTTP/1.1 exchange on a plain socket: the headers as given (repeated ones and all), then
+/// the whole answer.
+fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<Answer> {
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
     let mut stream = std::net::TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
     stream.write_all(head.as_bytes())?;
-    stream.write_all(&body)?;
+    stream.write_all(body)?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     let split = raw

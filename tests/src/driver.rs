@@ -451,7 +451,8 @@ pub fn check_token(expect: &Expect, step: &Value, out: &mut Vec<String>) -> Resu
     Ok(())
 }
 
-fn check_preview(expect: &Expect, preview: &Value, out: &mut Vec<String>) {
+/// Compares a preview with what a vector expects; each difference is pushed to `out`.
+pub fn check_preview(expect: &Expect, preview: &Value, out: &mut Vec<String>) {
     check(
         "accepted",
         &expect.accepted,

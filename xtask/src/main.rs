@@ -166,7 +166,7 @@ fn test() -> Result<()> {
                 .arg(dir),
         )?;
     }
-    step("granted vectors --http: every token vector over real HTTP against granted serve");
+    step("granted vectors --http: every vector over real HTTP (token endpoint, admin API)");
     run_cmd(
         cargo()
             .args([
