@@ -67,7 +67,9 @@ pub fn routes() -> Router<Arc<Server>> {
             post(unlock_user),
         )
         .route("/audit", get(audit_log))
+        .route("/openapi.json", get(openapi_document))
         .route("/reports/sunset", get(sunset_report_route))
+        .layer(axum::middleware::map_response(json_errors))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -78,6 +80,43 @@ pub fn routes() -> Router<Arc<Server>> {
 }
 
 // --- errors ------------------------------------------------------------------------------------
+
+/// Every error answer of the admin API is JSON, also axum's own (a path that does not decode, a
+/// body over the limit, a method the route lacks).
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let json = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let code = match status.as_u16() {
+        404 => "not_found",
+        405 => "method_not_allowed",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        400..=499 => "invalid_request",
+        _ => "unavailable",
+    };
+    let allow = response.headers().get("allow").cloned();
+    let bytes = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    let message = String::from_utf8_lossy(&bytes).trim().to_string();
+    let message = if message.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        message
+    };
+    let mut answer = ApiError::new(status, code, message).into_response();
+    if let Some(allow) = allow {
+        answer.headers_mut().insert("allow", allow);
+    }
+    answer
+}
 
 /// An error answer: status, stable code, a sentence, and more fields where useful.
 #[derive(Debug)]
@@ -511,7 +550,19 @@ fn installs_by_app(tenants: &[TenantRecord]) -> HashMap<String, Vec<(String, u32
     map
 }
 
-async fn list_apps(
+#[utoipa::path(
+    get,
+    path = "/apps",
+    tag = "apps",
+    responses(
+        (status = 200, description = "Every app with its password-grant status", body = crate::openapi::AppList),
+        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn list_apps(
     State(server): State<Arc<Server>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -597,7 +648,23 @@ fn app_view(
     }))
 }
 
-async fn get_app(
+#[utoipa::path(
+    get,
+    path = "/apps/{app_id}",
+    tag = "apps",
+    params(
+        ("app_id" = String, Path, description = "The app id")
+    ),
+    responses(
+        (status = 200, description = "The app, its history and installs", body = crate::openapi::AppView, headers(("etag" = String, description = "The latest revision, for `If-Match`"))),
+        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn get_app(
     State(server): State<Arc<Server>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(app_id): Path<String>,
@@ -622,22 +689,24 @@ async fn get_app(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateApp {
+pub(crate) struct CreateApp {
     app_id: String,
     client_id: String,
+    #[schema(value_type = crate::openapi::GrantTypeName)]
     grant_type: GrantType,
     #[serde(default)]
     scopes: Vec<String>,
 }
 
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EditApp {
+pub(crate) struct EditApp {
     #[serde(default)]
     client_id: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::GrantTypeName>)]
     grant_type: Option<GrantType>,
     #[serde(default)]
     scopes: Option<Vec<String>>,
@@ -717,7 +786,23 @@ fn create_input(
     Ok(input)
 }
 
-async fn preview_create(
+#[utoipa::path(
+    post,
+    path = "/previews/create",
+    tag = "apps",
+    request_body = CreateApp,
+    responses(
+        (status = 200, description = "The module's preview of a new app; nothing stored", body = crate::openapi::PreviewAnswer),
+        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Not a JSON body", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Refused: the message says why", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn preview_create(
     State(server): State<Arc<Server>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -737,7 +822,24 @@ async fn preview_create(
     .await
 }
 
-async fn create_app(
+#[utoipa::path(
+    post,
+    path = "/apps",
+    tag = "apps",
+    request_body = CreateApp,
+    responses(
+        (status = 201, description = "Created; the client secret is shown only here", body = crate::openapi::Saved, headers(("etag" = String, description = "The latest revision"))),
+        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
+        (status = 409, description = "A conflict", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Not a JSON body", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Refused: the message says why", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn create_app(
     State(server): State<Arc<Server>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -800,7 +902,27 @@ async fn create_app(
     .await
 }
 
-async fn preview_edit(
+#[utoipa::path(
+    post,
+    path = "/apps/{app_id}/preview",
+    tag = "apps",
+    params(
+        ("app_id" = String, Path, description = "The app id")
+    ),
+    request_body = EditApp,
+    responses(
+        (status = 200, description = "The module's preview; nothing stored", body = crate::openapi::PreviewAnswer, headers(("etag" = String, description = "The revision the preview is based on"))),
+        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Not a JSON body", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Refused: the message says why", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn preview_edit(
     State(server): State<Arc<Server>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(app_id): Path<String>,
@@ -830,7 +952,30 @@ async fn preview_edit(
     .await
 }
 
-async fn append_revision(
+#[utoipa::path(
+    post,
+    path = "/apps/{app_id}/revisions",
+    tag = "apps",
+    params(
+        ("app_id" = String, Path, description = "The app id"),
+        ("If-Match" = String, Header, description = "The revision the edit is based on, as the app's `ETag` gives it")
+    ),
+    request_body = EditApp,
+    responses(
+        (status = 201, description = "Saved under the preview shown", body = crate::openapi::Saved, headers(("etag" = String, description = "The new latest revision"))),
+        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
+        (status = 409, description = "A conflict", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Not a JSON body", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Refused: the message says why", body = crate::openapi::ErrorBody),
+        (status = 428, description = "`If-Match` is missing", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn append_revision(
     State(server): State<Arc<Server>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(app_id): Path<String>,
@@ -899,7 +1044,24 @@ async fn append_revision(
     .await
 }
 
-async fn rotate_client_secret(
+#[utoipa::path(
+    post,
+    path = "/apps/{app_id}/clients/{client_id}/secret",
+    tag = "apps",
+    params(
+        ("app_id" = String, Path, description = "The app id"),
+        ("client_id" = String, Path, description = "The client id")
+    ),
+    responses(
+        (status = 200, description = "A new secret, shown only here; the old one stops working", body = crate::openapi::RotatedSecret),
+        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn rotate_client_secret(
     State(server): State<Arc<Server>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((app_id, client_id)): Path<(String, String)>,
@@ -975,7 +1137,19 @@ fn all_apps(server: &Server) -> Result<HashMap<String, App>, ApiError> {
         .collect())
 }
 
-async fn list_tenants(
+#[utoipa::path(
+    get,
+    path = "/tenants",
+    tag = "tenants",
+    responses(
+        (status = 200, description = "Every tenant with its installs", body = crate::openapi::TenantList),
+        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn list_tenants(
     State(server): State<Arc<Server>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -997,7 +1171,23 @@ async fn list_tenants(
     .await
 }
 
-async fn get_tenant(
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}",
+    tag = "tenants",
+    params(
+        ("tenant" = String, Path, description = "The tenant")
+    ),
+    responses(
+        (status = 200, description = "The tenant with its installs", body = crate::openapi::TenantView),
+        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn get_tenant(
     State(server): State<Arc<Server>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(tenant): Path<String>,
@@ -1022,17 +1212,36 @@ async fn get_tenant(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateTenant {
+pub(crate) struct CreateTenant {
+    #[schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     tenant: String,
     #[serde(default)]
     sso_required: bool,
     #[serde(default)]
+    #[schema(minimum = 1)]
     password_max_age_days: Option<u32>,
 }
 
-async fn create_tenant(
+#[utoipa::path(
+    post,
+    path = "/tenants",
+    tag = "tenants",
+    request_body = CreateTenant,
+    responses(
+        (status = 201, description = "Created", body = crate::openapi::TenantView),
+        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
+        (status = 409, description = "A conflict", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Not a JSON body", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Refused: the message says why", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn create_tenant(
     State(server): State<Arc<Server>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -1082,9 +1291,9 @@ async fn create_tenant(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct InstallApp {
+pub(crate) struct InstallApp {
     app_id: String,
 }
 
@@ -1172,7 +1381,27 @@ fn pin_latest(
     })
 }
 
-async fn install(
+#[utoipa::path(
+    post,
+    path = "/tenants/{tenant}/installs",
+    tag = "tenants",
+    params(
+        ("tenant" = String, Path, description = "The tenant")
+    ),
+    request_body = InstallApp,
+    responses(
+        (status = 201, description = "Installed, pinned to the latest revision", body = crate::openapi::Pinned), (status = 200, description = "Installed again: the pin moved to the latest revision, or was there already", body = crate::openapi::Pinned),
+        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Not a JSON body", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Refused: the message says why", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn install(
     State(server): State<Arc<Server>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(tenant): Path<String>,
@@ -1184,7 +1413,24 @@ async fn install(
     blocking(move || pin_latest(&admin, &tenant, &install.app_id, false)).await
 }
 
-async fn update_install(
+#[utoipa::path(
+    post,
+    path = "/tenants/{tenant}/installs/{app_id}/update",
+    tag = "tenants",
+    params(
+        ("tenant" = String, Path, description = "The tenant"),
+        ("app_id" = String, Path, description = "The app id")
+    ),
+    responses(
+        (status = 200, description = "The pin is the latest revision; says whether the password grant was lost", body = crate::openapi::Pinned),
+        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn update_install(
     State(server): State<Arc<Server>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((tenant, app_id)): Path<(String, String)>,
@@ -1207,7 +1453,23 @@ fn user_view(user: &UserRecord) -> Value {
     })
 }
 
-async fn list_users(
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}/users",
+    tag = "users",
+    params(
+        ("tenant" = String, Path, description = "The tenant")
+    ),
+    responses(
+        (status = 200, description = "The tenant's users", body = crate::openapi::UserList),
+        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn list_users(
     State(server): State<Arc<Server>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(tenant): Path<String>,
@@ -1262,13 +1524,16 @@ fn hash(server: &Server, clear: &str) -> Result<String, ApiError> {
     .ok_or_else(|| ApiError::unavailable("password hashing", "no hash"))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateUser {
+pub(crate) struct CreateUser {
+    #[schema(min_length = 1, max_length = 128, pattern = r"^\S(.*\S)?$")]
     username: String,
     #[serde(default = "direct")]
+    #[schema(value_type = crate::openapi::SignInName)]
     sign_in: SignIn,
     #[serde(default)]
+    #[schema(min_length = 8, max_length = 1024)]
     password: Option<String>,
     #[serde(default)]
     disabled: bool,
@@ -1278,7 +1543,28 @@ fn direct() -> SignIn {
     SignIn::Direct
 }
 
-async fn create_user(
+#[utoipa::path(
+    post,
+    path = "/tenants/{tenant}/users",
+    tag = "users",
+    params(
+        ("tenant" = String, Path, description = "The tenant")
+    ),
+    request_body = CreateUser,
+    responses(
+        (status = 201, description = "Created", body = crate::openapi::UserView),
+        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
+        (status = 409, description = "A conflict", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Not a JSON body", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Refused: the message says why", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn create_user(
     State(server): State<Arc<Server>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(tenant): Path<String>,
@@ -1341,13 +1627,35 @@ async fn create_user(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SetPassword {
+pub(crate) struct SetPassword {
+    #[schema(min_length = 8, max_length = 1024)]
     password: String,
 }
 
-async fn set_password(
+#[utoipa::path(
+    put,
+    path = "/tenants/{tenant}/users/{username}/password",
+    tag = "users",
+    params(
+        ("tenant" = String, Path, description = "The tenant"),
+        ("username" = String, Path, description = "The username")
+    ),
+    request_body = SetPassword,
+    responses(
+        (status = 200, description = "Set", body = crate::openapi::UserView),
+        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Not a JSON body", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Refused: the message says why", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn set_password(
     State(server): State<Arc<Server>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((tenant, username)): Path<(String, String)>,
@@ -1435,7 +1743,24 @@ fn user_change(
     })
 }
 
-async fn disable_user(
+#[utoipa::path(
+    post,
+    path = "/tenants/{tenant}/users/{username}/disable",
+    tag = "users",
+    params(
+        ("tenant" = String, Path, description = "The tenant"),
+        ("username" = String, Path, description = "The username")
+    ),
+    responses(
+        (status = 200, description = "Disabled", body = crate::openapi::UserView),
+        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn disable_user(
     State(server): State<Arc<Server>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((tenant, username)): Path<(String, String)>,
@@ -1445,7 +1770,24 @@ async fn disable_user(
     blocking(move || user_change(&admin, &tenant, &username, "disable_user")).await
 }
 
-async fn enable_user(
+#[utoipa::path(
+    post,
+    path = "/tenants/{tenant}/users/{username}/enable",
+    tag = "users",
+    params(
+        ("tenant" = String, Path, description = "The tenant"),
+        ("username" = String, Path, description = "The username")
+    ),
+    responses(
+        (status = 200, description = "Enabled", body = crate::openapi::UserView),
+        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn enable_user(
     State(server): State<Arc<Server>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((tenant, username)): Path<(String, String)>,
@@ -1455,7 +1797,24 @@ async fn enable_user(
     blocking(move || user_change(&admin, &tenant, &username, "enable_user")).await
 }
 
-async fn unlock_user(
+#[utoipa::path(
+    post,
+    path = "/tenants/{tenant}/users/{username}/unlock",
+    tag = "users",
+    params(
+        ("tenant" = String, Path, description = "The tenant"),
+        ("username" = String, Path, description = "The username")
+    ),
+    responses(
+        (status = 200, description = "Failed logins forgotten, lock lifted", body = crate::openapi::UserView),
+        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn unlock_user(
     State(server): State<Arc<Server>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((tenant, username)): Path<(String, String)>,
@@ -1470,7 +1829,30 @@ async fn unlock_user(
 /// The most entries one page holds.
 pub const MAX_AUDIT_PAGE: usize = 1000;
 
-async fn audit_log(
+#[utoipa::path(
+    get,
+    path = "/audit",
+    tag = "audit",
+    params(
+        ("kind" = Option<String>, Query, description = "token, revocation, introspection or admin"),
+        ("tenant" = Option<String>, Query, description = "The tenant"),
+        ("app_id" = Option<String>, Query, description = "The app"),
+        ("grant_type" = Option<String>, Query, description = "The grant type"),
+        ("decision" = Option<String>, Query, description = "granted or denied"),
+        ("since" = Option<String>, Query, format = DateTime, description = "At or after (RFC 3339)"),
+        ("until" = Option<String>, Query, format = DateTime, description = "Before (RFC 3339)"),
+        ("cursor" = Option<i64>, Query, minimum = 1, description = "The previous page's `next_cursor`"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Entries per page (100)")
+    ),
+    responses(
+        (status = 200, description = "A page of the audit log, newest first", body = crate::openapi::AuditPage),
+        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn audit_log(
     State(server): State<Arc<Server>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(query): Query<Vec<(String, String)>>,
@@ -1625,7 +2007,19 @@ pub fn sunset_report(
     }))
 }
 
-async fn sunset_report_route(
+#[utoipa::path(
+    get,
+    path = "/reports/sunset",
+    tag = "reports",
+    responses(
+        (status = 200, description = "Who still depends on the password grant", body = crate::openapi::SunsetReport),
+        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+    )
+)]
+pub(crate) async fn sunset_report_route(
     State(server): State<Arc<Server>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -1643,4 +2037,13 @@ async fn sunset_report_route(
         Ok(json_response(StatusCode::OK, report))
     })
     .await
+}
+
+/// `GET /admin/api/v1/openapi.json`: the document, without authentication.
+async fn openapi_document() -> Response {
+    let mut response = crate::openapi::document().into_response();
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    response
 }

@@ -5,6 +5,7 @@ pub mod config;
 pub mod guest;
 pub mod http_vectors;
 pub mod metrics;
+pub mod openapi;
 pub mod preview;
 pub mod runtime;
 pub mod server;

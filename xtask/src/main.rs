@@ -1,4 +1,4 @@
-//! The one build driver: `cargo xtask wasm | test | demo | bench policy | fuzz`.
+//! The one build driver: `cargo xtask wasm | test [api] | demo | bench policy | fuzz`.
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -10,6 +10,7 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   wasm           build the policy module for wasm32 and write www/pkg/ (prints its SHA-256)
   test           install what is missing, build the module, run every test on every runtime
+  test api       only schemathesis against the admin API's OpenAPI document
   demo           build the module and the host, and preview a sample app edit
   bench policy   the policy's decision path and PBKDF2: native against wasm, in one run
   fuzz [SECS]    run the cargo-fuzz targets (not part of `test`)";
@@ -30,6 +31,7 @@ fn run() -> Result<()> {
     match args.as_slice() {
         ["wasm"] => wasm().map(|_| ()),
         ["test"] => test(),
+        ["test", "api"] => schemathesis(),
         ["demo"] => demo(),
         ["bench", "policy"] | ["bench"] => bench_policy(),
         ["fuzz"] => fuzz(60),
@@ -181,6 +183,9 @@ fn test() -> Result<()> {
             .args(&dirs),
     )?;
 
+    step("schemathesis: the admin API against its OpenAPI document, on a running granted serve");
+    schemathesis()?;
+
     step("node --test: every vector through the _bg.wasm under Node (wasm-bindgen API)");
     check_node()?;
     run_cmd(
@@ -197,6 +202,103 @@ fn test() -> Result<()> {
     )?;
     println!("\nall tests passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// The venv with schemathesis at the versions of `tests/api/requirements.txt`; made or brought
+/// up to date when that file changed. Installs Debian's `python3-venv` when `venv` is missing.
+fn schemathesis_venv() -> Result<PathBuf> {
+    let requirements = root().join("tests/api/requirements.txt");
+    let wanted = std::fs::read(&requirements).context("tests/api/requirements.txt")?;
+    let venv = target_dir().join("tools/schemathesis-venv");
+    let marker = venv.join("granted-requirements.txt");
+    if std::fs::read(&marker).ok().as_deref() == Some(&wanted[..]) {
+        return Ok(venv);
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    let made = |venv: &Path| {
+        Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(venv)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !made(&venv) {
+        println!("python3 -m venv failed: installing Debian's python3-venv");
+        let _ = std::fs::remove_dir_all(&venv);
+        run_cmd(Command::new("apt-get").arg("update").arg("-qq"))
+            .context("python3 with venv is needed for schemathesis (Debian: apt-get install python3-venv)")?;
+        run_cmd(Command::new("apt-get").args(["install", "-y", "-qq", "python3-venv", "python3-pip"]))?;
+        if !made(&venv) {
+            bail!("python3 -m venv still fails after installing python3-venv");
+        }
+    }
+    run_cmd(
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(&requirements),
+    )
+    .context("installing schemathesis from PyPI")?;
+    std::fs::write(&marker, &wanted)?;
+    Ok(venv)
+}
+
+/// Runs schemathesis against `granted serve` on the demo state: no 5xx, every response in the
+/// schema, every status and content type documented.
+fn schemathesis() -> Result<()> {
+    let venv = schemathesis_venv()?;
+    run_cmd(cargo().args(["build", "--quiet", "--package", "granted"]))?;
+    let granted = target_dir().join("debug/granted");
+    let dir = target_dir().join("schemathesis");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let db = dir.join("granted.db");
+    run_cmd(
+        Command::new(&granted)
+            .args(["import", "--kdf-iterations", "1000", "--db"])
+            .arg(&db)
+            .arg(root().join("tests/demo/state.json")),
+    )?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let token = "schemathesis-admin-token-0123456789abcdef";
+    let mut server = Command::new(&granted)
+        .args(["serve", "--kdf-iterations", "1000", "--db"])
+        .arg(&db)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("GRANTED_ADMIN_TOKEN", token)
+        .env("GRANTED_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("serve.log"))?)
+        .spawn()
+        .context("starting granted serve")?;
+    let base = format!("http://127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = server.kill();
+            bail!("granted serve did not start (see {})", dir.join("serve.log").display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let outcome = run_cmd(
+        Command::new(venv.join("bin/schemathesis"))
+            .current_dir(&dir)
+            .arg("run")
+            .arg(format!("{base}/admin/api/v1/openapi.json"))
+            .args(["--url", &format!("{base}/admin/api/v1")])
+            .args(["-H", &format!("Authorization: Bearer {token}")])
+            .args([
+                "--checks",
+                "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance",
+                "--max-examples",
+                "50",
+                "--seed",
+                "1",
+                "--no-color",
+            ]),
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    outcome.context("schemathesis found a 5xx or a response outside the OpenAPI document")
 }
 
 fn check_node() -> Result<()> {
