@@ -41,6 +41,8 @@ pub struct Gauges {
     pub kdf_threads: usize,
     /// Users whose lock has not ended, when the store answered.
     pub users_locked: Option<i64>,
+    /// Locks set by failed logins since the start.
+    pub lockouts: u64,
 }
 
 fn label(value: &str) -> String {
@@ -192,6 +194,9 @@ impl Metrics {
             "granted_throttled_total {}",
             self.throttled.load(Ordering::Relaxed)
         );
+        let _ = writeln!(out, "# HELP granted_lockouts_total Users (and unknown names) locked out by failed logins since the start.");
+        let _ = writeln!(out, "# TYPE granted_lockouts_total counter");
+        let _ = writeln!(out, "granted_lockouts_total {}", gauges.lockouts);
         if let Some(locked) = gauges.users_locked {
             let _ = writeln!(
                 out,

@@ -265,6 +265,7 @@ async fn metrics(State(server): State<Arc<Server>>) -> Response {
         kdf_queue_capacity: server.settings.login_queue.max(1),
         kdf_threads: server.settings.kdf_threads.max(1),
         users_locked: locked,
+        lockouts: server.store.lockouts(),
     };
     let mut response = server.metrics.render(&gauges).into_response();
     response.headers_mut().insert(

@@ -225,9 +225,16 @@ fn schemathesis_venv() -> Result<PathBuf> {
     if !made(&venv) {
         println!("python3 -m venv failed: installing Debian's python3-venv");
         let _ = std::fs::remove_dir_all(&venv);
-        run_cmd(Command::new("apt-get").arg("update").arg("-qq"))
-            .context("python3 with venv is needed for schemathesis (Debian: apt-get install python3-venv)")?;
-        run_cmd(Command::new("apt-get").args(["install", "-y", "-qq", "python3-venv", "python3-pip"]))?;
+        run_cmd(Command::new("apt-get").arg("update").arg("-qq")).context(
+            "python3 with venv is needed for schemathesis (Debian: apt-get install python3-venv)",
+        )?;
+        run_cmd(Command::new("apt-get").args([
+            "install",
+            "-y",
+            "-qq",
+            "python3-venv",
+            "python3-pip",
+        ]))?;
         if !made(&venv) {
             bail!("python3 -m venv still fails after installing python3-venv");
         }
@@ -258,7 +265,9 @@ fn schemathesis() -> Result<()> {
             .arg(&db)
             .arg(root().join("tests/demo/state.json")),
     )?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let token = "schemathesis-admin-token-0123456789abcdef";
     let mut server = Command::new(&granted)
         .args(["serve", "--kdf-iterations", "1000", "--db"])
@@ -275,7 +284,10 @@ fn schemathesis() -> Result<()> {
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if started.elapsed() > std::time::Duration::from_secs(60) {
             let _ = server.kill();
-            bail!("granted serve did not start (see {})", dir.join("serve.log").display());
+            bail!(
+                "granted serve did not start (see {})",
+                dir.join("serve.log").display()
+            );
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }

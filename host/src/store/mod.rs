@@ -159,6 +159,8 @@ pub struct AuditBreak {
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// Locks set by failed logins since this store was opened (for metrics).
+    locks_set: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A signing key for access tokens.
@@ -295,6 +297,7 @@ impl Store {
         tx.commit()?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
+            locks_set: Arc::default(),
         })
     }
 
@@ -472,9 +475,11 @@ impl Store {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (mut seq, mut prev) = audit_head(&tx)?;
         let mut outcomes = Vec::with_capacity(jobs.len());
+        let mut new_locks = 0;
         for job in jobs {
             tx.execute_batch("SAVEPOINT job")?;
-            let outcome = match apply_effects(&tx, &job.effects, job.now, lockout) {
+            let mut locks = 0;
+            let outcome = match apply_effects(&tx, &job.effects, job.now, lockout, &mut locks) {
                 Ok(None) => match &job.audit {
                     Some((kind, entry)) => {
                         let sha = audit_hash(&prev, entry);
@@ -508,10 +513,20 @@ impl Store {
                 tx.execute_batch("ROLLBACK TO job")?;
             }
             tx.execute_batch("RELEASE job")?;
+            if outcome == Applied::Done {
+                new_locks += locks;
+            }
             outcomes.push(outcome);
         }
         tx.commit()?;
+        self.locks_set
+            .fetch_add(new_locks, std::sync::atomic::Ordering::Relaxed);
         Ok(outcomes)
+    }
+
+    /// Users (or unknown names) locked by failed logins since this store was opened.
+    pub fn lockouts(&self) -> u64 {
+        self.locks_set.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Checks the whole audit chain; the first entry that does not check out, if any, and the
@@ -782,6 +797,7 @@ fn apply_effects(
     effects: &[Effect],
     now: Timestamp,
     lockout: LockoutPolicy,
+    locks_set: &mut u64,
 ) -> Result<Option<Race>> {
     for effect in effects {
         match effect {
@@ -804,7 +820,9 @@ fn apply_effects(
                 )?;
             }
             Effect::RecordLoginFailure { tenant, username } => {
-                record_failure(tx, tenant, username, now, lockout)?;
+                if record_failure(tx, tenant, username, now, lockout)? {
+                    *locks_set += 1;
+                }
             }
             Effect::ResetLoginFailures { tenant, username } => {
                 if locked_until(tx, tenant, username)?.is_some_and(|until| now < until) {
@@ -1065,7 +1083,7 @@ fn record_failure(
     username: &str,
     now: Timestamp,
     policy: LockoutPolicy,
-) -> Result<()> {
+) -> Result<bool> {
     let row: Option<(u32, u32)> = tx
         .query_row(
             "SELECT failures, locks FROM login_failures WHERE tenant = ?1 AND username = ?2",
@@ -1100,7 +1118,7 @@ fn record_failure(
             until.map(|t| t.to_rfc3339())
         ],
     )?;
-    Ok(())
+    Ok(until.is_some())
 }
 
 #[cfg(test)]
