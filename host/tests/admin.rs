@@ -954,3 +954,57 @@ fn metrics_count_decisions_latency_the_kdf_queue_and_lockouts() {
         assert!(!text.contains(name), "{name} in the metrics");
     }
 }
+
+#[test]
+fn tenants_show_their_installs_and_the_openapi_document_lists_every_route() {
+    let running = start();
+    let tenants = running.get("/tenants");
+    assert_eq!(tenants.status, 200, "{}", tenants.body);
+    let names: Vec<&str> = tenants.body["tenants"]
+        .as_array()
+        .expect("tenants")
+        .iter()
+        .filter_map(|t| t["tenant"].as_str())
+        .collect();
+    assert_eq!(names, ["acme", "globex", "initech"]);
+    let acme = running.get("/tenants/acme");
+    assert_eq!(acme.status, 200, "{}", acme.body);
+    let reports = acme.body["installs"]
+        .as_array()
+        .and_then(|i| i.iter().find(|i| i["app_id"] == "reports").cloned())
+        .expect("acme installs reports");
+    assert_eq!(reports["rev"], 1);
+    assert_eq!(reports["latest_rev"], 2);
+    assert_eq!(reports["password_now"], true);
+    assert_eq!(reports["password_after_update"], false);
+    let initech = running.get("/tenants/initech");
+    assert_eq!(initech.body["sso_required"], true);
+    assert_eq!(running.get("/tenants/nowhere").status, 404);
+
+    // The document needs no token and documents each route the API serves.
+    let doc = running.call("GET", "/openapi.json", None, &[], None);
+    assert_eq!(doc.status, 200);
+    assert!(doc.body["openapi"]
+        .as_str()
+        .is_some_and(|v| v.starts_with("3.")));
+    let paths = doc.body["paths"].as_object().expect("paths");
+    let operations: usize = paths
+        .values()
+        .map(|p| p.as_object().map(|o| o.len()).unwrap_or(0))
+        .sum();
+    assert_eq!(operations, 20, "{:?}", paths.keys().collect::<Vec<_>>());
+    for (path, method) in [
+        ("/apps", "post"),
+        ("/apps/{app_id}/revisions", "post"),
+        ("/previews/create", "post"),
+        ("/tenants/{tenant}/users/{username}/password", "put"),
+        ("/audit", "get"),
+        ("/reports/sunset", "get"),
+    ] {
+        assert!(
+            paths[path][method].is_object(),
+            "{method} {path} documented"
+        );
+    }
+    assert!(doc.body["components"]["securitySchemes"]["admin_token"].is_object());
+}
