@@ -556,10 +556,7 @@ fn installs_by_app(tenants: &[TenantRecord]) -> HashMap<String, Vec<(String, u32
     tag = "apps",
     responses(
         (status = 200, description = "Every app with its password-grant status", body = crate::openapi::AppList),
-        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+        crate::openapi::CommonErrors
     )
 )]
 pub(crate) async fn list_apps(
@@ -657,11 +654,8 @@ fn app_view(
     ),
     responses(
         (status = 200, description = "The app, its history and installs", body = crate::openapi::AppView, headers(("etag" = String, description = "The latest revision, for `If-Match`"))),
-        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
         (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+        crate::openapi::CommonErrors
     )
 )]
 pub(crate) async fn get_app(
@@ -793,13 +787,8 @@ fn create_input(
     request_body = CreateApp,
     responses(
         (status = 200, description = "The module's preview of a new app; nothing stored", body = crate::openapi::PreviewAnswer),
-        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
-        (status = 413, description = "The body is over 64 KiB", body = crate::openapi::ErrorBody),
-        (status = 415, description = "Not a JSON body", body = crate::openapi::ErrorBody),
         (status = 422, description = "Refused: the message says why", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+        crate::openapi::CommonErrors, crate::openapi::BodyErrors
     )
 )]
 pub(crate) async fn preview_create(
@@ -829,14 +818,9 @@ pub(crate) async fn preview_create(
     request_body = CreateApp,
     responses(
         (status = 201, description = "Created; the client secret is shown only here", body = crate::openapi::Saved, headers(("etag" = String, description = "The latest revision"))),
-        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
         (status = 409, description = "A conflict", body = crate::openapi::ErrorBody),
-        (status = 413, description = "The body is over 64 KiB", body = crate::openapi::ErrorBody),
-        (status = 415, description = "Not a JSON body", body = crate::openapi::ErrorBody),
         (status = 422, description = "Refused: the message says why", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+        crate::openapi::CommonErrors, crate::openapi::BodyErrors
     )
 )]
 pub(crate) async fn create_app(
@@ -912,14 +896,9 @@ pub(crate) async fn create_app(
     request_body = EditApp,
     responses(
         (status = 200, description = "The module's preview; nothing stored", body = crate::openapi::PreviewAnswer, headers(("etag" = String, description = "The revision the preview is based on"))),
-        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
         (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
-        (status = 413, description = "The body is over 64 KiB", body = crate::openapi::ErrorBody),
-        (status = 415, description = "Not a JSON body", body = crate::openapi::ErrorBody),
         (status = 422, description = "Refused: the message says why", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+        crate::openapi::CommonErrors, crate::openapi::BodyErrors
     )
 )]
 pub(crate) async fn preview_edit(
@@ -963,16 +942,11 @@ pub(crate) async fn preview_edit(
     request_body = EditApp,
     responses(
         (status = 201, description = "Saved under the preview shown", body = crate::openapi::Saved, headers(("etag" = String, description = "The new latest revision"))),
-        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
         (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
         (status = 409, description = "A conflict", body = crate::openapi::ErrorBody),
-        (status = 413, description = "The body is over 64 KiB", body = crate::openapi::ErrorBody),
-        (status = 415, description = "Not a JSON body", body = crate::openapi::ErrorBody),
         (status = 422, description = "Refused: the message says why", body = crate::openapi::ErrorBody),
         (status = 428, description = "`If-Match` is missing", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+        crate::openapi::CommonErrors, crate::openapi::BodyErrors
     )
 )]
 pub(crate) async fn append_revision(
@@ -1054,11 +1028,8 @@ pub(crate) async fn append_revision(
     ),
     responses(
         (status = 200, description = "A new secret, shown only here; the old one stops working", body = crate::openapi::RotatedSecret),
-        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
         (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+        crate::openapi::CommonErrors
     )
 )]
 pub(crate) async fn rotate_client_secret(
@@ -1143,10 +1114,7 @@ fn all_apps(server: &Server) -> Result<HashMap<String, App>, ApiError> {
     tag = "tenants",
     responses(
         (status = 200, description = "Every tenant with its installs", body = crate::openapi::TenantList),
-        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+        crate::openapi::CommonErrors
     )
 )]
 pub(crate) async fn list_tenants(
@@ -1180,11 +1148,8 @@ pub(crate) async fn list_tenants(
     ),
     responses(
         (status = 200, description = "The tenant with its installs", body = crate::openapi::TenantView),
-        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
         (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+        crate::openapi::CommonErrors
     )
 )]
 pub(crate) async fn get_tenant(
@@ -1231,14 +1196,9 @@ pub(crate) struct CreateTenant {
     request_body = CreateTenant,
     responses(
         (status = 201, description = "Created", body = crate::openapi::TenantView),
-        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
         (status = 409, description = "A conflict", body = crate::openapi::ErrorBody),
-        (status = 413, description = "The body is over 64 KiB", body = crate::openapi::ErrorBody),
-        (status = 415, description = "Not a JSON body", body = crate::openapi::ErrorBody),
         (status = 422, description = "Refused: the message says why", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+        crate::openapi::CommonErrors, crate::openapi::BodyErrors
     )
 )]
 pub(crate) async fn create_tenant(
@@ -1391,14 +1351,9 @@ fn pin_latest(
     request_body = InstallApp,
     responses(
         (status = 201, description = "Installed, pinned to the latest revision", body = crate::openapi::Pinned), (status = 200, description = "Installed again: the pin moved to the latest revision, or was there already", body = crate::openapi::Pinned),
-        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
         (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
-        (status = 413, description = "The body is over 64 KiB", body = crate::openapi::ErrorBody),
-        (status = 415, description = "Not a JSON body", body = crate::openapi::ErrorBody),
         (status = 422, description = "Refused: the message says why", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+        crate::openapi::CommonErrors, crate::openapi::BodyErrors
     )
 )]
 pub(crate) async fn install(
@@ -1423,11 +1378,8 @@ pub(crate) async fn install(
     ),
     responses(
         (status = 200, description = "The pin is the latest revision; says whether the password grant was lost", body = crate::openapi::Pinned),
-        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
         (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+        crate::openapi::CommonErrors
     )
 )]
 pub(crate) async fn update_install(
@@ -1462,11 +1414,8 @@ fn user_view(user: &UserRecord) -> Value {
     ),
     responses(
         (status = 200, description = "The tenant's users", body = crate::openapi::UserList),
-        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
         (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+        crate::openapi::CommonErrors
     )
 )]
 pub(crate) async fn list_users(
@@ -1553,15 +1502,10 @@ fn direct() -> SignIn {
     request_body = CreateUser,
     responses(
         (status = 201, description = "Created", body = crate::openapi::UserView),
-        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
         (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
         (status = 409, description = "A conflict", body = crate::openapi::ErrorBody),
-        (status = 413, description = "The body is over 64 KiB", body = crate::openapi::ErrorBody),
-        (status = 415, description = "Not a JSON body", body = crate::openapi::ErrorBody),
         (status = 422, description = "Refused: the message says why", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+        crate::openapi::CommonErrors, crate::openapi::BodyErrors
     )
 )]
 pub(crate) async fn create_user(
@@ -1645,14 +1589,9 @@ pub(crate) struct SetPassword {
     request_body = SetPassword,
     responses(
         (status = 200, description = "Set", body = crate::openapi::UserView),
-        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
         (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
-        (status = 413, description = "The body is over 64 KiB", body = crate::openapi::ErrorBody),
-        (status = 415, description = "Not a JSON body", body = crate::openapi::ErrorBody),
         (status = 422, description = "Refused: the message says why", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+        crate::openapi::CommonErrors, crate::openapi::BodyErrors
     )
 )]
 pub(crate) async fn set_password(
@@ -1753,11 +1692,8 @@ fn user_change(
     ),
     responses(
         (status = 200, description = "Disabled", body = crate::openapi::UserView),
-        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
         (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+        crate::openapi::CommonErrors
     )
 )]
 pub(crate) async fn disable_user(
@@ -1780,11 +1716,8 @@ pub(crate) async fn disable_user(
     ),
     responses(
         (status = 200, description = "Enabled", body = crate::openapi::UserView),
-        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
         (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+        crate::openapi::CommonErrors
     )
 )]
 pub(crate) async fn enable_user(
@@ -1807,11 +1740,8 @@ pub(crate) async fn enable_user(
     ),
     responses(
         (status = 200, description = "Failed logins forgotten, lock lifted", body = crate::openapi::UserView),
-        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
         (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+        crate::openapi::CommonErrors
     )
 )]
 pub(crate) async fn unlock_user(
@@ -1846,10 +1776,7 @@ pub const MAX_AUDIT_PAGE: usize = 1000;
     ),
     responses(
         (status = 200, description = "A page of the audit log, newest first", body = crate::openapi::AuditPage),
-        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+        crate::openapi::CommonErrors
     )
 )]
 pub(crate) async fn audit_log(
@@ -2013,10 +1940,7 @@ pub fn sunset_report(
     tag = "reports",
     responses(
         (status = 200, description = "Who still depends on the password grant", body = crate::openapi::SunsetReport),
-        (status = 400, description = "Bad input: the message names the field", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid admin token", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Too many failed sign-ins from this address", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The store or the policy module could not answer; retry", body = crate::openapi::ErrorBody)
+        crate::openapi::CommonErrors
     )
 )]
 pub(crate) async fn sunset_report_route(

@@ -429,6 +429,34 @@ pub struct SunsetReport {
     pub apps: Vec<SunsetApp>,
 }
 
+/// The errors every route may answer.
+#[derive(utoipa::IntoResponses)]
+pub enum CommonErrors {
+    /// Bad input: the message names the field.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No valid admin token.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// Too many failed sign-ins from this address.
+    #[response(status = 429)]
+    TooManyAttempts(ErrorBody),
+    /// The store or the policy module could not answer; retry.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// The errors of a route that reads a JSON body.
+#[derive(utoipa::IntoResponses)]
+pub enum BodyErrors {
+    /// The body is over 64 KiB.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// Not a JSON body.
+    #[response(status = 415)]
+    NotJson(ErrorBody),
+}
+
 struct BearerAuth;
 
 impl Modify for BearerAuth {
