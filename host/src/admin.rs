@@ -55,16 +55,8 @@ pub fn routes() -> Router<Arc<Server>> {
             put(set_password),
         )
         .route(
-            "/tenants/{tenant}/users/{username}/disable",
-            post(disable_user),
-        )
-        .route(
-            "/tenants/{tenant}/users/{username}/enable",
-            post(enable_user),
-        )
-        .route(
-            "/tenants/{tenant}/users/{username}/unlock",
-            post(unlock_user),
+            "/tenants/{tenant}/users/{username}/{action}",
+            post(user_action),
         )
         .route("/audit", get(audit_log))
         .route("/openapi.json", get(openapi_document))
@@ -1684,74 +1676,37 @@ fn user_change(
 
 #[utoipa::path(
     post,
-    path = "/tenants/{tenant}/users/{username}/disable",
+    path = "/tenants/{tenant}/users/{username}/{action}",
     tag = "users",
     params(
         ("tenant" = String, Path, description = "The tenant"),
-        ("username" = String, Path, description = "The username")
+        ("username" = String, Path, description = "The username"),
+        ("action" = crate::openapi::UserAction, Path, description = "`disable`, `enable`, or `unlock` (forget failed logins, lift the lock)")
     ),
     responses(
-        (status = 200, description = "Disabled", body = crate::openapi::UserView),
+        (status = 200, description = "The user after the change (or as it was, when there was nothing to change)", body = crate::openapi::UserView),
         (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
         crate::openapi::CommonErrors
     )
 )]
-pub(crate) async fn disable_user(
+pub(crate) async fn user_action(
     State(server): State<Arc<Server>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path((tenant, username)): Path<(String, String)>,
+    Path((tenant, username, action)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> ApiResult {
     let admin = authenticate(&server, peer, &headers).await?;
-    blocking(move || user_change(&admin, &tenant, &username, "disable_user")).await
-}
-
-#[utoipa::path(
-    post,
-    path = "/tenants/{tenant}/users/{username}/enable",
-    tag = "users",
-    params(
-        ("tenant" = String, Path, description = "The tenant"),
-        ("username" = String, Path, description = "The username")
-    ),
-    responses(
-        (status = 200, description = "Enabled", body = crate::openapi::UserView),
-        (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
-        crate::openapi::CommonErrors
-    )
-)]
-pub(crate) async fn enable_user(
-    State(server): State<Arc<Server>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path((tenant, username)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> ApiResult {
-    let admin = authenticate(&server, peer, &headers).await?;
-    blocking(move || user_change(&admin, &tenant, &username, "enable_user")).await
-}
-
-#[utoipa::path(
-    post,
-    path = "/tenants/{tenant}/users/{username}/unlock",
-    tag = "users",
-    params(
-        ("tenant" = String, Path, description = "The tenant"),
-        ("username" = String, Path, description = "The username")
-    ),
-    responses(
-        (status = 200, description = "Failed logins forgotten, lock lifted", body = crate::openapi::UserView),
-        (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
-        crate::openapi::CommonErrors
-    )
-)]
-pub(crate) async fn unlock_user(
-    State(server): State<Arc<Server>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path((tenant, username)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> ApiResult {
-    let admin = authenticate(&server, peer, &headers).await?;
-    blocking(move || user_change(&admin, &tenant, &username, "unlock_user")).await
+    let action = match action.as_str() {
+        "disable" => "disable_user",
+        "enable" => "enable_user",
+        "unlock" => "unlock_user",
+        _ => {
+            return Err(ApiError::not_found(
+                "no such user action: `disable`, `enable` or `unlock`",
+            ))
+        }
+    };
+    blocking(move || user_change(&admin, &tenant, &username, action)).await
 }
 
 // --- the audit log ----------------------------------------------------------------------------

@@ -55,6 +55,18 @@ pub enum SignInName {
     Sso,
 }
 
+/// What `POST /tenants/{tenant}/users/{username}/{action}` does.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UserAction {
+    /// The user gets no tokens.
+    Disable,
+    /// The user may get tokens again.
+    Enable,
+    /// Forget the failed logins and lift the lock.
+    Unlock,
+}
+
 /// The password grant's status for an app.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -496,9 +508,7 @@ impl Modify for BearerAuth {
         crate::admin::list_users,
         crate::admin::create_user,
         crate::admin::set_password,
-        crate::admin::disable_user,
-        crate::admin::enable_user,
-        crate::admin::unlock_user,
+        crate::admin::user_action,
         crate::admin::audit_log,
         crate::admin::sunset_report_route,
     )

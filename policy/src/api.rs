@@ -6,7 +6,6 @@ use crate::credentials::password;
 use crate::error::PolicyError;
 use crate::model::{default_sunset, App, Timestamp};
 use crate::rules::edit::{self, Preview, PreviewInput};
-use crate::rules::eligibility::{password_eligibility, Ineligible};
 use crate::rules::status::{AppStatus, StatusInput};
 use crate::token::endpoint::{self, TokenFlow, TokenInput, TokenResume, TokenStep};
 use base64::engine::general_purpose::STANDARD;
@@ -113,32 +112,14 @@ pub struct EligibilityInput {
 }
 
 /// One revision's eligibility.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RevisionEligibility {
-    /// The revision.
-    pub rev: u32,
-    /// Password-eligible.
-    pub password_eligible: bool,
-    /// Why not, when not.
-    pub reason: Option<Ineligible>,
-}
+pub type RevisionEligibility = crate::rules::status::RevisionStatus;
 
 /// `eligibility`: every revision of an app, judged by §2 (for timelines).
 pub fn eligibility(input: &EligibilityInput) -> Result<Vec<RevisionEligibility>, PolicyError> {
-    Ok(input
-        .app
-        .revisions
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let verdict = password_eligibility(&input.app.revisions, i, input.sunset);
-            RevisionEligibility {
-                rev: r.rev,
-                password_eligible: verdict.is_ok(),
-                reason: verdict.err(),
-            }
-        })
-        .collect())
+    Ok(crate::rules::status::revision_statuses(
+        &input.app,
+        input.sunset,
+    ))
 }
 
 /// `app_status`: an app's password-grant status, its revisions and its installs.

@@ -3,7 +3,7 @@
 
 use super::{app, audit_hash, audit_head, lock, tenant_record, user_record, Store, Transaction};
 use anyhow::{anyhow, Result};
-use granted_policy::model::{App, Revision, SignIn, TenantRecord, Timestamp, UserRecord};
+use granted_policy::model::{App, Revision, TenantRecord, Timestamp, UserRecord};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde_json::{json, Value};
 
@@ -281,19 +281,7 @@ impl AdminTx<'_> {
 
     /// Appends a revision (its number must be new).
     pub fn append_revision(&self, app_id: &str, r: &Revision) -> Result<()> {
-        self.tx.execute(
-            "INSERT INTO revisions (app_id, rev, at, client_id, grant_type, scopes)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                app_id,
-                r.rev,
-                r.at.to_rfc3339(),
-                r.client_id,
-                r.grant_type.as_str(),
-                serde_json::to_string(&r.scopes)?
-            ],
-        )?;
-        Ok(())
+        super::insert_revision(self.tx, app_id, r)
     }
 
     /// Creates a client of an app, or gives an existing one of that app a new secret.
@@ -340,25 +328,9 @@ impl AdminTx<'_> {
         Ok(())
     }
 
-    /// Creates a user (the name must be new in the tenant).
+    /// Creates a user (the caller has checked that the name is new in the tenant).
     pub fn insert_user(&self, tenant: &str, user: &UserRecord) -> Result<()> {
-        let sign_in = match user.sign_in {
-            SignIn::Direct => "direct",
-            SignIn::Sso => "sso",
-        };
-        self.tx.execute(
-            "INSERT INTO users (tenant, username, sign_in, password_hash, password_changed_at, disabled)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                tenant,
-                user.username,
-                sign_in,
-                user.password_hash,
-                user.password_changed_at.map(|t| t.to_rfc3339()),
-                user.disabled
-            ],
-        )?;
-        Ok(())
+        super::upsert_user(self.tx, tenant, user)
     }
 
     /// Sets a user's password hash and when it changed.

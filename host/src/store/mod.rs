@@ -669,18 +669,7 @@ impl Writer<'_> {
         self.tx
             .execute("DELETE FROM revisions WHERE app_id = ?1", [&app.app_id])?;
         for r in &app.revisions {
-            self.tx.execute(
-                "INSERT INTO revisions (app_id, rev, at, client_id, grant_type, scopes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    app.app_id,
-                    r.rev,
-                    r.at.to_rfc3339(),
-                    r.client_id,
-                    r.grant_type.as_str(),
-                    serde_json::to_string(&r.scopes)?
-                ],
-            )?;
+            insert_revision(self.tx, &app.app_id, r)?;
         }
         Ok(())
     }
@@ -733,26 +722,7 @@ impl Writer<'_> {
 
     /// Creates or replaces a user (and its lock, when the record carries one).
     pub fn put_user(&self, tenant: &str, user: &UserRecord) -> Result<()> {
-        let sign_in = match user.sign_in {
-            SignIn::Direct => "direct",
-            SignIn::Sso => "sso",
-        };
-        self.tx.execute(
-            "INSERT INTO users (tenant, username, sign_in, password_hash, password_changed_at, disabled)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (tenant, username) DO UPDATE SET sign_in = excluded.sign_in,
-                 password_hash = excluded.password_hash,
-                 password_changed_at = excluded.password_changed_at,
-                 disabled = excluded.disabled",
-            params![
-                tenant,
-                user.username,
-                sign_in,
-                user.password_hash,
-                user.password_changed_at.map(|t| t.to_rfc3339()),
-                user.disabled
-            ],
-        )?;
+        upsert_user(self.tx, tenant, user)?;
         if let Some(until) = user.locked_until {
             self.tx.execute(
                 "INSERT INTO login_failures (tenant, username, failures, locks, locked_until)
@@ -772,6 +742,48 @@ impl Writer<'_> {
         )?;
         insert_refresh(self.tx, record)
     }
+}
+
+/// Inserts one revision of an app.
+fn insert_revision(tx: &Transaction<'_>, app_id: &str, r: &Revision) -> Result<()> {
+    tx.execute(
+        "INSERT INTO revisions (app_id, rev, at, client_id, grant_type, scopes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            app_id,
+            r.rev,
+            r.at.to_rfc3339(),
+            r.client_id,
+            r.grant_type.as_str(),
+            serde_json::to_string(&r.scopes)?
+        ],
+    )?;
+    Ok(())
+}
+
+/// Creates or replaces a user's row (not its lock).
+fn upsert_user(tx: &Transaction<'_>, tenant: &str, user: &UserRecord) -> Result<()> {
+    let sign_in = match user.sign_in {
+        SignIn::Direct => "direct",
+        SignIn::Sso => "sso",
+    };
+    tx.execute(
+        "INSERT INTO users (tenant, username, sign_in, password_hash, password_changed_at, disabled)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (tenant, username) DO UPDATE SET sign_in = excluded.sign_in,
+             password_hash = excluded.password_hash,
+             password_changed_at = excluded.password_changed_at,
+             disabled = excluded.disabled",
+        params![
+            tenant,
+            user.username,
+            sign_in,
+            user.password_hash,
+            user.password_changed_at.map(|t| t.to_rfc3339()),
+            user.disabled
+        ],
+    )?;
+    Ok(())
 }
 
 /// The last audit entry's `seq` and hash; when there is none, the anchor retention left, or 0

@@ -93,23 +93,26 @@ pub struct AppStatus {
     pub tenants_keeping: Vec<String>,
 }
 
-/// `app_status`: every revision's eligibility, every install's grant now and after updating,
-/// and the app's status. The preview's per-tenant rows mean the same (A3).
-pub fn app_status(input: &StatusInput) -> AppStatus {
-    let revisions: Vec<RevisionStatus> = input
-        .app
-        .revisions
+/// Every revision of `app`, judged by §2.
+pub fn revision_statuses(app: &App, sunset: Timestamp) -> Vec<RevisionStatus> {
+    app.revisions
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let verdict = password_eligibility(&input.app.revisions, i, input.sunset);
+            let verdict = password_eligibility(&app.revisions, i, sunset);
             RevisionStatus {
                 rev: r.rev,
                 password_eligible: verdict.is_ok(),
                 reason: verdict.err(),
             }
         })
-        .collect();
+        .collect()
+}
+
+/// `app_status`: every revision's eligibility, every install's grant now and after updating,
+/// and the app's status. The preview's per-tenant rows mean the same (A3).
+pub fn app_status(input: &StatusInput) -> AppStatus {
+    let revisions = revision_statuses(&input.app, input.sunset);
     let eligible = |rev: u32| {
         revisions
             .iter()
