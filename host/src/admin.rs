@@ -12,7 +12,7 @@ use crate::server::{now, source_address, Server};
 use crate::store::{AdminAudit, AdminTx, Change, ChangeRecord, EditContext};
 use anyhow::anyhow;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -271,9 +271,25 @@ pub fn ensure_admin_token(
 const ADMIN_BUCKET: &str = "\u{0}admin";
 
 /// An authenticated admin request: who and from where.
-struct Admin {
+pub(crate) struct Admin {
     server: Arc<Server>,
     audit: AdminAudit,
+}
+
+impl axum::extract::FromRequestParts<Arc<Server>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        server: &Arc<Server>,
+    ) -> Result<Admin, ApiError> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        authenticate(server, peer, &parts.headers).await
+    }
 }
 
 async fn authenticate(
@@ -551,12 +567,7 @@ fn installs_by_app(tenants: &[TenantRecord]) -> HashMap<String, Vec<(String, u32
         crate::openapi::CommonErrors
     )
 )]
-pub(crate) async fn list_apps(
-    State(server): State<Arc<Server>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> ApiResult {
-    let admin = authenticate(&server, peer, &headers).await?;
+pub(crate) async fn list_apps(admin: Admin) -> ApiResult {
     blocking(move || {
         let store = &admin.server.store;
         let apps = store
@@ -650,13 +661,7 @@ fn app_view(
         crate::openapi::CommonErrors
     )
 )]
-pub(crate) async fn get_app(
-    State(server): State<Arc<Server>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(app_id): Path<String>,
-    headers: HeaderMap,
-) -> ApiResult {
-    let admin = authenticate(&server, peer, &headers).await?;
+pub(crate) async fn get_app(admin: Admin, Path(app_id): Path<String>) -> ApiResult {
     blocking(move || {
         let store = &admin.server.store;
         let Some((app, clients)) = store
@@ -783,13 +788,7 @@ fn create_input(
         crate::openapi::CommonErrors, crate::openapi::BodyErrors
     )
 )]
-pub(crate) async fn preview_create(
-    State(server): State<Arc<Server>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> ApiResult {
-    let admin = authenticate(&server, peer, &headers).await?;
+pub(crate) async fn preview_create(admin: Admin, headers: HeaderMap, bytes: Bytes) -> ApiResult {
     let create: CreateApp = body(&headers, &bytes)?;
     blocking(move || {
         let at = admin.audit.now;
@@ -815,13 +814,7 @@ pub(crate) async fn preview_create(
         crate::openapi::CommonErrors, crate::openapi::BodyErrors
     )
 )]
-pub(crate) async fn create_app(
-    State(server): State<Arc<Server>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> ApiResult {
-    let admin = authenticate(&server, peer, &headers).await?;
+pub(crate) async fn create_app(admin: Admin, headers: HeaderMap, bytes: Bytes) -> ApiResult {
     let create: CreateApp = body(&headers, &bytes)?;
     blocking(move || {
         let at = admin.audit.now;
@@ -894,13 +887,11 @@ pub(crate) async fn create_app(
     )
 )]
 pub(crate) async fn preview_edit(
-    State(server): State<Arc<Server>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    admin: Admin,
     Path(app_id): Path<String>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> ApiResult {
-    let admin = authenticate(&server, peer, &headers).await?;
     let edit: EditApp = body(&headers, &bytes)?;
     blocking(move || {
         let at = admin.audit.now;
@@ -942,13 +933,11 @@ pub(crate) async fn preview_edit(
     )
 )]
 pub(crate) async fn append_revision(
-    State(server): State<Arc<Server>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    admin: Admin,
     Path(app_id): Path<String>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> ApiResult {
-    let admin = authenticate(&server, peer, &headers).await?;
     let edit: EditApp = body(&headers, &bytes)?;
     let Some(based_on) = if_match(&headers)? else {
         return Err(ApiError::new(
@@ -1025,12 +1014,9 @@ pub(crate) async fn append_revision(
     )
 )]
 pub(crate) async fn rotate_client_secret(
-    State(server): State<Arc<Server>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    admin: Admin,
     Path((app_id, client_id)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> ApiResult {
-    let admin = authenticate(&server, peer, &headers).await?;
     blocking(move || {
         let secret = new_secret(&admin.server)?;
         change(&admin, |tx| {
@@ -1109,12 +1095,7 @@ fn all_apps(server: &Server) -> Result<HashMap<String, App>, ApiError> {
         crate::openapi::CommonErrors
     )
 )]
-pub(crate) async fn list_tenants(
-    State(server): State<Arc<Server>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> ApiResult {
-    let admin = authenticate(&server, peer, &headers).await?;
+pub(crate) async fn list_tenants(admin: Admin) -> ApiResult {
     blocking(move || {
         let apps = all_apps(&admin.server)?;
         let tenants = admin
@@ -1144,13 +1125,7 @@ pub(crate) async fn list_tenants(
         crate::openapi::CommonErrors
     )
 )]
-pub(crate) async fn get_tenant(
-    State(server): State<Arc<Server>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(tenant): Path<String>,
-    headers: HeaderMap,
-) -> ApiResult {
-    let admin = authenticate(&server, peer, &headers).await?;
+pub(crate) async fn get_tenant(admin: Admin, Path(tenant): Path<String>) -> ApiResult {
     blocking(move || {
         let Some(record) = admin
             .server
@@ -1193,13 +1168,7 @@ pub(crate) struct CreateTenant {
         crate::openapi::CommonErrors, crate::openapi::BodyErrors
     )
 )]
-pub(crate) async fn create_tenant(
-    State(server): State<Arc<Server>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> ApiResult {
-    let admin = authenticate(&server, peer, &headers).await?;
+pub(crate) async fn create_tenant(admin: Admin, headers: HeaderMap, bytes: Bytes) -> ApiResult {
     let create: CreateTenant = body(&headers, &bytes)?;
     check_tenant_name(&create.tenant)?;
     if create.password_max_age_days == Some(0) {
@@ -1349,13 +1318,11 @@ fn pin_latest(
     )
 )]
 pub(crate) async fn install(
-    State(server): State<Arc<Server>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    admin: Admin,
     Path(tenant): Path<String>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> ApiResult {
-    let admin = authenticate(&server, peer, &headers).await?;
     let install: InstallApp = body(&headers, &bytes)?;
     blocking(move || pin_latest(&admin, &tenant, &install.app_id, false)).await
 }
@@ -1375,12 +1342,9 @@ pub(crate) async fn install(
     )
 )]
 pub(crate) async fn update_install(
-    State(server): State<Arc<Server>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    admin: Admin,
     Path((tenant, app_id)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> ApiResult {
-    let admin = authenticate(&server, peer, &headers).await?;
     blocking(move || pin_latest(&admin, &tenant, &app_id, true)).await
 }
 
@@ -1410,13 +1374,7 @@ fn user_view(user: &UserRecord) -> Value {
         crate::openapi::CommonErrors
     )
 )]
-pub(crate) async fn list_users(
-    State(server): State<Arc<Server>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(tenant): Path<String>,
-    headers: HeaderMap,
-) -> ApiResult {
-    let admin = authenticate(&server, peer, &headers).await?;
+pub(crate) async fn list_users(admin: Admin, Path(tenant): Path<String>) -> ApiResult {
     blocking(move || {
         let store = &admin.server.store;
         if store
@@ -1501,13 +1459,11 @@ fn direct() -> SignIn {
     )
 )]
 pub(crate) async fn create_user(
-    State(server): State<Arc<Server>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    admin: Admin,
     Path(tenant): Path<String>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> ApiResult {
-    let admin = authenticate(&server, peer, &headers).await?;
     let create: CreateUser = body(&headers, &bytes)?;
     check_name("username", &create.username)?;
     match (&create.sign_in, &create.password) {
@@ -1587,13 +1543,11 @@ pub(crate) struct SetPassword {
     )
 )]
 pub(crate) async fn set_password(
-    State(server): State<Arc<Server>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    admin: Admin,
     Path((tenant, username)): Path<(String, String)>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> ApiResult {
-    let admin = authenticate(&server, peer, &headers).await?;
     let set: SetPassword = body(&headers, &bytes)?;
     check_password(&set.password)?;
     blocking(move || {
@@ -1690,12 +1644,9 @@ fn user_change(
     )
 )]
 pub(crate) async fn user_action(
-    State(server): State<Arc<Server>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    admin: Admin,
     Path((tenant, username, action)): Path<(String, String, String)>,
-    headers: HeaderMap,
 ) -> ApiResult {
-    let admin = authenticate(&server, peer, &headers).await?;
     let action = match action.as_str() {
         "disable" => "disable_user",
         "enable" => "enable_user",
@@ -1735,12 +1686,9 @@ pub const MAX_AUDIT_PAGE: usize = 1000;
     )
 )]
 pub(crate) async fn audit_log(
-    State(server): State<Arc<Server>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    admin: Admin,
     Query(query): Query<Vec<(String, String)>>,
-    headers: HeaderMap,
 ) -> ApiResult {
-    let admin = authenticate(&server, peer, &headers).await?;
     let mut filter = crate::store::AuditFilter::default();
     let mut limit = 100usize;
     let mut seen = std::collections::HashSet::new();
@@ -1898,12 +1846,7 @@ pub fn sunset_report(
         crate::openapi::CommonErrors
     )
 )]
-pub(crate) async fn sunset_report_route(
-    State(server): State<Arc<Server>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> ApiResult {
-    let admin = authenticate(&server, peer, &headers).await?;
+pub(crate) async fn sunset_report_route(admin: Admin) -> ApiResult {
     blocking(move || {
         let server = &admin.server;
         let report = sunset_report(
