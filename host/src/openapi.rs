@@ -492,6 +492,7 @@ impl Modify for BearerAuth {
     servers((url = "/admin/api/v1")),
     security(("admin_token" = [])),
     modifiers(&BearerAuth),
+    components(schemas(UserAction)),
     paths(
         crate::admin::list_apps,
         crate::admin::create_app,

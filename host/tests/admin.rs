@@ -1007,4 +1007,29 @@ fn tenants_show_their_installs_and_the_openapi_document_lists_every_route() {
         );
     }
     assert!(doc.body["components"]["securitySchemes"]["admin_token"].is_object());
+    // Every reference resolves.
+    fn refs(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("$ref") {
+                    out.push(r.clone());
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    refs(&doc.body, &mut found);
+    assert!(found.len() > 20);
+    for r in found {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .expect("a schema reference");
+        assert!(
+            doc.body["components"]["schemas"][name].is_object(),
+            "{r} does not resolve"
+        );
+    }
 }
