@@ -1142,6 +1142,52 @@ mod tests {
     }
 
     #[test]
+    fn migration_4_fills_the_audit_search_columns_of_older_entries() {
+        // A database at schema version 3 with one token decision in its audit log.
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+            .unwrap();
+        for (i, sql) in MIGRATIONS.iter().take(3).enumerate() {
+            conn.execute_batch(sql).unwrap();
+            conn.execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                [i as i64 + 1],
+            )
+            .unwrap();
+        }
+        let entry = r#"{"kind":"token","tenant":"acme","app_id":"crm","grant_type":"password","decision":"granted"}"#;
+        let sha = audit_hash(AUDIT_GENESIS, entry);
+        conn.execute(
+            "INSERT INTO audit (seq, at, kind, entry, prev_sha256, sha256)
+             VALUES (1, '2026-11-20T00:00:00Z', 'token', ?1, ?2, ?3)",
+            params![entry, AUDIT_GENESIS, sha],
+        )
+        .unwrap();
+        let store = Store::setup(conn).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        assert_eq!(
+            store.verify_audit().unwrap(),
+            (1, None),
+            "the chain is untouched"
+        );
+        let found = store
+            .audit_search(
+                &AuditFilter {
+                    tenant: Some("acme".into()),
+                    grant_type: Some("password".into()),
+                    decision: Some("granted".into()),
+                    ..AuditFilter::default()
+                },
+                10,
+            )
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        let used = store.password_use(t("2026-11-25T00:00:00Z")).unwrap();
+        assert_eq!(used.len(), 1);
+        assert_eq!((used[0].last_7_days, used[0].last_30_days), (1, 1));
+    }
+
+    #[test]
     fn migrations_run_once_and_a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("g.db");
