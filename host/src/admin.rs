@@ -38,6 +38,7 @@ pub fn routes() -> Router<Arc<Server>> {
         .route("/previews/create", post(preview_create))
         .route("/apps/{app_id}/revisions", post(append_revision))
         .route("/apps/{app_id}/preview", post(preview_edit))
+        .route("/apps/{app_id}/edit-context", get(edit_context))
         .route(
             "/apps/{app_id}/clients/{client_id}/secret",
             post(rotate_client_secret),
@@ -710,6 +711,19 @@ fn preview_of(
     at: Timestamp,
     edit: &EditApp,
 ) -> Result<Value, ApiError> {
+    let mut input = edit_input(server, ctx, at);
+    input["edit"] = json!({
+        "app_id": ctx.app.app_id,
+        "client_id": edit.client_id,
+        "grant_type": edit.grant_type,
+        "scopes": edit.scopes,
+    });
+    module(server, "preview", &input)
+}
+
+/// What the module judges an edit of `ctx.app` against, but the edit: `state`, `now`, `sunset`.
+/// The admin page runs `preview` on exactly this in the browser.
+fn edit_input(server: &Server, ctx: &EditContext, at: Timestamp) -> Value {
     let mut input = json!({
         "state": {
             "apps": [ctx.app],
@@ -717,17 +731,44 @@ fn preview_of(
             "client_ids_in_use": ctx.client_ids_in_use,
         },
         "now": at,
-        "edit": {
-            "app_id": ctx.app.app_id,
-            "client_id": edit.client_id,
-            "grant_type": edit.grant_type,
-            "scopes": edit.scopes,
-        },
     });
     if let Some(s) = sunset(server) {
         input["sunset"] = json!(s);
     }
-    module(server, "preview", &input)
+    input
+}
+
+#[utoipa::path(
+    get,
+    path = "/apps/{app_id}/edit-context",
+    tag = "apps",
+    params(
+        ("app_id" = String, Path, description = "The app")
+    ),
+    responses(
+        (status = 200, description = "The input of the module's `preview` for an edit of this app, without the edit: the browser adds `edit` and runs the same `preview` the server runs on save", body = crate::openapi::EditContextAnswer, headers(("etag" = String, description = "The revision it is based on"))),
+        (status = 404, description = "Not found", body = crate::openapi::ErrorBody),
+        crate::openapi::CommonErrors
+    )
+)]
+pub(crate) async fn edit_context(admin: Admin, Path(app_id): Path<String>) -> ApiResult {
+    blocking(move || {
+        let at = admin.audit.now;
+        change(&admin, |tx| {
+            let Some(ctx) = tx.edit_context(&app_id)? else {
+                return Ok(Change::Refused(Err(ApiError::not_found(format!(
+                    "no app `{app_id}`"
+                )))));
+            };
+            let rev = ctx.app.revisions.last().map(|r| r.rev).unwrap_or(0);
+            let input = edit_input(&admin.server, &ctx, at);
+            Ok(Change::Refused(Ok(with_etag(
+                json_response(StatusCode::OK, input),
+                rev,
+            ))))
+        })
+    })
+    .await
 }
 
 /// The 422 of an edit or creation the module rejects.

@@ -258,6 +258,19 @@ pub struct PreviewAnswer {
     pub preview: Preview,
 }
 
+/// The module's `preview` input for an edit, without the edit.
+#[derive(Serialize, ToSchema)]
+pub struct EditContextAnswer {
+    /// The app, the tenants that install it, the `client_id`s other apps use.
+    pub state: serde_json::Map<String, serde_json::Value>,
+    /// The instant the server judges at.
+    #[schema(format = DateTime)]
+    pub now: String,
+    /// The configured sunset, when not RULES.md's.
+    #[schema(format = DateTime, nullable = false)]
+    pub sunset: Option<String>,
+}
+
 /// A rotated client secret.
 #[derive(Serialize, ToSchema)]
 pub struct RotatedSecret {
@@ -498,6 +511,7 @@ impl Modify for BearerAuth {
         crate::admin::create_app,
         crate::admin::get_app,
         crate::admin::preview_edit,
+        crate::admin::edit_context,
         crate::admin::preview_create,
         crate::admin::append_revision,
         crate::admin::rotate_client_secret,

@@ -992,7 +992,7 @@ fn tenants_show_their_installs_and_the_openapi_document_lists_every_route() {
         .values()
         .map(|p| p.as_object().map(|o| o.len()).unwrap_or(0))
         .sum();
-    assert_eq!(operations, 18, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(operations, 19, "{:?}", paths.keys().collect::<Vec<_>>());
     for (path, method) in [
         ("/apps", "post"),
         ("/apps/{app_id}/revisions", "post"),
@@ -1032,4 +1032,32 @@ fn tenants_show_their_installs_and_the_openapi_document_lists_every_route() {
             "{r} does not resolve"
         );
     }
+}
+
+#[test]
+fn the_edit_context_is_what_the_server_previews_an_edit_against() {
+    let running = start();
+    let ctx = running.get("/apps/crm/edit-context");
+    assert_eq!(ctx.status, 200, "{}", ctx.body);
+    assert_eq!(ctx.etag.as_deref(), Some("\"2\""));
+    for edit in [
+        json!({"grant_type": "client_credentials"}),
+        json!({"client_id": "reports-2"}),
+        json!({"scopes": ["read"]}),
+    ] {
+        let mut input = ctx.body.clone();
+        let mut proposal = edit.clone();
+        proposal["app_id"] = json!("crm");
+        input["edit"] = proposal;
+        // What the admin page computes in the browser (here: the same policy, natively).
+        let local: Value = serde_json::from_slice(&granted_policy::api::call(
+            "preview",
+            input.to_string().as_bytes(),
+        ))
+        .expect("JSON");
+        let server = running.post("/apps/crm/preview", edit.clone());
+        assert_eq!(server.status, 200, "{}", server.body);
+        assert_eq!(local["ok"], server.body["preview"], "{edit}");
+    }
+    assert_eq!(running.get("/apps/nope/edit-context").status, 404);
 }
