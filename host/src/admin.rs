@@ -1824,6 +1824,26 @@ pub fn sunset_report(
         .into_iter()
         .map(|u| ((u.tenant.clone(), u.app_id.clone()), u))
         .collect();
+    // The last 30 UTC days, oldest first, and each app's password-grant tokens on each.
+    let days: Vec<String> = (0..30)
+        .rev()
+        .map(|back| {
+            now.plus_seconds(-back * 86_400)
+                .to_rfc3339()
+                .chars()
+                .take(10)
+                .collect()
+        })
+        .collect();
+    let since = granted_policy::model::Timestamp::parse(&format!(
+        "{}T00:00:00Z",
+        days.first().map(String::as_str).unwrap_or("1970-01-01")
+    ))
+    .unwrap_or(now);
+    let mut daily: HashMap<(String, String), i64> = HashMap::new();
+    for (app_id, day, count) in store.password_use_daily(since)? {
+        daily.insert((app_id, day), count);
+    }
     let mut out = Vec::with_capacity(apps.len());
     let (mut total_7, mut total_30) = (0i64, 0i64);
     for (app, _) in apps {
@@ -1866,6 +1886,10 @@ pub fn sunset_report(
             "tenants_keeping": status["tenants_keeping"],
             "password_tokens_7_days": rows.iter().filter_map(|r| r["password_tokens_7_days"].as_i64()).sum::<i64>(),
             "password_tokens_30_days": rows.iter().filter_map(|r| r["password_tokens_30_days"].as_i64()).sum::<i64>(),
+            "daily_password_tokens": days.iter().map(|day| json!({
+                "date": day,
+                "count": daily.get(&(app.app_id.clone(), day.clone())).copied().unwrap_or(0),
+            })).collect::<Vec<_>>(),
             "tenants": rows,
         }));
     }

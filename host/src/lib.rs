@@ -6,6 +6,7 @@ pub mod guest;
 pub mod http_vectors;
 pub mod metrics;
 pub mod openapi;
+pub mod page;
 pub mod preview;
 pub mod runtime;
 pub mod server;

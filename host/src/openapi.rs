@@ -433,8 +433,19 @@ pub struct SunsetApp {
     pub password_tokens_7_days: i64,
     /// In the last 30 days.
     pub password_tokens_30_days: i64,
+    /// Password-grant tokens per UTC day, the last 30 days, oldest first.
+    pub daily_password_tokens: Vec<DayCount>,
     /// Per installing tenant.
     pub tenants: Vec<SunsetTenant>,
+}
+
+/// A count for one UTC day.
+#[derive(Serialize, ToSchema)]
+pub struct DayCount {
+    /// The day (`YYYY-MM-DD`).
+    pub date: String,
+    /// How many.
+    pub count: i64,
 }
 
 /// Who still depends on the password grant.

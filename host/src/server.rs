@@ -217,6 +217,7 @@ pub fn router(server: Arc<Server>) -> Router {
         )
         .route("/metrics", get(metrics))
         .nest("/admin/api/v1", crate::admin::routes())
+        .merge(crate::page::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(server.clone(), timed))
         .with_state(server)

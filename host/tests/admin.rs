@@ -878,6 +878,16 @@ fn the_sunset_report_says_who_still_uses_the_password_grant_and_what_updating_ta
     assert_eq!(row(&reports, "globex")["password_now"], false);
     assert_eq!(app("sync")["status"], "never");
     assert_eq!(report.body["password_tokens_30_days"], 3);
+    let days = crm["daily_password_tokens"]
+        .as_array()
+        .expect("daily counts");
+    assert_eq!(days.len(), 30);
+    assert_eq!(days[29], json!({"date": "2026-11-25", "count": 2}));
+    assert_eq!(days[0]["date"], "2026-10-27");
+    assert_eq!(
+        days.iter().filter_map(|d| d["count"].as_i64()).sum::<i64>(),
+        2
+    );
 }
 
 #[test]
@@ -1060,4 +1070,59 @@ fn the_edit_context_is_what_the_server_previews_an_edit_against() {
         assert_eq!(local["ok"], server.body["preview"], "{edit}");
     }
     assert_eq!(running.get("/apps/nope/edit-context").status, 404);
+}
+
+#[test]
+fn the_admin_page_is_served_with_the_module_the_server_runs() {
+    let running = start();
+    let agent = common::agent();
+    let fetch = |path: &str| {
+        let mut response = agent
+            .get(format!("{}{path}", running.base))
+            .call()
+            .expect("the server answers");
+        let status = response.status().as_u16();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (content_type, csp) = (header("content-type"), header("content-security-policy"));
+        let body = response.body_mut().read_to_vec().expect("body");
+        (status, content_type, csp, body)
+    };
+    let (status, content_type, csp, body) = fetch("/admin/");
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("text/html"));
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("'wasm-unsafe-eval'"),
+        "{csp}"
+    );
+    let html = String::from_utf8(body).expect("UTF-8");
+    assert!(html.contains(r#"<script type="module" src="app.js">"#));
+    assert!(html.contains(r#"<label for="token">Admin token</label>"#));
+    let (status, content_type, _, js) = fetch("/admin/app.js");
+    assert_eq!(
+        (status, content_type.as_str()),
+        (200, "text/javascript; charset=utf-8")
+    );
+    assert!(String::from_utf8_lossy(&js).contains("from './pkg/granted_policy.js'"));
+    let (status, _, _, _) = fetch("/admin/pkg/granted_policy.js");
+    assert_eq!(status, 200);
+    let (status, content_type, _, wasm) = fetch("/admin/pkg/granted_policy_bg.wasm");
+    assert_eq!((status, content_type.as_str()), (200, "application/wasm"));
+    assert_eq!(
+        wasm,
+        granted_host::guest::EMBEDDED_POLICY,
+        "the very module the server runs"
+    );
+    let health: Value = serde_json::from_slice(&fetch("/healthz").3).expect("JSON");
+    assert_eq!(
+        health["policy_sha256"],
+        granted_host::guest::sha256_hex(&wasm),
+        "the digest the page compares with"
+    );
 }

@@ -256,3 +256,22 @@ impl Store {
         Ok(out)
     }
 }
+
+impl Store {
+    /// Password-grant tokens issued per app and UTC day (`YYYY-MM-DD`), from `since` on.
+    pub fn password_use_daily(&self, since: Timestamp) -> Result<Vec<(String, String, i64)>> {
+        let conn = lock(&self.conn);
+        let mut stmt = conn.prepare(
+            "SELECT app_id, SUBSTR(at, 1, 10), COUNT(*) FROM audit
+             WHERE kind = 'token' AND decision = 'granted' AND grant_type = 'password'
+               AND app_id IS NOT NULL AND at >= ?1
+             GROUP BY app_id, SUBSTR(at, 1, 10) ORDER BY 1, 2",
+        )?;
+        let rows = stmt
+            .query_map([since.to_rfc3339()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+}

@@ -1,0 +1,393 @@
+// The admin page: plain ES module, no build step. It loads the policy module through the
+// wasm-bindgen glue in ./pkg/ (the same _bg.wasm the server runs), previews every edit in the
+// browser, and saves through the admin API, which judges it again with that module.
+
+import init, { preview } from './pkg/granted_policy.js';
+
+const API = '/admin/api/v1';
+const TOKEN_KEY = 'granted-admin-token';
+const GRANT_TYPES = ['password', 'client_credentials', 'authorization_code', 'implicit'];
+
+const $ = (id) => document.getElementById(id);
+
+/** Builds an element; children are nodes or text (never parsed as HTML). */
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === false || v === null || v === undefined) continue;
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (v === true) el.setAttribute(k, '');
+    else el.setAttribute(k, String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function badge(kind, text) {
+  return h('span', { class: `badge ${kind}` }, text);
+}
+
+const STATUS_TEXT = {
+  available: 'password grant available',
+  kept: 'kept until tenants update',
+  retired: 'password grant retired',
+  never: 'never had the password grant',
+};
+
+function statusBadge(grant) {
+  const text = grant.status === 'kept'
+    ? `kept by ${grant.tenants_keeping.length} tenant(s) until they update`
+    : STATUS_TEXT[grant.status] || grant.status;
+  return badge(grant.status, text);
+}
+
+function yesNo(value, yes = 'yes', no = 'no') {
+  return value ? badge('yes', yes) : badge('no', no);
+}
+
+// --- state -----------------------------------------------------------------------------------
+
+let token = sessionStorage.getItem(TOKEN_KEY);
+let policyReady = null;
+
+async function api(path, { method = 'GET', body, headers = {} } = {}) {
+  const init = { method, headers: { Authorization: `Bearer ${token}`, ...headers } };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(API + path, init);
+  let data = null;
+  try { data = await response.json(); } catch { data = null; }
+  if (response.status === 401) {
+    signOut('The admin token was refused: sign in again.');
+  }
+  return { status: response.status, etag: response.headers.get('etag'), data };
+}
+
+function signOut(message) {
+  token = null;
+  sessionStorage.removeItem(TOKEN_KEY);
+  showSignIn(message);
+}
+
+function showSignIn(message = '') {
+  $('nav').hidden = true;
+  $('view').replaceChildren();
+  $('sign-in').hidden = false;
+  $('sign-in-error').textContent = message;
+  $('token').focus();
+}
+
+// --- the policy module and its digest --------------------------------------------------------
+
+async function hex(buffer) {
+  const digest = await crypto.subtle.digest('SHA-256', buffer);
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+async function loadPolicy() {
+  const bytes = await (await fetch('pkg/granted_policy_bg.wasm')).arrayBuffer();
+  const ours = await hex(bytes);
+  await init({ module_or_path: bytes });
+  const digest = $('digest');
+  digest.replaceChildren('Policy module ', h('code', { id: 'digest-value', title: ours }, ours.slice(0, 16) + '…'), ' ');
+  let theirs = null;
+  try {
+    theirs = (await (await fetch('/healthz')).json()).policy_sha256;
+  } catch { theirs = null; }
+  if (theirs === ours) {
+    digest.append(h('span', { class: 'ok', id: 'digest-match' }, '✓ the server runs the same module'));
+  } else {
+    digest.append(h('span', { class: 'error', id: 'digest-match' }, '✗ differs from the server'));
+    const alert = $('mismatch');
+    alert.hidden = false;
+    alert.textContent = `Warning: this page's policy module (${ours.slice(0, 16)}…) is not the one the server enforces `
+      + `(${theirs ? theirs.slice(0, 16) + '…' : 'unknown'}). Previews here may not match what saving does.`;
+  }
+  return ours;
+}
+
+// --- views -----------------------------------------------------------------------------------
+
+async function route() {
+  if (!token) return showSignIn();
+  $('sign-in').hidden = true;
+  $('nav').hidden = false;
+  await policyReady;
+  const hash = location.hash || '#/apps';
+  const view = $('view');
+  const app = hash.match(/^#\/apps\/(.+)$/);
+  try {
+    if (app) await appView(view, decodeURIComponent(app[1]));
+    else if (hash === '#/sunset') await sunsetView(view);
+    else await appsView(view);
+  } catch (e) {
+    view.replaceChildren(h('p', { class: 'error', role: 'alert' }, `Could not load this page: ${e.message}`));
+  }
+}
+
+async function appsView(view) {
+  const { status, data } = await api('/apps');
+  if (status !== 200) throw new Error(data?.message || `status ${status}`);
+  const rows = data.apps.map((a) => h('tr', {},
+    h('td', {}, h('a', { href: `#/apps/${encodeURIComponent(a.app_id)}` }, a.app_id)),
+    h('td', {}, statusBadge(a.password_grant)),
+    h('td', {}, a.latest ? `rev ${a.latest.rev}: ${a.latest.client_id}, ${a.latest.grant_type}` : '—'),
+    h('td', {}, String(a.installs)),
+  ));
+  view.replaceChildren(
+    h('h2', {}, 'Apps'),
+    h('div', { class: 'table-wrap' }, h('table', { id: 'apps' },
+      h('caption', { class: 'visually-hidden' }, 'Apps and their password-grant status'),
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'App'), h('th', { scope: 'col' }, 'Password grant'),
+        h('th', { scope: 'col' }, 'Latest revision'), h('th', { scope: 'col' }, 'Installs'))),
+      h('tbody', {}, rows))),
+  );
+}
+
+function sameList(a, b) {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** Canonical JSON: keys sorted, to compare the browser's preview with the server's. */
+function canonical(value) {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value && typeof value === 'object') {
+    return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+async function appView(view, appId) {
+  const [appAnswer, ctxAnswer] = await Promise.all([
+    api(`/apps/${encodeURIComponent(appId)}`),
+    api(`/apps/${encodeURIComponent(appId)}/edit-context`),
+  ]);
+  if (appAnswer.status !== 200) throw new Error(appAnswer.data?.message || `status ${appAnswer.status}`);
+  if (ctxAnswer.status !== 200) throw new Error(ctxAnswer.data?.message || `status ${ctxAnswer.status}`);
+  const app = appAnswer.data;
+  const context = ctxAnswer.data;
+  const etag = ctxAnswer.etag;
+  const latest = app.revisions[app.revisions.length - 1];
+
+  const timeline = h('ol', { class: 'timeline', id: 'timeline' }, app.revisions.map((r) => h('li', {},
+    h('strong', {}, `Revision ${r.rev}`), ` — ${r.at.slice(0, 10)} — `, h('code', {}, r.client_id), `, ${r.grant_type} `,
+    r.password_eligible ? badge('yes', 'password-eligible') : badge('no', r.ineligible_because ? `not eligible: ${r.ineligible_because}` : 'not eligible'),
+  )));
+  const installs = h('div', { class: 'table-wrap' }, h('table', { id: 'installs' },
+    h('thead', {}, h('tr', {}, ['Tenant', 'Pinned revision', 'Password grant now', 'After updating'].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, app.installs.length ? app.installs.map((i) => h('tr', {},
+      h('td', {}, i.tenant, i.sso_required ? ' (SSO only)' : ''),
+      h('td', {}, `${i.rev}${i.up_to_date ? ' (latest)' : ''}`),
+      h('td', {}, yesNo(i.password_now)),
+      h('td', {}, i.password_now && !i.password_after_update ? badge('loses', 'loses it') : yesNo(i.password_after_update)),
+    )) : h('tr', {}, h('td', { colspan: 4 }, 'No tenant installs this app.')))));
+
+  // The edit form: every change previews locally with the policy module.
+  const grant = h('select', { id: 'edit-grant-type', name: 'grant_type' },
+    GRANT_TYPES.map((g) => h('option', { value: g, selected: g === latest.grant_type }, g)));
+  const clientId = h('input', { id: 'edit-client-id', name: 'client_id', value: latest.client_id, autocomplete: 'off' });
+  const scopes = h('input', { id: 'edit-scopes', name: 'scopes', value: latest.scopes.join(' '), autocomplete: 'off', 'aria-describedby': 'scopes-help' });
+  const confirm = h('input', { id: 'edit-confirm', name: 'confirm', autocomplete: 'off' });
+  const confirmBox = h('div', { id: 'confirm-box', hidden: true },
+    h('label', { for: 'edit-confirm' }, `This cannot be undone. Type the app id (${app.app_id}) to confirm`), confirm);
+  const save = h('button', { type: 'submit', id: 'save', disabled: true }, 'Save revision');
+  const panel = h('div', { id: 'preview', class: 'card preview', 'aria-live': 'polite' }, 'Change a field to see what the edit does.');
+  const result = h('p', { id: 'save-result', role: 'status' });
+  let current = null;
+
+  function proposal() {
+    const edit = { app_id: app.app_id };
+    if (grant.value !== latest.grant_type) edit.grant_type = grant.value;
+    if (clientId.value !== latest.client_id) edit.client_id = clientId.value;
+    const list = scopes.value.split(/\s+/).filter(Boolean);
+    if (!sameList(list, latest.scopes)) edit.scopes = list;
+    return edit;
+  }
+
+  function update() {
+    const edit = proposal();
+    confirmBox.hidden = true;
+    if (Object.keys(edit).length === 1) {
+      current = null;
+      save.disabled = true;
+      panel.className = 'card preview';
+      panel.replaceChildren('No change yet: change a field to see what the edit does.');
+      return;
+    }
+    try {
+      current = { edit, preview: preview({ ...context, edit }) };
+    } catch (e) {
+      current = null;
+      save.disabled = true;
+      panel.className = 'card preview rejected';
+      panel.replaceChildren(h('p', { class: 'error' }, `The policy module refused the input: ${e.message}`));
+      return;
+    }
+    renderPreview(panel, current.preview);
+    const p = current.preview;
+    confirmBox.hidden = !(p.accepted && p.irreversible);
+    save.disabled = !p.accepted || (p.irreversible && confirm.value !== app.app_id);
+  }
+
+  async function submit(event) {
+    event.preventDefault();
+    if (!current || save.disabled) return;
+    const body = { ...current.edit };
+    delete body.app_id;
+    const shown = current.preview;
+    save.disabled = true;
+    const answer = await api(`/apps/${encodeURIComponent(app.app_id)}/revisions`, { method: 'POST', body, headers: { 'If-Match': etag } });
+    const serverPreview = answer.data?.preview;
+    if (serverPreview && canonical(serverPreview) !== canonical(shown)) {
+      const alert = $('mismatch');
+      alert.hidden = false;
+      alert.textContent = 'The server decided differently from the preview shown here. Check the app before anything else.';
+    }
+    if (answer.status === 201) {
+      await appView(view, app.app_id);
+      $('save-result').textContent = `Saved revision ${answer.data.revision.rev}.`
+        + (answer.data.client_secret ? ` New client secret for ${answer.data.client_secret.client_id} (shown once): ${answer.data.client_secret.secret}` : '');
+      return;
+    }
+    if (answer.status === 409) {
+      await appView(view, app.app_id);
+      $('save-result').textContent = 'Someone changed this app meanwhile; this page now shows its latest revision. Review and save again.';
+      return;
+    }
+    result.className = 'error';
+    result.textContent = `Not saved: ${answer.data?.message || `status ${answer.status}`}`;
+    update();
+  }
+
+  for (const input of [grant, clientId, scopes]) input.addEventListener('input', update);
+  confirm.addEventListener('input', update);
+
+  view.replaceChildren(
+    h('p', {}, h('a', { href: '#/apps' }, '← Apps')),
+    h('h2', {}, `App ${app.app_id} `, statusBadge(app.password_grant)),
+    h('div', { class: 'grid' },
+      h('section', { class: 'card', 'aria-labelledby': 'history-title' }, h('h3', { id: 'history-title' }, 'Revision history'), timeline),
+      h('section', { class: 'card', 'aria-labelledby': 'installs-title' }, h('h3', { id: 'installs-title' }, 'Installing tenants'), installs)),
+    h('form', { class: 'card', id: 'edit', onsubmit: submit, 'aria-labelledby': 'edit-title' },
+      h('h3', { id: 'edit-title' }, `Edit: a new revision after ${latest.rev}`),
+      h('label', { for: 'edit-grant-type' }, 'Grant type'), grant,
+      h('label', { for: 'edit-client-id' }, 'client_id'), clientId,
+      h('label', { for: 'edit-scopes' }, 'Scopes'), scopes,
+      h('p', { id: 'scopes-help' }, 'Space-separated scope tokens.'),
+      panel, confirmBox, save, result),
+  );
+}
+
+function renderPreview(panel, p) {
+  panel.className = `card preview ${p.accepted ? 'accepted' : 'rejected'}`;
+  const losing = new Set(p.tenants_losing_password_on_update);
+  const keep = p.tenants.filter((t) => t.password_now && !losing.has(t.tenant) && t.password_after_update);
+  const rows = p.tenants.map((t) => h('tr', {},
+    h('td', {}, t.tenant, t.sso_required ? ' (SSO only)' : ''),
+    h('td', {}, String(t.pinned_rev)),
+    h('td', {}, yesNo(t.password_now)),
+    h('td', {}, losing.has(t.tenant) ? badge('loses', 'keeps it until it updates, then loses it') : yesNo(t.password_after_update)),
+  ));
+  panel.replaceChildren(
+    h('h4', { id: 'preview-verdict' }, p.accepted ? 'Accepted' : 'Rejected: this edit cannot be saved'),
+    h('p', { id: 'preview-explanation' }, p.explanation),
+    p.reason ? h('p', {}, 'Reason: ', h('code', { id: 'preview-reason' }, p.reason), ' (rule ', h('code', { id: 'preview-rule' }, p.rule), ')') : null,
+    p.accepted && p.irreversible ? h('p', { class: 'warn', id: 'preview-irreversible' },
+      'Irreversible: saving ends the password grant for this app for good. No later revision can bring it back.') : null,
+    p.tenants.length ? h('div', { class: 'table-wrap' }, h('table', { id: 'preview-tenants' },
+      h('caption', {}, `Tenants: ${losing.size} lose the password grant when they update; ${keep.length} keep it.`),
+      h('thead', {}, h('tr', {}, ['Tenant', 'Pinned revision', 'Password grant now', 'After updating'].map((t) => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, rows))) : h('p', {}, 'No tenant installs this app.'),
+  );
+}
+
+function barChart(title, daily) {
+  const width = 600;
+  const height = 160;
+  const max = Math.max(1, ...daily.map((d) => d.count));
+  const bar = width / daily.length;
+  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+  svg.setAttribute('viewBox', `0 0 ${width} ${height + 20}`);
+  svg.setAttribute('class', 'chart');
+  svg.setAttribute('role', 'img');
+  const total = daily.reduce((s, d) => s + d.count, 0);
+  svg.setAttribute('aria-label', `${title}: ${total} password-grant tokens over the last ${daily.length} days, at most ${max} a day`);
+  daily.forEach((d, i) => {
+    const rect = document.createElementNS('http://www.w3.org/2000/svg', 'rect');
+    const hgt = (d.count / max) * height;
+    rect.setAttribute('x', String(i * bar + 1));
+    rect.setAttribute('y', String(height - hgt));
+    rect.setAttribute('width', String(Math.max(1, bar - 2)));
+    rect.setAttribute('height', String(hgt));
+    rect.setAttribute('fill', '#0b57d0');
+    const tip = document.createElementNS('http://www.w3.org/2000/svg', 'title');
+    tip.textContent = `${d.date}: ${d.count}`;
+    rect.append(tip);
+    svg.append(rect);
+  });
+  const axis = document.createElementNS('http://www.w3.org/2000/svg', 'text');
+  axis.setAttribute('x', '0');
+  axis.setAttribute('y', String(height + 16));
+  axis.setAttribute('font-size', '12');
+  axis.textContent = `${daily[0]?.date ?? ''} … ${daily[daily.length - 1]?.date ?? ''} (max ${max}/day)`;
+  svg.append(axis);
+  return svg;
+}
+
+async function sunsetView(view) {
+  const { status, data } = await api('/reports/sunset');
+  if (status !== 200) throw new Error(data?.message || `status ${status}`);
+  const toMigrate = [];
+  for (const app of data.apps) {
+    for (const t of app.tenants) {
+      if (t.password_now) toMigrate.push({ app, t });
+    }
+  }
+  view.replaceChildren(
+    h('h2', {}, 'Sunset dashboard'),
+    h('p', {}, `Password-grant tokens: ${data.password_tokens_7_days} in the last 7 days, ${data.password_tokens_30_days} in the last 30 days`
+      + (data.audit_log_since ? ` (audit log since ${data.audit_log_since.slice(0, 10)}).` : '.')),
+    h('div', { class: 'grid', id: 'charts' }, data.apps.map((app) => h('section', { class: 'card' },
+      h('h3', {}, app.app_id, ' ', statusBadge({ status: app.status, tenants_keeping: app.tenants_keeping })),
+      barChart(`Password-grant use of ${app.app_id}`, app.daily_password_tokens)))),
+    h('h3', {}, 'Tenants still to migrate'),
+    h('div', { class: 'table-wrap' }, h('table', { id: 'to-migrate' },
+      h('thead', {}, h('tr', {}, ['App', 'Tenant', 'Pinned revision', 'Updating', 'Tokens, 30 days', 'Last use'].map((t) => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, toMigrate.length ? toMigrate.map(({ app, t }) => h('tr', {},
+        h('td', {}, h('a', { href: `#/apps/${encodeURIComponent(app.app_id)}` }, app.app_id)),
+        h('td', {}, t.tenant),
+        h('td', {}, `${t.pinned_rev} of ${app.latest_rev}`),
+        h('td', {}, t.update_takes_away_password ? badge('loses', 'takes the password grant away') : badge('yes', 'keeps it')),
+        h('td', {}, String(t.password_tokens_30_days)),
+        h('td', {}, t.last_password_use ? t.last_password_use.slice(0, 10) : '—'),
+      )) : h('tr', {}, h('td', { colspan: 6 }, 'No tenant depends on the password grant.'))))),
+  );
+}
+
+// --- start -----------------------------------------------------------------------------------
+
+$('sign-in').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  token = $('token').value.trim();
+  $('token').value = '';
+  const { status } = await api('/apps');
+  if (status === 200) {
+    sessionStorage.setItem(TOKEN_KEY, token);
+    $('sign-in-error').textContent = '';
+    await route();
+    $('main').focus();
+  } else if (status !== 401) {
+    $('sign-in-error').textContent = `The server answered ${status}; try again.`;
+  }
+});
+$('sign-out').addEventListener('click', () => signOut(''));
+window.addEventListener('hashchange', route);
+policyReady = loadPolicy().catch((e) => {
+  $('digest').textContent = `The policy module did not load: ${e.message}`;
+});
+route();
