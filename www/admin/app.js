@@ -2,7 +2,7 @@
 // wasm-bindgen glue in ./pkg/ (the same _bg.wasm the server runs), previews every edit in the
 // browser, and saves through the admin API, which judges it again with that module.
 
-import init, { preview } from './pkg/granted_policy.js';
+import init, { callJson } from './pkg/granted_policy.js';
 
 const API = '/admin/api/v1';
 const TOKEN_KEY = 'granted-admin-token';
@@ -219,15 +219,17 @@ async function appView(view, appId) {
       panel.replaceChildren('No change yet: change a field to see what the edit does.');
       return;
     }
-    try {
-      current = { edit, preview: preview({ ...context, edit }) };
-    } catch (e) {
+    // The module's JSON face: for a large app (thousands of installing tenants) JSON text
+    // crosses into wasm faster than JavaScript objects do (see tests/browser/).
+    const answer = JSON.parse(callJson('preview', JSON.stringify({ ...context, edit })));
+    if (!answer.ok) {
       current = null;
       save.disabled = true;
       panel.className = 'card preview rejected';
-      panel.replaceChildren(h('p', { class: 'error' }, `The policy module refused the input: ${e.message}`));
+      panel.replaceChildren(h('p', { class: 'error' }, `The policy module refused the input: ${answer.error?.message}`));
       return;
     }
+    current = { edit, preview: answer.ok };
     renderPreview(panel, current.preview);
     const p = current.preview;
     confirmBox.hidden = !(p.accepted && p.irreversible);

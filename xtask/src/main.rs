@@ -1,4 +1,4 @@
-//! The one build driver: `cargo xtask wasm | test [api] | demo | bench policy | fuzz`.
+//! The one build driver: `cargo xtask wasm | test [api|browser] | demo | bench policy | fuzz`.
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -11,6 +11,7 @@ commands:
   wasm           build the policy module for wasm32 and write www/pkg/ (prints its SHA-256)
   test           install what is missing, build the module, run every test on every runtime
   test api       only schemathesis against the admin API's OpenAPI document
+  test browser   only the admin page in headless Chromium
   demo           build the module and the host, and preview a sample app edit
   bench policy   the policy's decision path and PBKDF2: native against wasm, in one run
   fuzz [SECS]    run the cargo-fuzz targets (not part of `test`)";
@@ -32,6 +33,7 @@ fn run() -> Result<()> {
         ["wasm"] => wasm().map(|_| ()),
         ["test"] => test(),
         ["test", "api"] => schemathesis(),
+        ["test", "browser"] => browser_tests(),
         ["demo"] => demo(),
         ["bench", "policy"] | ["bench"] => bench_policy(),
         ["fuzz"] => fuzz(60),
@@ -200,6 +202,8 @@ fn test() -> Result<()> {
                     .join(":"),
             ),
     )?;
+    step("the admin page in headless Chromium (playwright-core), against granted serve");
+    browser_tests()?;
     println!("\nall tests passed in {:.0?}", started.elapsed());
     Ok(())
 }
@@ -313,6 +317,70 @@ fn schemathesis() -> Result<()> {
     outcome.context("schemathesis found a 5xx or a response outside the OpenAPI document")
 }
 
+/// Debian's `chromium`, installed when absent.
+fn ensure_chromium() -> Result<PathBuf> {
+    let path =
+        PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
+    if path.exists() {
+        return Ok(path);
+    }
+    println!(
+        "{} is missing: installing Debian's chromium",
+        path.display()
+    );
+    run_cmd(Command::new("apt-get").args(["update", "-qq"]))
+        .context("Debian's chromium is needed for the browser tests (apt-get install chromium)")?;
+    run_cmd(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "chromium"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    if !path.exists() {
+        bail!(
+            "apt-get installed chromium but {} is still missing",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// The npm packages of `tests/browser/`, from its lockfile (`npm ci`) when they are not there
+/// or the lockfile changed.
+fn ensure_browser_packages() -> Result<()> {
+    let dir = root().join("tests/browser");
+    let lock =
+        std::fs::read(dir.join("package-lock.json")).context("tests/browser/package-lock.json")?;
+    let marker = dir.join("node_modules/.granted-lock");
+    if std::fs::read(&marker).ok().as_deref() == Some(&lock[..]) {
+        return Ok(());
+    }
+    run_cmd(Command::new("npm").current_dir(&dir).args([
+        "ci",
+        "--no-audit",
+        "--no-fund",
+        "--ignore-scripts",
+    ]))
+    .context("npm ci in tests/browser")?;
+    std::fs::write(&marker, &lock)?;
+    Ok(())
+}
+
+/// The admin page in headless Chromium against `granted serve` with the demo state.
+fn browser_tests() -> Result<()> {
+    check_node()?;
+    let chromium = ensure_chromium()?;
+    ensure_browser_packages()?;
+    run_cmd(cargo().args(["build", "--quiet", "--package", "granted"]))?;
+    run_cmd(
+        Command::new("node")
+            .current_dir(root())
+            .args(["--test", "--test-reporter=spec", "tests/browser/"])
+            .env("GRANTED_BIN", target_dir().join("debug/granted"))
+            .env("CHROMIUM", &chromium)
+            .env("ARTIFACTS_DIR", target_dir().join("browser-artifacts")),
+    )
+}
+
 fn check_node() -> Result<()> {
     let out = Command::new("node").arg("--version").output().context(
         "node is not installed: install Node.js 20 or later (Debian: apt-get install nodejs)",
@@ -388,6 +456,7 @@ fn demo() -> Result<()> {
 keep; `reports` moved to a new client_id and to client_credentials (globex updated and lost the
 password grant, acme has not and keeps it); `sync` was created after the sunset; initech requires SSO.
 
+  the admin page: http://{listen}/admin/  (sign in with the admin token the server prints below)
   health:   curl -s http://{listen}/healthz
 
   a token (acme keeps the password grant for crm):

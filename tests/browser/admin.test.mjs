@@ -1,0 +1,338 @@
+// The admin page in headless Chromium (Debian's `chromium`, driven by playwright-core) against a
+// real `granted serve` with the demo state: the digest badge, sign-in, the preview of each sunset
+// case, a rejected revert, saving an irreversible edit, the dashboard; every vector's edit/create
+// through the browser build; the preview of an app installed by 10,000 tenants, timed.
+// Screenshots go to target/browser-artifacts/.
+//
+// GRANTED_BIN: the `granted` binary (cargo xtask test passes it); CHROMIUM: the browser
+// (/usr/bin/chromium by default).
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, existsSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { dirname, join, resolve } from 'node:path';
+import { chromium } from 'playwright-core';
+import { runVector } from '../node/driver.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '../..');
+const granted = process.env.GRANTED_BIN ?? join(root, 'target/debug/granted');
+const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const artifacts = process.env.ARTIFACTS_DIR ?? join(root, 'target/browser-artifacts');
+const TOKEN = 'browser-test-admin-token-0123456789abcdef';
+const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--no-first-run'];
+
+let server;
+let base;
+let browser;
+let dir;
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => ok(port)); });
+    s.on('error', fail);
+  });
+}
+
+async function waitFor(url, ms = 60_000) {
+  const started = Date.now();
+  for (;;) {
+    try { if ((await fetch(url)).ok) return; } catch { /* not yet */ }
+    if (Date.now() - started > ms) throw new Error(`${url} did not answer`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+before(async () => {
+  assert.ok(existsSync(granted), `no granted binary at ${granted}`);
+  assert.ok(existsSync(executablePath), `no browser at ${executablePath} (Debian: apt-get install chromium)`);
+  mkdirSync(artifacts, { recursive: true });
+  dir = mkdtempSync(join(tmpdir(), 'granted-browser-'));
+  const db = join(dir, 'granted.db');
+  execFileSync(granted, ['import', '--kdf-iterations', '1000', '--db', db, join(root, 'tests/demo/state.json')], { stdio: 'ignore' });
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  server = spawn(granted, ['serve', '--kdf-iterations', '1000', '--db', db, '--listen', `127.0.0.1:${port}`,
+    '--fixed-now', '2026-11-25T12:00:00Z'], { env: { ...process.env, GRANTED_ADMIN_TOKEN: TOKEN, GRANTED_LOG: 'warn' }, stdio: 'ignore' });
+  await waitFor(`${base}/healthz`);
+  browser = await chromium.launch({ executablePath, args: FLAGS, headless: true });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+async function page(width = 1280) {
+  const context = await browser.newContext({ viewport: { width, height: 900 } });
+  const p = await context.newPage();
+  const errors = [];
+  p.on('pageerror', (e) => errors.push(e.message));
+  p.errors = errors;
+  await p.goto(`${base}/admin/`);
+  return p;
+}
+
+async function signIn(p) {
+  await p.getByLabel('Admin token').fill(TOKEN);
+  await p.getByRole('button', { name: 'Sign in' }).click();
+  await p.locator('#apps').waitFor();
+}
+
+async function openApp(p, appId) {
+  await p.getByRole('link', { name: appId, exact: true }).click();
+  await p.locator('#edit').waitFor();
+}
+
+test('the digest badge shows the module before sign-in, and it is the server\'s', async () => {
+  const p = await page();
+  await p.locator('#digest-match').waitFor();
+  const health = await (await fetch(`${base}/healthz`)).json();
+  assert.equal(await p.locator('#digest-value').getAttribute('title'), health.policy_sha256);
+  assert.match(await p.locator('#digest-match').textContent(), /same module/);
+  assert.equal(await p.locator('#mismatch').isHidden(), true);
+  assert.equal(await p.getByLabel('Admin token').isVisible(), true);
+  await p.screenshot({ path: join(artifacts, 'sign-in.png') });
+  assert.deepEqual(p.errors, []);
+  await p.context().close();
+});
+
+test('a wrong token is refused and the token never reaches the URL', async () => {
+  const p = await page();
+  await p.getByLabel('Admin token').fill('not-the-token');
+  await p.getByRole('button', { name: 'Sign in' }).click();
+  await p.locator('#sign-in-error:not(:empty)').waitFor();
+  assert.match(await p.locator('#sign-in-error').textContent(), /refused/);
+  assert.ok(!p.url().includes('token'));
+  await signIn(p);
+  assert.ok(!p.url().includes(TOKEN));
+  await p.context().close();
+});
+
+test('apps show their password-grant status', async () => {
+  const p = await page();
+  await signIn(p);
+  const row = (app) => p.locator('#apps tr', { has: p.getByRole('link', { name: app, exact: true }) });
+  assert.match(await row('crm').textContent(), /password grant available/);
+  assert.match(await row('reports').textContent(), /kept by 1 tenant/);
+  assert.match(await row('sync').textContent(), /never had/);
+  await p.screenshot({ path: join(artifacts, 'apps-1280.png'), fullPage: true });
+  await p.context().close();
+});
+
+test('the preview of each sunset case, computed in the browser', async () => {
+  const p = await page();
+  await signIn(p);
+  await openApp(p, 'crm');
+  // Leaving the password grant: accepted, irreversible, both installing tenants lose it on update.
+  await p.getByLabel('Grant type').selectOption('client_credentials');
+  assert.equal(await p.locator('#preview-verdict').textContent(), 'Accepted');
+  assert.match(await p.locator('#preview-explanation').textContent(), /A2/);
+  assert.equal(await p.locator('#preview-irreversible').isVisible(), true);
+  const table = await p.locator('#preview-tenants').textContent();
+  assert.match(table, /acme/);
+  assert.match(table, /globex/);
+  assert.match(await p.locator('#preview-tenants caption').textContent(), /2 lose/);
+  // A new client_id keeps nothing either: R3.
+  await p.getByLabel('Grant type').selectOption('password');
+  await p.getByLabel('client_id').fill('crm-2');
+  assert.equal(await p.locator('#preview-verdict').textContent(), 'Rejected: this edit cannot be saved');
+  assert.equal(await p.locator('#preview-reason').textContent(), 'client_id_changed');
+  assert.equal(await p.locator('#save').isDisabled(), true);
+  // Only the scopes change: the password grant stays.
+  await p.getByLabel('client_id').fill('crm-1');
+  await p.getByLabel('Scopes').fill('read');
+  assert.equal(await p.locator('#preview-verdict').textContent(), 'Accepted');
+  assert.equal(await p.locator('#preview-irreversible').count(), 0);
+  await p.screenshot({ path: join(artifacts, 'preview-crm.png'), fullPage: true });
+  assert.deepEqual(p.errors, []);
+  await p.context().close();
+});
+
+test('a revert to the password grant is rejected with its reason and cannot be saved', async () => {
+  const p = await page();
+  await signIn(p);
+  await openApp(p, 'reports');
+  await p.getByLabel('Grant type').selectOption('password');
+  assert.equal(await p.locator('#preview-verdict').textContent(), 'Rejected: this edit cannot be saved');
+  assert.match(await p.locator('#preview-rule').textContent(), /^A1$/);
+  assert.match(await p.locator('#preview-explanation').textContent(), /A1/);
+  assert.equal(await p.locator('#save').isDisabled(), true);
+  await p.screenshot({ path: join(artifacts, 'rejected-revert.png'), fullPage: true });
+  await p.context().close();
+});
+
+test('saving an irreversible edit asks for the app id, then the app\'s status changes', async () => {
+  const p = await page();
+  await signIn(p);
+  await openApp(p, 'crm');
+  await p.getByLabel('Grant type').selectOption('client_credentials');
+  assert.equal(await p.locator('#save').isDisabled(), true, 'not before the app id is typed');
+  await p.getByLabel(/Type the app id/).fill('crm');
+  assert.equal(await p.locator('#save').isDisabled(), false);
+  await p.locator('#save').click();
+  await p.locator('#save-result:not(:empty)').waitFor();
+  assert.match(await p.locator('#save-result').textContent(), /Saved revision 3/);
+  assert.equal(await p.locator('#mismatch').isHidden(), true, 'the server decided as the preview said');
+  assert.match(await p.locator('#view h2').textContent(), /kept by 2 tenant/);
+  assert.equal(await p.locator('#timeline li').count(), 3);
+  await p.screenshot({ path: join(artifacts, 'saved-irreversible.png'), fullPage: true });
+  await p.goto(`${base}/admin/#/apps`);
+  await p.locator('#apps').waitFor();
+  const row = p.locator('#apps tr', { has: p.getByRole('link', { name: 'crm', exact: true }) });
+  assert.match(await row.textContent(), /kept by 2 tenant/);
+  await p.context().close();
+});
+
+test('the sunset dashboard charts use and lists the tenants to migrate, at 1280 and 390 pixels', async () => {
+  // Some password-grant use to chart.
+  const form = 'grant_type=password&username=alice&password=correct+horse+battery';
+  for (let i = 0; i < 3; i += 1) {
+    const r = await fetch(`${base}/tenants/acme/connect/token`, {
+      method: 'POST',
+      headers: { Authorization: `Basic ${Buffer.from('reports-1:reports-1-secret').toString('base64')}`, 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: form,
+    });
+    assert.equal(r.status, 200);
+  }
+  for (const width of [1280, 390]) {
+    const p = await page(width);
+    await signIn(p);
+    await p.getByRole('link', { name: 'Sunset' }).click();
+    await p.locator('#to-migrate').waitFor();
+    const charts = p.locator('#charts svg[role="img"]');
+    assert.ok(await charts.count() >= 3);
+    const label = await p.locator('#charts svg[aria-label*="reports"]').getAttribute('aria-label');
+    assert.match(label, /3 password-grant tokens/);
+    const migrate = await p.locator('#to-migrate').textContent();
+    assert.match(migrate, /reports/);
+    assert.match(migrate, /takes the password grant away/);
+    const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `the page is wider than ${width} px by ${overflow} px`);
+    await p.screenshot({ path: join(artifacts, `dashboard-${width}.png`), fullPage: true });
+    await p.context().close();
+  }
+});
+
+test('the page works by keyboard: sign in, open an app, change a field', async () => {
+  const p = await page();
+  await p.getByLabel('Admin token').focus();
+  await p.keyboard.type(TOKEN);
+  await p.keyboard.press('Enter');
+  await p.locator('#apps').waitFor();
+  await p.getByRole('link', { name: 'sync', exact: true }).focus();
+  await p.keyboard.press('Enter');
+  await p.locator('#edit').waitFor();
+  await p.getByLabel('Grant type').focus();
+  await p.keyboard.press('ArrowUp');
+  await p.locator('#preview-verdict').waitFor();
+  assert.ok((await p.locator('#preview-verdict').textContent()).length > 0);
+  await p.context().close();
+});
+
+// --- the browser as a runtime for the vectors -------------------------------------------------
+
+const vectorDirs = [join(root, 'tests/vectors'), join(root, '../shared/spec/vectors')].filter(existsSync);
+
+test('every edit and create vector gives the expected preview in Chromium', async () => {
+  const vectors = [];
+  for (const d of vectorDirs) {
+    for (const name of readdirSync(d).filter((n) => n.endsWith('.json')).sort()) {
+      const vector = JSON.parse(readFileSync(join(d, name), 'utf8'));
+      if (vector.edit || vector.create) vectors.push({ name, vector });
+    }
+  }
+  assert.ok(vectors.length >= 28, `${vectors.length} edit/create vectors`);
+  const inputs = vectors.map(({ vector }) => {
+    const input = { state: vector.state, now: vector.now };
+    if (vector.sunset) input.sunset = vector.sunset;
+    if (vector.edit) input.edit = vector.edit;
+    if (vector.create) input.create = vector.create;
+    return input;
+  });
+  const p = await page();
+  const answers = await p.evaluate(async (all) => {
+    const m = await import('/admin/pkg/granted_policy.js');
+    await m.default();
+    return all.map((input) => {
+      try { return { ok: m.preview(input) }; } catch (e) { return { error: String(e.code ?? e.message) }; }
+    });
+  }, inputs);
+  await p.context().close();
+  // The same checks as the Node runner, fed the browser's answers.
+  const failures = [];
+  for (let i = 0; i < vectors.length; i += 1) {
+    const answer = answers[i];
+    if (!answer.ok) { failures.push(`${vectors[i].name}: ${answer.error}`); continue; }
+    const browserPolicy = { preview: () => answer.ok };
+    const mismatches = await runVector(browserPolicy, vectors[i].vector);
+    if (mismatches.length) failures.push(`${vectors[i].name}: ${mismatches.join('; ')}`);
+  }
+  assert.deepEqual(failures, []);
+  console.log(`# ${vectors.length} edit/create vectors passed in Chromium`);
+});
+
+// --- benchmark: one preview for an app installed by 10,000 tenants ------------------------------
+
+test('benchmark: the preview of one edit for an app installed by 10,000 tenants', async () => {
+  const p = await page();
+  const result = await p.evaluate(async () => {
+    const m = await import('/admin/pkg/granted_policy.js');
+    await m.default();
+    const tenants = [];
+    for (let i = 0; i < 10000; i += 1) {
+      tenants.push({ tenant: `t${String(i).padStart(5, '0')}`, sso_required: i % 17 === 0, password_max_age_days: null,
+        installs: [{ app_id: 'big', rev: 1 + (i % 2) }] });
+    }
+    const input = {
+      state: {
+        apps: [{ app_id: 'big', created_at: '2020-01-01T00:00:00Z', revisions: [
+          { rev: 1, at: '2020-01-01T00:00:00Z', client_id: 'big-1', grant_type: 'password', scopes: ['read'] },
+          { rev: 2, at: '2021-01-01T00:00:00Z', client_id: 'big-1', grant_type: 'password', scopes: ['read', 'write'] }] }],
+        tenants,
+        client_ids_in_use: [],
+      },
+      now: '2026-11-25T12:00:00Z',
+      edit: { app_id: 'big', grant_type: 'client_credentials' },
+    };
+    const times = [];
+    let last;
+    for (let i = 0; i < 15; i += 1) {
+      const t = performance.now();
+      last = m.preview(input);
+      times.push(performance.now() - t);
+    }
+    times.sort((a, b) => a - b);
+    // The same preview through the JSON face (`callJson`): text across, serde_json inside.
+    const text = [];
+    let viaJson;
+    for (let i = 0; i < 15; i += 1) {
+      const t = performance.now();
+      viaJson = JSON.parse(m.callJson('preview', JSON.stringify(input))).ok;
+      text.push(performance.now() - t);
+    }
+    text.sort((a, b) => a - b);
+    // The baseline in the same run: handing the same input to a no-op through JSON, what any
+    // preview must at least pay to cross into the module and back.
+    const copies = [];
+    for (let i = 0; i < 15; i += 1) {
+      const t = performance.now();
+      JSON.parse(JSON.stringify(input));
+      copies.push(performance.now() - t);
+    }
+    copies.sort((a, b) => a - b);
+    return { median: times[7], min: times[0], max: times[14], losing: last.tenants_losing_password_on_update.length,
+      copy: copies[7], json: text[7], same: JSON.stringify(viaJson) === JSON.stringify(last) };
+  });
+  await p.context().close();
+  assert.equal(result.losing, 10000, 'every tenant pins an eligible revision and would lose the grant');
+  assert.equal(result.same, true, 'both faces give the same preview');
+  console.log(`# preview, 10,000 tenants, Chromium: JSON text (callJson, what the page uses) median ${result.json.toFixed(1)} ms; objects (serde-wasm-bindgen) median ${result.median.toFixed(1)} ms (min ${result.min.toFixed(1)}, max ${result.max.toFixed(1)}); a JSON copy of the same input alone: ${result.copy.toFixed(1)} ms; goal: at most 20 ms`);
+});
