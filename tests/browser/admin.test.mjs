@@ -10,7 +10,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readdirSync, readFileSync, existsSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -156,6 +156,49 @@ test('the preview of each sunset case, computed in the browser', async () => {
   await p.context().close();
 });
 
+test('an app made after the sunset cannot move to the password grant; an SSO-only tenant is marked', async () => {
+  const p = await page(390);
+  await signIn(p);
+  await openApp(p, 'sync');
+  assert.match(await p.locator('#installs').textContent(), /initech \(SSO only\)/);
+  await p.getByLabel('Grant type').selectOption('password');
+  assert.equal(await p.locator('#preview-verdict').textContent(), 'Rejected: this edit cannot be saved');
+  // The reason the page shows is the one the server gives for the same edit.
+  const server = await (await fetch(`${base}/admin/api/v1/apps/sync/preview`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ grant_type: 'password' }),
+  })).json();
+  assert.equal(server.preview.accepted, false);
+  assert.equal(await p.locator('#preview-reason').textContent(), server.preview.reason);
+  assert.equal(await p.locator('#preview-rule').textContent(), server.preview.rule);
+  assert.equal(await p.locator('#save').isDisabled(), true);
+  const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the app page is wider than 390 px by ${overflow} px`);
+  await p.screenshot({ path: join(artifacts, 'app-390.png'), fullPage: true });
+  await p.context().close();
+});
+
+test('when the server decides otherwise than the preview, the page says so loudly', async () => {
+  const p = await page();
+  await signIn(p);
+  await openApp(p, 'reports');
+  // The server's answer, altered on its way to the page: its preview no longer matches.
+  await p.route('**/admin/api/v1/apps/reports/revisions', async (route) => {
+    const response = await route.fetch();
+    const body = await response.json();
+    if (body.preview) body.preview.explanation = 'something else';
+    await route.fulfill({ response, json: body });
+  });
+  await p.getByLabel('Scopes').fill('read audit');
+  assert.equal(await p.locator('#preview-verdict').textContent(), 'Accepted');
+  await p.locator('#save').click();
+  await p.locator('#mismatch:not([hidden])').waitFor();
+  assert.match(await p.locator('#mismatch').textContent(), /decided differently/);
+  await p.screenshot({ path: join(artifacts, 'server-differs.png'), fullPage: true });
+  await p.context().close();
+});
+
 test('a revert to the password grant is rejected with its reason and cannot be saved', async () => {
   const p = await page();
   await signIn(p);
@@ -235,6 +278,33 @@ test('the page works by keyboard: sign in, open an app, change a field', async (
   await p.locator('#preview-verdict').waitFor();
   assert.ok((await p.locator('#preview-verdict').textContent()).length > 0);
   await p.context().close();
+});
+
+test('a page whose module is not the server\'s warns before sign-in', async () => {
+  // The same module with one more custom section: another SHA-256, the same ABI.
+  const wasm = readFileSync(join(root, 'www/pkg/granted_policy_bg.wasm'));
+  const name = Buffer.from('granted-test');
+  const section = Buffer.concat([Buffer.from([0, name.length + 1, name.length]), name]);
+  const other = join(dir, 'other.wasm');
+  writeFileSync(other, Buffer.concat([wasm, section]));
+  const port = await freePort();
+  const db = join(dir, 'other.db');
+  execFileSync(granted, ['import', '--kdf-iterations', '1000', '--db', db, join(root, 'tests/demo/state.json')], { stdio: 'ignore' });
+  const second = spawn(granted, ['--policy', other, 'serve', '--kdf-iterations', '1000', '--db', db, '--listen', `127.0.0.1:${port}`],
+    { env: { ...process.env, GRANTED_ADMIN_TOKEN: TOKEN, GRANTED_LOG: 'warn' }, stdio: 'ignore' });
+  try {
+    await waitFor(`http://127.0.0.1:${port}/healthz`);
+    const context = await browser.newContext();
+    const p = await context.newPage();
+    await p.goto(`http://127.0.0.1:${port}/admin/`);
+    await p.locator('#mismatch:not([hidden])').waitFor();
+    assert.match(await p.locator('#mismatch').textContent(), /not the one the server enforces/);
+    assert.match(await p.locator('#digest-match').textContent(), /differs/);
+    await p.screenshot({ path: join(artifacts, 'digest-mismatch.png') });
+    await context.close();
+  } finally {
+    second.kill();
+  }
 });
 
 // --- the browser as a runtime for the vectors -------------------------------------------------
