@@ -36,6 +36,7 @@ pub fn routes() -> Router<Arc<Server>> {
         .route("/apps", get(list_apps).post(create_app))
         .route("/apps/{app_id}", get(get_app))
         .route("/previews/create", post(preview_create))
+        .route("/create-context", get(create_context_route))
         .route("/apps/{app_id}/revisions", post(append_revision))
         .route("/apps/{app_id}/preview", post(preview_edit))
         .route("/apps/{app_id}/edit-context", get(edit_context))
@@ -790,6 +791,24 @@ fn revision_of(preview: &Value) -> Result<Revision, ApiError> {
     })
 }
 
+/// What the module judges a new app against, but the app: every app (an id in use is
+/// `app_id_taken`) and every `client_id` in use (A5), `now`, `sunset`. The admin page previews a
+/// new app on exactly this.
+fn create_context(server: &Server, tx: &AdminTx<'_>, at: Timestamp) -> anyhow::Result<Value> {
+    let mut input = json!({
+        "state": {
+            "apps": tx.apps()?,
+            "tenants": [],
+            "client_ids_in_use": tx.client_ids_in_use(None)?,
+        },
+        "now": at,
+    });
+    if let Some(s) = sunset(server) {
+        input["sunset"] = json!(s);
+    }
+    Ok(input)
+}
+
 /// The module's input for previewing `create`, read in the change's transaction.
 fn create_input(
     server: &Server,
@@ -797,25 +816,34 @@ fn create_input(
     create: &CreateApp,
     at: Timestamp,
 ) -> anyhow::Result<Value> {
-    let existing = tx.app(&create.app_id)?;
-    let mut input = json!({
-        "state": {
-            "apps": existing.iter().collect::<Vec<_>>(),
-            "tenants": [],
-            "client_ids_in_use": tx.client_ids_in_use(None)?,
-        },
-        "now": at,
-        "create": {
-            "app_id": create.app_id,
-            "client_id": create.client_id,
-            "grant_type": create.grant_type,
-            "scopes": create.scopes,
-        },
+    let mut input = create_context(server, tx, at)?;
+    input["create"] = json!({
+        "app_id": create.app_id,
+        "client_id": create.client_id,
+        "grant_type": create.grant_type,
+        "scopes": create.scopes,
     });
-    if let Some(s) = sunset(server) {
-        input["sunset"] = json!(s);
-    }
     Ok(input)
+}
+
+#[utoipa::path(
+    get,
+    path = "/create-context",
+    tag = "apps",
+    responses(
+        (status = 200, description = "The input of the module's `preview` for a new app, without the app: the browser adds `create` and runs the same `preview` the server runs on `POST /apps`", body = crate::openapi::EditContextAnswer),
+        crate::openapi::CommonErrors
+    )
+)]
+pub(crate) async fn create_context_route(admin: Admin) -> ApiResult {
+    blocking(move || {
+        let at = admin.audit.now;
+        change(&admin, |tx| {
+            let input = create_context(&admin.server, tx, at)?;
+            Ok(Change::Refused(Ok(json_response(StatusCode::OK, input))))
+        })
+    })
+    .await
 }
 
 #[utoipa::path(

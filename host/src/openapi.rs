@@ -258,7 +258,7 @@ pub struct PreviewAnswer {
     pub preview: Preview,
 }
 
-/// The module's `preview` input for an edit, without the edit.
+/// The module's `preview` input for an edit or a new app, without the edit or the app.
 #[derive(Serialize, ToSchema)]
 pub struct EditContextAnswer {
     /// The app, the tenants that install it, the `client_id`s other apps use.
@@ -524,6 +524,7 @@ impl Modify for BearerAuth {
         crate::admin::preview_edit,
         crate::admin::edit_context,
         crate::admin::preview_create,
+        crate::admin::create_context_route,
         crate::admin::append_revision,
         crate::admin::rotate_client_secret,
         crate::admin::list_tenants,

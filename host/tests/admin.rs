@@ -1002,7 +1002,7 @@ fn tenants_show_their_installs_and_the_openapi_document_lists_every_route() {
         .values()
         .map(|p| p.as_object().map(|o| o.len()).unwrap_or(0))
         .sum();
-    assert_eq!(operations, 19, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(operations, 20, "{:?}", paths.keys().collect::<Vec<_>>());
     for (path, method) in [
         ("/apps", "post"),
         ("/apps/{app_id}/revisions", "post"),
@@ -1070,6 +1070,26 @@ fn the_edit_context_is_what_the_server_previews_an_edit_against() {
         assert_eq!(local["ok"], server.body["preview"], "{edit}");
     }
     assert_eq!(running.get("/apps/nope/edit-context").status, 404);
+    // And for a new app.
+    let ctx = running.get("/create-context");
+    assert_eq!(ctx.status, 200, "{}", ctx.body);
+    for create in [
+        json!({"app_id": "late", "client_id": "late-1", "grant_type": "password"}),
+        json!({"app_id": "late", "client_id": "crm-1", "grant_type": "client_credentials"}),
+        json!({"app_id": "crm", "client_id": "crm-9", "grant_type": "client_credentials"}),
+        json!({"app_id": "fresh", "client_id": "fresh-1", "grant_type": "client_credentials", "scopes": ["read"]}),
+    ] {
+        let mut input = ctx.body.clone();
+        input["create"] = create.clone();
+        let local: Value = serde_json::from_slice(&granted_policy::api::call(
+            "preview",
+            input.to_string().as_bytes(),
+        ))
+        .expect("JSON");
+        let server = running.post("/previews/create", create.clone());
+        assert_eq!(server.status, 200, "{}", server.body);
+        assert_eq!(local["ok"], server.body["preview"], "{create}");
+    }
 }
 
 #[test]

@@ -179,6 +179,31 @@ test('an app made after the sunset cannot move to the password grant; an SSO-onl
   await p.context().close();
 });
 
+test('a new app with the password grant after the sunset is refused; one without it is created', async () => {
+  const p = await page();
+  await signIn(p);
+  await p.getByLabel('App id').fill('late');
+  await p.getByLabel('client_id').fill('late-1');
+  await p.getByLabel('Grant type').selectOption('password');
+  const verdict = p.locator('#new-preview #preview-verdict');
+  assert.equal(await verdict.textContent(), 'Rejected: this edit cannot be saved');
+  assert.equal(await p.locator('#new-preview #preview-reason').textContent(), 'app_created_after_sunset');
+  assert.equal(await p.locator('#create').isDisabled(), true);
+  // A client_id another app uses: A5.
+  await p.getByLabel('Grant type').selectOption('client_credentials');
+  await p.getByLabel('client_id').fill('crm-1');
+  assert.equal(await p.locator('#new-preview #preview-reason').textContent(), 'client_id_taken');
+  await p.getByLabel('client_id').fill('late-1');
+  assert.equal(await verdict.textContent(), 'Accepted');
+  await p.locator('#create').click();
+  await p.locator('#new-secret').waitFor();
+  assert.ok((await p.locator('#new-secret').textContent()).length >= 43, 'the secret, shown once');
+  const row = p.locator('#apps tr', { has: p.getByRole('link', { name: 'late', exact: true }) });
+  assert.match(await row.textContent(), /never had/);
+  await p.screenshot({ path: join(artifacts, 'new-app.png'), fullPage: true });
+  await p.context().close();
+});
+
 test('when the server decides otherwise than the preview, the page says so loudly', async () => {
   const p = await page();
   await signIn(p);

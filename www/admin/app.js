@@ -146,7 +146,81 @@ async function appsView(view) {
       h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'App'), h('th', { scope: 'col' }, 'Password grant'),
         h('th', { scope: 'col' }, 'Latest revision'), h('th', { scope: 'col' }, 'Installs'))),
       h('tbody', {}, rows))),
+    await newAppForm(view),
   );
+}
+
+/** The form for a new app: previewed in the browser on the server's create context. */
+async function newAppForm(view) {
+  const { status, data: context } = await api('/create-context');
+  if (status !== 200) return h('p', { class: 'error' }, `The new-app form is unavailable (${status}).`);
+  const appId = h('input', { id: 'new-app-id', name: 'app_id', autocomplete: 'off', required: true });
+  const clientId = h('input', { id: 'new-client-id', name: 'client_id', autocomplete: 'off', required: true });
+  const grant = h('select', { id: 'new-grant-type', name: 'grant_type' },
+    GRANT_TYPES.map((g) => h('option', { value: g, selected: g === 'client_credentials' }, g)));
+  const scopes = h('input', { id: 'new-scopes', name: 'scopes', autocomplete: 'off' });
+  const panel = h('div', { id: 'new-preview', class: 'card preview', 'aria-live': 'polite' }, 'Fill in the app to see what the policy says.');
+  const create = h('button', { type: 'submit', id: 'create', disabled: true }, 'Create app');
+  const result = h('p', { id: 'create-result', role: 'status' });
+  let current = null;
+
+  function proposal() {
+    return { app_id: appId.value, client_id: clientId.value, grant_type: grant.value, scopes: scopes.value.split(/\s+/).filter(Boolean) };
+  }
+
+  function update() {
+    if (!appId.value || !clientId.value) {
+      current = null;
+      create.disabled = true;
+      panel.className = 'card preview';
+      panel.replaceChildren('Fill in the app id and the client_id to see what the policy says.');
+      return;
+    }
+    const app = proposal();
+    const answer = JSON.parse(callJson('preview', JSON.stringify({ ...context, create: app })));
+    if (!answer.ok) {
+      current = null;
+      create.disabled = true;
+      panel.className = 'card preview rejected';
+      panel.replaceChildren(h('p', { class: 'error' }, `The policy module refused the input: ${answer.error?.message}`));
+      return;
+    }
+    current = { app, preview: answer.ok };
+    renderPreview(panel, answer.ok);
+    create.disabled = !answer.ok.accepted;
+  }
+
+  async function submit(event) {
+    event.preventDefault();
+    if (!current || create.disabled) return;
+    const shown = current.preview;
+    create.disabled = true;
+    const answer = await api('/apps', { method: 'POST', body: current.app });
+    if (answer.data?.preview && canonical(answer.data.preview) !== canonical(shown)) {
+      const alert = $('mismatch');
+      alert.hidden = false;
+      alert.textContent = 'The server decided differently from the preview shown here. Check the app before anything else.';
+    }
+    if (answer.status === 201) {
+      const secret = answer.data.client_secret;
+      await appsView(view);
+      $('create-result').replaceChildren(`Created ${answer.data.app_id}. Client secret for ${secret.client_id}, shown only now: `,
+        h('code', { id: 'new-secret' }, secret.secret));
+      return;
+    }
+    result.className = 'error';
+    result.textContent = `Not created: ${answer.data?.message || `status ${answer.status}`}`;
+    update();
+  }
+
+  for (const input of [appId, clientId, grant, scopes]) input.addEventListener('input', update);
+  return h('form', { class: 'card', id: 'new-app', onsubmit: submit, 'aria-labelledby': 'new-app-title' },
+    h('h3', { id: 'new-app-title' }, 'New app'),
+    h('label', { for: 'new-app-id' }, 'App id'), appId,
+    h('label', { for: 'new-client-id' }, 'client_id'), clientId,
+    h('label', { for: 'new-grant-type' }, 'Grant type'), grant,
+    h('label', { for: 'new-scopes' }, 'Scopes (space-separated)'), scopes,
+    panel, create, result);
 }
 
 function sameList(a, b) {

@@ -217,6 +217,18 @@ impl AdminTx<'_> {
         app(self.tx, app_id)
     }
 
+    /// Every app, by id.
+    pub fn apps(&self) -> Result<Vec<App>> {
+        let ids: Vec<String> = self
+            .tx
+            .prepare("SELECT app_id FROM apps ORDER BY app_id")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        ids.iter()
+            .map(|id| app(self.tx, id)?.ok_or_else(|| anyhow!("app vanished")))
+            .collect()
+    }
+
     /// The app's clients' ids.
     pub fn client_ids_of(&self, app_id: &str) -> Result<Vec<String>> {
         client_ids_of(self.tx, app_id)
