@@ -289,6 +289,22 @@ test('the sunset dashboard charts use and lists the tenants to migrate, at 1280 
   }
 });
 
+test('every form control has a label, and the apps list fits 390 pixels', async () => {
+  const p = await page(390);
+  const unlabelled = async () => p.evaluate(() => [...document.querySelectorAll('input, select, textarea')]
+    .filter((el) => !el.closest('[hidden]') && el.labels.length === 0 && !el.getAttribute('aria-label'))
+    .map((el) => el.id || el.name));
+  assert.deepEqual(await unlabelled(), []);
+  await signIn(p);
+  assert.deepEqual(await unlabelled(), []);
+  const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the apps list is wider than 390 px by ${overflow} px`);
+  await p.screenshot({ path: join(artifacts, 'apps-390.png'), fullPage: true });
+  await openApp(p, 'crm');
+  assert.deepEqual(await unlabelled(), []);
+  await p.context().close();
+});
+
 test('the page works by keyboard: sign in, open an app, change a field', async () => {
   const p = await page();
   await p.getByLabel('Admin token').focus();
