@@ -151,6 +151,7 @@ test('the preview of each sunset case, computed in the browser', async () => {
   await p.getByLabel('Scopes').fill('read');
   assert.equal(await p.locator('#preview-verdict').textContent(), 'Accepted');
   assert.equal(await p.locator('#preview-irreversible').count(), 0);
+  assert.ok(!(await p.locator('#preview').textContent()).includes('null'), 'no stray null in the preview');
   await p.screenshot({ path: join(artifacts, 'preview-crm.png'), fullPage: true });
   assert.deepEqual(p.errors, []);
   await p.context().close();

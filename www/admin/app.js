@@ -369,7 +369,7 @@ function renderPreview(panel, p) {
     h('td', {}, yesNo(t.password_now)),
     h('td', {}, losing.has(t.tenant) ? badge('loses', 'keeps it until it updates, then loses it') : yesNo(t.password_after_update)),
   ));
-  panel.replaceChildren(
+  panel.replaceChildren(...[
     h('h4', { id: 'preview-verdict' }, p.accepted ? 'Accepted' : 'Rejected: this edit cannot be saved'),
     h('p', { id: 'preview-explanation' }, p.explanation),
     p.reason ? h('p', {}, 'Reason: ', h('code', { id: 'preview-reason' }, p.reason), ' (rule ', h('code', { id: 'preview-rule' }, p.rule), ')') : null,
@@ -379,7 +379,7 @@ function renderPreview(panel, p) {
       h('caption', {}, `Tenants: ${losing.size} lose the password grant when they update; ${keep.length} keep it.`),
       h('thead', {}, h('tr', {}, ['Tenant', 'Pinned revision', 'Password grant now', 'After updating'].map((t) => h('th', { scope: 'col' }, t)))),
       h('tbody', {}, rows))) : h('p', {}, 'No tenant installs this app.'),
-  );
+  ].filter(Boolean));
 }
 
 function barChart(title, daily) {
@@ -388,7 +388,7 @@ function barChart(title, daily) {
   const max = Math.max(1, ...daily.map((d) => d.count));
   const bar = width / daily.length;
   const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
-  svg.setAttribute('viewBox', `0 0 ${width} ${height + 20}`);
+  svg.setAttribute('viewBox', `0 0 ${width} ${height + 34}`);
   svg.setAttribute('class', 'chart');
   svg.setAttribute('role', 'img');
   const total = daily.reduce((s, d) => s + d.count, 0);
@@ -408,8 +408,8 @@ function barChart(title, daily) {
   });
   const axis = document.createElementNS('http://www.w3.org/2000/svg', 'text');
   axis.setAttribute('x', '0');
-  axis.setAttribute('y', String(height + 16));
-  axis.setAttribute('font-size', '12');
+  axis.setAttribute('y', String(height + 28));
+  axis.setAttribute('font-size', '22');
   axis.textContent = `${daily[0]?.date ?? ''} … ${daily[daily.length - 1]?.date ?? ''} (max ${max}/day)`;
   svg.append(axis);
   return svg;
