@@ -687,7 +687,6 @@ pub(crate) async fn get_app(admin: Admin, Path(app_id): Path<String>) -> ApiResu
 pub(crate) struct CreateApp {
     app_id: String,
     client_id: String,
-    #[schema(value_type = crate::openapi::GrantTypeName)]
     grant_type: GrantType,
     #[serde(default)]
     scopes: Vec<String>,
@@ -699,7 +698,6 @@ pub(crate) struct EditApp {
     #[serde(default)]
     client_id: Option<String>,
     #[serde(default)]
-    #[schema(value_type = Option<crate::openapi::GrantTypeName>)]
     grant_type: Option<GrantType>,
     #[serde(default)]
     scopes: Option<Vec<String>>,
@@ -1498,7 +1496,6 @@ pub(crate) struct CreateUser {
     #[schema(min_length = 1, max_length = 128, pattern = r"^\S(.*\S)?$")]
     username: String,
     #[serde(default = "direct")]
-    #[schema(value_type = crate::openapi::SignInName)]
     sign_in: SignIn,
     #[serde(default)]
     #[schema(min_length = 8, max_length = 1024)]

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)] // the shapes below exist for the document
 
+use granted_policy::model::{GrantType, Revision, SignIn};
+use granted_policy::rules::edit::Preview;
+use granted_policy::rules::status::{InstallStatus, PasswordStatus};
 use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -31,30 +34,6 @@ pub struct ErrorBody {
     pub code: Option<String>,
 }
 
-/// A grant type (RFC 6749).
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum GrantTypeName {
-    /// §4.3, being sunset.
-    Password,
-    /// §4.4.
-    ClientCredentials,
-    /// §4.1.
-    AuthorizationCode,
-    /// §4.2.
-    Implicit,
-}
-
-/// How a user signs in.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SignInName {
-    /// With a password here.
-    Direct,
-    /// Through the tenant's identity provider.
-    Sso,
-}
-
 /// What `POST /tenants/{tenant}/users/{username}/{action}` does.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -67,81 +46,11 @@ pub enum UserAction {
     Unlock,
 }
 
-/// The password grant's status for an app.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PasswordStatusName {
-    /// The latest revision keeps it.
-    Available,
-    /// Only tenants pinned on an older revision keep it, until they update.
-    Kept,
-    /// It had it; nobody keeps it.
-    Retired,
-    /// It never had it.
-    Never,
-}
-
-/// A revision of an app.
-#[derive(Serialize, ToSchema)]
-pub struct Revision {
-    /// Its number, from 1.
-    pub rev: u32,
-    /// When it was made (RFC 3339).
-    #[schema(format = DateTime)]
-    pub at: String,
-    /// Its `client_id`.
-    pub client_id: String,
-    /// Its grant type.
-    pub grant_type: GrantTypeName,
-    /// Its scopes.
-    pub scopes: Vec<String>,
-}
-
-/// One installing tenant in a preview (A3).
-#[derive(Serialize, ToSchema)]
-pub struct TenantImpact {
-    /// The tenant.
-    pub tenant: String,
-    /// The pinned revision.
-    pub pinned_rev: u32,
-    /// The tenant has the password grant now.
-    pub password_now: bool,
-    /// It would still have it after updating to the proposed revision.
-    pub password_after_update: bool,
-    /// The tenant requires SSO.
-    pub sso_required: bool,
-}
-
-/// The policy module's preview of an edit or creation.
-#[derive(Serialize, ToSchema)]
-pub struct Preview {
-    /// The change may be saved.
-    pub accepted: bool,
-    /// Why it is rejected, or what an accepted one ends.
-    pub reason: Option<String>,
-    /// The rule that decides.
-    pub rule: String,
-    /// The decision in plain words.
-    pub explanation: String,
-    /// The revision that would be appended.
-    pub revision: Option<Revision>,
-    /// The latest revision is password-eligible now.
-    pub password_eligible_before: bool,
-    /// The proposed revision is password-eligible.
-    pub password_eligible_after: bool,
-    /// Saving ends the password grant for good.
-    pub irreversible: bool,
-    /// Every installing tenant.
-    pub tenants: Vec<TenantImpact>,
-    /// Tenants that would lose the password grant by updating.
-    pub tenants_losing_password_on_update: Vec<String>,
-}
-
 /// An app's password-grant status, briefly.
 #[derive(Serialize, ToSchema)]
 pub struct PasswordGrant {
     /// The status.
-    pub status: PasswordStatusName,
+    pub status: PasswordStatus,
     /// Tenants that keep it until they update.
     pub tenants_keeping: Vec<String>,
 }
@@ -182,30 +91,13 @@ pub struct RevisionView {
     /// Its `client_id`.
     pub client_id: String,
     /// Its grant type.
-    pub grant_type: GrantTypeName,
+    pub grant_type: GrantType,
     /// Its scopes.
     pub scopes: Vec<String>,
     /// Password-eligible (R1–R4).
     pub password_eligible: bool,
     /// Why not, when not.
     pub ineligible_because: Option<String>,
-}
-
-/// One install of an app.
-#[derive(Serialize, ToSchema)]
-pub struct InstallStatus {
-    /// The tenant.
-    pub tenant: String,
-    /// The pinned revision.
-    pub rev: u32,
-    /// The tenant requires SSO.
-    pub sso_required: bool,
-    /// The pinned revision is password-eligible.
-    pub password_now: bool,
-    /// The latest revision is.
-    pub password_after_update: bool,
-    /// The pin is the latest revision.
-    pub up_to_date: bool,
 }
 
 /// An app with its history and installs.
@@ -344,7 +236,7 @@ pub struct UserView {
     /// The username.
     pub username: String,
     /// How the user signs in.
-    pub sign_in: SignInName,
+    pub sign_in: SignIn,
     /// Disabled users get no tokens.
     pub disabled: bool,
     /// A password is set.
@@ -424,7 +316,7 @@ pub struct SunsetApp {
     /// The app.
     pub app_id: String,
     /// Its password-grant status.
-    pub status: PasswordStatusName,
+    pub status: PasswordStatus,
     /// Its latest revision.
     pub latest_rev: u32,
     /// Tenants keeping the grant until they update.

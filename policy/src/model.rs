@@ -86,6 +86,7 @@ pub fn default_sunset() -> Timestamp {
 
 /// The one grant type a revision configures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum GrantType {
     /// RFC 6749 §4.3, being sunset.
@@ -112,11 +113,13 @@ impl GrantType {
 
 /// One revision of an app's configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Revision {
     /// 1, 2, … in order.
     pub rev: u32,
     /// When the edit was made.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub at: Timestamp,
     /// The client identifier this revision uses.
     pub client_id: String,
@@ -164,6 +167,7 @@ pub struct Install {
 
 /// How a user signs in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SignIn {
     /// Username and password with this server.

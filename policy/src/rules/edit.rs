@@ -100,6 +100,7 @@ pub struct PreviewInput {
 
 /// Why an edit is rejected, or what an accepted one ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum EditReason {
     /// A1, R1.
@@ -144,6 +145,7 @@ impl EditReason {
 
 /// One installing tenant in a preview (A3).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TenantImpact {
     /// The tenant.
     pub tenant: String,
@@ -159,6 +161,7 @@ pub struct TenantImpact {
 
 /// What an edit would do, before anything is stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Preview {
     /// The edit may be saved.
     pub accepted: bool,

@@ -35,6 +35,7 @@ pub struct InstallOf {
 
 /// The password grant's status for an app.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PasswordStatus {
     /// The latest revision is password-eligible: installing or updating gets the grant.
@@ -61,6 +62,7 @@ pub struct RevisionStatus {
 
 /// One install.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstallStatus {
     /// The tenant.
     pub tenant: String,
