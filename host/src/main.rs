@@ -93,8 +93,17 @@ enum Command {
         #[command(flatten)]
         settings: SettingFlags,
         /// Write here instead of standard output.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "edge")]
         out: Option<PathBuf>,
+        /// Write a snapshot for the edge handler (`www/edge/`) instead: the records as the
+        /// policy module reads them, with hashed secrets only.
+        #[arg(long, value_name = "FILE")]
+        edge: Option<PathBuf>,
+        /// With `--edge`: also write the keys the edge needs in its environment (signing keys,
+        /// the client-secret key) to this file, readable by its owner only. Secret material:
+        /// put it in the platform's secret store, never next to the snapshot.
+        #[arg(long, value_name = "FILE", requires = "edge")]
+        edge_secrets: Option<PathBuf>,
     },
     /// Signing keys.
     Keys {
@@ -380,6 +389,21 @@ fn sunset_table(report: &Value) -> String {
     out
 }
 
+/// Writes `text` to a new file only its owner can read.
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("could not write {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("could not write {}", path.display()))?;
+    Ok(())
+}
+
 fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("could not read {}", path.display()))?;
@@ -442,12 +466,33 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Export { settings, out } => {
+        Command::Export {
+            settings,
+            out,
+            edge,
+            edge_secrets,
+        } => {
             let resolved = settings.resolve()?;
             if !resolved.db.exists() {
                 bail!("no database at {}", resolved.db.display());
             }
             let store = granted_host::store::Store::open(&resolved.db)?;
+            if let Some(path) = edge {
+                let now = granted_host::server::now(&resolved.server);
+                let snapshot = granted_host::state::export_edge(&store, now, guest.sha256())?;
+                std::fs::write(&path, serde_json::to_string_pretty(&snapshot)? + "\n")
+                    .with_context(|| format!("could not write {}", path.display()))?;
+                eprintln!("granted: edge snapshot written to {}", path.display());
+                if let Some(secrets) = edge_secrets {
+                    let keys = granted_host::state::edge_secrets(&store, now)?;
+                    write_private(&secrets, &(serde_json::to_string_pretty(&keys)? + "\n"))?;
+                    eprintln!(
+                        "granted: edge secrets written to {} (owner-only; keep them in the platform's secret store)",
+                        secrets.display()
+                    );
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let state = granted_host::state::export(&store)?;
             let text = serde_json::to_string_pretty(&state)? + "\n";
             match out {

@@ -478,6 +478,65 @@ pub fn export(store: &Store) -> Result<StateFile> {
     Ok(StateFile { apps, tenants })
 }
 
+/// The format of `granted export --edge`.
+pub const EDGE_SNAPSHOT_FORMAT: &str = "granted-edge-snapshot/1";
+
+/// A snapshot for the edge handler: every record as the policy module reads it (tenants with
+/// installs, clients with their app's history and secret HMAC, users with password hashes and
+/// locks, refresh-token records by SHA-256), and no secret in clear.
+pub fn export_edge(store: &Store, now: Timestamp, policy_sha256: &str) -> Result<serde_json::Value> {
+    use serde_json::{json, Map, Value};
+    let mut clients = Map::new();
+    for (app, ids) in store.apps()? {
+        for (client_id, secret_hmac) in ids {
+            clients.insert(
+                client_id.clone(),
+                json!({"client_id": client_id, "secret_hmac": secret_hmac, "app": app}),
+            );
+        }
+    }
+    let (mut tenants, mut users, mut refresh) = (Map::new(), Map::new(), Map::new());
+    for (tenant, tenant_users, tokens) in store.tenants()? {
+        let mut by_name = Map::new();
+        for user in tenant_users {
+            by_name.insert(user.username.clone(), json!(user));
+        }
+        users.insert(tenant.tenant.clone(), Value::Object(by_name));
+        for token in tokens {
+            refresh.insert(token.token_sha256.clone(), json!(token));
+        }
+        tenants.insert(tenant.tenant.clone(), json!(tenant));
+    }
+    Ok(json!({
+        "format": EDGE_SNAPSHOT_FORMAT,
+        "exported_at": now,
+        "policy_sha256": policy_sha256,
+        "tenants": tenants,
+        "clients": clients,
+        "users": users,
+        "refresh_tokens": refresh,
+    }))
+}
+
+/// The keys the edge handler takes from its environment: the current signing key, every key
+/// that still verifies, and the client-secret key.
+pub fn edge_secrets(store: &Store, now: Timestamp) -> Result<serde_json::Value> {
+    use serde_json::json;
+    let (signing, client_secret_key) = store
+        .current_keys()?
+        .ok_or_else(|| anyhow!("the database has no server keys yet: start `granted serve` once"))?;
+    let verification: Vec<serde_json::Value> = store
+        .verification_keys(now)?
+        .into_iter()
+        .map(|k| json!({"kid": k.kid, "secret": k.secret}))
+        .collect();
+    Ok(json!({
+        "GRANTED_SIGNING_KEY": {"kid": signing.kid, "secret": signing.secret},
+        "GRANTED_VERIFICATION_KEYS": verification,
+        "GRANTED_CLIENT_SECRET_KEY": client_secret_key,
+    }))
+}
+
 /// Base64 of `n` random bytes from the operating system.
 pub fn random_base64(n: usize) -> Result<String> {
     Ok(STANDARD.encode(random_bytes(n)?))
