@@ -21,6 +21,16 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
+/// What the vectors are sent to.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// `granted serve`, in-process.
+    Host,
+    /// The edge handler, `node` running this `serve.mjs` on the vector's state exported as an
+    /// edge snapshot.
+    Edge(std::path::PathBuf),
+}
+
 /// Vectors passed, failed and skipped.
 #[derive(Debug, Default)]
 pub struct HttpSummary {
@@ -33,7 +43,12 @@ pub struct HttpSummary {
 }
 
 /// Runs every vector file of `dir` over HTTP, one line each, then the summary line.
-pub fn run_dir(guest: Arc<Guest>, dir: &Path, out: &mut dyn Write) -> Result<HttpSummary> {
+pub fn run_dir(
+    guest: Arc<Guest>,
+    dir: &Path,
+    target: &Target,
+    out: &mut dyn Write,
+) -> Result<HttpSummary> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("could not read {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -59,7 +74,14 @@ pub fn run_dir(guest: Arc<Guest>, dir: &Path, out: &mut dyn Write) -> Result<Htt
             }
         };
         let outcome = if vector.token_request.is_some() {
-            run_one(&runtime, guest.clone(), &vector)
+            match target {
+                Target::Host => run_one(&runtime, guest.clone(), &vector),
+                Target::Edge(serve) => run_edge(&runtime, guest.clone(), &vector, serve),
+            }
+        } else if matches!(target, Target::Edge(_)) {
+            summary.skipped += 1;
+            writeln!(out, "skip {name}: edit/create (the edge has no admin API)")?;
+            continue;
         } else if vector.edit.is_some() || vector.create.is_some() {
             run_edit(&runtime, guest.clone(), &vector)
         } else {
@@ -190,6 +212,112 @@ fn run_one(
         [one] => one.clone(),
         other => bail!(
             "the server recorded {} decisions for one request",
+            other.len()
+        ),
+    };
+    let step = json!({
+        "response": {"status": status, "headers": headers, "body": body},
+        "audit": decision["audit"],
+        "effects": decision["effects"],
+    });
+    let mut mismatches = Vec::new();
+    granted_vectors::driver::check_token(&vector.expect, &step, &mut mismatches)?;
+    Ok(mismatches)
+}
+
+/// A child process killed when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A token vector against the edge handler: the vector's state, imported as the host does,
+/// exported as an edge snapshot with the host's keys, served by `node serve.mjs` with the
+/// vector's `now`; the request sent byte for byte, the decision read from its decisions log.
+fn run_edge(
+    runtime: &tokio::runtime::Runtime,
+    guest: Arc<Guest>,
+    vector: &Vector,
+    serve: &Path,
+) -> Result<Vec<String>> {
+    let spec = vector
+        .token_request
+        .as_ref()
+        .ok_or_else(|| anyhow!("not a token vector"))?;
+    let running = start(runtime, guest, vector)?;
+    let dir = running._cleanup.0.clone();
+    let now = Timestamp::parse(&vector.now).ok_or_else(|| anyhow!("bad `now`"))?;
+    let store = &running.server.store;
+    let snapshot = crate::state::export_edge(store, now, running.server.policy_sha256())?;
+    let secrets = crate::state::edge_secrets(store, now)?;
+    let (snapshot_file, secrets_file, decisions_file) = (
+        dir.join("edge-snapshot.json"),
+        dir.join("edge-secrets.json"),
+        dir.join("edge-decisions.jsonl"),
+    );
+    std::fs::write(&snapshot_file, snapshot.to_string())?;
+    std::fs::write(&secrets_file, secrets.to_string())?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut command = std::process::Command::new("node");
+    command
+        .arg(serve)
+        .arg("--snapshot")
+        .arg(&snapshot_file)
+        .arg("--secrets")
+        .arg(&secrets_file)
+        .args([
+            "--listen",
+            &listen,
+            "--issuer",
+            &ServerSettings::default().issuer,
+        ])
+        .args([
+            "--kdf-iterations",
+            &granted_vectors::driver::Settings::default()
+                .iterations
+                .to_string(),
+        ])
+        .args(["--fixed-now", &vector.now])
+        .arg("--decisions-log")
+        .arg(&decisions_file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(sunset) = &vector.sunset {
+        command.env("GRANTED_SUNSET", sunset);
+    }
+    let _edge = Child(
+        command
+            .spawn()
+            .context("could not start node (Node.js 20 is needed)")?,
+    );
+    let addr: std::net::SocketAddr = listen.parse()?;
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            bail!("the edge handler did not start on {listen}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let request = granted_vectors::driver::http_request(spec)?;
+    let (status, headers, body) = send(addr, &request)?;
+    // The edge writes each decision before it answers; read it before the directory goes.
+    let log = std::fs::read_to_string(&decisions_file).unwrap_or_default();
+    running.stop(runtime);
+    let decisions: Vec<Value> = log
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let decision = match decisions.as_slice() {
+        [one] => one.clone(),
+        other => bail!(
+            "the edge recorded {} decisions for one request",
             other.len()
         ),
     };

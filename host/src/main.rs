@@ -38,9 +38,14 @@ enum Command {
         #[arg(long)]
         stateless: bool,
         /// Over real HTTP: for each vector a fresh database with its state and a server on
-        /// loopback with its `now` as the clock; token vectors only.
+        /// loopback with its `now` as the clock.
         #[arg(long, conflicts_with_all = ["stateless", "kdf_in_module", "iterations"])]
         http: bool,
+        /// With `--http`: against the edge handler instead of `granted serve`, run by
+        /// `node SERVE_MJS` (`www/edge/serve.mjs`) on the vector's state exported with
+        /// `granted export --edge`; token vectors only (the edge has no admin API).
+        #[arg(long, value_name = "SERVE_MJS", requires = "http")]
+        edge: Option<PathBuf>,
         /// Directories of VECTORS.md files.
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
@@ -598,6 +603,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             kdf_in_module,
             stateless,
             http,
+            edge,
             dirs,
         } => {
             if http {
@@ -605,10 +611,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let guest = std::sync::Arc::new(guest);
                 let mut failed = 0;
                 for dir in &dirs {
-                    println!("# {} (over HTTP)", dir.display());
+                    let target = match &edge {
+                        Some(serve) => {
+                            println!("# {} (over HTTP, the edge handler)", dir.display());
+                            granted_host::http_vectors::Target::Edge(serve.clone())
+                        }
+                        None => {
+                            println!("# {} (over HTTP)", dir.display());
+                            granted_host::http_vectors::Target::Host
+                        }
+                    };
                     failed += granted_host::http_vectors::run_dir(
                         guest.clone(),
                         dir,
+                        &target,
                         &mut std::io::stdout(),
                     )?
                     .failed;

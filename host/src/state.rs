@@ -484,7 +484,11 @@ pub const EDGE_SNAPSHOT_FORMAT: &str = "granted-edge-snapshot/1";
 /// A snapshot for the edge handler: every record as the policy module reads it (tenants with
 /// installs, clients with their app's history and secret HMAC, users with password hashes and
 /// locks, refresh-token records by SHA-256), and no secret in clear.
-pub fn export_edge(store: &Store, now: Timestamp, policy_sha256: &str) -> Result<serde_json::Value> {
+pub fn export_edge(
+    store: &Store,
+    now: Timestamp,
+    policy_sha256: &str,
+) -> Result<serde_json::Value> {
     use serde_json::{json, Map, Value};
     let mut clients = Map::new();
     for (app, ids) in store.apps()? {
@@ -522,9 +526,9 @@ pub fn export_edge(store: &Store, now: Timestamp, policy_sha256: &str) -> Result
 /// that still verifies, and the client-secret key.
 pub fn edge_secrets(store: &Store, now: Timestamp) -> Result<serde_json::Value> {
     use serde_json::json;
-    let (signing, client_secret_key) = store
-        .current_keys()?
-        .ok_or_else(|| anyhow!("the database has no server keys yet: start `granted serve` once"))?;
+    let (signing, client_secret_key) = store.current_keys()?.ok_or_else(|| {
+        anyhow!("the database has no server keys yet: start `granted serve` once")
+    })?;
     let verification: Vec<serde_json::Value> = store
         .verification_keys(now)?
         .into_iter()

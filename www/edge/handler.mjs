@@ -13,7 +13,8 @@
 //                              next to the glue
 //   GRANTED_KDF_ITERATIONS, GRANTED_SUNSET, GRANTED_ACCESS_TOKEN_TTL, GRANTED_REFRESH_TOKEN_TTL,
 //   GRANTED_LOCKOUT_THRESHOLD, GRANTED_LOCKOUT_FIRST_SECONDS, GRANTED_LOCKOUT_MAX_SECONDS,
-//   GRANTED_FIXED_NOW (tests), GRANTED_AUDIT (a function given each decision's audit record)
+//   GRANTED_FIXED_NOW (tests), GRANTED_AUDIT (a function given each decision's audit record),
+//   GRANTED_RECORD_DECISION (tests: a function given each decision's audit record and effects)
 
 import init, { TokenFlow, callJson } from '../pkg/granted_policy.js';
 
@@ -118,6 +119,8 @@ export async function ready(env) {
     },
     fixedNow: env.GRANTED_FIXED_NOW || undefined,
     audit: typeof env.GRANTED_AUDIT === 'function' ? env.GRANTED_AUDIT : null,
+    // Tests: every decision's audit record and effects, as the host's `record_decisions`.
+    decisions: typeof env.GRANTED_RECORD_DECISION === 'function' ? env.GRANTED_RECORD_DECISION : null,
   };
   prepared.set(env, settings);
   return settings;
@@ -259,7 +262,16 @@ async function rawRequest(request, tenant) {
   const body = new Uint8Array(await request.arrayBuffer());
   if (body.length > MAX_BODY) return { tooLarge: true };
   const headers = [];
-  request.headers.forEach((value, name) => headers.push([name, value]));
+  request.headers.forEach((value, name) => {
+    // The Fetch API joins a repeated header into one value with ", ". Credentials never hold
+    // ", ", so a joined Authorization header is split back, and the module sees it repeated
+    // (RFC 6749 §3.2: invalid_request), as the host does.
+    if (name === 'authorization' && /^[^\s,]+ [^\s,]+(, [^\s,]+ [^\s,]+)+$/.test(value)) {
+      for (const one of value.split(', ')) headers.push([name, one]);
+    } else {
+      headers.push([name, value]);
+    }
+  });
   return { raw: { method: request.method, tenant, headers, body_base64: b64(body) } };
 }
 
@@ -307,6 +319,7 @@ async function decideToken(settings, raw, ctx) {
         step = flow.resume({ kdf: { derived: await pbkdf2(step.kdf, step.password) } });
       } else if (step.step === 'done') {
         if (await apply(settings, step.effects, at) === 'race') return null;
+        settings.decisions?.({ audit: step.audit, effects: step.effects });
         const entry = auditEntry('token', step.audit, at);
         await record(settings, entry, ctx);
         return respond(step.response);
@@ -339,6 +352,7 @@ async function decideRevocation(settings, raw, ctx) {
       input.records = await records(settings.store, step.lookup, at);
     } else if (step.step === 'done') {
       await apply(settings, step.effects, at);
+      settings.decisions?.({ audit: step.audit, effects: step.effects });
       const entry = auditEntry('revocation', step.audit, at);
       await record(settings, entry, ctx);
       return respond(step.response);

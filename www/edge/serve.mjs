@@ -2,6 +2,7 @@
 // Runs the edge handler on Node 20 behind a tiny adapter from node:http to Request/Response:
 //   node www/edge/serve.mjs --snapshot FILE --secrets FILE --listen 127.0.0.1:PORT
 //     [--issuer URL] [--kdf-iterations N] [--fixed-now RFC3339] [--audit-log FILE]
+//     [--decisions-log FILE] (tests: each decision's audit record and effects, a JSON line each)
 // The store is the in-memory one, loaded from the snapshot.
 
 import { createServer } from 'node:http';
@@ -48,6 +49,10 @@ async function main() {
     const file = opts['audit-log'];
     env.GRANTED_AUDIT = (entry) => appendFileSync(file, `${JSON.stringify(entry)}\n`);
   }
+  if (opts['decisions-log']) {
+    const file = opts['decisions-log'];
+    env.GRANTED_RECORD_DECISION = (decision) => appendFileSync(file, `${JSON.stringify(decision)}\n`);
+  }
   // Refused at start, not at the first request: a store without atomic operations, missing keys.
   const started = performance.now();
   await ready(env);
@@ -69,8 +74,9 @@ async function main() {
         body: method === 'GET' || method === 'HEAD' ? undefined : Buffer.concat(chunks),
       });
       const response = await handler.fetch(request, env, {});
-      res.writeHead(response.status, Object.fromEntries(response.headers));
-      res.end(Buffer.from(await response.arrayBuffer()));
+      const bytes = Buffer.from(await response.arrayBuffer());
+      res.writeHead(response.status, { ...Object.fromEntries(response.headers), 'Content-Length': bytes.length });
+      res.end(bytes);
     } catch (e) {
       console.error(`granted edge: ${e.message}`);
       res.writeHead(503, { 'Content-Type': 'application/json', 'Retry-After': '1' });

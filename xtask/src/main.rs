@@ -188,8 +188,25 @@ fn test() -> Result<()> {
     step("schemathesis: the admin API against its OpenAPI document, on a running granted serve");
     schemathesis()?;
 
-    step("node --test: every vector through the _bg.wasm under Node (wasm-bindgen API)");
+    step("granted vectors --http --edge: every token vector over HTTP against the edge handler on Node");
     check_node()?;
+    run_cmd(
+        cargo()
+            .args([
+                "run",
+                "--quiet",
+                "--package",
+                "granted",
+                "--",
+                "vectors",
+                "--http",
+                "--edge",
+            ])
+            .arg(root().join("www/edge/serve.mjs"))
+            .args(&dirs),
+    )?;
+
+    step("node --test: every vector through the _bg.wasm under Node (wasm-bindgen API)");
     run_cmd(
         Command::new("node")
             .current_dir(root())
