@@ -206,6 +206,15 @@ fn test() -> Result<()> {
             .args(&dirs),
     )?;
 
+    step("the edge against the host: the same 500 generated requests, the same answers");
+    run_cmd(cargo().args(["build", "--quiet", "--package", "granted"]))?;
+    run_cmd(
+        Command::new("node")
+            .current_dir(root())
+            .args(["--test", "--test-reporter=spec", "tests/edge/"])
+            .env("GRANTED_BIN", target_dir().join("debug/granted")),
+    )?;
+
     step("node --test: every vector through the _bg.wasm under Node (wasm-bindgen API)");
     run_cmd(
         Command::new("node")
