@@ -14,6 +14,7 @@ commands:
   test browser   only the admin page in headless Chromium
   demo           build the module and the host, and preview a sample app edit
   bench policy   the policy's decision path and PBKDF2: native against wasm, in one run
+  bench edge     the edge handler on Node against granted serve: cold start, answers/s
   fuzz [SECS]    run the cargo-fuzz targets (not part of `test`)";
 
 /// The name of the wasm-bindgen output; the host and the JavaScript side load `{NAME}_bg.wasm`.
@@ -36,6 +37,7 @@ fn run() -> Result<()> {
         ["test", "browser"] => browser_tests(),
         ["demo"] => demo(),
         ["bench", "policy"] | ["bench"] => bench_policy(),
+        ["bench", "edge"] => bench_edge(),
         ["fuzz"] => fuzz(60),
         ["fuzz", secs] => fuzz(secs.parse().context("fuzz takes a number of seconds")?),
         _ => {
@@ -404,6 +406,37 @@ fn browser_tests() -> Result<()> {
             .env("GRANTED_BIN", target_dir().join("debug/granted"))
             .env("CHROMIUM", &chromium)
             .env("ARTIFACTS_DIR", target_dir().join("browser-artifacts")),
+    )
+}
+
+/// Debian's `wrk`, installed when absent.
+fn ensure_wrk() -> Result<()> {
+    if Command::new("wrk").arg("--version").output().is_ok() {
+        return Ok(());
+    }
+    println!("wrk is missing: installing Debian's wrk");
+    run_cmd(Command::new("apt-get").args(["update", "-qq"]))
+        .context("wrk is needed for the load (apt-get install wrk)")?;
+    run_cmd(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "wrk"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+fn bench_edge() -> Result<()> {
+    wasm()?;
+    check_node()?;
+    ensure_wrk()?;
+    step("building granted (release)");
+    run_cmd(cargo().args(["build", "--quiet", "--release", "--package", "granted"]))?;
+    step("benchmark: the edge handler on Node against granted serve, in one run");
+    run_cmd(
+        Command::new("node")
+            .current_dir(root())
+            .arg("bench/edge.mjs")
+            .arg("--granted")
+            .arg(target_dir().join("release/granted")),
     )
 }
 
