@@ -53,6 +53,9 @@ async function main() {
     const file = opts['decisions-log'];
     env.GRANTED_RECORD_DECISION = (decision) => appendFileSync(file, `${JSON.stringify(decision)}\n`);
   }
+  if (!env.GRANTED_SIGNING_KEY || !env.GRANTED_CLIENT_SECRET_KEY) {
+    throw new Error('no keys: give --secrets FILE (written by `granted export --edge FILE --edge-secrets FILE`), or set GRANTED_SIGNING_KEY and GRANTED_CLIENT_SECRET_KEY');
+  }
   // Refused at start, not at the first request: a store without atomic operations, missing keys.
   const started = performance.now();
   await ready(env);
