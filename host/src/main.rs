@@ -78,6 +78,17 @@ enum Command {
     },
     /// Print the policy module's SHA-256 and ABI.
     Info,
+    /// Time one native PBKDF2-HMAC-SHA256 derivation, as the server's KDF threads run it
+    /// (for `cargo xtask bench`: the physical limit of logins per second).
+    #[command(name = "kdf-time", hide = true)]
+    KdfTime {
+        /// Iterations.
+        #[arg(long, default_value_t = 600_000)]
+        iterations: u32,
+        /// Derivations timed; the median is printed, in milliseconds.
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+    },
     /// Serve the token endpoint.
     Serve {
         #[command(flatten)]
@@ -588,6 +599,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .rotate_admin_token(&granted_host::admin::admin_token_sha256(&token), &audit)?;
             eprintln!("granted: new admin token {id}; every earlier one is retired. Shown only this once:");
             println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::KdfTime { iterations, runs } => {
+            let mut times: Vec<f64> = (0..runs.max(1))
+                .map(|i| {
+                    let started = std::time::Instant::now();
+                    let derived = granted_policy::credentials::kdf::derive(
+                        granted_policy::credentials::kdf::KdfAlgorithm::Pbkdf2Sha256,
+                        format!("password {i}").as_bytes(),
+                        b"granted-bench-salt",
+                        iterations,
+                        32,
+                    );
+                    std::hint::black_box(derived);
+                    started.elapsed().as_secs_f64() * 1e3
+                })
+                .collect();
+            times.sort_by(f64::total_cmp);
+            println!("{:.2}", times[times.len() / 2]);
             Ok(ExitCode::SUCCESS)
         }
         Command::Info => {
