@@ -342,6 +342,11 @@ impl Guest {
         Self::load(&bytes, options).with_context(|| format!("policy module {}", path.display()))
     }
 
+    /// How many instances may exist at once (the pool's size).
+    pub fn max_instances(&self) -> u32 {
+        self.options.max_instances
+    }
+
     /// The SHA-256 of the module's bytes.
     pub fn sha256(&self) -> &str {
         &self.sha256

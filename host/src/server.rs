@@ -20,6 +20,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Instances of the pool kept for the admin API and other single calls.
+const RESERVED_INSTANCES: usize = 8;
+
 /// The largest request body read (RFC 6749 requests are small).
 pub const MAX_BODY: usize = 64 * 1024;
 
@@ -92,6 +95,9 @@ pub struct Server {
     pub(crate) throttle: Throttle,
     committer: Committer,
     pub(crate) metrics: crate::metrics::Metrics,
+    /// Instances token and manage requests may hold at once: beyond the pool's size a request
+    /// waits for one instead of failing (a few are kept for the admin API).
+    sessions: tokio::sync::Semaphore,
 }
 
 impl Server {
@@ -105,11 +111,17 @@ impl Server {
         store.ensure_keys(now, || crate::state::random_base64(32))?;
         let kdf = KdfPool::start(settings.kdf_threads, settings.login_queue);
         let committer = Committer::start(store.clone(), settings.lockout);
+        let guest: Arc<Guest> = guest.into();
+        let sessions = tokio::sync::Semaphore::new(
+            (guest.max_instances() as usize)
+                .saturating_sub(RESERVED_INSTANCES)
+                .max(1),
+        );
         if let Some(days) = settings.audit_retention_days {
             start_retention(store.clone(), settings.clone(), days);
         }
         Ok(Arc::new(Server {
-            guest: guest.into(),
+            guest,
             store,
             settings,
             kdf,
@@ -117,6 +129,7 @@ impl Server {
             throttle: Throttle::default(),
             committer,
             metrics: crate::metrics::Metrics::default(),
+            sessions,
         }))
     }
 
@@ -497,6 +510,11 @@ async fn decide_manage(
         },
         "records": {},
     });
+    let _instance = server
+        .sessions
+        .acquire()
+        .await
+        .map_err(|_| Failure::Guest(GuestError::Busy))?;
     let mut session = server.guest.session()?;
     for _ in 0..3 {
         let step = call(&mut session, entry, &input)?;
@@ -560,6 +578,11 @@ async fn decide(
         context["sunset"] = json!(sunset);
     }
     let input = json!({"request": request, "context": context});
+    let _instance = server
+        .sessions
+        .acquire()
+        .await
+        .map_err(|_| Failure::Guest(GuestError::Busy))?;
     let mut session = server.guest.session()?;
     let mut step = call(&mut session, "token_start", &input)?;
     for _ in 0..6 {

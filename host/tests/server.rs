@@ -645,3 +645,37 @@ fn metadata_is_also_at_the_rfc8414_well_known_path() {
     let meta: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
     assert_eq!(meta["issuer"], "http://127.0.0.1:8080/tenants/acme");
 }
+
+/// More requests at once than the instance pool holds: they wait for an instance, none fails.
+#[test]
+fn requests_beyond_the_instance_pool_wait_instead_of_failing() {
+    let guest = Guest::load(
+        granted_host::guest::EMBEDDED_POLICY,
+        GuestOptions {
+            max_instances: 10,
+            ..Default::default()
+        },
+    )
+    .expect("module");
+    let run = start_with(guest);
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..40)
+            .map(|_| {
+                s.spawn(|| {
+                    token(
+                        &run,
+                        "acme",
+                        Some(&basic("sync-1", "sync-1-secret")),
+                        &[("grant_type", "client_credentials")],
+                    )
+                    .0
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+}

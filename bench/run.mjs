@@ -1,0 +1,295 @@
+// `cargo xtask bench`: Granted beside a ceiling, a peer and the machine's limit for logins, in
+// one run. Load comes from `wrk` in a separate process on loopback (keep-alive, fixed duration).
+//
+//   node bench/run.mjs --granted target/release/granted --ceiling target/release/examples/ceiling
+//     [--seconds 5] [--iterations 600000]
+//
+// Writes bench/results/bench.md (tables, goals) and bench/results/bench.svg (answers/s against
+// connections for client_credentials).
+
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
+import { tmpdir, cpus } from 'node:os';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { dirname, join, resolve } from 'node:path';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '..');
+const opts = Object.fromEntries(process.argv.slice(2).reduce((pairs, arg, i, all) => (
+  arg.startsWith('--') ? [...pairs, [arg.slice(2), all[i + 1]]] : pairs), []));
+const granted = resolve(opts.granted ?? join(root, 'target/release/granted'));
+const ceilingBin = resolve(opts.ceiling ?? join(root, 'target/release/examples/ceiling'));
+const SECONDS = Number(opts.seconds ?? 5);
+const ITERATIONS = Number(opts.iterations ?? 600000);
+const CONNECTIONS = [1, 4, 16, 64, 256];
+const CORES = cpus().length;
+const FORM = 'application/x-www-form-urlencoded';
+const basic = (id, secret) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
+const SYNC = basic('sync-1', 'sync-1-secret');
+const CRM = basic('crm-1', 'crm-1-secret');
+const ALICE = 'grant_type=password&username=alice&password=correct+horse+battery';
+const dir = mkdtempSync(join(tmpdir(), 'granted-bench-'));
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => ok(port)); });
+    s.on('error', fail);
+  });
+}
+
+async function post(url, auth, body) {
+  const r = await fetch(url, { method: 'POST', headers: { Authorization: auth, 'Content-Type': FORM }, body });
+  return { status: r.status, body: await r.json().catch(() => ({})) };
+}
+
+async function until(url) {
+  for (let i = 0; i < 3000; i += 1) {
+    try { await fetch(url); return; } catch { await new Promise((r) => setTimeout(r, 10)); }
+  }
+  throw new Error(`${url} did not answer`);
+}
+
+function peakRssMiB(pid) {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
+  } catch { return NaN; }
+}
+
+const db = join(dir, 'granted.db');
+execFileSync(granted, ['import', '--kdf-iterations', String(ITERATIONS), '--db', db, join(root, 'tests/demo/state.json')], { stdio: 'ignore' });
+
+const kinds = {
+  host: async () => {
+    const port = await freePort();
+    const child = spawn(granted, ['serve', '--db', db, '--listen', `127.0.0.1:${port}`, '--kdf-iterations', String(ITERATIONS)], {
+      env: { ...process.env, GRANTED_CACHE_DIR: join(dir, 'cache'), GRANTED_LOG: 'error', GRANTED_THROTTLE_FAILURES: '1000000',
+        GRANTED_ADMIN_TOKEN: 'bench-admin-token-0123456789abcdef-0123' },
+      stdio: 'ignore',
+    });
+    const base = `http://127.0.0.1:${port}`;
+    await until(`${base}/healthz`);
+    return { child, base, token: `${base}/tenants/acme/connect/token`, introspect: `${base}/tenants/acme/connect/introspect` };
+  },
+  ceiling: async () => {
+    const port = await freePort();
+    const child = spawn(ceilingBin, [`127.0.0.1:${port}`], { stdio: 'ignore' });
+    const base = `http://127.0.0.1:${port}`;
+    await until(base);
+    return { child, base, token: `${base}/tenants/acme/connect/token` };
+  },
+  peer: async () => {
+    const port = await freePort();
+    const child = spawn(process.execPath, [join(here, 'peer/server.mjs'), '--listen', `127.0.0.1:${port}`, '--iterations', String(ITERATIONS)], { stdio: 'ignore' });
+    const base = `http://127.0.0.1:${port}`;
+    await until(base);
+    return { child, base, token: `${base}/` };
+  },
+};
+
+async function withServer(kind, f) {
+  const server = await kinds[kind]();
+  try {
+    const result = await f(server);
+    return { ...result, rss: peakRssMiB(server.child.pid) };
+  } finally {
+    server.child.kill('SIGTERM');
+    await new Promise((r) => server.child.once('exit', r));
+  }
+}
+
+const DONE = `done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("BENCH {\\"requests\\":%d,\\"duration_us\\":%d,\\"errors\\":%d,\\"non2xx\\":%d,\\"p50\\":%d,\\"p99\\":%d,\\"p999\\":%d}\\n",
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
+end
+`;
+
+function luaString(text) {
+  return JSON.stringify(text);
+}
+
+/** A wrk run: a fixed POST, or `lua` for scripted requests; answers/s and latency in ms. */
+function wrk(url, connections, { body, auth, lua, seconds = SECONDS, threads } = {}) {
+  const script = join(dir, `run-${Math.random().toString(36).slice(2)}.lua`);
+  const fixed = `wrk.method = "POST"\nwrk.body = ${luaString(body ?? '')}\nwrk.headers["Content-Type"] = "${FORM}"\nwrk.headers["Authorization"] = ${luaString(auth ?? '')}\n`;
+  writeFileSync(script, (lua ?? fixed) + DONE);
+  const t = threads ?? Math.min(2, connections);
+  return new Promise((ok, fail) => {
+    const child = spawn('wrk', [`-t${t}`, `-c${connections}`, `-d${seconds}s`, '--timeout', '30s', '-s', script, url]);
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.on('exit', (code) => {
+      const line = out.split('\n').find((l) => l.startsWith('BENCH '));
+      if (code !== 0 || !line) return fail(new Error(`wrk failed: ${out}`));
+      const r = JSON.parse(line.slice(6));
+      ok({ rps: r.requests / (r.duration_us / 1e6), p50: r.p50 / 1000, p99: r.p99 / 1000, p999: r.p999 / 1000,
+        requests: r.requests, errors: r.errors, non2xx: r.non2xx, connections });
+    });
+  });
+}
+
+/** A Lua script for refresh-token chains: each thread holds its own token, one connection each. */
+function refreshLua(tokens, path) {
+  return `local tokens = {${tokens.map(luaString).join(',')}}
+local next_index = 1
+setup = function(thread)
+  thread:set("token", tokens[next_index])
+  next_index = next_index + 1
+end
+request = function()
+  return wrk.format("POST", ${luaString(path)}, {["Content-Type"] = "${FORM}", ["Authorization"] = ${luaString(CRM)}},
+    "grant_type=refresh_token&refresh_token=" .. token)
+end
+response = function(status, headers, body)
+  local t = body:match('"refresh_token":"([^"]+)"')
+  if t then token = t end
+end
+`;
+}
+
+async function refreshTokens(url, n) {
+  const tokens = [];
+  for (let i = 0; i < n; i += 1) {
+    const r = await post(url, CRM, ALICE);
+    if (r.status !== 200) throw new Error(`no refresh token: ${r.status} ${JSON.stringify(r.body)}`);
+    tokens.push(r.body.refresh_token);
+  }
+  return tokens;
+}
+
+const results = { sweep: { ceiling: [], host: [], peer: [] } };
+const log = (text) => console.error(`bench: ${text}`);
+
+// 1. The physical limit of logins: cores / one native PBKDF2.
+const kdfMs = Number(execFileSync(granted, ['kdf-time', '--iterations', String(ITERATIONS), '--runs', '5'], { encoding: 'utf8' }).trim());
+results.loginLimit = CORES / (kdfMs / 1000);
+log(`native PBKDF2, ${ITERATIONS} iterations: ${kdfMs} ms; login limit ${results.loginLimit.toFixed(1)}/s on ${CORES} cores`);
+
+// 2. client_credentials against connections, for each server.
+for (const kind of ['ceiling', 'host', 'peer']) {
+  const run = await withServer(kind, async (s) => {
+    const rows = [];
+    for (const c of CONNECTIONS) {
+      rows.push(await wrk(s.token, c, { body: 'grant_type=client_credentials', auth: SYNC }));
+      log(`${kind} client_credentials c=${c}: ${rows.at(-1).rps.toFixed(0)}/s`);
+    }
+    return { rows };
+  });
+  results.sweep[kind] = run.rows;
+  results[`${kind}SweepRss`] = run.rss;
+}
+
+// 3. password, at the same iterations, host and peer.
+for (const kind of ['host', 'peer']) {
+  results[`${kind}Password`] = await withServer(kind, async (s) => wrk(s.token, 16, { body: ALICE, auth: CRM, seconds: Math.max(10, SECONDS) }));
+  log(`${kind} password: ${results[`${kind}Password`].rps.toFixed(1)}/s`);
+}
+
+// 4. refresh_token rotation, one chain per connection.
+for (const kind of ['host', 'peer']) {
+  results[`${kind}Refresh`] = await withServer(kind, async (s) => {
+    const tokens = await refreshTokens(s.token, 4);
+    const path = new URL(s.token).pathname;
+    return wrk(s.token, 4, { lua: refreshLua(tokens, path), threads: 4 });
+  });
+  log(`${kind} refresh: ${results[`${kind}Refresh`].rps.toFixed(0)}/s, ${results[`${kind}Refresh`].non2xx} non-2xx`);
+}
+
+// 5. introspection of an access token (host; the peer has no introspection endpoint).
+results.hostIntrospection = await withServer('host', async (s) => {
+  const r = await post(s.token, SYNC, 'grant_type=client_credentials');
+  return wrk(s.introspect, 16, { body: `token=${r.body.access_token}`, auth: SYNC });
+});
+log(`host introspection: ${results.hostIntrospection.rps.toFixed(0)}/s`);
+
+// 6. client_credentials p99 alone, then while a password flood saturates the KDF pool.
+results.flood = await withServer('host', async (s) => {
+  const alone = await wrk(s.token, 16, { body: 'grant_type=client_credentials', auth: SYNC, seconds: Math.max(10, SECONDS) });
+  const flood = wrk(s.token, 64, { body: ALICE, auth: CRM, seconds: Math.max(10, SECONDS) + 2 });
+  await new Promise((r) => setTimeout(r, 1000));
+  const during = await wrk(s.token, 16, { body: 'grant_type=client_credentials', auth: SYNC, seconds: Math.max(10, SECONDS) });
+  const floodResult = await flood;
+  return { alone, during, floodResult };
+});
+log(`flood: client_credentials p99 ${results.flood.alone.p99.toFixed(2)} ms alone, ${results.flood.during.p99.toFixed(2)} ms during`);
+rmSync(dir, { recursive: true, force: true });
+
+// --- the report ------------------------------------------------------------------------------
+
+const best = (rows) => rows.reduce((a, b) => (b.rps > a.rps ? b : a));
+const f0 = (x) => (Number.isFinite(x) ? x.toFixed(0) : '—');
+const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : '—');
+const ms = (x) => (Number.isFinite(x) ? `${x < 10 ? x.toFixed(2) : x.toFixed(1)} ms` : '—');
+const row = (name, r, rss) => `| ${name} | ${r.connections} | **${r.rps < 100 ? f1(r.rps) : f0(r.rps)}** | ${ms(r.p50)} | ${ms(r.p99)} | ${ms(r.p999)} | ${r.non2xx + r.errors} | ${rss ? `${f0(rss)} MiB` : ''} |`;
+
+const lines = [];
+lines.push('## client_credentials against connections (answers/s)\n');
+lines.push(`| connections | ${CONNECTIONS.join(' | ')} |`);
+lines.push(`| --- | ${CONNECTIONS.map(() => '---').join(' | ')} |`);
+for (const kind of ['ceiling', 'host', 'peer']) {
+  const name = { ceiling: 'ceiling: axum, fixed JSON', host: '`granted serve`', peer: 'peer: @node-oauth/oauth2-server' }[kind];
+  lines.push(`| ${name} | ${results.sweep[kind].map((r) => f0(r.rps)).join(' | ')} |`);
+}
+lines.push('\n## Runs\n');
+lines.push('| run | connections | answers/s | p50 | p99 | p99.9 | failed | peak RSS of the server |');
+lines.push('| --- | --- | --- | --- | --- | --- | --- | --- |');
+lines.push(row('ceiling, best of the sweep', best(results.sweep.ceiling), results.ceilingSweepRss));
+lines.push(row('`granted serve` client_credentials, best of the sweep', best(results.sweep.host), results.hostSweepRss));
+lines.push(row('peer client_credentials, best of the sweep', best(results.sweep.peer), results.peerSweepRss));
+lines.push(row(`\`granted serve\` password (${ITERATIONS} iterations)`, results.hostPassword, results.hostPassword.rss));
+lines.push(row(`peer password (${ITERATIONS} iterations)`, results.peerPassword, results.peerPassword.rss));
+lines.push(row('`granted serve` refresh_token (rotating, one chain per connection)', results.hostRefresh, results.hostRefresh.rss));
+lines.push(row('peer refresh_token', results.peerRefresh, results.peerRefresh.rss));
+lines.push(row('`granted serve` introspection', results.hostIntrospection, results.hostIntrospection.rss));
+lines.push(row('`granted serve` client_credentials alone (flood run)', results.flood.alone, results.flood.rss));
+lines.push(row('`granted serve` client_credentials during a password flood', results.flood.during, results.flood.rss));
+lines.push(row('the password flood itself', results.flood.floodResult, results.flood.rss));
+lines.push(`\nLogin limit of this machine: ${CORES} cores / ${kdfMs} ms per native PBKDF2 at ${ITERATIONS} iterations = **${f1(results.loginLimit)} logins/s**.`);
+
+const hostCc = best(results.sweep.host).rps;
+const goals = [
+  ['client_credentials ≥ 50% of the ceiling', hostCc / best(results.sweep.ceiling).rps, 0.5, 'ratio'],
+  ['client_credentials ≥ 3× the peer', hostCc / best(results.sweep.peer).rps, 3, 'ratio'],
+  ['password ≥ 90% of the login limit', results.hostPassword.rps / results.loginLimit, 0.9, 'ratio'],
+  ['password ≥ the peer', results.hostPassword.rps / results.peerPassword.rps, 1, 'ratio'],
+  ['client_credentials p99 under a password flood ≤ 2× without', results.flood.during.p99 / results.flood.alone.p99, 2, 'max'],
+];
+lines.push('\n## Goals (ratios from this run)\n');
+lines.push('| goal | measured | met |');
+lines.push('| --- | --- | --- |');
+for (const [name, value, limit, kind] of goals) {
+  const met = kind === 'max' ? value <= limit : value >= limit;
+  lines.push(`| ${name} | ${value.toFixed(2)}${kind === 'max' ? '×' : '×'} | ${met ? 'yes' : '**no**'} |`);
+}
+lines.push(`\nmachine: ${cpus()[0]?.model ?? 'unknown'}, ${CORES} cores, shared by wrk and the server; ${SECONDS} s per sweep point.`);
+const report = lines.join('\n') + '\n';
+console.log(report);
+
+// The plot: answers/s against connections (log scale), one line per server.
+const W = 640; const H = 360; const L = 70; const B = 40; const T = 30; const R = 170;
+const maxRps = Math.max(...Object.values(results.sweep).flat().map((r) => r.rps)) * 1.1;
+const x = (c) => L + (Math.log2(c) / Math.log2(CONNECTIONS.at(-1))) * (W - L - R);
+const y = (v) => H - B - (v / maxRps) * (H - B - T);
+const colors = { ceiling: '#888888', host: '#0b57d0', peer: '#d93025' };
+const names = { ceiling: 'ceiling (axum, fixed JSON)', host: 'granted serve', peer: 'peer (oauth2-server)' };
+let svg = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">\n`;
+svg += `<text x="${L}" y="18" font-size="14">client_credentials answers/s against connections</text>\n`;
+svg += `<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="#333"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="#333"/>\n`;
+for (const c of CONNECTIONS) svg += `<text x="${x(c)}" y="${H - B + 16}" text-anchor="middle">${c}</text>\n`;
+for (let i = 0; i <= 4; i += 1) {
+  const v = (maxRps / 4) * i;
+  svg += `<text x="${L - 6}" y="${y(v) + 4}" text-anchor="end">${f0(v)}</text><line x1="${L}" y1="${y(v)}" x2="${W - R}" y2="${y(v)}" stroke="#eee"/>\n`;
+}
+Object.entries(results.sweep).forEach(([kind, rows], i) => {
+  const points = rows.map((r) => `${x(r.connections).toFixed(1)},${y(r.rps).toFixed(1)}`).join(' ');
+  svg += `<polyline fill="none" stroke="${colors[kind]}" stroke-width="2" points="${points}"/>\n`;
+  svg += `<text x="${W - R + 10}" y="${T + 20 + i * 18}" fill="${colors[kind]}">${names[kind]}</text>\n`;
+});
+svg += `<text x="${(L + W - R) / 2}" y="${H - 6}" text-anchor="middle">connections (wrk, keep-alive)</text>\n</svg>\n`;
+mkdirSync(join(root, 'bench/results'), { recursive: true });
+writeFileSync(join(root, 'bench/results/bench.md'), `# cargo xtask bench\n\n![client_credentials answers/s against connections](bench.svg)\n\n${report}`);
+writeFileSync(join(root, 'bench/results/bench.svg'), svg);
