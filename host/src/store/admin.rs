@@ -64,22 +64,18 @@ pub struct AdminTx<'a> {
 impl Store {
     /// The number of admin tokens in use.
     pub fn admin_tokens_in_use(&self) -> Result<i64> {
-        Ok(lock(&self.conn).query_row(
-            "SELECT COUNT(*) FROM admin_tokens WHERE retired_at IS NULL",
-            [],
-            |r| r.get(0),
-        )?)
+        Ok(lock(&self.conn)
+            .prepare_cached("SELECT COUNT(*) FROM admin_tokens WHERE retired_at IS NULL")?
+            .query_row([], |r| r.get(0))?)
     }
 
     /// Stores the first admin token (its SHA-256) unless one is in use; its id when stored.
     pub fn first_admin_token(&self, sha256: &str, now: Timestamp) -> Result<Option<String>> {
         let mut conn = lock(&self.conn);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let in_use: i64 = tx.query_row(
-            "SELECT COUNT(*) FROM admin_tokens WHERE retired_at IS NULL",
-            [],
-            |r| r.get(0),
-        )?;
+        let in_use: i64 = tx
+            .prepare_cached("SELECT COUNT(*) FROM admin_tokens WHERE retired_at IS NULL")?
+            .query_row([], |r| r.get(0))?;
         if in_use > 0 {
             return Ok(None);
         }
@@ -92,10 +88,10 @@ impl Store {
     /// rotation is an audited admin change.
     pub fn rotate_admin_token(&self, sha256: &str, audit: &AdminAudit) -> Result<String> {
         self.admin_change(audit, |a| {
-            let retired = a.tx.execute(
-                "UPDATE admin_tokens SET retired_at = ?1 WHERE retired_at IS NULL",
-                [audit.now.to_rfc3339()],
-            )?;
+            let retired = a
+                .tx
+                .prepare_cached("UPDATE admin_tokens SET retired_at = ?1 WHERE retired_at IS NULL")?
+                .execute([audit.now.to_rfc3339()])?;
             let id = insert_admin_token(a.tx, sha256, audit.now)?;
             Ok(Change::Made(
                 id.clone(),
@@ -112,11 +108,8 @@ impl Store {
     /// The id of the admin token in use whose SHA-256 is `sha256`.
     pub fn admin_token_id(&self, sha256: &str) -> Result<Option<String>> {
         Ok(lock(&self.conn)
-            .query_row(
-                "SELECT id FROM admin_tokens WHERE sha256 = ?1 AND retired_at IS NULL",
-                [sha256],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT id FROM admin_tokens WHERE sha256 = ?1 AND retired_at IS NULL")?
+            .query_row([sha256], |r| r.get(0))
             .optional()?)
     }
 
@@ -134,7 +127,7 @@ impl Store {
     pub fn tenant_records(&self) -> Result<Vec<TenantRecord>> {
         let conn = lock(&self.conn);
         let ids: Vec<String> = conn
-            .prepare("SELECT tenant FROM tenants ORDER BY tenant")?
+            .prepare_cached("SELECT tenant FROM tenants ORDER BY tenant")?
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         ids.iter()
@@ -146,7 +139,7 @@ impl Store {
     pub fn users_of(&self, tenant: &str) -> Result<Vec<UserRecord>> {
         let conn = lock(&self.conn);
         let names: Vec<String> = conn
-            .prepare("SELECT username FROM users WHERE tenant = ?1 ORDER BY username")?
+            .prepare_cached("SELECT username FROM users WHERE tenant = ?1 ORDER BY username")?
             .query_map([tenant], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         let mut users = Vec::with_capacity(names.len());
@@ -195,18 +188,18 @@ impl Store {
 }
 
 fn insert_admin_token(tx: &Transaction<'_>, sha256: &str, now: Timestamp) -> Result<String> {
-    let n: i64 = tx.query_row("SELECT COUNT(*) FROM admin_tokens", [], |r| r.get(0))?;
+    let n: i64 = tx
+        .prepare_cached("SELECT COUNT(*) FROM admin_tokens")?
+        .query_row([], |r| r.get(0))?;
     let id = format!("admin-{}", n + 1);
-    tx.execute(
-        "INSERT INTO admin_tokens (id, sha256, created_at) VALUES (?1, ?2, ?3)",
-        params![id, sha256, now.to_rfc3339()],
-    )?;
+    tx.prepare_cached("INSERT INTO admin_tokens (id, sha256, created_at) VALUES (?1, ?2, ?3)")?
+        .execute(params![id, sha256, now.to_rfc3339()])?;
     Ok(id)
 }
 
 fn client_ids_of(conn: &rusqlite::Connection, app_id: &str) -> Result<Vec<String>> {
     Ok(conn
-        .prepare("SELECT client_id FROM clients WHERE app_id = ?1 ORDER BY client_id")?
+        .prepare_cached("SELECT client_id FROM clients WHERE app_id = ?1 ORDER BY client_id")?
         .query_map([app_id], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?)
 }
@@ -221,7 +214,7 @@ impl AdminTx<'_> {
     pub fn apps(&self) -> Result<Vec<App>> {
         let ids: Vec<String> = self
             .tx
-            .prepare("SELECT app_id FROM apps ORDER BY app_id")?
+            .prepare_cached("SELECT app_id FROM apps ORDER BY app_id")?
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         ids.iter()
@@ -241,7 +234,7 @@ impl AdminTx<'_> {
         };
         let names: Vec<String> = self
             .tx
-            .prepare("SELECT tenant FROM installs WHERE app_id = ?1 ORDER BY tenant")?
+            .prepare_cached("SELECT tenant FROM installs WHERE app_id = ?1 ORDER BY tenant")?
             .query_map([app_id], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         let mut tenants = Vec::with_capacity(names.len());
@@ -260,7 +253,7 @@ impl AdminTx<'_> {
         let except = except.unwrap_or("");
         Ok(self
             .tx
-            .prepare(
+            .prepare_cached(
                 "SELECT client_id FROM revisions WHERE app_id <> ?1
                  UNION SELECT client_id FROM clients WHERE app_id <> ?1
                  ORDER BY 1",
@@ -281,10 +274,9 @@ impl AdminTx<'_> {
 
     /// Creates an app with its revisions (its id must be new).
     pub fn insert_app(&self, app: &App) -> Result<()> {
-        self.tx.execute(
-            "INSERT INTO apps (app_id, created_at) VALUES (?1, ?2)",
-            params![app.app_id, app.created_at.to_rfc3339()],
-        )?;
+        self.tx
+            .prepare_cached("INSERT INTO apps (app_id, created_at) VALUES (?1, ?2)")?
+            .execute(params![app.app_id, app.created_at.to_rfc3339()])?;
         for r in &app.revisions {
             self.append_revision(&app.app_id, r)?;
         }
@@ -300,28 +292,24 @@ impl AdminTx<'_> {
     pub fn put_client(&self, client_id: &str, app_id: &str, secret_hmac: &str) -> Result<()> {
         let owner: Option<String> = self
             .tx
-            .query_row(
-                "SELECT app_id FROM clients WHERE client_id = ?1",
-                [client_id],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT app_id FROM clients WHERE client_id = ?1")?
+            .query_row([client_id], |r| r.get(0))
             .optional()?;
         if owner.as_deref().is_some_and(|owner| owner != app_id) {
             return Err(anyhow!("client `{client_id}` belongs to another app"));
         }
-        self.tx.execute(
-            "INSERT INTO clients (client_id, app_id, secret_hmac) VALUES (?1, ?2, ?3)
+        self.tx
+            .prepare_cached(
+                "INSERT INTO clients (client_id, app_id, secret_hmac) VALUES (?1, ?2, ?3)
              ON CONFLICT (client_id) DO UPDATE SET secret_hmac = excluded.secret_hmac",
-            params![client_id, app_id, secret_hmac],
-        )?;
+            )?
+            .execute(params![client_id, app_id, secret_hmac])?;
         Ok(())
     }
 
     /// Creates a tenant without installs (its name must be new).
     pub fn insert_tenant(&self, tenant: &TenantRecord) -> Result<()> {
-        self.tx.execute(
-            "INSERT INTO tenants (tenant, sso_required, password_max_age_days) VALUES (?1, ?2, ?3)",
-            params![
+        self.tx.prepare_cached("INSERT INTO tenants (tenant, sso_required, password_max_age_days) VALUES (?1, ?2, ?3)")?.execute(params![
                 tenant.tenant,
                 tenant.sso_required,
                 tenant.password_max_age_days
@@ -332,11 +320,12 @@ impl AdminTx<'_> {
 
     /// Pins `tenant`'s install of `app_id` to `rev`, installing it when it was not.
     pub fn set_install(&self, tenant: &str, app_id: &str, rev: u32) -> Result<()> {
-        self.tx.execute(
-            "INSERT INTO installs (tenant, app_id, rev) VALUES (?1, ?2, ?3)
+        self.tx
+            .prepare_cached(
+                "INSERT INTO installs (tenant, app_id, rev) VALUES (?1, ?2, ?3)
              ON CONFLICT (tenant, app_id) DO UPDATE SET rev = excluded.rev",
-            params![tenant, app_id, rev],
-        )?;
+            )?
+            .execute(params![tenant, app_id, rev])?;
         Ok(())
     }
 
@@ -353,29 +342,28 @@ impl AdminTx<'_> {
         password_hash: &str,
         at: Timestamp,
     ) -> Result<()> {
-        self.tx.execute(
-            "UPDATE users SET password_hash = ?3, password_changed_at = ?4
+        self.tx
+            .prepare_cached(
+                "UPDATE users SET password_hash = ?3, password_changed_at = ?4
              WHERE tenant = ?1 AND username = ?2",
-            params![tenant, username, password_hash, at.to_rfc3339()],
-        )?;
+            )?
+            .execute(params![tenant, username, password_hash, at.to_rfc3339()])?;
         Ok(())
     }
 
     /// Disables or enables a user.
     pub fn set_disabled(&self, tenant: &str, username: &str, disabled: bool) -> Result<()> {
-        self.tx.execute(
-            "UPDATE users SET disabled = ?3 WHERE tenant = ?1 AND username = ?2",
-            params![tenant, username, disabled],
-        )?;
+        self.tx
+            .prepare_cached("UPDATE users SET disabled = ?3 WHERE tenant = ?1 AND username = ?2")?
+            .execute(params![tenant, username, disabled])?;
         Ok(())
     }
 
     /// Clears a user's failed logins and lock.
     pub fn unlock(&self, tenant: &str, username: &str) -> Result<()> {
-        self.tx.execute(
-            "DELETE FROM login_failures WHERE tenant = ?1 AND username = ?2",
-            params![tenant, username],
-        )?;
+        self.tx
+            .prepare_cached("DELETE FROM login_failures WHERE tenant = ?1 AND username = ?2")?
+            .execute(params![tenant, username])?;
         Ok(())
     }
 
@@ -383,11 +371,10 @@ impl AdminTx<'_> {
     pub fn login_failures(&self, tenant: &str, username: &str) -> Result<i64> {
         Ok(self
             .tx
-            .query_row(
+            .prepare_cached(
                 "SELECT failures FROM login_failures WHERE tenant = ?1 AND username = ?2",
-                [tenant, username],
-                |r| r.get(0),
-            )
+            )?
+            .query_row([tenant, username], |r| r.get(0))
             .optional()?
             .unwrap_or(0))
     }

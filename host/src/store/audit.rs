@@ -31,24 +31,20 @@ pub(super) fn insert(
     sha: &str,
 ) -> rusqlite::Result<usize> {
     let [tenant, app_id, grant_type, decision] = columns(entry);
-    tx.execute(
-        "INSERT INTO audit (seq, at, kind, entry, prev_sha256, sha256, tenant, app_id, grant_type, decision)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![seq, at.to_rfc3339(), kind, entry, prev, sha, tenant, app_id, grant_type, decision],
+    tx.prepare_cached("INSERT INTO audit (seq, at, kind, entry, prev_sha256, sha256, tenant, app_id, grant_type, decision)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")?.execute(params![seq, at.to_rfc3339(), kind, entry, prev, sha, tenant, app_id, grant_type, decision],
     )
 }
 
 /// Fills the search columns of entries written before they existed (migration 4).
 pub(super) fn backfill_columns(tx: &Transaction<'_>) -> Result<()> {
     let rows: Vec<(i64, String)> = tx
-        .prepare("SELECT seq, entry FROM audit")?
+        .prepare_cached("SELECT seq, entry FROM audit")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     for (seq, entry) in rows {
         let [tenant, app_id, grant_type, decision] = columns(&entry);
-        tx.execute(
-            "UPDATE audit SET tenant = ?2, app_id = ?3, grant_type = ?4, decision = ?5 WHERE seq = ?1",
-            params![seq, tenant, app_id, grant_type, decision],
+        tx.prepare_cached("UPDATE audit SET tenant = ?2, app_id = ?3, grant_type = ?4, decision = ?5 WHERE seq = ?1")?.execute(params![seq, tenant, app_id, grant_type, decision],
         )?;
     }
     Ok(())
@@ -58,11 +54,8 @@ pub(super) fn backfill_columns(tx: &Transaction<'_>) -> Result<()> {
 /// nothing (the genesis).
 pub(super) fn anchor(conn: &Connection) -> Result<Option<(i64, String)>> {
     Ok(conn
-        .query_row(
-            "SELECT seq, sha256 FROM audit_anchor ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT seq, sha256 FROM audit_anchor ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?)
 }
 
@@ -156,7 +149,7 @@ impl Store {
             limit.min(10_000)
         );
         let conn = lock(&self.conn);
-        let mut stmt = conn.prepare(&sql)?;
+        let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(params_from_iter(values.iter()), |r| {
             Ok((
                 r.get::<_, i64>(0)?,
@@ -188,21 +181,20 @@ impl Store {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Entries are appended in time order, so the old ones are a prefix of the chain.
         let last: Option<(i64, String)> = tx
-            .query_row(
+            .prepare_cached(
                 "SELECT seq, sha256 FROM audit WHERE at < ?1 ORDER BY seq DESC LIMIT 1",
-                [cutoff.to_rfc3339()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            )?
+            .query_row([cutoff.to_rfc3339()], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let Some((seq, sha)) = last else {
             return Ok(0);
         };
-        let removed = tx.execute("DELETE FROM audit WHERE seq <= ?1", [seq])?;
-        tx.execute("DELETE FROM audit_anchor", [])?;
-        tx.execute(
-            "INSERT INTO audit_anchor (seq, sha256) VALUES (?1, ?2)",
-            params![seq, sha],
-        )?;
+        let removed = tx
+            .prepare_cached("DELETE FROM audit WHERE seq <= ?1")?
+            .execute([seq])?;
+        tx.prepare_cached("DELETE FROM audit_anchor")?.execute([])?;
+        tx.prepare_cached("INSERT INTO audit_anchor (seq, sha256) VALUES (?1, ?2)")?
+            .execute(params![seq, sha])?;
         tx.commit()?;
         Ok(removed)
     }
@@ -211,7 +203,8 @@ impl Store {
     pub fn audit_oldest(&self) -> Result<Option<Timestamp>> {
         let conn = lock(&self.conn);
         let at: Option<String> = conn
-            .query_row("SELECT MIN(at) FROM audit", [], |r| r.get(0))
+            .prepare_cached("SELECT MIN(at) FROM audit")?
+            .query_row([], |r| r.get(0))
             .optional()?
             .flatten();
         at.map(ts).transpose()
@@ -223,7 +216,7 @@ impl Store {
         let conn = lock(&self.conn);
         let d7 = now.plus_seconds(-7 * 86_400).to_rfc3339();
         let d30 = now.plus_seconds(-30 * 86_400).to_rfc3339();
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "SELECT tenant, app_id,
                     SUM(CASE WHEN at >= ?1 THEN 1 ELSE 0 END),
                     SUM(CASE WHEN at >= ?2 THEN 1 ELSE 0 END),
@@ -261,7 +254,7 @@ impl Store {
     /// Password-grant tokens issued per app and UTC day (`YYYY-MM-DD`), from `since` on.
     pub fn password_use_daily(&self, since: Timestamp) -> Result<Vec<(String, String, i64)>> {
         let conn = lock(&self.conn);
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "SELECT app_id, SUBSTR(at, 1, 10), COUNT(*) FROM audit
              WHERE kind = 'token' AND decision = 'granted' AND grant_type = 'password'
                AND app_id IS NOT NULL AND at >= ?1

@@ -263,17 +263,18 @@ impl Store {
 
     fn setup(mut conn: Connection) -> Result<Store> {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Every statement the store runs is prepared once per connection and kept.
+        conn.set_prepared_statement_cache_capacity(128);
         // WAL: readers never wait for the writer; FULL: a commit is on disk when it returns.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
-            [],
-        )?;
+        tx.prepare_cached("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?
+            .execute([])?;
         let version: Option<i64> = tx
-            .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+            .prepare_cached("SELECT MAX(version) FROM schema_version")?
+            .query_row([], |r| r.get(0))
             .optional()?
             .flatten();
         let version = version.unwrap_or(0);
@@ -289,10 +290,8 @@ impl Store {
             if i + 1 == 4 {
                 audit::backfill_columns(&tx).context("migration 4")?;
             }
-            tx.execute(
-                "INSERT INTO schema_version (version) VALUES (?1)",
-                [i as i64 + 1],
-            )?;
+            tx.prepare_cached("INSERT INTO schema_version (version) VALUES (?1)")?
+                .execute([i as i64 + 1])?;
         }
         tx.commit()?;
         Ok(Store {
@@ -304,7 +303,8 @@ impl Store {
     /// The schema version.
     pub fn schema_version(&self) -> Result<i64> {
         Ok(lock(&self.conn)
-            .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))?)
+            .prepare_cached("SELECT MAX(version) FROM schema_version")?
+            .query_row([], |r| r.get(0))?)
     }
 
     // --- server keys ---------------------------------------------------------------------
@@ -347,11 +347,11 @@ impl Store {
     ) -> Result<SigningKey> {
         let mut conn = lock(&self.conn);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE server_keys SET retired_at = ?1, verify_until = ?2
              WHERE purpose = 'signing' AND retired_at IS NULL",
-            params![now.to_rfc3339(), verify_until.to_rfc3339()],
-        )?;
+        )?
+        .execute(params![now.to_rfc3339(), verify_until.to_rfc3339()])?;
         let kid = new_kid(now, kid_entropy);
         insert_key(&tx, "signing", &kid, secret, now)?;
         tx.commit()?;
@@ -365,7 +365,7 @@ impl Store {
     /// tokens may not have expired.
     pub fn verification_keys(&self, now: Timestamp) -> Result<Vec<SigningKey>> {
         let conn = lock(&self.conn);
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "SELECT kid, secret, verify_until FROM server_keys WHERE purpose = 'signing'
              ORDER BY created_at DESC",
         )?;
@@ -402,11 +402,8 @@ impl Store {
     pub fn client(&self, client_id: &str) -> Result<Option<ClientRecord>> {
         let conn = lock(&self.conn);
         let row: Option<(String, String)> = conn
-            .query_row(
-                "SELECT app_id, secret_hmac FROM clients WHERE client_id = ?1",
-                [client_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .prepare_cached("SELECT app_id, secret_hmac FROM clients WHERE client_id = ?1")?
+            .query_row([client_id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let Some((app_id, secret_hmac)) = row else {
             return Ok(None);
@@ -440,11 +437,9 @@ impl Store {
 
     /// Users (and unknown names) whose lock has not ended at `now`.
     pub fn users_locked(&self, now: Timestamp) -> Result<i64> {
-        Ok(lock(&self.conn).query_row(
-            "SELECT COUNT(*) FROM login_failures WHERE locked_until > ?1",
-            [now.to_rfc3339()],
-            |r| r.get(0),
-        )?)
+        Ok(lock(&self.conn)
+            .prepare_cached("SELECT COUNT(*) FROM login_failures WHERE locked_until > ?1")?
+            .query_row([now.to_rfc3339()], |r| r.get(0))?)
     }
 
     // --- effects ---------------------------------------------------------------------------
@@ -498,11 +493,9 @@ impl Store {
                 },
                 Ok(Some(Race::Refresh(raced))) => {
                     tx.execute_batch("ROLLBACK TO job")?;
-                    tx.execute(
-                        "UPDATE refresh_tokens SET status = 'revoked'
+                    tx.prepare_cached("UPDATE refresh_tokens SET status = 'revoked'
                          WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_sha256 = ?1)
-                         AND status = 'active'",
-                        [&raced],
+                         AND status = 'active'")?.execute([&raced],
                     )?;
                     Applied::RefreshRace
                 }
@@ -534,7 +527,7 @@ impl Store {
     pub fn verify_audit(&self) -> Result<(i64, Option<AuditBreak>)> {
         let conn = lock(&self.conn);
         let mut stmt =
-            conn.prepare("SELECT seq, entry, prev_sha256, sha256 FROM audit ORDER BY seq")?;
+            conn.prepare_cached("SELECT seq, entry, prev_sha256, sha256 FROM audit ORDER BY seq")?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
@@ -576,7 +569,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(i64, String, String, String)>> {
         let conn = lock(&self.conn);
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "SELECT seq, at, kind, entry FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
         let rows = stmt
@@ -602,14 +595,14 @@ impl Store {
     pub fn apps(&self) -> Result<Vec<AppWithClients>> {
         let conn = lock(&self.conn);
         let ids: Vec<String> = conn
-            .prepare("SELECT app_id FROM apps ORDER BY app_id")?
+            .prepare_cached("SELECT app_id FROM apps ORDER BY app_id")?
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         let mut out = Vec::new();
         for id in ids {
             let app = app(&conn, &id)?.ok_or_else(|| anyhow!("app vanished"))?;
             let clients = conn
-                .prepare("SELECT client_id, secret_hmac FROM clients WHERE app_id = ?1 ORDER BY client_id")?
+                .prepare_cached("SELECT client_id, secret_hmac FROM clients WHERE app_id = ?1 ORDER BY client_id")?
                 .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()?;
             out.push((app, clients));
@@ -621,14 +614,14 @@ impl Store {
     pub fn tenants(&self) -> Result<Vec<TenantWithRecords>> {
         let conn = lock(&self.conn);
         let ids: Vec<String> = conn
-            .prepare("SELECT tenant FROM tenants ORDER BY tenant")?
+            .prepare_cached("SELECT tenant FROM tenants ORDER BY tenant")?
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         let mut out = Vec::new();
         for id in ids {
             let tenant = tenant_record(&conn, &id)?.ok_or_else(|| anyhow!("tenant vanished"))?;
             let names: Vec<String> = conn
-                .prepare("SELECT username FROM users WHERE tenant = ?1 ORDER BY username")?
+                .prepare_cached("SELECT username FROM users WHERE tenant = ?1 ORDER BY username")?
                 .query_map([&id], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             let mut users = Vec::new();
@@ -638,7 +631,7 @@ impl Store {
                 }
             }
             let hashes: Vec<String> = conn
-                .prepare("SELECT token_sha256 FROM refresh_tokens WHERE tenant = ?1 ORDER BY issued_at, token_sha256")?
+                .prepare_cached("SELECT token_sha256 FROM refresh_tokens WHERE tenant = ?1 ORDER BY issued_at, token_sha256")?
                 .query_map([&id], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             let mut tokens = Vec::new();
@@ -661,13 +654,15 @@ pub struct Writer<'a> {
 impl Writer<'_> {
     /// Creates or replaces an app and its whole revision history.
     pub fn put_app(&self, app: &App) -> Result<()> {
-        self.tx.execute(
-            "INSERT INTO apps (app_id, created_at) VALUES (?1, ?2)
-             ON CONFLICT (app_id) DO UPDATE SET created_at = excluded.created_at",
-            params![app.app_id, app.created_at.to_rfc3339()],
-        )?;
         self.tx
-            .execute("DELETE FROM revisions WHERE app_id = ?1", [&app.app_id])?;
+            .prepare_cached(
+                "INSERT INTO apps (app_id, created_at) VALUES (?1, ?2)
+             ON CONFLICT (app_id) DO UPDATE SET created_at = excluded.created_at",
+            )?
+            .execute(params![app.app_id, app.created_at.to_rfc3339()])?;
+        self.tx
+            .prepare_cached("DELETE FROM revisions WHERE app_id = ?1")?
+            .execute([&app.app_id])?;
         for r in &app.revisions {
             insert_revision(self.tx, &app.app_id, r)?;
         }
@@ -676,33 +671,29 @@ impl Writer<'_> {
 
     /// Creates or replaces a client of an app.
     pub fn put_client(&self, client_id: &str, app_id: &str, secret_hmac: &str) -> Result<()> {
-        self.tx.execute(
-            "INSERT INTO clients (client_id, app_id, secret_hmac) VALUES (?1, ?2, ?3)
-             ON CONFLICT (client_id) DO UPDATE SET app_id = excluded.app_id, secret_hmac = excluded.secret_hmac",
-            params![client_id, app_id, secret_hmac],
+        self.tx.prepare_cached("INSERT INTO clients (client_id, app_id, secret_hmac) VALUES (?1, ?2, ?3)
+             ON CONFLICT (client_id) DO UPDATE SET app_id = excluded.app_id, secret_hmac = excluded.secret_hmac")?.execute(params![client_id, app_id, secret_hmac],
         )?;
         Ok(())
     }
 
     /// Creates or replaces a tenant and its installs.
     pub fn put_tenant(&self, tenant: &TenantRecord) -> Result<()> {
-        self.tx.execute(
-            "INSERT INTO tenants (tenant, sso_required, password_max_age_days) VALUES (?1, ?2, ?3)
+        self.tx.prepare_cached("INSERT INTO tenants (tenant, sso_required, password_max_age_days) VALUES (?1, ?2, ?3)
              ON CONFLICT (tenant) DO UPDATE SET sso_required = excluded.sso_required,
-                 password_max_age_days = excluded.password_max_age_days",
-            params![
+                 password_max_age_days = excluded.password_max_age_days")?.execute(params![
                 tenant.tenant,
                 tenant.sso_required,
                 tenant.password_max_age_days
             ],
         )?;
         self.tx
-            .execute("DELETE FROM installs WHERE tenant = ?1", [&tenant.tenant])?;
+            .prepare_cached("DELETE FROM installs WHERE tenant = ?1")?
+            .execute([&tenant.tenant])?;
         for install in &tenant.installs {
-            self.tx.execute(
-                "INSERT INTO installs (tenant, app_id, rev) VALUES (?1, ?2, ?3)",
-                params![tenant.tenant, install.app_id, install.rev],
-            )?;
+            self.tx
+                .prepare_cached("INSERT INTO installs (tenant, app_id, rev) VALUES (?1, ?2, ?3)")?
+                .execute(params![tenant.tenant, install.app_id, install.rev])?;
         }
         Ok(())
     }
@@ -711,11 +702,8 @@ impl Writer<'_> {
     pub fn password_hash(&self, tenant: &str, username: &str) -> Result<Option<String>> {
         Ok(self
             .tx
-            .query_row(
-                "SELECT password_hash FROM users WHERE tenant = ?1 AND username = ?2",
-                [tenant, username],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT password_hash FROM users WHERE tenant = ?1 AND username = ?2")?
+            .query_row([tenant, username], |r| r.get(0))
             .optional()?
             .flatten())
     }
@@ -724,40 +712,40 @@ impl Writer<'_> {
     pub fn put_user(&self, tenant: &str, user: &UserRecord) -> Result<()> {
         upsert_user(self.tx, tenant, user)?;
         if let Some(until) = user.locked_until {
-            self.tx.execute(
-                "INSERT INTO login_failures (tenant, username, failures, locks, locked_until)
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO login_failures (tenant, username, failures, locks, locked_until)
                  VALUES (?1, ?2, 0, 1, ?3)
                  ON CONFLICT (tenant, username) DO UPDATE SET locked_until = excluded.locked_until",
-                params![tenant, user.username, until.to_rfc3339()],
-            )?;
+                )?
+                .execute(params![tenant, user.username, until.to_rfc3339()])?;
         }
         Ok(())
     }
 
     /// Creates or replaces a refresh token record.
     pub fn put_refresh(&self, record: &RefreshTokenRecord) -> Result<()> {
-        self.tx.execute(
-            "DELETE FROM refresh_tokens WHERE token_sha256 = ?1",
-            [&record.token_sha256],
-        )?;
+        self.tx
+            .prepare_cached("DELETE FROM refresh_tokens WHERE token_sha256 = ?1")?
+            .execute([&record.token_sha256])?;
         insert_refresh(self.tx, record)
     }
 }
 
 /// Inserts one revision of an app.
 fn insert_revision(tx: &Transaction<'_>, app_id: &str, r: &Revision) -> Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO revisions (app_id, rev, at, client_id, grant_type, scopes)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            app_id,
-            r.rev,
-            r.at.to_rfc3339(),
-            r.client_id,
-            r.grant_type.as_str(),
-            serde_json::to_string(&r.scopes)?
-        ],
-    )?;
+    )?
+    .execute(params![
+        app_id,
+        r.rev,
+        r.at.to_rfc3339(),
+        r.client_id,
+        r.grant_type.as_str(),
+        serde_json::to_string(&r.scopes)?
+    ])?;
     Ok(())
 }
 
@@ -767,14 +755,12 @@ fn upsert_user(tx: &Transaction<'_>, tenant: &str, user: &UserRecord) -> Result<
         SignIn::Direct => "direct",
         SignIn::Sso => "sso",
     };
-    tx.execute(
-        "INSERT INTO users (tenant, username, sign_in, password_hash, password_changed_at, disabled)
+    tx.prepare_cached("INSERT INTO users (tenant, username, sign_in, password_hash, password_changed_at, disabled)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (tenant, username) DO UPDATE SET sign_in = excluded.sign_in,
              password_hash = excluded.password_hash,
              password_changed_at = excluded.password_changed_at,
-             disabled = excluded.disabled",
-        params![
+             disabled = excluded.disabled")?.execute(params![
             tenant,
             user.username,
             sign_in,
@@ -790,11 +776,8 @@ fn upsert_user(tx: &Transaction<'_>, tenant: &str, user: &UserRecord) -> Result<
 /// and the genesis hash.
 fn audit_head(conn: &Connection) -> Result<(i64, String)> {
     let last = conn
-        .query_row(
-            "SELECT seq, sha256 FROM audit ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT seq, sha256 FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     match last {
         Some(last) => Ok(last),
@@ -814,22 +797,23 @@ fn apply_effects(
     for effect in effects {
         match effect {
             Effect::ConsumeRefreshToken { token_sha256 } => {
-                let changed = tx.execute(
-                    "UPDATE refresh_tokens SET status = 'used'
+                let changed = tx
+                    .prepare_cached(
+                        "UPDATE refresh_tokens SET status = 'used'
                      WHERE token_sha256 = ?1 AND status = 'active'",
-                    [token_sha256],
-                )?;
+                    )?
+                    .execute([token_sha256])?;
                 if changed == 0 {
                     return Ok(Some(Race::Refresh(token_sha256.clone())));
                 }
             }
             Effect::StoreRefreshToken { record } => insert_refresh(tx, record)?,
             Effect::RevokeRefreshFamily { family_id } => {
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE refresh_tokens SET status = 'revoked'
                      WHERE family_id = ?1 AND status = 'active'",
-                    [family_id],
-                )?;
+                )?
+                .execute([family_id])?;
             }
             Effect::RecordLoginFailure { tenant, username } => {
                 if record_failure(tx, tenant, username, now, lockout)? {
@@ -840,10 +824,10 @@ fn apply_effects(
                 if locked_until(tx, tenant, username)?.is_some_and(|until| now < until) {
                     return Ok(Some(Race::Lock));
                 }
-                tx.execute(
+                tx.prepare_cached(
                     "DELETE FROM login_failures WHERE tenant = ?1 AND username = ?2",
-                    [tenant, username],
-                )?;
+                )?
+                .execute([tenant, username])?;
             }
         }
     }
@@ -868,52 +852,47 @@ fn insert_key(
     secret: &str,
     now: Timestamp,
 ) -> Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO server_keys (kid, purpose, secret, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![kid, purpose, secret, now.to_rfc3339()],
-    )?;
+    )?
+    .execute(params![kid, purpose, secret, now.to_rfc3339()])?;
     Ok(())
 }
 
 fn current_signing_key(conn: &Connection) -> Result<Option<SigningKey>> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT kid, secret FROM server_keys WHERE purpose = 'signing' AND retired_at IS NULL
              ORDER BY created_at DESC LIMIT 1",
-            [],
-            |r| {
-                Ok(SigningKey {
-                    kid: r.get(0)?,
-                    secret: r.get(1)?,
-                })
-            },
-        )
+        )?
+        .query_row([], |r| {
+            Ok(SigningKey {
+                kid: r.get(0)?,
+                secret: r.get(1)?,
+            })
+        })
         .optional()?)
 }
 
 fn client_secret_key(conn: &Connection) -> Result<Option<String>> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT secret FROM server_keys WHERE purpose = 'client_secret' AND retired_at IS NULL
              ORDER BY created_at DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
+        )?
+        .query_row([], |r| r.get(0))
         .optional()?)
 }
 
 fn app(conn: &Connection, app_id: &str) -> Result<Option<App>> {
     let created: Option<String> = conn
-        .query_row(
-            "SELECT created_at FROM apps WHERE app_id = ?1",
-            [app_id],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT created_at FROM apps WHERE app_id = ?1")?
+        .query_row([app_id], |r| r.get(0))
         .optional()?;
     let Some(created) = created else {
         return Ok(None);
     };
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT rev, at, client_id, grant_type, scopes FROM revisions WHERE app_id = ?1 ORDER BY rev",
     )?;
     let rows = stmt.query_map([app_id], |r| {
@@ -945,17 +924,16 @@ fn app(conn: &Connection, app_id: &str) -> Result<Option<App>> {
 
 fn tenant_record(conn: &Connection, tenant: &str) -> Result<Option<TenantRecord>> {
     let row: Option<(bool, Option<u32>)> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT sso_required, password_max_age_days FROM tenants WHERE tenant = ?1",
-            [tenant],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        )?
+        .query_row([tenant], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let Some((sso_required, password_max_age_days)) = row else {
         return Ok(None);
     };
     let installs = conn
-        .prepare("SELECT app_id, rev FROM installs WHERE tenant = ?1 ORDER BY app_id")?
+        .prepare_cached("SELECT app_id, rev FROM installs WHERE tenant = ?1 ORDER BY app_id")?
         .query_map([tenant], |r| {
             Ok(Install {
                 app_id: r.get(0)?,
@@ -973,11 +951,10 @@ fn tenant_record(conn: &Connection, tenant: &str) -> Result<Option<TenantRecord>
 
 fn locked_until(conn: &Connection, tenant: &str, username: &str) -> Result<Option<Timestamp>> {
     let until: Option<Option<String>> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT locked_until FROM login_failures WHERE tenant = ?1 AND username = ?2",
-            [tenant, username],
-            |r| r.get(0),
-        )
+        )?
+        .query_row([tenant, username], |r| r.get(0))
         .optional()?;
     until.flatten().map(ts).transpose()
 }
@@ -985,12 +962,13 @@ fn locked_until(conn: &Connection, tenant: &str, username: &str) -> Result<Optio
 fn user_record(conn: &Connection, tenant: &str, username: &str) -> Result<Option<UserRecord>> {
     type Row = (String, Option<String>, Option<String>, bool);
     let row: Option<Row> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT sign_in, password_hash, password_changed_at, disabled FROM users
              WHERE tenant = ?1 AND username = ?2",
-            [tenant, username],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
+        )?
+        .query_row([tenant, username], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
         .optional()?;
     let Some((sign_in, password_hash, changed, disabled)) = row else {
         return Ok(None);
@@ -1022,10 +1000,8 @@ fn refresh_record(conn: &Connection, sha256: &str) -> Result<Option<RefreshToken
         String,
     );
     let row: Option<Row> = conn
-        .query_row(
-            "SELECT family_id, tenant, client_id, username, scope, grant_type, issued_at, expires_at, status
-             FROM refresh_tokens WHERE token_sha256 = ?1",
-            [sha256],
+        .prepare_cached("SELECT family_id, tenant, client_id, username, scope, grant_type, issued_at, expires_at, status
+             FROM refresh_tokens WHERE token_sha256 = ?1")?.query_row([sha256],
             |r| {
                 Ok((
                     r.get(0)?,
@@ -1069,23 +1045,23 @@ fn insert_refresh(tx: &Transaction<'_>, r: &RefreshTokenRecord) -> Result<()> {
         RefreshStatus::Used => "used",
         RefreshStatus::Revoked => "revoked",
     };
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO refresh_tokens (token_sha256, family_id, tenant, client_id, username, scope,
              grant_type, issued_at, expires_at, status)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
-            r.token_sha256,
-            r.family_id,
-            r.tenant,
-            r.client_id,
-            r.username,
-            r.scope,
-            r.grant_type.as_str(),
-            r.issued_at.to_rfc3339(),
-            r.expires_at.to_rfc3339(),
-            status
-        ],
-    )?;
+    )?
+    .execute(params![
+        r.token_sha256,
+        r.family_id,
+        r.tenant,
+        r.client_id,
+        r.username,
+        r.scope,
+        r.grant_type.as_str(),
+        r.issued_at.to_rfc3339(),
+        r.expires_at.to_rfc3339(),
+        status
+    ])?;
     Ok(())
 }
 
@@ -1097,11 +1073,10 @@ fn record_failure(
     policy: LockoutPolicy,
 ) -> Result<bool> {
     let row: Option<(u32, u32)> = tx
-        .query_row(
+        .prepare_cached(
             "SELECT failures, locks FROM login_failures WHERE tenant = ?1 AND username = ?2",
-            [tenant, username],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        )?
+        .query_row([tenant, username], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (failures, locks) = row.unwrap_or((0, 0));
     let failures = failures.saturating_add(1);
@@ -1116,20 +1091,20 @@ fn record_failure(
     } else {
         (failures, locks, None)
     };
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO login_failures (tenant, username, failures, locks, locked_until)
          VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (tenant, username) DO UPDATE SET failures = excluded.failures,
              locks = excluded.locks,
              locked_until = COALESCE(excluded.locked_until, login_failures.locked_until)",
-        params![
-            tenant,
-            username,
-            failures,
-            locks,
-            until.map(|t| t.to_rfc3339())
-        ],
-    )?;
+    )?
+    .execute(params![
+        tenant,
+        username,
+        failures,
+        locks,
+        until.map(|t| t.to_rfc3339())
+    ])?;
     Ok(until.is_some())
 }
 
