@@ -13,6 +13,8 @@ commands:
   test api       only schemathesis against the admin API's OpenAPI document
   test browser   only the admin page in headless Chromium
   demo           build the module and the host, and preview a sample app edit
+  bench          Granted beside an axum ceiling, a peer (oauth2-server) and the login limit,
+                 in one run (wrk); then bench policy
   bench policy   the policy's decision path and PBKDF2: native against wasm, in one run
   bench edge     the edge handler on Node against granted serve: cold start, answers/s
   fuzz [SECS]    run the cargo-fuzz targets (not part of `test`)";
@@ -36,7 +38,8 @@ fn run() -> Result<()> {
         ["test", "api"] => schemathesis(),
         ["test", "browser"] => browser_tests(),
         ["demo"] => demo(),
-        ["bench", "policy"] | ["bench"] => bench_policy(),
+        ["bench"] => bench_all(),
+        ["bench", "policy"] => bench_policy(),
         ["bench", "edge"] => bench_edge(),
         ["fuzz"] => fuzz(60),
         ["fuzz", secs] => fuzz(secs.parse().context("fuzz takes a number of seconds")?),
@@ -422,6 +425,41 @@ fn ensure_wrk() -> Result<()> {
             .args(["install", "-y", "-qq", "wrk"])
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
+}
+
+/// `cargo xtask bench`: the side-by-side run (`bench/run.mjs`), then `bench policy`.
+fn bench_all() -> Result<()> {
+    wasm()?;
+    check_node()?;
+    ensure_wrk()?;
+    step("building granted and the ceiling (release)");
+    run_cmd(cargo().args(["build", "--quiet", "--release", "--package", "granted"]))?;
+    run_cmd(cargo().args([
+        "build",
+        "--quiet",
+        "--release",
+        "--package",
+        "granted",
+        "--example",
+        "ceiling",
+    ]))?;
+    step("the peer's npm packages (bench/peer/package-lock.json)");
+    run_cmd(
+        Command::new("npm")
+            .current_dir(root().join("bench/peer"))
+            .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"]),
+    )?;
+    step("benchmark: Granted beside the ceiling, the peer and the login limit");
+    run_cmd(
+        Command::new("node")
+            .current_dir(root())
+            .arg("bench/run.mjs")
+            .arg("--granted")
+            .arg(target_dir().join("release/granted"))
+            .arg("--ceiling")
+            .arg(target_dir().join("release/examples/ceiling")),
+    )?;
+    bench_policy()
 }
 
 fn bench_edge() -> Result<()> {

@@ -64,7 +64,8 @@ pub struct AdminTx<'a> {
 impl Store {
     /// The number of admin tokens in use.
     pub fn admin_tokens_in_use(&self) -> Result<i64> {
-        Ok(lock(&self.conn)
+        Ok(self
+            .reader()
             .prepare_cached("SELECT COUNT(*) FROM admin_tokens WHERE retired_at IS NULL")?
             .query_row([], |r| r.get(0))?)
     }
@@ -107,7 +108,8 @@ impl Store {
 
     /// The id of the admin token in use whose SHA-256 is `sha256`.
     pub fn admin_token_id(&self, sha256: &str) -> Result<Option<String>> {
-        Ok(lock(&self.conn)
+        Ok(self
+            .reader()
             .prepare_cached("SELECT id FROM admin_tokens WHERE sha256 = ?1 AND retired_at IS NULL")?
             .query_row([sha256], |r| r.get(0))
             .optional()?)
@@ -115,7 +117,7 @@ impl Store {
 
     /// One app with its clients' ids.
     pub fn app_and_clients(&self, app_id: &str) -> Result<Option<(App, Vec<String>)>> {
-        let conn = lock(&self.conn);
+        let conn = self.reader();
         let Some(app) = app(&conn, app_id)? else {
             return Ok(None);
         };
@@ -125,7 +127,7 @@ impl Store {
 
     /// Every tenant with its installs, by name.
     pub fn tenant_records(&self) -> Result<Vec<TenantRecord>> {
-        let conn = lock(&self.conn);
+        let conn = self.reader();
         let ids: Vec<String> = conn
             .prepare_cached("SELECT tenant FROM tenants ORDER BY tenant")?
             .query_map([], |r| r.get(0))?
@@ -137,7 +139,7 @@ impl Store {
 
     /// The users of a tenant, by name (with their locks).
     pub fn users_of(&self, tenant: &str) -> Result<Vec<UserRecord>> {
-        let conn = lock(&self.conn);
+        let conn = self.reader();
         let names: Vec<String> = conn
             .prepare_cached("SELECT username FROM users WHERE tenant = ?1 ORDER BY username")?
             .query_map([tenant], |r| r.get(0))?

@@ -148,7 +148,7 @@ impl Store {
             },
             limit.min(10_000)
         );
-        let conn = lock(&self.conn);
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(params_from_iter(values.iter()), |r| {
             Ok((
@@ -201,7 +201,7 @@ impl Store {
 
     /// The oldest entry's instant (what the audit log still covers).
     pub fn audit_oldest(&self) -> Result<Option<Timestamp>> {
-        let conn = lock(&self.conn);
+        let conn = self.reader();
         let at: Option<String> = conn
             .prepare_cached("SELECT MIN(at) FROM audit")?
             .query_row([], |r| r.get(0))
@@ -213,7 +213,7 @@ impl Store {
     /// Password-grant tokens issued per (tenant, app): in the 7 and 30 days before `now`, and
     /// the last one ever logged.
     pub fn password_use(&self, now: Timestamp) -> Result<Vec<UseCount>> {
-        let conn = lock(&self.conn);
+        let conn = self.reader();
         let d7 = now.plus_seconds(-7 * 86_400).to_rfc3339();
         let d30 = now.plus_seconds(-30 * 86_400).to_rfc3339();
         let mut stmt = conn.prepare_cached(
@@ -253,7 +253,7 @@ impl Store {
 impl Store {
     /// Password-grant tokens issued per app and UTC day (`YYYY-MM-DD`), from `since` on.
     pub fn password_use_daily(&self, since: Timestamp) -> Result<Vec<(String, String, i64)>> {
-        let conn = lock(&self.conn);
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(
             "SELECT app_id, SUBSTR(at, 1, 10), COUNT(*) FROM audit
              WHERE kind = 'token' AND decision = 'granted' AND grant_type = 'password'

@@ -120,6 +120,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE audit_anchor (seq INTEGER NOT NULL, sha256 TEXT NOT NULL);",
 ];
 
+/// Read-only connections of a file database.
+const READERS: usize = 4;
+
 /// The `prev_sha256` of the first audit entry.
 pub const AUDIT_GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -158,7 +161,12 @@ pub struct AuditBreak {
 /// (`synchronous = FULL`) before it is acknowledged.
 #[derive(Clone)]
 pub struct Store {
+    /// The one writer (and the reader of an in-memory database).
     conn: Arc<Mutex<Connection>>,
+    /// Read-only connections to the same file: in WAL mode they read while the writer commits,
+    /// so lookups never wait behind a group commit's fsync. Empty for an in-memory database.
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: Arc<std::sync::atomic::AtomicUsize>,
     /// Locks set by failed logins since this store was opened (for metrics).
     locks_set: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -253,7 +261,39 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         let conn = Connection::open(path)
             .with_context(|| format!("could not open the database {}", path.display()))?;
-        Self::setup(conn)
+        let mut store = Self::setup(conn)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let reader = Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .with_context(|| format!("could not open the database {}", path.display()))?;
+            reader.busy_timeout(std::time::Duration::from_secs(5))?;
+            reader.set_prepared_statement_cache_capacity(128);
+            readers.push(Mutex::new(reader));
+        }
+        store.readers = Arc::new(readers);
+        Ok(store)
+    }
+
+    /// A connection to read with: a free reader when there is one, else the next in turn; the
+    /// writer for an in-memory database.
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        if self.readers.is_empty() {
+            return lock(&self.conn);
+        }
+        for reader in self.readers.iter() {
+            if let Ok(guard) = reader.try_lock() {
+                return guard;
+            }
+        }
+        let i = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % self.readers.len();
+        lock(&self.readers[i])
     }
 
     /// A private in-memory database (tests, `granted vectors --http`).
@@ -296,13 +336,16 @@ impl Store {
         tx.commit()?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
+            readers: Arc::new(Vec::new()),
+            next_reader: Arc::default(),
             locks_set: Arc::default(),
         })
     }
 
     /// The schema version.
     pub fn schema_version(&self) -> Result<i64> {
-        Ok(lock(&self.conn)
+        Ok(self
+            .reader()
             .prepare_cached("SELECT MAX(version) FROM schema_version")?
             .query_row([], |r| r.get(0))?)
     }
@@ -332,7 +375,7 @@ impl Store {
 
     /// The current signing key and the client-secret key, if made.
     pub fn current_keys(&self) -> Result<Option<(SigningKey, String)>> {
-        let conn = lock(&self.conn);
+        let conn = self.reader();
         Ok(current_signing_key(&conn)?.zip(client_secret_key(&conn)?))
     }
 
@@ -364,7 +407,7 @@ impl Store {
     /// Every signing key that still verifies at `now`: the current one and retired ones whose
     /// tokens may not have expired.
     pub fn verification_keys(&self, now: Timestamp) -> Result<Vec<SigningKey>> {
-        let conn = lock(&self.conn);
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(
             "SELECT kid, secret, verify_until FROM server_keys WHERE purpose = 'signing'
              ORDER BY created_at DESC",
@@ -394,13 +437,13 @@ impl Store {
 
     /// The tenant with its installs.
     pub fn tenant(&self, tenant: &str) -> Result<Option<TenantRecord>> {
-        let conn = lock(&self.conn);
+        let conn = self.reader();
         tenant_record(&conn, tenant)
     }
 
     /// The client and its app's whole revision history.
     pub fn client(&self, client_id: &str) -> Result<Option<ClientRecord>> {
-        let conn = lock(&self.conn);
+        let conn = self.reader();
         let row: Option<(String, String)> = conn
             .prepare_cached("SELECT app_id, secret_hmac FROM clients WHERE client_id = ?1")?
             .query_row([client_id], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -418,26 +461,27 @@ impl Store {
 
     /// The user in `tenant`, with the lock from failed logins (for known and unknown names).
     pub fn user(&self, tenant: &str, username: &str) -> Result<Option<UserRecord>> {
-        let conn = lock(&self.conn);
+        let conn = self.reader();
         user_record(&conn, tenant, username)
     }
 
     /// A refresh token by its SHA-256.
     pub fn refresh_token(&self, sha256: &str) -> Result<Option<RefreshTokenRecord>> {
-        let conn = lock(&self.conn);
+        let conn = self.reader();
         refresh_record(&conn, sha256)
     }
 
     /// The lock on (`tenant`, `username`) at `now`, whether or not the user exists: unknown
     /// names are counted like known ones.
     pub fn locked_until(&self, tenant: &str, username: &str) -> Result<Option<Timestamp>> {
-        let conn = lock(&self.conn);
+        let conn = self.reader();
         locked_until(&conn, tenant, username)
     }
 
     /// Users (and unknown names) whose lock has not ended at `now`.
     pub fn users_locked(&self, now: Timestamp) -> Result<i64> {
-        Ok(lock(&self.conn)
+        Ok(self
+            .reader()
             .prepare_cached("SELECT COUNT(*) FROM login_failures WHERE locked_until > ?1")?
             .query_row([now.to_rfc3339()], |r| r.get(0))?)
     }
@@ -525,7 +569,7 @@ impl Store {
     /// Checks the whole audit chain; the first entry that does not check out, if any, and the
     /// number of entries.
     pub fn verify_audit(&self) -> Result<(i64, Option<AuditBreak>)> {
-        let conn = lock(&self.conn);
+        let conn = self.reader();
         let mut stmt =
             conn.prepare_cached("SELECT seq, entry, prev_sha256, sha256 FROM audit ORDER BY seq")?;
         let rows = stmt.query_map([], |r| {
@@ -568,7 +612,7 @@ impl Store {
         after: i64,
         limit: usize,
     ) -> Result<Vec<(i64, String, String, String)>> {
-        let conn = lock(&self.conn);
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(
             "SELECT seq, at, kind, entry FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
@@ -593,7 +637,7 @@ impl Store {
 
     /// Every app with its history and clients (`client_id`, secret HMAC).
     pub fn apps(&self) -> Result<Vec<AppWithClients>> {
-        let conn = lock(&self.conn);
+        let conn = self.reader();
         let ids: Vec<String> = conn
             .prepare_cached("SELECT app_id FROM apps ORDER BY app_id")?
             .query_map([], |r| r.get(0))?
@@ -612,7 +656,7 @@ impl Store {
 
     /// Every tenant with its users and refresh tokens.
     pub fn tenants(&self) -> Result<Vec<TenantWithRecords>> {
-        let conn = lock(&self.conn);
+        let conn = self.reader();
         let ids: Vec<String> = conn
             .prepare_cached("SELECT tenant FROM tenants ORDER BY tenant")?
             .query_map([], |r| r.get(0))?
