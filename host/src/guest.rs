@@ -289,8 +289,10 @@ impl Guest {
     /// Compiles `bytes`, links every JavaScript import as a trap, and checks the ABI.
     pub fn load(bytes: &[u8], options: GuestOptions) -> Result<Self, GuestError> {
         let mut pool = PoolingAllocationConfig::default();
+        // Twice as many memory slots as instances: measured, with only as many only half the
+        // instances could exist at once (`the_pool_holds_max_instances_sessions_at_once`).
         pool.total_core_instances(options.max_instances)
-            .total_memories(options.max_instances)
+            .total_memories(options.max_instances.saturating_mul(2))
             .total_tables(options.max_instances.saturating_mul(2))
             .max_tables_per_module(2)
             .max_memories_per_module(1)

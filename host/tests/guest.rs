@@ -145,3 +145,28 @@ fn the_compiled_module_is_cached_and_a_damaged_cache_is_recompiled() {
         first.call("info", b"{}").unwrap()
     );
 }
+
+#[test]
+fn the_pool_holds_max_instances_sessions_at_once() {
+    let guest = granted_host::guest::Guest::load(
+        granted_host::guest::EMBEDDED_POLICY,
+        granted_host::guest::GuestOptions {
+            max_instances: 10,
+            ..Default::default()
+        },
+    )
+    .expect("module");
+    let sessions: Vec<_> = (0..10)
+        .map(|i| {
+            guest
+                .session()
+                .unwrap_or_else(|e| panic!("session {i}: {e}"))
+        })
+        .collect();
+    assert!(guest.session().is_err(), "the eleventh is refused");
+    drop(sessions);
+    let again: Vec<_> = (0..10)
+        .map(|i| guest.session().unwrap_or_else(|e| panic!("again {i}: {e}")))
+        .collect();
+    drop(again);
+}
