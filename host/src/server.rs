@@ -20,6 +20,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How long keys read from the store are used before they are read again.
+const KEYS_FRESH: Duration = Duration::from_secs(1);
+
 /// Instances of the pool kept for the admin API and other single calls.
 const RESERVED_INSTANCES: usize = 8;
 
@@ -98,6 +101,8 @@ pub struct Server {
     /// Instances token and manage requests may hold at once: beyond the pool's size a request
     /// waits for one instead of failing (a few are kept for the admin API).
     sessions: tokio::sync::Semaphore,
+    /// The keys last read, and when.
+    keys: std::sync::Mutex<Option<(Instant, (crate::store::SigningKey, String))>>,
 }
 
 impl Server {
@@ -130,6 +135,7 @@ impl Server {
             committer,
             metrics: crate::metrics::Metrics::default(),
             sessions,
+            keys: std::sync::Mutex::new(None),
         }))
     }
 
@@ -162,6 +168,27 @@ impl Server {
     /// The decisions recorded so far (with `record_decisions`), oldest first; emptied.
     pub fn take_decisions(&self) -> Vec<Value> {
         std::mem::take(&mut *self.decisions.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The signing key and the client-secret key, read from the store at most once per
+    /// [`KEYS_FRESH`]: a key rotated with `granted keys rotate` is used within that time.
+    async fn current_keys(&self) -> Result<(crate::store::SigningKey, String), Failure> {
+        {
+            let cached = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((read_at, keys)) = cached.as_ref() {
+                if read_at.elapsed() < KEYS_FRESH {
+                    return Ok(keys.clone());
+                }
+            }
+        }
+        let store = self.store.clone();
+        let keys = tokio::task::spawn_blocking(move || store.current_keys())
+            .await
+            .map_err(|e| Failure::Store(e.into()))?
+            .map_err(Failure::Store)?
+            .ok_or_else(|| Failure::Store(anyhow::anyhow!("no server keys")))?;
+        *self.keys.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), keys.clone()));
+        Ok(keys)
     }
 
     /// Counts a failure in the metrics and answers it.
@@ -556,13 +583,7 @@ async fn decide(
 ) -> Result<Option<Response>, Failure> {
     let settings = &server.settings;
     let at = now(settings);
-    let store = server.store.clone();
-    let keys = tokio::task::spawn_blocking(move || store.current_keys())
-        .await
-        .map_err(|e| Failure::Store(e.into()))?
-        .map_err(Failure::Store)?
-        .ok_or_else(|| Failure::Store(anyhow::anyhow!("no server keys")))?;
-    let (signing, client_secret_key) = keys;
+    let (signing, client_secret_key) = server.current_keys().await?;
     let entropy = crate::state::random_base64(64).map_err(Failure::Store)?;
     let mut context = json!({
         "now": at,
