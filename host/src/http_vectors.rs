@@ -206,12 +206,20 @@ fn run_one(
     let request = granted_vectors::driver::http_request(spec)?;
     let answer = send(running.addr, &request);
     let server = running.stop(runtime);
-    let (status, headers, body) = answer?;
-    let decisions = server.take_decisions();
-    let decision = match decisions.as_slice() {
-        [one] => one.clone(),
+    check_answer(vector, answer?, &server.take_decisions(), "server")
+}
+
+/// Compares an answer and the one decision recorded for it with what the vector expects.
+fn check_answer(
+    vector: &Vector,
+    (status, headers, body): Answer,
+    decisions: &[Value],
+    who: &str,
+) -> Result<Vec<String>> {
+    let decision = match decisions {
+        [one] => one,
         other => bail!(
-            "the server recorded {} decisions for one request",
+            "the {who} recorded {} decisions for one request",
             other.len()
         ),
     };
@@ -314,21 +322,7 @@ fn run_edge(
         .lines()
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?;
-    let decision = match decisions.as_slice() {
-        [one] => one.clone(),
-        other => bail!(
-            "the edge recorded {} decisions for one request",
-            other.len()
-        ),
-    };
-    let step = json!({
-        "response": {"status": status, "headers": headers, "body": body},
-        "audit": decision["audit"],
-        "effects": decision["effects"],
-    });
-    let mut mismatches = Vec::new();
-    granted_vectors::driver::check_token(&vector.expect, &step, &mut mismatches)?;
-    Ok(mismatches)
+    check_answer(vector, (status, headers, body), &decisions, "edge")
 }
 
 /// Status, headers and JSON body of an admin API answer.
