@@ -8,7 +8,7 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
-import { createServer } from 'node:net';
+import { freePort } from '../tests/support/net.mjs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
 
@@ -23,13 +23,6 @@ const RUNS = 5;
 const CC = 'grant_type=client_credentials';
 const AUTH = `Basic ${Buffer.from('sync-1:sync-1-secret').toString('base64')}`;
 
-function freePort() {
-  return new Promise((ok, fail) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => ok(port)); });
-    s.on('error', fail);
-  });
-}
 
 async function firstAnswer(url) {
   for (;;) {

@@ -10,7 +10,7 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
-import { createServer } from 'node:net';
+import { freePort, waitFor } from '../tests/support/net.mjs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
 
@@ -31,25 +31,12 @@ const CRM = basic('crm-1', 'crm-1-secret');
 const ALICE = 'grant_type=password&username=alice&password=correct+horse+battery';
 const dir = mkdtempSync(join(tmpdir(), 'granted-bench-'));
 
-function freePort() {
-  return new Promise((ok, fail) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => ok(port)); });
-    s.on('error', fail);
-  });
-}
 
 async function post(url, auth, body) {
   const r = await fetch(url, { method: 'POST', headers: { Authorization: auth, 'Content-Type': FORM }, body });
   return { status: r.status, body: await r.json().catch(() => ({})) };
 }
 
-async function until(url) {
-  for (let i = 0; i < 3000; i += 1) {
-    try { await fetch(url); return; } catch { await new Promise((r) => setTimeout(r, 10)); }
-  }
-  throw new Error(`${url} did not answer`);
-}
 
 function peakRssMiB(pid) {
   try {
@@ -70,21 +57,21 @@ const kinds = {
       stdio: 'ignore',
     });
     const base = `http://127.0.0.1:${port}`;
-    await until(`${base}/healthz`);
+    await waitFor(`${base}/healthz`);
     return { child, base, token: `${base}/tenants/acme/connect/token`, introspect: `${base}/tenants/acme/connect/introspect` };
   },
   ceiling: async () => {
     const port = await freePort();
     const child = spawn(ceilingBin, [`127.0.0.1:${port}`], { stdio: 'ignore' });
     const base = `http://127.0.0.1:${port}`;
-    await until(base);
+    await waitFor(base);
     return { child, base, token: `${base}/tenants/acme/connect/token` };
   },
   peer: async () => {
     const port = await freePort();
     const child = spawn(process.execPath, [join(here, 'peer/server.mjs'), '--listen', `127.0.0.1:${port}`, '--iterations', String(ITERATIONS)], { stdio: 'ignore' });
     const base = `http://127.0.0.1:${port}`;
-    await until(base);
+    await waitFor(base);
     return { child, base, token: `${base}/` };
   },
 };

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { createServer } from 'node:net';
+import { freePort, waitFor } from '../support/net.mjs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
 
@@ -28,22 +28,7 @@ let host;
 let edge;
 const children = [];
 
-function freePort() {
-  return new Promise((ok, fail) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => ok(port)); });
-    s.on('error', fail);
-  });
-}
 
-async function waitFor(url) {
-  const started = Date.now();
-  for (;;) {
-    try { if ((await fetch(url)).ok) return; } catch { /* not yet */ }
-    if (Date.now() - started > 60_000) throw new Error(`${url} did not answer`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 before(async () => {
   assert.ok(existsSync(granted), `no granted binary at ${granted}`);
