@@ -552,12 +552,7 @@ async fn decide_manage(
                     server.metrics.throttled();
                     return Ok(throttled(wait));
                 }
-                let store = server.store.clone();
-                let lookup = step["lookup"].clone();
-                input["records"] = tokio::task::spawn_blocking(move || records(&store, &lookup))
-                    .await
-                    .map_err(|e| Failure::Store(e.into()))?
-                    .map_err(Failure::Store)?;
+                input["records"] = lookup(server, &step["lookup"])?;
             }
             Some("done") => {
                 note_failure(server, &step["audit"], source);
@@ -614,13 +609,7 @@ async fn decide(
                     server.metrics.throttled();
                     return Ok(Some(throttled(wait)));
                 }
-                let store = server.store.clone();
-                let lookup = step["lookup"].clone();
-                let records = tokio::task::spawn_blocking(move || records(&store, &lookup))
-                    .await
-                    .map_err(|e| Failure::Store(e.into()))?
-                    .map_err(Failure::Store)?;
-                json!({ "records": records })
+                json!({ "records": lookup(server, &step["lookup"])? })
             }
             Some("need_kdf") => {
                 let password = step["password"].as_str().unwrap_or_default().to_string();
@@ -652,6 +641,13 @@ fn call(session: &mut Session, entry: &str, input: &Value) -> Result<Value, Fail
         .get_mut("ok")
         .map(Value::take)
         .ok_or_else(|| Failure::Guest(GuestError::BadOutput("neither ok nor error".into())))
+}
+
+/// A `need_records` lookup, on the request's own thread: a few primary-key reads on a
+/// read-only connection (WAL readers never wait for the writer), cheaper than handing the work
+/// to another thread and back.
+fn lookup(server: &Server, lookup: &Value) -> Result<Value, Failure> {
+    records(&server.store, lookup).map_err(Failure::Store)
 }
 
 /// The records a `need_records` step asks for: `null` where nothing was found.
