@@ -306,7 +306,7 @@ struct ErrBody<'a> {
 }
 
 fn envelope_error(err: &PolicyError) -> Vec<u8> {
-    serde_json::to_vec(&ErrEnvelope {
+    crate::json::to_vec(&ErrEnvelope {
         error: ErrBody {
             code: err.code(),
             message: err.message(),
@@ -336,7 +336,7 @@ fn run_owned<I: DeserializeOwned, O: Serialize>(
     match parsed.and_then(f) {
         Ok(out) => {
             let mut bytes = Vec::with_capacity(2048);
-            match serde_json::to_writer(&mut bytes, &OkEnvelope { ok: &out }) {
+            match crate::json::to_writer(&mut bytes, &OkEnvelope { ok: &out }) {
                 Ok(()) => bytes,
                 Err(e) => envelope_error(&PolicyError::InvalidInput(e.to_string())),
             }

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod credentials;
 pub mod error;
+pub mod json;
 pub mod model;
 pub mod rules;
 pub mod token;

@@ -111,6 +111,9 @@ fn wasm() -> Result<PathBuf> {
     let flags = [
         format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
         format!("--remap-path-prefix={}=/granted", root().display()),
+        // Our code and wasm-bindgen's runtime then keep JavaScript values in the glue's own
+        // array rather than in an `externref` table (see `without_target_features`).
+        "-Ctarget-feature=-reference-types".to_string(),
     ]
     .join("\u{1f}");
     run_cmd(cargo().env("CARGO_ENCODED_RUSTFLAGS", flags).args([
@@ -129,8 +132,12 @@ fn wasm() -> Result<PathBuf> {
     let out_dir = root().join("www/pkg");
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("could not create {}", out_dir.display()))?;
+    let raw =
+        std::fs::read(&input).with_context(|| format!("could not read {}", input.display()))?;
+    let raw = without_target_features(&raw)
+        .with_context(|| format!("{} is not a wasm module", input.display()))?;
     wasm_bindgen_cli_support::Bindgen::new()
-        .input_path(&input)
+        .input_bytes(MODULE_NAME, raw)
         .out_name(MODULE_NAME)
         .web(true)?
         .typescript(true)
@@ -148,6 +155,54 @@ fn wasm() -> Result<PathBuf> {
     println!("policy module: {} ({} bytes)", bg.display(), bytes.len());
     println!("sha256: {digest}");
     Ok(bg)
+}
+
+/// `module` without its `target_features` custom section.
+///
+/// Why: std for wasm32 is prebuilt with `reference-types`, so that section says
+/// `+reference-types` even though our crates are built without it; wasm-bindgen reads the section
+/// and would then move JavaScript values into an `externref` table of 1028 entries. That table
+/// spans two host pages, and wasmtime resets a table of more than one page after every instance
+/// with a `PAGEMAP_SCAN` system call (about 1.5 µs per request, measured with `perf`); without it
+/// the only table is the function table, reset by a `memset`. Without the section wasm-bindgen
+/// decides from the module's exports, which have no `externref` intrinsics.
+fn without_target_features(module: &[u8]) -> Result<Vec<u8>> {
+    fn leb(bytes: &[u8], at: &mut usize) -> Result<usize> {
+        let mut value = 0usize;
+        for shift in (0..35).step_by(7) {
+            let byte = *bytes.get(*at).context("a section ends early")?;
+            *at += 1;
+            value |= usize::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        bail!("a LEB128 number is too long")
+    }
+    if module.get(..8) != Some(b"\0asm\x01\0\0\0") {
+        bail!("no wasm header");
+    }
+    let mut out = module[..8].to_vec();
+    let mut at = 8;
+    while at < module.len() {
+        let start = at;
+        let id = module[at];
+        at += 1;
+        let size = leb(module, &mut at)?;
+        let body_start = at;
+        let end = body_start.checked_add(size).filter(|&e| e <= module.len());
+        let end = end.context("a section runs past the end")?;
+        let drop = id == 0 && {
+            let mut name_at = body_start;
+            let len = leb(module, &mut name_at)?;
+            module.get(name_at..name_at + len) == Some(b"target_features")
+        };
+        if !drop {
+            out.extend_from_slice(&module[start..end]);
+        }
+        at = end;
+    }
+    Ok(out)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -43,8 +43,8 @@ pub fn sign(claims: &AccessClaims<'_>, kid: &str, key: &[u8]) -> String {
         typ: "at+jwt",
         kid,
     };
-    let header = serde_json::to_vec(&header).unwrap_or_default();
-    let payload = serde_json::to_vec(claims).unwrap_or_default();
+    let header = crate::json::to_vec(&header).unwrap_or_default();
+    let payload = crate::json::to_vec(claims).unwrap_or_default();
     let signing_input = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(header),

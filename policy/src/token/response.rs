@@ -47,11 +47,19 @@ fn headers(www_authenticate: bool) -> Vec<(String, String)> {
 
 /// An RFC 6749 §5.2 error.
 pub fn error(status: u16, code: &str, description: &str, www_authenticate: bool) -> HttpResponse {
-    let body = serde_json::json!({"error": code, "error_description": description});
+    #[derive(Serialize)]
+    struct ErrorBody<'a> {
+        error: &'a str,
+        error_description: &'a str,
+    }
+    let body = ErrorBody {
+        error: code,
+        error_description: description,
+    };
     HttpResponse {
         status,
         headers: headers(www_authenticate),
-        body: body.to_string(),
+        body: crate::json::to_string(&body).unwrap_or_default(),
     }
 }
 
@@ -76,7 +84,7 @@ pub fn success(body: &TokenBody<'_>) -> HttpResponse {
     HttpResponse {
         status: 200,
         headers: headers(false),
-        body: serde_json::to_string(body).unwrap_or_default(),
+        body: crate::json::to_string(body).unwrap_or_default(),
     }
 }
 
@@ -85,6 +93,8 @@ pub fn json_ok(body: Option<&serde_json::Value>) -> HttpResponse {
     HttpResponse {
         status: 200,
         headers: headers(false),
-        body: body.map(|b| b.to_string()).unwrap_or_default(),
+        body: body
+            .and_then(|b| crate::json::to_string(b).ok())
+            .unwrap_or_default(),
     }
 }
