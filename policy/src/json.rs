@@ -52,16 +52,17 @@ pub fn to_writer<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
 
-/// Whether any of the eight bytes in `word` is below 0x20, `"` or `\`. Exact as a yes/no answer
-/// (the per-byte flags of these formulas can be wrong above a true hit, and are not used).
+/// A flag (the byte's top bit) for each of the eight bytes in `word` that is below 0x20, `"` or
+/// `\\`. The lowest flag is always right (a borrow only carries upwards, past a true hit), so
+/// `trailing_zeros() / 8` is the offset of the first byte to escape; higher flags may be wrong.
 #[inline]
-fn word_needs_escape(word: u64) -> bool {
+fn escape_flags(word: u64) -> u64 {
     let below_space = word.wrapping_sub(LO * 0x20) & !word;
     let quote = word ^ (LO * u64::from(b'"'));
     let quote = quote.wrapping_sub(LO) & !quote;
     let backslash = word ^ (LO * u64::from(b'\\'));
     let backslash = backslash.wrapping_sub(LO) & !backslash;
-    (below_space | quote | backslash) & HI != 0
+    (below_space | quote | backslash) & HI
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -99,10 +100,13 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
         if let Some(word) = bytes.get(i..i + 8) {
             let mut eight = [0u8; 8];
             eight.copy_from_slice(word);
-            if !word_needs_escape(u64::from_le_bytes(eight)) {
+            let flags = escape_flags(u64::from_le_bytes(eight));
+            if flags == 0 {
                 i += 8;
                 continue;
             }
+            // Straight to the first byte that needs an escape.
+            i += (flags.trailing_zeros() / 8) as usize;
         }
         let Some(&byte) = bytes.get(i) else { break };
         if let Some(esc) = escape(byte) {

@@ -4,6 +4,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod arena;
 pub mod credentials;
 pub mod error;
 pub mod json;
@@ -18,8 +19,9 @@ mod ffi;
 
 pub use error::PolicyError;
 
-/// dlmalloc as std has it, but a later release that starts its heap in the memory the module
-/// already has (`__heap_base` to `__heap_end`) instead of growing memory on the first allocation.
-#[cfg(target_arch = "wasm32")]
+/// A bump arena for the short-lived allocations of one request, in front of dlmalloc (a later
+/// release than std's, that starts its heap in the memory the module already has, `__heap_base`
+/// to `__heap_end`, instead of growing memory on the first allocation). See [`arena`].
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
 #[global_allocator]
-static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+static ALLOCATOR: arena::ArenaThenDlmalloc = arena::ArenaThenDlmalloc::new();
