@@ -14,7 +14,7 @@ use wasmtime::{
 };
 
 /// The ABI this host speaks (`granted_abi_version`).
-pub const HOST_ABI_VERSION: u32 = 1;
+pub const HOST_ABI_VERSION: u32 = 2;
 
 /// The module built by `cargo xtask wasm`, embedded at build time.
 pub static EMBEDDED_POLICY: &[u8] = include_bytes!(concat!(
@@ -223,7 +223,6 @@ impl Drop for Ticker {
 struct Exports {
     memory: Option<ModuleExport>,
     alloc: Option<ModuleExport>,
-    free: Option<ModuleExport>,
     /// Entry point name (without `granted_`) and its export.
     entries: Vec<(String, ModuleExport)>,
 }
@@ -241,7 +240,6 @@ impl Exports {
         Exports {
             memory: module.get_export_index("memory"),
             alloc: module.get_export_index("granted_alloc"),
-            free: module.get_export_index("granted_free"),
             entries,
         }
     }
@@ -397,7 +395,7 @@ impl Guest {
             memory,
             ticks,
             exports: self.exports.clone(),
-            alloc_free: None,
+            alloc: None,
         })
     }
 
@@ -407,8 +405,8 @@ impl Guest {
     }
 }
 
-/// `granted_alloc` and `granted_free`.
-type AllocFree = (TypedFunc<u32, u32>, TypedFunc<(u32, u32), ()>);
+/// `granted_alloc`.
+type Alloc = TypedFunc<u32, u32>;
 
 /// One instance and its store, for one request.
 pub struct Session {
@@ -417,7 +415,7 @@ pub struct Session {
     memory: Memory,
     ticks: u64,
     exports: Arc<Exports>,
-    alloc_free: Option<AllocFree>,
+    alloc: Option<Alloc>,
 }
 
 impl Session {
@@ -442,15 +440,14 @@ impl Session {
             .ok_or_else(|| GuestError::MissingExport(name()))
     }
 
-    fn alloc_free(&mut self) -> Result<AllocFree, GuestError> {
-        if let Some(pair) = &self.alloc_free {
-            return Ok(pair.clone());
+    fn alloc(&mut self) -> Result<Alloc, GuestError> {
+        if let Some(alloc) = &self.alloc {
+            return Ok(alloc.clone());
         }
         let exports = self.exports.clone();
         let alloc = self.export_func(exports.alloc.as_ref(), || "granted_alloc".into())?;
-        let free = self.export_func(exports.free.as_ref(), || "granted_free".into())?;
-        self.alloc_free = Some((alloc.clone(), free.clone()));
-        Ok((alloc, free))
+        self.alloc = Some(alloc.clone());
+        Ok(alloc)
     }
 
     fn classify(&self, err: wasmtime::Error) -> GuestError {
@@ -468,12 +465,12 @@ impl Session {
         self.memory.data_size(&self.store)
     }
 
-    /// Calls entry point `entry` (export `granted_{entry}`) with `input`. The input and the
-    /// answer are freed in the guest afterwards, so that one instance can serve many calls.
+    /// Calls entry point `entry` (export `granted_{entry}`) with `input`. The entry point frees
+    /// its input, and its answer with the next call (ABI 2), so one instance can serve many calls.
     pub fn call(&mut self, entry: &str, input: &[u8]) -> Result<Vec<u8>, GuestError> {
         // Each call gets the whole deadline.
         self.store.set_epoch_deadline(self.ticks);
-        let (alloc, free) = self.alloc_free()?;
+        let alloc = self.alloc()?;
         let exports = self.exports.clone();
         let func: TypedFunc<(u32, u32), u64> =
             self.export_func(exports.entry(entry), || format!("granted_{entry}"))?;
@@ -501,11 +498,6 @@ impl Session {
                 GuestError::BadOutput("the answer lies outside the module's memory".into())
             })?
             .to_vec();
-        for (p, l) in [(ptr, len), (out_ptr, out_len)] {
-            if let Err(e) = free.call(&mut self.store, (p, l)) {
-                return Err(self.classify(e));
-            }
-        }
         Ok(output)
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 const BAD: &str = r#"
 (module
   (memory (export "memory") 1)
-  (func (export "granted_abi_version") (result i32) i32.const 1)
+  (func (export "granted_abi_version") (result i32) i32.const 2)
   (func (export "granted_alloc") (param i32) (result i32) i32.const 1024)
   (func (export "granted_free") (param i32 i32))
   ;; answers "{}" at 2048
@@ -82,7 +82,7 @@ fn a_missing_export_is_named() {
 
 #[test]
 fn an_unknown_abi_version_is_refused_at_load() {
-    let wat = BAD.replace("(result i32) i32.const 1)", "(result i32) i32.const 7)");
+    let wat = BAD.replace("(result i32) i32.const 2)", "(result i32) i32.const 7)");
     let err = Guest::load(&wat::parse_str(&wat).unwrap(), options()).unwrap_err();
     assert!(matches!(err, GuestError::AbiMismatch { found: 7 }), "{err}");
     assert!(err.to_string().contains("ABI version 7"), "{err}");

@@ -286,7 +286,7 @@ fn a_misbehaving_module_gets_a_503_and_the_server_keeps_serving() {
             r#"
 (module
   (memory (export "memory") 1)
-  (func (export "granted_abi_version") (result i32) i32.const 1)
+  (func (export "granted_abi_version") (result i32) i32.const 2)
   (func (export "granted_alloc") (param i32) (result i32) i32.const 1024)
   (func (export "granted_free") (param i32 i32))
   (data (i32.const 2048) "{{\"ok\":{{\"secret_hmac\":\"aG1hYw==\"}}}}")

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 
 /// The version of the plain-export ABI and of the JSON shapes; hosts refuse any other.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Every entry point's name.
 pub const ENTRY_POINTS: &[&str] = &[

@@ -1,5 +1,9 @@
 //! The plain-export face for wasmtime: an ABI version, allocate/free, and one JSON-in/JSON-out
-//! export per entry point. A result is returned as `(ptr << 32) | len`, freed by the caller.
+//! export per entry point. A result is returned as `(ptr << 32) | len`.
+//!
+//! ABI 2: an entry point takes its input buffer (from `granted_alloc`) and frees it; its answer
+//! stays readable until the next entry-point call into the same instance, which frees it. So one
+//! step costs the host two calls into the module (`granted_alloc`, the entry point), not four.
 
 use crate::api;
 
@@ -16,10 +20,10 @@ pub extern "C" fn granted_alloc(len: u32) -> u32 {
     Box::into_raw(buffer) as *mut u8 as u32
 }
 
-/// Frees `len` bytes at `ptr`, allocated by `granted_alloc` or returned by an entry point.
+/// Frees `len` bytes at `ptr` from `granted_alloc` that were not handed to an entry point.
 ///
 /// # Safety
-/// `ptr` and `len` must come from this module, and be freed once.
+/// `ptr` and `len` must come from `granted_alloc`, and be freed once.
 #[no_mangle]
 pub unsafe extern "C" fn granted_free(ptr: u32, len: u32) {
     if ptr == 0 {
@@ -30,16 +34,29 @@ pub unsafe extern "C" fn granted_free(ptr: u32, len: u32) {
     drop(unsafe { Box::from_raw(slice) });
 }
 
+/// The answer of the last entry-point call, kept for the host to read until the next call.
+struct LastAnswer(core::cell::Cell<Option<Box<[u8]>>>);
+
+// SAFETY: this face is built for wasm32 without threads.
+unsafe impl Sync for LastAnswer {}
+
+static LAST_ANSWER: LastAnswer = LastAnswer(core::cell::Cell::new(None));
+
 fn call(entry: &str, ptr: u32, len: u32) -> u64 {
-    let input: &[u8] = if len == 0 || ptr == 0 {
-        &[]
+    drop(LAST_ANSWER.0.take());
+    let input: Box<[u8]> = if len == 0 || ptr == 0 {
+        Box::default()
     } else {
-        // SAFETY: the host wrote `len` bytes at `ptr`, a buffer from `granted_alloc`.
-        unsafe { core::slice::from_raw_parts(ptr as *const u8, len as usize) }
+        let slice = core::ptr::slice_from_raw_parts_mut(ptr as *mut u8, len as usize);
+        // SAFETY: the host wrote `len` bytes at `ptr`, a buffer from `granted_alloc` of exactly
+        // that length, and hands it over with this call (ABI 2).
+        unsafe { Box::from_raw(slice) }
     };
-    let output = api::call(entry, input).into_boxed_slice();
+    let output = api::call(entry, &input).into_boxed_slice();
+    drop(input);
     let out_len = output.len() as u64;
-    let out_ptr = Box::into_raw(output) as *mut u8 as u32 as u64;
+    let out_ptr = output.as_ptr() as u32 as u64;
+    LAST_ANSWER.0.set(Some(output));
     (out_ptr << 32) | out_len
 }
 

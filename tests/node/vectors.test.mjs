@@ -23,7 +23,7 @@ test('the module loaded is the one `cargo xtask wasm` wrote', () => {
   const digest = createHash('sha256').update(wasm).digest('hex');
   const recorded = readFileSync(`${wasmPath}.sha256`, 'utf8').trim();
   assert.equal(digest, recorded);
-  assert.equal(policy.info().abi_version, 1);
+  assert.equal(policy.info().abi_version, 2);
 });
 
 test('WebCrypto PBKDF2 and the in-module PBKDF2 give the same bytes', async () => {
