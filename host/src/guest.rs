@@ -35,9 +35,15 @@ pub struct GuestOptions {
     /// Longest one call may run.
     pub deadline: Duration,
     /// Bytes of each instance slot's memory kept resident between requests and reset with
-    /// `memset` (only the pages a request dirtied, where the kernel has `PAGEMAP_SCAN`), instead
-    /// of being handed back to the kernel and faulted in again by the next request. 0: always
-    /// hand memory back.
+    /// `memset`, instead of being handed back to the kernel and faulted in again by the next
+    /// request. 0: always hand memory back.
+    ///
+    /// Also the most a reset may `memset`. wasmtime asks `PAGEMAP_SCAN` for the written pages,
+    /// but without userfaultfd write-protection the kernel counts every resident page as
+    /// written, so a slot resets every page any earlier instance in it touched, up to this
+    /// much. Default: 512 KiB, the module's initial memory (a token request touches a small
+    /// part of it); with 4 MiB, one instance that had touched many pages made every later
+    /// instantiation in its slot twice as slow (measured, see ARCHITECTURE.md).
     pub keep_resident: usize,
     /// A directory where the compiled module is kept, keyed by the module's SHA-256 and the
     /// engine's settings, so that a restart does not compile again. `None`: compile every time.
@@ -50,7 +56,7 @@ impl Default for GuestOptions {
             max_instances: 128,
             memory_limit: 64 << 20,
             deadline: Duration::from_secs(2),
-            keep_resident: 4 << 20,
+            keep_resident: 512 << 10,
             cache_dir: None,
         }
     }

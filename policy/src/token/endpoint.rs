@@ -395,6 +395,8 @@ pub struct Memo {
     refresh_hash: Option<Option<String>>,
     /// The secret checked, against which stored HMAC (if any), and the outcome.
     secret_check: Option<(Option<String>, bool)>,
+    /// The user's stored password hash as given, and parsed.
+    stored_hash: Option<(String, Option<StoredHash>)>,
 }
 
 /// One token request carried across its steps inside one instance: the first step parses the
@@ -468,6 +470,7 @@ pub fn token_memo(input: &TokenInput, memo: &mut Memo) -> Result<TokenStep, Poli
         parsed: memo_parsed,
         refresh_hash: memo_refresh_hash,
         secret_check,
+        stored_hash: memo_stored_hash,
     } = memo;
     if memo_keys.is_none() {
         *memo_keys = Some(keys(ctx)?);
@@ -776,10 +779,19 @@ pub fn token_memo(input: &TokenInput, memo: &mut Memo) -> Result<TokenStep, Poli
     let user = user.filter(|u| Some(u.username.as_str()) == username.as_deref());
     if grant == Grant::Password {
         let password = req.param("password").unwrap_or_default();
-        let stored = user
+        let stored_text = user
             .filter(|u| u.sign_in == SignIn::Direct)
-            .and_then(|u| u.password_hash.as_deref())
-            .and_then(password::parse);
+            .and_then(|u| u.password_hash.as_deref());
+        // Parsed once per request: the KDF step judges the same record again.
+        let stored = match (stored_text, memo_stored_hash.as_ref()) {
+            (Some(text), Some((seen, parsed))) if seen == text => parsed.clone(),
+            (Some(text), _) => {
+                let parsed = password::parse(text);
+                *memo_stored_hash = Some((text.to_string(), parsed.clone()));
+                parsed
+            }
+            (None, _) => None,
+        };
         let check = stored
             .clone()
             .unwrap_or_else(|| password::dummy_hash(ctx.kdf_iterations));
