@@ -103,6 +103,19 @@ fn stats(mut samples: Vec<Duration>) -> Stats {
     }
 }
 
+/// A secondary row: a wasm variant's figures and its ratios to native.
+fn wasm_row(table: &mut String, label: &str, wasm: &Stats, native: &Stats) {
+    let _ = writeln!(
+        table,
+        "| {label} | | | {} | {} / {} | {:.2}× | {:.2}× |",
+        us(wasm.mean),
+        us(wasm.p50),
+        us(wasm.p99),
+        wasm.mean.as_secs_f64() / native.mean.as_secs_f64(),
+        wasm.p50.as_secs_f64() / native.p50.as_secs_f64()
+    );
+}
+
 fn us(d: Duration) -> String {
     format!("{:.1} µs", d.as_secs_f64() * 1e6)
 }
@@ -188,14 +201,11 @@ fn main() {
                 wasm.mean.as_secs_f64() / native.mean.as_secs_f64(),
                 wasm.p50.as_secs_f64() / native.p50.as_secs_f64()
             );
-            let _ = writeln!(
-                table,
-                "| {label}, one instance reused (no instantiation: the guest's work alone) | | | {} | {} / {} | {:.2}× | {:.2}× |",
-                us(reused.mean),
-                us(reused.p50),
-                us(reused.p99),
-                reused.mean.as_secs_f64() / native.mean.as_secs_f64(),
-                reused.p50.as_secs_f64() / native.p50.as_secs_f64()
+            wasm_row(
+                &mut table,
+                &format!("{label}, one instance reused (no instantiation: the guest's work alone)"),
+                &reused,
+                &native,
             );
             if flow {
                 madvise_cases.push((label, steps, native));
@@ -241,14 +251,11 @@ fn main() {
                 black_box(session.call(entry, black_box(input)).expect("call"));
             }
         });
-        let _ = writeln!(
-            table,
-            "| {label}, slots reset by madvise instead of kept resident | | | {} | {} / {} | {:.2}× | {:.2}× |",
-            us(madvise.mean),
-            us(madvise.p50),
-            us(madvise.p99),
-            madvise.mean.as_secs_f64() / native.mean.as_secs_f64(),
-            madvise.p50.as_secs_f64() / native.p50.as_secs_f64()
+        wasm_row(
+            &mut table,
+            &format!("{label}, slots reset by madvise instead of kept resident"),
+            &madvise,
+            &native,
         );
     }
     drop(cold);
