@@ -69,6 +69,14 @@ fn cargo() -> Command {
     cmd
 }
 
+/// `cargo run --quiet --package granted -- ARGS`: the `granted` binary, built as needed.
+fn granted(args: &[&str]) -> Command {
+    let mut cmd = cargo();
+    cmd.args(["run", "--quiet", "--package", "granted", "--"])
+        .args(args);
+    cmd
+}
+
 fn step(title: &str) {
     println!("\n==> {title}");
 }
@@ -224,26 +232,10 @@ fn test() -> Result<()> {
     let mut dirs = vec![root().join("tests/vectors")];
     dirs.extend(shared_vectors());
     for dir in &dirs {
-        run_cmd(
-            cargo()
-                .args(["run", "--quiet", "--package", "granted", "--", "vectors"])
-                .arg(dir),
-        )?;
+        run_cmd(granted(&["vectors"]).arg(dir))?;
     }
     step("granted vectors --http: every vector over real HTTP (token endpoint, admin API)");
-    run_cmd(
-        cargo()
-            .args([
-                "run",
-                "--quiet",
-                "--package",
-                "granted",
-                "--",
-                "vectors",
-                "--http",
-            ])
-            .args(&dirs),
-    )?;
+    run_cmd(granted(&["vectors", "--http"]).args(&dirs))?;
 
     step("schemathesis: the admin API against its OpenAPI document, on a running granted serve");
     schemathesis()?;
@@ -251,17 +243,7 @@ fn test() -> Result<()> {
     step("granted vectors --http --edge: every token vector over HTTP against the edge handler on Node");
     check_node()?;
     run_cmd(
-        cargo()
-            .args([
-                "run",
-                "--quiet",
-                "--package",
-                "granted",
-                "--",
-                "vectors",
-                "--http",
-                "--edge",
-            ])
+        granted(&["vectors", "--http", "--edge"])
             .arg(root().join("www/edge/serve.mjs"))
             .args(&dirs),
     )?;
