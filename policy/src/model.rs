@@ -12,11 +12,39 @@ pub struct Timestamp(OffsetDateTime);
 impl Timestamp {
     /// Parses an RFC 3339 instant.
     pub fn parse(text: &str) -> Option<Self> {
+        if let Some(t) = Self::parse_plain(text) {
+            return Some(t);
+        }
         // Kept in UTC: an instant whose UTC form is out of range (`9999-12-31T23:30:00-01:00`) is refused here.
         OffsetDateTime::parse(text, &Rfc3339)
             .ok()
             .and_then(|t| t.checked_to_offset(time::UtcOffset::UTC))
             .map(Self)
+    }
+
+    /// The form this server writes, `YYYY-MM-DDTHH:MM:SSZ`, read without the general parser
+    /// (measured: the `time` crate's RFC 3339 parser was a visible part of a token request in
+    /// wasm). Anything else (fractions, offsets, lowercase, leap seconds) is `None` here and goes
+    /// to the general parser; both give the same instant (a test checks it).
+    fn parse_plain(text: &str) -> Option<Self> {
+        let b: &[u8; 20] = text.as_bytes().try_into().ok()?;
+        let [y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1, b'T', h0, h1, b':', n0, n1, b':', s0, s1, b'Z'] =
+            *b
+        else {
+            return None;
+        };
+        let num = |digits: &[u8]| {
+            digits.iter().try_fold(0u16, |acc, &c| {
+                c.is_ascii_digit().then(|| acc * 10 + u16::from(c - b'0'))
+            })
+        };
+        let year = i32::from(num(&[y0, y1, y2, y3])?);
+        let month = time::Month::try_from(u8::try_from(num(&[m0, m1])?).ok()?).ok()?;
+        let [day, hour, minute, second] = [[d0, d1], [h0, h1], [n0, n1], [s0, s1]]
+            .map(|two| num(&two).and_then(|v| u8::try_from(v).ok()));
+        let date = time::Date::from_calendar_date(year, month, day?).ok()?;
+        let clock = time::Time::from_hms(hour?, minute?, second?).ok()?;
+        Some(Self(time::PrimitiveDateTime::new(date, clock).assume_utc()))
     }
 
     /// An instant from seconds since the Unix epoch.
@@ -45,7 +73,32 @@ impl Timestamp {
 
     /// RFC 3339 text in UTC.
     pub fn to_rfc3339(self) -> String {
-        self.0.format(&Rfc3339).unwrap_or_default()
+        let t = self.0;
+        // Whole seconds in UTC, years 0–9999 (every instant this server makes): written directly,
+        // as the `time` crate writes them (a test checks it); anything else by the crate.
+        if t.offset().is_utc() && t.nanosecond() == 0 && (0..=9999).contains(&t.year()) {
+            let mut out = String::with_capacity(20);
+            let two = |out: &mut String, v: u8| {
+                out.push(char::from(b'0' + v / 10));
+                out.push(char::from(b'0' + v % 10));
+            };
+            let year = t.year().unsigned_abs();
+            two(&mut out, (year / 100) as u8);
+            two(&mut out, (year % 100) as u8);
+            out.push('-');
+            two(&mut out, u8::from(t.month()));
+            out.push('-');
+            two(&mut out, t.day());
+            out.push('T');
+            two(&mut out, t.hour());
+            out.push(':');
+            two(&mut out, t.minute());
+            out.push(':');
+            two(&mut out, t.second());
+            out.push('Z');
+            return out;
+        }
+        t.format(&Rfc3339).unwrap_or_default()
     }
 }
 
@@ -69,9 +122,19 @@ impl Serialize for Timestamp {
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        Timestamp::parse(&text)
-            .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not an RFC 3339 instant")))
+        /// Reads the text where it is, without a copy.
+        struct Instant;
+        impl serde::de::Visitor<'_> for Instant {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an RFC 3339 instant")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Timestamp, E> {
+                Timestamp::parse(text)
+                    .ok_or_else(|| E::custom(format!("`{text}` is not an RFC 3339 instant")))
+            }
+        }
+        d.deserialize_str(Instant)
     }
 }
 
@@ -271,6 +334,58 @@ mod tests {
         assert!(Timestamp::parse("9999-12-31T23:30:00-01:00").is_none());
         let t = Timestamp::parse("2026-11-25T12:00:00+02:00").unwrap();
         assert_eq!(t.to_rfc3339(), "2026-11-25T10:00:00Z");
+    }
+
+    fn general_parse(text: &str) -> Option<Timestamp> {
+        OffsetDateTime::parse(text, &Rfc3339)
+            .ok()
+            .and_then(|t| t.checked_to_offset(time::UtcOffset::UTC))
+            .map(Timestamp)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// The direct writer and reader of `YYYY-MM-DDTHH:MM:SSZ` agree with the `time` crate.
+        #[test]
+        fn the_plain_form_is_written_and_read_as_the_time_crate_does(
+            seconds in -62_167_219_200i64..253_402_300_800i64,
+        ) {
+            let t = Timestamp::from_unix(seconds).unwrap();
+            let text = t.to_rfc3339();
+            proptest::prop_assert_eq!(&text, &t.0.format(&Rfc3339).unwrap());
+            proptest::prop_assert_eq!(Timestamp::parse_plain(&text), Some(t));
+            proptest::prop_assert_eq!(general_parse(&text), Some(t));
+        }
+
+        /// Any 20-character text: the direct reader accepts only what the general parser reads the same.
+        #[test]
+        fn the_plain_reader_never_disagrees(
+            text in "[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}[Zz]",
+        ) {
+            if let Some(t) = Timestamp::parse_plain(&text) {
+                proptest::prop_assert_eq!(general_parse(&text), Some(t));
+            }
+            proptest::prop_assert_eq!(Timestamp::parse(&text), general_parse(&text));
+        }
+    }
+
+    #[test]
+    fn the_plain_reader_leaves_other_forms_to_the_general_parser() {
+        for text in [
+            "2026-11-25T12:00:00.5Z",
+            "2026-11-25t12:00:00z",
+            "2016-12-31T23:59:60Z",
+            "2026-11-25T12:00:00+00:00",
+            "2026-02-30T12:00:00Z",
+            "2026-11-25T24:00:00Z",
+        ] {
+            assert!(Timestamp::parse_plain(text).is_none(), "{text}");
+            assert_eq!(Timestamp::parse(text), general_parse(text), "{text}");
+        }
+        assert_eq!(
+            Timestamp::parse("2026-11-25T12:00:00.5Z").unwrap().to_rfc3339(),
+            "2026-11-25T12:00:00.5Z"
+        );
     }
 
     #[test]

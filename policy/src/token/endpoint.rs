@@ -1049,11 +1049,11 @@ fn issue(args: IssueArgs<'_>) -> TokenStep {
     } = args;
     let entropy = |from: usize, to: usize| keys.entropy.get(from..to).unwrap_or_default();
     let jti = URL_SAFE_NO_PAD.encode(entropy(32, 48));
-    let issuer = format!(
-        "{}/tenants/{}",
-        ctx.issuer.trim_end_matches('/'),
-        tenant.tenant
-    );
+    let base = ctx.issuer.trim_end_matches('/');
+    let mut issuer = String::with_capacity(base.len() + 9 + tenant.tenant.len());
+    issuer.push_str(base);
+    issuer.push_str("/tenants/");
+    issuer.push_str(&tenant.tenant);
     let now = ctx.now.unix();
     let claims = AccessClaims {
         iss: &issuer,

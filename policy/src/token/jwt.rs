@@ -43,15 +43,20 @@ pub fn sign(claims: &AccessClaims<'_>, kid: &str, key: &[u8]) -> String {
         typ: "at+jwt",
         kid,
     };
-    let header = crate::json::to_vec(&header).unwrap_or_default();
-    let payload = crate::json::to_vec(claims).unwrap_or_default();
-    let signing_input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header),
-        URL_SAFE_NO_PAD.encode(payload)
-    );
-    let signature = hmac_bytes(key, signing_input.as_bytes());
-    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    // One JSON buffer for both parts and one string for the token, sized for it up front.
+    let mut json = Vec::with_capacity(384);
+    let _ = crate::json::to_writer(&mut json, &header);
+    let header_len = json.len();
+    let _ = crate::json::to_writer(&mut json, claims);
+    let (header, payload) = json.split_at(header_len);
+    let mut token = String::with_capacity((json.len() + 32) * 4 / 3 + 4);
+    URL_SAFE_NO_PAD.encode_string(header, &mut token);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(payload, &mut token);
+    let signature = hmac_bytes(key, token.as_bytes());
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+    token
 }
 
 /// The claims of an access token this server signed, read back once its signature checks out.
