@@ -44,6 +44,12 @@ fn token_steps(vector: &str, flow: bool) -> Vec<(String, Vec<u8>)> {
     recorder.calls.into_inner()
 }
 
+/// Passes over the main rows, each `PASS_ITERATIONS` requests of native and of wasm, `PAUSE`
+/// apart.
+const PASSES: usize = 5;
+const PASS_ITERATIONS: usize = 4_000;
+const PAUSE: Duration = Duration::from_secs(5);
+
 struct Stats {
     mean: Duration,
     p50: Duration,
@@ -70,7 +76,7 @@ fn measure_interleaved(
     iterations: usize,
     mut a: impl FnMut(),
     mut b: impl FnMut(),
-) -> (Stats, Stats) {
+) -> (Vec<Duration>, Vec<Duration>) {
     let round = 250;
     for _ in 0..iterations / 10 {
         a();
@@ -89,7 +95,7 @@ fn measure_interleaved(
             }
         }
     }
-    (stats(sa), stats(sb))
+    (sa, sb)
 }
 
 fn stats(mut samples: Vec<Duration>) -> Stats {
@@ -156,60 +162,93 @@ fn main() {
             "16-t1-a-get-to-the-token-endpoint-is-malformed.json",
         ),
     ];
+    // Every row's steps, recorded once.
+    let mut rows = Vec::new();
     for (label, file) in cases {
         // As the server does: one `token_start`, then `token_resume` with what each step adds;
         // then the stateless `token` calls, each carrying the whole input.
         for flow in [true, false] {
-            let steps = token_steps(file, flow);
             let label = if flow {
                 format!("{label}, one flow")
             } else {
                 format!("{label}, stateless `token` calls")
             };
-            // Native, and one fresh instance per request with its steps on that instance, in turns.
-            let (native, wasm) = measure_interleaved(
-                10_000,
+            rows.push((label, token_steps(file, flow), flow));
+        }
+    }
+    // Native and one fresh instance per request (its steps on that instance), in turns, in
+    // PASSES passes over all the rows: a neighbour's burst on this shared machine lasts seconds
+    // to minutes, so the passes fall at different moments. The main table takes every sample of
+    // every pass; the second table takes, per row, the pass whose native median was lowest (the
+    // quietest moment for both, as they ran in turns).
+    let mut passes: Vec<Vec<(Vec<Duration>, Vec<Duration>)>> = vec![Vec::new(); rows.len()];
+    for pass in 0..PASSES {
+        for (k, (_, steps, _)) in rows.iter().enumerate() {
+            passes[k].push(measure_interleaved(
+                PASS_ITERATIONS,
                 || {
-                    for (entry, input) in &steps {
+                    for (entry, input) in steps {
                         black_box(granted_policy::api::call(entry, black_box(input)));
                     }
                 },
                 || {
                     let mut session = guest.session().expect("instance");
-                    for (entry, input) in &steps {
+                    for (entry, input) in steps {
                         black_box(session.call(entry, black_box(input)).expect("call"));
                     }
                 },
-            );
-            // The guest's own work: one instance kept across requests.
-            let mut kept = reuse_guest.session().expect("instance");
-            let reused = measure(5_000, || {
-                for (entry, input) in &steps {
-                    black_box(kept.call(entry, black_box(input)).expect("call"));
-                }
-            });
-            drop(kept);
+            ));
+        }
+        if pass + 1 < PASSES {
+            std::thread::sleep(PAUSE);
+        }
+    }
+    let mut quiet = String::new();
+    for ((label, steps, flow), runs) in rows.into_iter().zip(passes) {
+        let native = stats(runs.iter().flat_map(|r| r.0.iter().copied()).collect());
+        let wasm = stats(runs.iter().flat_map(|r| r.1.iter().copied()).collect());
+        if let Some((n, w)) = runs
+            .into_iter()
+            .map(|(n, w)| (stats(n), stats(w)))
+            .min_by_key(|(n, _)| n.p50)
+        {
             let _ = writeln!(
-                table,
-                "| **{label}** | {} | {} / {} | **{}** | **{}** / {} | **{:.2}×** | **{:.2}×** |",
-                us(native.mean),
-                us(native.p50),
-                us(native.p99),
-                us(wasm.mean),
-                us(wasm.p50),
-                us(wasm.p99),
-                wasm.mean.as_secs_f64() / native.mean.as_secs_f64(),
-                wasm.p50.as_secs_f64() / native.p50.as_secs_f64()
+                quiet,
+                "| {label} | {} | **{}** | {} | **{:.2}×** |",
+                us(n.p50),
+                us(w.p50),
+                us(w.mean),
+                w.p50.as_secs_f64() / n.p50.as_secs_f64()
             );
-            wasm_row(
-                &mut table,
-                &format!("{label}, one instance reused (no instantiation: the guest's work alone)"),
-                &reused,
-                &native,
-            );
-            if flow {
-                madvise_cases.push((label, steps, native));
+        }
+        // The guest's own work: one instance kept across requests.
+        let mut kept = reuse_guest.session().expect("instance");
+        let reused = measure(5_000, || {
+            for (entry, input) in &steps {
+                black_box(kept.call(entry, black_box(input)).expect("call"));
             }
+        });
+        drop(kept);
+        let _ = writeln!(
+            table,
+            "| **{label}** | {} | {} / {} | **{}** | **{}** / {} | **{:.2}×** | **{:.2}×** |",
+            us(native.mean),
+            us(native.p50),
+            us(native.p99),
+            us(wasm.mean),
+            us(wasm.p50),
+            us(wasm.p99),
+            wasm.mean.as_secs_f64() / native.mean.as_secs_f64(),
+            wasm.p50.as_secs_f64() / native.p50.as_secs_f64()
+        );
+        wasm_row(
+            &mut table,
+            &format!("{label}, one instance reused (no instantiation: the guest's work alone)"),
+            &reused,
+            &native,
+        );
+        if flow {
+            madvise_cases.push((label, steps, native));
         }
     }
     let instantiate = measure(5_000, || {
@@ -313,6 +352,12 @@ fn main() {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
+    );
+    let _ = writeln!(
+        table,
+        "\n### The quietest of {PASSES} passes\n\nPer row, the pass ({PASS_ITERATIONS} requests each of native and wasm, in turns) with the lowest native median; \
+         the main table above has every sample of every pass.\n\n\
+         | path | native p50 | wasm p50 | wasm mean | wasm ÷ native (p50s) |\n| --- | --- | --- | --- | --- |\n{quiet}"
     );
     println!("{table}");
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../bench/results");
