@@ -383,7 +383,9 @@ mod tests {
             assert_eq!(Timestamp::parse(text), general_parse(text), "{text}");
         }
         assert_eq!(
-            Timestamp::parse("2026-11-25T12:00:00.5Z").unwrap().to_rfc3339(),
+            Timestamp::parse("2026-11-25T12:00:00.5Z")
+                .unwrap()
+                .to_rfc3339(),
             "2026-11-25T12:00:00.5Z"
         );
     }
