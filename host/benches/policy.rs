@@ -109,6 +109,30 @@ fn stats(mut samples: Vec<Duration>) -> Stats {
     }
 }
 
+/// A main row: native and wasm figures and both ratios; `mark` (`**` or nothing) around the
+/// label and the wasm figures.
+fn full_row(
+    table: &mut String,
+    label: &str,
+    native: &Stats,
+    wasm: &Stats,
+    unit: fn(Duration) -> String,
+    mark: &str,
+) {
+    let _ = writeln!(
+        table,
+        "| {mark}{label}{mark} | {} | {} / {} | {mark}{}{mark} | {mark}{}{mark} / {} | {mark}{:.2}×{mark} | {mark}{:.2}×{mark} |",
+        unit(native.mean),
+        unit(native.p50),
+        unit(native.p99),
+        unit(wasm.mean),
+        unit(wasm.p50),
+        unit(wasm.p99),
+        wasm.mean.as_secs_f64() / native.mean.as_secs_f64(),
+        wasm.p50.as_secs_f64() / native.p50.as_secs_f64()
+    );
+}
+
 /// A secondary row: a wasm variant's figures and its ratios to native.
 fn wasm_row(table: &mut String, label: &str, wasm: &Stats, native: &Stats) {
     let _ = writeln!(
@@ -229,18 +253,7 @@ fn main() {
             }
         });
         drop(kept);
-        let _ = writeln!(
-            table,
-            "| **{label}** | {} | {} / {} | **{}** | **{}** / {} | **{:.2}×** | **{:.2}×** |",
-            us(native.mean),
-            us(native.p50),
-            us(native.p99),
-            us(wasm.mean),
-            us(wasm.p50),
-            us(wasm.p99),
-            wasm.mean.as_secs_f64() / native.mean.as_secs_f64(),
-            wasm.p50.as_secs_f64() / native.p50.as_secs_f64()
-        );
+        full_row(&mut table, &label, &native, &wasm, us, "**");
         wasm_row(
             &mut table,
             &format!("{label}, one instance reused (no instantiation: the guest's work alone)"),
@@ -322,17 +335,13 @@ fn main() {
     let wasm = measure(5, || {
         black_box(slow.call("pbkdf2", &input).expect("pbkdf2"));
     });
-    let _ = writeln!(
-        table,
-        "| PBKDF2-HMAC-SHA256, {iterations} iterations | {} | {} / {} | {} | {} / {} | {:.2}× | {:.2}× |",
-        ms(native.mean),
-        ms(native.p50),
-        ms(native.p99),
-        ms(wasm.mean),
-        ms(wasm.p50),
-        ms(wasm.p99),
-        wasm.mean.as_secs_f64() / native.mean.as_secs_f64(),
-        wasm.p50.as_secs_f64() / native.p50.as_secs_f64()
+    full_row(
+        &mut table,
+        &format!("PBKDF2-HMAC-SHA256, {iterations} iterations"),
+        &native,
+        &wasm,
+        ms,
+        "",
     );
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
