@@ -13,7 +13,11 @@ use axum::routing::{any, get};
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use granted_policy::credentials::kdf::KdfParams;
 use granted_policy::model::Timestamp;
+use granted_policy::token::endpoint::{Audit, Decision, Lookup, TokenStep};
+use granted_policy::token::response::HttpResponse;
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -547,16 +551,23 @@ async fn decide_manage(
         let step = call(&mut session, entry, &input)?;
         match step["step"].as_str() {
             Some("need_records") => {
-                let client_id = step["lookup"]["client_id"].as_str().unwrap_or_default();
-                if let Some(wait) = server.throttle.blocked(client_id, source, &server.settings) {
+                let lookup: Lookup = serde_json::from_value(step["lookup"].clone())
+                    .map_err(|e| Failure::Module(format!("lookup: {e}")))?;
+                if let Some(wait) =
+                    server
+                        .throttle
+                        .blocked(&lookup.client_id, source, &server.settings)
+                {
                     server.metrics.throttled();
                     return Ok(throttled(wait));
                 }
-                input["records"] = lookup(server, &step["lookup"])?;
+                input["records"] = records(&server.store, &lookup).map_err(Failure::Store)?;
             }
             Some("done") => {
-                note_failure(server, &step["audit"], source);
-                return finish(server, &step, at, entry, source)
+                let decision: Decision = serde_json::from_value(step)
+                    .map_err(|e| Failure::Module(format!("decision: {e}")))?;
+                note_failure(server, &decision.audit, source);
+                return finish(server, &decision, at, entry, source)
                     .await?
                     .ok_or_else(|| {
                         Failure::Module("a refresh race outside the token endpoint".into())
@@ -600,29 +611,30 @@ async fn decide(
         .await
         .map_err(|_| Failure::Guest(GuestError::Busy))?;
     let mut session = server.guest.session()?;
-    let mut step = call(&mut session, "token_start", &input)?;
+    let mut step: TokenStep = call_as(&mut session, "token_start", &input)?;
     for _ in 0..6 {
-        let more = match step["step"].as_str() {
-            Some("need_records") => {
-                let client_id = step["lookup"]["client_id"].as_str().unwrap_or_default();
-                if let Some(wait) = server.throttle.blocked(client_id, source, &server.settings) {
+        let more = match step {
+            TokenStep::NeedRecords { lookup } => {
+                if let Some(wait) =
+                    server
+                        .throttle
+                        .blocked(&lookup.client_id, source, &server.settings)
+                {
                     server.metrics.throttled();
                     return Ok(Some(throttled(wait)));
                 }
-                json!({ "records": lookup(server, &step["lookup"])? })
+                json!({ "records": records(&server.store, &lookup).map_err(Failure::Store)? })
             }
-            Some("need_kdf") => {
-                let password = step["password"].as_str().unwrap_or_default().to_string();
-                let derived = server.kdf.run(step["kdf"].clone(), password).await?;
+            TokenStep::NeedKdf { kdf, password } => {
+                let derived = server.kdf.run(kdf, password).await?;
                 json!({"kdf": {"derived": STANDARD.encode(derived)}})
             }
-            Some("done") => {
-                note_failure(server, &step["audit"], source);
-                return finish(server, &step, at, "token", source).await;
+            TokenStep::Done(decision) => {
+                note_failure(server, &decision.audit, source);
+                return finish(server, &decision, at, "token", source).await;
             }
-            _ => return Err(Failure::Module(format!("unknown step {}", step["step"]))),
         };
-        step = call(&mut session, "token_resume", &more)?;
+        step = call_as(&mut session, "token_resume", &more)?;
     }
     Err(Failure::Module(
         "the module did not finish in 6 steps".into(),
@@ -630,38 +642,52 @@ async fn decide(
 }
 
 fn call(session: &mut Session, entry: &str, input: &Value) -> Result<Value, Failure> {
+    call_as(session, entry, input)
+}
+
+/// The module's answer to `entry`, read straight into `T` (the `ok` of its envelope).
+fn call_as<T: DeserializeOwned>(
+    session: &mut Session,
+    entry: &str,
+    input: &Value,
+) -> Result<T, Failure> {
+    /// `{"ok": …}` or `{"error": …}`.
+    #[derive(serde::Deserialize)]
+    struct Envelope<T> {
+        ok: Option<T>,
+        error: Option<Value>,
+    }
     let bytes = serde_json::to_vec(input).map_err(|e| Failure::Module(e.to_string()))?;
     let out = session.call(entry, &bytes)?;
-    let mut envelope: Value = serde_json::from_slice(&out)
-        .map_err(|_| Failure::Guest(GuestError::BadOutput("not JSON".into())))?;
-    if let Some(err) = envelope.get("error") {
-        return Err(Failure::Module(err.to_string()));
+    let envelope: Envelope<T> = serde_json::from_slice(&out).map_err(|e| {
+        Failure::Guest(GuestError::BadOutput(format!(
+            "not the expected answer: {e}"
+        )))
+    })?;
+    match envelope {
+        Envelope {
+            error: Some(err), ..
+        } => Err(Failure::Module(err.to_string())),
+        Envelope { ok: Some(ok), .. } => Ok(ok),
+        _ => Err(Failure::Guest(GuestError::BadOutput(
+            "neither ok nor error".into(),
+        ))),
     }
-    envelope
-        .get_mut("ok")
-        .map(Value::take)
-        .ok_or_else(|| Failure::Guest(GuestError::BadOutput("neither ok nor error".into())))
 }
 
-/// A `need_records` lookup, on the request's own thread: a few primary-key reads on a
-/// read-only connection (WAL readers never wait for the writer), cheaper than handing the work
-/// to another thread and back.
-fn lookup(server: &Server, lookup: &Value) -> Result<Value, Failure> {
-    records(&server.store, lookup).map_err(Failure::Store)
-}
-
-/// The records a `need_records` step asks for: `null` where nothing was found.
-fn records(store: &Store, lookup: &Value) -> Result<Value> {
-    let tenant = lookup["tenant"].as_str().unwrap_or_default();
-    let client_id = lookup["client_id"].as_str().unwrap_or_default();
+/// The records a `need_records` step asks for, `null` where nothing was found. On the request's
+/// own thread: a few primary-key reads on a read-only connection (WAL readers never wait for the
+/// writer), cheaper than handing the work to another thread and back.
+fn records(store: &Store, lookup: &Lookup) -> Result<Value> {
+    let tenant = lookup.tenant.as_str();
     let mut records = json!({
         "tenant": store.tenant(tenant)?,
-        "client": store.client(client_id)?,
+        "client": store.client(&lookup.client_id)?,
     });
-    if let Some(username) = lookup["username"].as_str() {
+    if let Some(username) = &lookup.username {
         records["user"] = json!(store.user(tenant, username)?);
     }
-    if let Some(hash) = lookup["refresh_token_sha256"].as_str() {
+    if let Some(hash) = &lookup.refresh_token_sha256 {
         records["refresh_token"] = json!(store.refresh_token(hash)?);
     }
     Ok(records)
@@ -671,29 +697,28 @@ fn records(store: &Store, lookup: &Value) -> Result<Value> {
 /// consumed the same refresh token first.
 async fn finish(
     server: &Arc<Server>,
-    step: &Value,
+    decision: &Decision,
     at: Timestamp,
     kind: &str,
     source: IpAddr,
 ) -> Result<Option<Response>, Failure> {
-    let effects: Vec<Effect> = serde_json::from_value(step["effects"].clone())
-        .map_err(|e| Failure::Module(format!("effects: {e}")))?;
-    let audit = &step["audit"];
+    let effects: Vec<Effect> = decision.effects.clone();
+    let audit = &decision.audit;
     // The audit entry as stored and hashed: the module's record, where the request came from,
     // and which module decided.
     let entry = json!({
         "at": at,
         "kind": kind,
-        "decision": audit["decision"],
-        "rule": audit["rule"],
-        "reason": audit["reason"],
-        "cause": audit["cause"],
-        "grant_type": audit["grant_type"],
-        "tenant": audit["tenant"],
-        "app_id": audit["app_id"],
-        "client_id": audit["client_id"].as_str().map(clip),
-        "username": audit["username"].as_str().map(clip),
-        "pinned_rev": audit["pinned_rev"],
+        "decision": audit.decision,
+        "rule": audit.rule,
+        "reason": audit.reason,
+        "cause": audit.cause,
+        "grant_type": audit.grant_type,
+        "tenant": audit.tenant,
+        "app_id": audit.app_id,
+        "client_id": audit.client_id.as_deref().map(clip),
+        "username": audit.username.as_deref().map(clip),
+        "pinned_rev": audit.pinned_rev,
         "source": source.to_string(),
         "policy_sha256": server.policy_sha256(),
     });
@@ -710,34 +735,34 @@ async fn finish(
     }
     server.metrics.decision(
         kind,
-        audit["grant_type"].as_str().unwrap_or(""),
-        audit["decision"].as_str().unwrap_or(""),
-        audit["reason"].as_str().unwrap_or(""),
-        audit["cause"].as_str().unwrap_or(""),
+        audit.grant_type.as_deref().unwrap_or(""),
+        &audit.decision,
+        &audit.reason,
+        &audit.cause,
     );
     if server.settings.record_decisions {
         server
             .decisions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(json!({"audit": audit, "effects": step["effects"]}));
+            .push(json!({"audit": audit, "effects": decision.effects}));
     }
     tracing::info!(
         target: "granted::audit",
         kind,
-        decision = audit["decision"].as_str().unwrap_or_default(),
-        rule = audit["rule"].as_str().unwrap_or_default(),
-        reason = audit["reason"].as_str().unwrap_or_default(),
-        cause = audit["cause"].as_str().unwrap_or_default(),
-        grant_type = audit["grant_type"].as_str().unwrap_or_default(),
-        tenant = audit["tenant"].as_str().unwrap_or_default(),
-        client_id = audit["client_id"].as_str().unwrap_or_default(),
-        username = audit["username"].as_str().unwrap_or_default(),
+        decision = audit.decision.as_str(),
+        rule = audit.rule.as_str(),
+        reason = audit.reason.as_str(),
+        cause = audit.cause.as_str(),
+        grant_type = audit.grant_type.as_deref().unwrap_or_default(),
+        tenant = audit.tenant.as_str(),
+        client_id = audit.client_id.as_deref().unwrap_or_default(),
+        username = audit.username.as_deref().unwrap_or_default(),
         source = %source,
         policy = server.policy_sha256(),
         "token decision"
     );
-    Ok(Some(http_response(&step["response"])))
+    Ok(Some(http_response(&decision.response)))
 }
 
 /// Group commit: one writer thread takes every decision waiting and makes them durable in one
@@ -797,19 +822,11 @@ impl Committer {
     }
 }
 
-fn http_response(response: &Value) -> Response {
-    let status = response["status"]
-        .as_u64()
-        .and_then(|s| u16::try_from(s).ok())
-        .and_then(|s| StatusCode::from_u16(s).ok())
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = response["body"].as_str().unwrap_or_default().to_string();
-    let mut out = Response::new(Body::from(body));
+fn http_response(response: &HttpResponse) -> Response {
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut out = Response::new(Body::from(response.body.clone()));
     *out.status_mut() = status;
-    for pair in response["headers"].as_array().into_iter().flatten() {
-        let (Some(name), Some(value)) = (pair[0].as_str(), pair[1].as_str()) else {
-            continue;
-        };
+    for (name, value) in &response.headers {
         if let (Ok(name), Ok(value)) = (
             axum::http::HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(value),
@@ -827,7 +844,7 @@ struct KdfPool {
 }
 
 struct KdfJob {
-    params: Value,
+    params: KdfParams,
     password: String,
     reply: tokio::sync::oneshot::Sender<Result<Vec<u8>, String>>,
 }
@@ -860,7 +877,7 @@ impl KdfPool {
         self.jobs.max_capacity() - self.jobs.capacity()
     }
 
-    async fn run(&self, params: Value, password: String) -> Result<Vec<u8>, Failure> {
+    async fn run(&self, params: KdfParams, password: String) -> Result<Vec<u8>, Failure> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.jobs
             .try_send(KdfJob {
@@ -894,9 +911,7 @@ fn lower_priority() {
 
 /// PBKDF2 natively, with the module's parameters: the policy crate's own KDF compiled for this
 /// machine (SHA-NI where the CPU has it), not the wasm copy.
-fn native_kdf(params: &Value, password: &str) -> Result<Vec<u8>, String> {
-    let params: granted_policy::credentials::kdf::KdfParams =
-        serde_json::from_value(params.clone()).map_err(|e| format!("bad KDF parameters: {e}"))?;
+fn native_kdf(params: &KdfParams, password: &str) -> Result<Vec<u8>, String> {
     params
         .derive(password.as_bytes())
         .ok_or_else(|| "KDF parameters out of bounds".to_string())
@@ -997,17 +1012,19 @@ impl Throttle {
 }
 
 /// Counts a failed client or user authentication toward throttling.
-fn note_failure(server: &Server, audit: &Value, source: IpAddr) {
-    let reason = audit["reason"].as_str();
-    if audit["decision"] != "denied"
-        || !matches!(reason, Some("invalid_client" | "invalid_credentials"))
+fn note_failure(server: &Server, audit: &Audit, source: IpAddr) {
+    if audit.decision != "denied"
+        || !matches!(
+            audit.reason.as_str(),
+            "invalid_client" | "invalid_credentials"
+        )
     {
         return;
     }
     // An unknown client's failures go to the source's shared bucket.
-    let client_id = match audit["cause"].as_str() {
-        Some("unknown_client" | "unknown_tenant") => "",
-        _ => audit["client_id"].as_str().unwrap_or_default(),
+    let client_id = match audit.cause.as_str() {
+        "unknown_client" | "unknown_tenant" => "",
+        _ => audit.client_id.as_deref().unwrap_or_default(),
     };
     server.throttle.failed(client_id, source, &server.settings);
 }

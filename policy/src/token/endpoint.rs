@@ -238,7 +238,7 @@ pub struct Decision {
 }
 
 /// One step of the token endpoint.
-#[derive(Clone, Serialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum TokenStep {
     /// Look these up, add them to `records`, call again.
