@@ -3,7 +3,7 @@
 //! one fresh instance per request, makes every decision.
 
 use crate::guest::{Guest, GuestError, Session};
-use crate::store::{Applied, Effect, Job, LockoutPolicy, Store};
+use crate::store::{Applied, Job, LockoutPolicy, Store};
 use anyhow::Result;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
@@ -567,7 +567,7 @@ async fn decide_manage(
                 let decision: Decision = serde_json::from_value(step)
                     .map_err(|e| Failure::Module(format!("decision: {e}")))?;
                 note_failure(server, &decision.audit, source);
-                return finish(server, &decision, at, entry, source)
+                return finish(server, decision, at, entry, source)
                     .await?
                     .ok_or_else(|| {
                         Failure::Module("a refresh race outside the token endpoint".into())
@@ -631,7 +631,7 @@ async fn decide(
             }
             TokenStep::Done(decision) => {
                 note_failure(server, &decision.audit, source);
-                return finish(server, &decision, at, "token", source).await;
+                return finish(server, *decision, at, "token", source).await;
             }
         };
         step = call_as(&mut session, "token_resume", &more)?;
@@ -697,13 +697,21 @@ fn records(store: &Store, lookup: &Lookup) -> Result<Value> {
 /// consumed the same refresh token first.
 async fn finish(
     server: &Arc<Server>,
-    decision: &Decision,
+    decision: Decision,
     at: Timestamp,
     kind: &str,
     source: IpAddr,
 ) -> Result<Option<Response>, Failure> {
-    let effects: Vec<Effect> = decision.effects.clone();
-    let audit = &decision.audit;
+    let Decision {
+        response,
+        audit,
+        effects,
+    } = decision;
+    // What `record_decisions` keeps, taken before the effects go to the writer.
+    let recorded = server
+        .settings
+        .record_decisions
+        .then(|| json!({"audit": &audit, "effects": &effects}));
     // The audit entry as stored and hashed: the module's record, where the request came from,
     // and which module decided.
     let entry = json!({
@@ -740,12 +748,12 @@ async fn finish(
         &audit.reason,
         &audit.cause,
     );
-    if server.settings.record_decisions {
+    if let Some(recorded) = recorded {
         server
             .decisions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(json!({"audit": audit, "effects": decision.effects}));
+            .push(recorded);
     }
     tracing::info!(
         target: "granted::audit",
@@ -762,7 +770,7 @@ async fn finish(
         policy = server.policy_sha256(),
         "token decision"
     );
-    Ok(Some(http_response(&decision.response)))
+    Ok(Some(http_response(&response)))
 }
 
 /// Group commit: one writer thread takes every decision waiting and makes them durable in one
