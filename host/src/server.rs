@@ -548,7 +548,7 @@ async fn decide_manage(
         .map_err(|_| Failure::Guest(GuestError::Busy))?;
     let mut session = server.guest.session()?;
     for _ in 0..3 {
-        let step = call(&mut session, entry, &input)?;
+        let step: Value = call_as(&mut session, entry, &input)?;
         match step["step"].as_str() {
             Some("need_records") => {
                 let lookup: Lookup = serde_json::from_value(step["lookup"].clone())
@@ -639,10 +639,6 @@ async fn decide(
     Err(Failure::Module(
         "the module did not finish in 6 steps".into(),
     ))
-}
-
-fn call(session: &mut Session, entry: &str, input: &Value) -> Result<Value, Failure> {
-    call_as(session, entry, input)
 }
 
 /// The module's answer to `entry`, read straight into `T` (the `ok` of its envelope).
