@@ -330,7 +330,7 @@ fn run_owned<I: DeserializeOwned, O: Serialize>(
     let parsed: Result<I, PolicyError> = std::str::from_utf8(input)
         .map_err(|e| PolicyError::InvalidInput(format!("the input is not UTF-8: {e}")))
         .and_then(|text| {
-            serde_json::from_str(text)
+            crate::json::from_str(text)
                 .map_err(|e| PolicyError::InvalidInput(format!("the input is not valid: {e}")))
         });
     match parsed.and_then(f) {

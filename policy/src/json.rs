@@ -4,10 +4,17 @@
 //! Why: every answer of the module is JSON, and a token response holds long strings (the JWT, the
 //! response body as a JSON string). serde_json looks each byte up in a table; under wasmtime that
 //! loop was the single largest cost of a token request (see ARCHITECTURE.md, "Speed"). Here a
-//! word with no `"`, `\` or control character is copied as it is. Parsing stays with serde_json.
+//! word with no `"`, `\` or control character is copied as it is.
 //!
-//! `tests` below check the output against `serde_json::to_vec` on random values.
+//! Input goes through [`from_str`] (`de.rs`), which reads the entry points' JSON with borrowed
+//! keys and strings. The JWT and test code still read with serde_json.
+//!
+//! `tests` below check the output against `serde_json::to_vec` on random values; `de.rs` checks
+//! the reader against `serde_json::from_str` on random, pretty-printed and broken input.
 
+mod de;
+
+pub use de::{from_str, Error as ReadError};
 use serde::ser::{self, Serialize};
 use std::fmt;
 
@@ -114,7 +121,7 @@ fn find_escape(bytes: &[u8], mut from: usize) -> Option<usize> {
         }
         from += 16;
     }
-    // Fewer than sixteen left: two words that may overlap, or one padded with spaces.
+    // Fewer than sixteen left: two words that may overlap, or the last few bytes one by one.
     let len = bytes.len();
     if from + 8 <= len {
         let lo = escape_flags(word(bytes, from));
@@ -124,14 +131,13 @@ fn find_escape(bytes: &[u8], mut from: usize) -> Option<usize> {
         let hi = escape_flags(word(bytes, len - 8));
         return (hi != 0).then(|| len - 8 + (hi.trailing_zeros() / 8) as usize);
     }
-    let mut padded = [b' '; 8];
-    let tail = bytes.get(from..).unwrap_or_default();
-    padded
-        .get_mut(..tail.len())
+    // At most seven bytes, one at a time (not copied into a padded word).
+    bytes
+        .get(from..)
         .unwrap_or_default()
-        .copy_from_slice(tail);
-    let flags = escape_flags(u64::from_le_bytes(padded));
-    (flags != 0).then(|| from + (flags.trailing_zeros() / 8) as usize)
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        .map(|at| from + at)
 }
 
 /// `s` as a JSON string literal, quotes included.
@@ -599,7 +605,7 @@ impl ser::Serializer for KeyWriter<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use proptest::prelude::*;
@@ -617,7 +623,7 @@ mod tests {
     }
 
     /// Strings weighted towards what needs escaping, at every offset within a word.
-    fn text() -> impl Strategy<Value = String> {
+    pub(super) fn text() -> impl Strategy<Value = String> {
         prop::collection::vec(
             prop_oneof![
                 4 => prop::char::range('a', 'z'),
@@ -632,7 +638,7 @@ mod tests {
         .prop_map(|chars| chars.into_iter().collect())
     }
 
-    fn value() -> impl Strategy<Value = Value> {
+    pub(super) fn value() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),

@@ -178,16 +178,19 @@ fn parse_form(
     let text =
         std::str::from_utf8(body).map_err(|_| "the request body is not UTF-8".to_string())?;
     let mut params: BTreeMap<String, String> = BTreeMap::new();
-    let mut seen: BTreeMap<String, ()> = BTreeMap::new();
+    // Names sent with an empty value: not parameters, but a second one is still a repeat.
+    let mut empty: Vec<String> = Vec::new();
     for pair in text.split('&').filter(|p| !p.is_empty()) {
         let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
         let name = form_decode(raw_name).map_err(|why| format!("a parameter name {why}"))?;
         let value = form_decode(raw_value)
             .map_err(|why| format!("the value of `{}` {why}", quote(&name)))?;
-        if seen.insert(name.clone(), ()).is_some() {
+        if params.contains_key(&name) || empty.contains(&name) {
             return Err(format!("the parameter `{}` is repeated", quote(&name)));
         }
-        if !value.is_empty() {
+        if value.is_empty() {
+            empty.push(name);
+        } else {
             params.insert(name, value);
         }
     }
@@ -274,6 +277,10 @@ fn parse_basic(value: &str) -> Result<(String, String), String> {
 /// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte; the bytes must be UTF-8.
 pub fn form_decode(text: &str) -> Result<String, &'static str> {
     let bytes = text.as_bytes();
+    if !bytes.iter().any(|&b| b == b'+' || b == b'%') {
+        // Nothing to decode, and `text` is UTF-8 already.
+        return Ok(text.to_string());
+    }
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
