@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use granted_policy::credentials::kdf::KdfParams;
 use granted_policy::model::Timestamp;
-use granted_policy::token::endpoint::{Audit, Decision, Lookup, TokenStep};
+use granted_policy::token::endpoint::{Audit, Decision, KdfOutput, Lookup, Records, TokenStep};
 use granted_policy::token::response::HttpResponse;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -561,7 +561,9 @@ async fn decide_manage(
                     server.metrics.throttled();
                     return Ok(throttled(wait));
                 }
-                input["records"] = records(&server.store, &lookup).map_err(Failure::Store)?;
+                input["records"] =
+                    serde_json::to_value(records(&server.store, &lookup).map_err(Failure::Store)?)
+                        .map_err(|e| Failure::Module(e.to_string()))?;
             }
             Some("done") => {
                 let decision: Decision = serde_json::from_value(step)
@@ -623,11 +625,19 @@ async fn decide(
                     server.metrics.throttled();
                     return Ok(Some(throttled(wait)));
                 }
-                json!({ "records": records(&server.store, &lookup).map_err(Failure::Store)? })
+                Resume {
+                    records: Some(records(&server.store, &lookup).map_err(Failure::Store)?),
+                    kdf: None,
+                }
             }
             TokenStep::NeedKdf { kdf, password } => {
                 let derived = server.kdf.run(kdf, password).await?;
-                json!({"kdf": {"derived": STANDARD.encode(derived)}})
+                Resume {
+                    records: None,
+                    kdf: Some(KdfOutput {
+                        derived: STANDARD.encode(derived),
+                    }),
+                }
             }
             TokenStep::Done(decision) => {
                 note_failure(server, &decision.audit, source);
@@ -641,11 +651,20 @@ async fn decide(
     ))
 }
 
+/// The input of `token_resume`: what the host adds after a step.
+#[derive(serde::Serialize)]
+struct Resume {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    records: Option<Records>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kdf: Option<KdfOutput>,
+}
+
 /// The module's answer to `entry`, read straight into `T` (the `ok` of its envelope).
 fn call_as<T: DeserializeOwned>(
     session: &mut Session,
     entry: &str,
-    input: &Value,
+    input: &impl serde::Serialize,
 ) -> Result<T, Failure> {
     /// `{"ok": …}` or `{"error": …}`.
     #[derive(serde::Deserialize)]
@@ -672,21 +691,10 @@ fn call_as<T: DeserializeOwned>(
 }
 
 /// The records a `need_records` step asks for, `null` where nothing was found. On the request's
-/// own thread: a few primary-key reads on a read-only connection (WAL readers never wait for the
-/// writer), cheaper than handing the work to another thread and back.
-fn records(store: &Store, lookup: &Lookup) -> Result<Value> {
-    let tenant = lookup.tenant.as_str();
-    let mut records = json!({
-        "tenant": store.tenant(tenant)?,
-        "client": store.client(&lookup.client_id)?,
-    });
-    if let Some(username) = &lookup.username {
-        records["user"] = json!(store.user(tenant, username)?);
-    }
-    if let Some(hash) = &lookup.refresh_token_sha256 {
-        records["refresh_token"] = json!(store.refresh_token(hash)?);
-    }
-    Ok(records)
+/// own thread: a few primary-key reads in one read transaction on a read-only connection (WAL
+/// readers never wait for the writer), cheaper than handing the work to another thread and back.
+fn records(store: &Store, lookup: &Lookup) -> Result<Records> {
+    store.records(lookup)
 }
 
 /// Applies the decision's effects (durably) and answers; `None` when a concurrent request

@@ -11,6 +11,7 @@ use granted_policy::model::{
     App, ClientRecord, GrantType, Install, RefreshStatus, RefreshTokenRecord, Revision, SignIn,
     TenantRecord, Timestamp, UserRecord,
 };
+use granted_policy::token::endpoint::{Lookup, Records};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -441,22 +442,34 @@ impl Store {
         tenant_record(&conn, tenant)
     }
 
+    /// What a token request's `need_records` step asks for, read in one transaction: the
+    /// records come from one snapshot, and the reader takes its WAL read lock (and checks its
+    /// page cache against the log the writer keeps appending to) once instead of per statement.
+    pub fn records(&self, lookup: &Lookup) -> Result<Records> {
+        let mut conn = self.reader();
+        let tx = conn.transaction()?;
+        let tenant = lookup.tenant.as_str();
+        let records = Records {
+            tenant: Some(tenant_record(&tx, tenant)?),
+            client: Some(client_record(&tx, &lookup.client_id)?),
+            user: match &lookup.username {
+                Some(username) => Some(user_record(&tx, tenant, username)?),
+                None => None,
+            },
+            refresh_token: match &lookup.refresh_token_sha256 {
+                Some(hash) => Some(refresh_record(&tx, hash)?),
+                None => None,
+            },
+        };
+        // Read only: ending it either way releases the snapshot.
+        tx.commit()?;
+        Ok(records)
+    }
+
     /// The client and its app's whole revision history.
     pub fn client(&self, client_id: &str) -> Result<Option<ClientRecord>> {
         let conn = self.reader();
-        let row: Option<(String, String)> = conn
-            .prepare_cached("SELECT app_id, secret_hmac FROM clients WHERE client_id = ?1")?
-            .query_row([client_id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        let Some((app_id, secret_hmac)) = row else {
-            return Ok(None);
-        };
-        let app = app(&conn, &app_id)?.ok_or_else(|| anyhow!("client of a missing app"))?;
-        Ok(Some(ClientRecord {
-            client_id: client_id.to_string(),
-            secret_hmac,
-            app,
-        }))
+        client_record(&conn, client_id)
     }
 
     /// The user in `tenant`, with the lock from failed logins (for known and unknown names).
@@ -963,6 +976,22 @@ fn app(conn: &Connection, app_id: &str) -> Result<Option<App>> {
         app_id: app_id.to_string(),
         created_at: ts(created)?,
         revisions,
+    }))
+}
+
+fn client_record(conn: &Connection, client_id: &str) -> Result<Option<ClientRecord>> {
+    let row: Option<(String, String)> = conn
+        .prepare_cached("SELECT app_id, secret_hmac FROM clients WHERE client_id = ?1")?
+        .query_row([client_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((app_id, secret_hmac)) = row else {
+        return Ok(None);
+    };
+    let app = app(&conn, &app_id)?.ok_or_else(|| anyhow!("client of a missing app"))?;
+    Ok(Some(ClientRecord {
+        client_id: client_id.to_string(),
+        secret_hmac,
+        app,
     }))
 }
 
