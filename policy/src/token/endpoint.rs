@@ -330,13 +330,15 @@ impl Grant {
 }
 
 /// Builds denials and successes with the audit fields filled in as far as the request got.
+/// What the audit record says of the request so far; borrowed from the input until an audit
+/// record is made (most steps end in a lookup or the KDF, not in an audit record).
 struct Judge<'a> {
     tenant: &'a str,
-    grant_type: Option<String>,
+    grant_type: Option<&'a str>,
     basic: bool,
-    app_id: Option<String>,
-    client_id: Option<String>,
-    username: Option<String>,
+    app_id: Option<&'a str>,
+    client_id: Option<&'a str>,
+    username: Option<&'a str>,
     pinned_rev: Option<u32>,
 }
 
@@ -347,11 +349,11 @@ impl Judge<'_> {
             rule: rule.into(),
             reason: reason.into(),
             cause: cause.into(),
-            grant_type: self.grant_type.clone(),
+            grant_type: self.grant_type.map(str::to_string),
             tenant: self.tenant.into(),
-            app_id: self.app_id.clone(),
-            client_id: self.client_id.clone(),
-            username: self.username.clone(),
+            app_id: self.app_id.map(str::to_string),
+            client_id: self.client_id.map(str::to_string),
+            username: self.username.map(str::to_string),
             pinned_rev: self.pinned_rev,
         }
     }
@@ -514,8 +516,8 @@ pub fn token_memo(input: &TokenInput, memo: &mut Memo) -> Result<TokenStep, Poli
         }
     };
     judge.basic = req.auth == AuthMethod::Basic;
-    judge.grant_type = Some(req.grant_type().to_string());
-    judge.client_id = req.client_id.clone();
+    judge.grant_type = Some(req.grant_type());
+    judge.client_id = req.client_id.as_deref();
 
     // T2
     let Some(grant) = Grant::parse(req.grant_type()) else {
@@ -569,7 +571,7 @@ pub fn token_memo(input: &TokenInput, memo: &mut Memo) -> Result<TokenStep, Poli
             ));
         }
     }
-    judge.username = req.param("username").map(str::to_string);
+    judge.username = req.param("username");
 
     // T3, before any lookup: the client must have sent credentials.
     let (Some(client_id), Some(client_secret)) = (&req.client_id, &req.client_secret) else {
@@ -599,9 +601,9 @@ pub fn token_memo(input: &TokenInput, memo: &mut Memo) -> Result<TokenStep, Poli
         (Some(_), Some(found)) => Some(found.as_ref()),
         (None, _) => Some(None),
     };
-    let username = match grant {
-        Grant::Password => req.param("username").map(str::to_string),
-        Grant::Refresh => refresh_record.flatten().and_then(|r| r.username.clone()),
+    let username: Option<&str> = match grant {
+        Grant::Password => req.param("username"),
+        Grant::Refresh => refresh_record.flatten().and_then(|r| r.username.as_deref()),
         Grant::ClientCredentials => None,
     };
     let user_needed = username.is_some();
@@ -614,24 +616,23 @@ pub fn token_memo(input: &TokenInput, memo: &mut Memo) -> Result<TokenStep, Poli
         return Ok(need(http, client_id, username, refresh_hash));
     }
     if grant == Grant::Refresh {
-        judge.username = username.clone();
+        judge.username = username;
     }
 
     // T3: the secret is checked whatever else is found, so every failure costs the same.
     // Records are checked against what was asked for: a mis-keyed lookup finds nothing.
     let tenant = tenant.as_ref().filter(|t| t.tenant == http.tenant);
     let client = client.as_ref().filter(|c| c.client_id == *client_id);
-    let stored_hmac = client.map(|c| c.secret_hmac.clone());
+    let stored_hmac = client.map(|c| c.secret_hmac.as_str());
     let secret_ok = match secret_check {
-        Some((checked, ok)) if *checked == stored_hmac => *ok,
+        Some((checked, ok)) if checked.as_deref() == stored_hmac => *ok,
         _ => {
-            let ok =
-                verify_client_secret(&keys.client_secret, client_secret, stored_hmac.as_deref());
-            *secret_check = Some((stored_hmac, ok));
+            let ok = verify_client_secret(&keys.client_secret, client_secret, stored_hmac);
+            *secret_check = Some((stored_hmac.map(str::to_string), ok));
             ok
         }
     };
-    judge.app_id = client.map(|c| c.app.app_id.clone());
+    judge.app_id = client.map(|c| c.app.app_id.as_str());
     let (tenant, client) = match (tenant, client) {
         (None, _) => return Ok(deny_client(&judge, "invalid_client", "unknown_tenant")),
         (_, None) => return Ok(deny_client(&judge, "invalid_client", "unknown_client")),
@@ -776,26 +777,30 @@ pub fn token_memo(input: &TokenInput, memo: &mut Memo) -> Result<TokenStep, Poli
 
     // T8
     let user = records.user.as_ref().and_then(Option::as_ref);
-    let user = user.filter(|u| Some(u.username.as_str()) == username.as_deref());
+    let user = user.filter(|u| Some(u.username.as_str()) == username);
     if grant == Grant::Password {
         let password = req.param("password").unwrap_or_default();
         let stored_text = user
             .filter(|u| u.sign_in == SignIn::Direct)
             .and_then(|u| u.password_hash.as_deref());
         // Parsed once per request: the KDF step judges the same record again.
-        let stored = match (stored_text, memo_stored_hash.as_ref()) {
-            (Some(text), Some((seen, parsed))) if seen == text => parsed.clone(),
-            (Some(text), _) => {
-                let parsed = password::parse(text);
-                *memo_stored_hash = Some((text.to_string(), parsed.clone()));
-                parsed
+        if let Some(text) = stored_text {
+            if !matches!(memo_stored_hash, Some((seen, _)) if seen == text) {
+                *memo_stored_hash = Some((text.to_string(), password::parse(text)));
             }
-            (None, _) => None,
+        }
+        let stored: Option<&StoredHash> = stored_text
+            .and_then(|_| memo_stored_hash.as_ref())
+            .and_then(|(_, parsed)| parsed.as_ref());
+        let dummy;
+        let check = match stored {
+            Some(hash) => hash,
+            None => {
+                dummy = password::dummy_hash(ctx.kdf_iterations);
+                &dummy
+            }
         };
-        let check = stored
-            .clone()
-            .unwrap_or_else(|| password::dummy_hash(ctx.kdf_iterations));
-        let derived = match derive(ctx, input.kdf.as_ref(), &check, password)? {
+        let derived = match derive(ctx, input.kdf.as_ref(), check, password)? {
             Derived::Ready(bytes) => bytes,
             Derived::AskHost(step) => return Ok(step),
         };
@@ -807,7 +812,7 @@ pub fn token_memo(input: &TokenInput, memo: &mut Memo) -> Result<TokenStep, Poli
         } else {
             Some("wrong_password")
         });
-        let name = username.clone().unwrap_or_default();
+        let name = username.unwrap_or_default().to_string();
         if let Some(cause) = cause {
             let effects = if verified {
                 Vec::new()
@@ -871,14 +876,14 @@ pub fn token_memo(input: &TokenInput, memo: &mut Memo) -> Result<TokenStep, Poli
         keys,
         tenant,
         client_id,
-        subject: username.as_deref().unwrap_or(client_id),
+        subject: username.unwrap_or(client_id),
         scope: &scope,
         refresh: match grant {
             Grant::ClientCredentials => None,
             Grant::Password => Some((pinned.grant_type, None)),
             Grant::Refresh => Some((pinned.grant_type, refresh.map(|r| r.family_id.clone()))),
         },
-        username: username.clone(),
+        username: username.map(str::to_string),
         effects,
     }))
 }
@@ -886,14 +891,14 @@ pub fn token_memo(input: &TokenInput, memo: &mut Memo) -> Result<TokenStep, Poli
 fn need(
     http: &HttpRequest,
     client_id: &str,
-    username: Option<String>,
+    username: Option<&str>,
     refresh_token_sha256: Option<String>,
 ) -> TokenStep {
     TokenStep::NeedRecords {
         lookup: Lookup {
             tenant: http.tenant.clone(),
             client_id: client_id.to_string(),
-            username,
+            username: username.map(str::to_string),
             refresh_token_sha256,
         },
     }
