@@ -987,7 +987,7 @@ fn client_record(conn: &Connection, client_id: &str) -> Result<Option<ClientReco
     let Some((app_id, secret_hmac)) = row else {
         return Ok(None);
     };
-    let app = app(&conn, &app_id)?.ok_or_else(|| anyhow!("client of a missing app"))?;
+    let app = app(conn, &app_id)?.ok_or_else(|| anyhow!("client of a missing app"))?;
     Ok(Some(ClientRecord {
         client_id: client_id.to_string(),
         secret_hmac,

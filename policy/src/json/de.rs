@@ -6,7 +6,7 @@
 //! counts (an error says the byte offset instead). It accepts exactly the JSON of RFC 8259, as
 //! serde_json does; `tests` below check both against each other on random and on broken input.
 
-use super::word;
+use super::{escape_flags, word};
 use de::value::BorrowedStrDeserializer;
 use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, Visitor};
 use std::fmt;
@@ -75,13 +75,6 @@ enum Number {
     Unsigned(u64),
     Negative(i64),
     Float(f64),
-}
-
-/// A flag for each byte of `word` that ends a plain run inside a string: `"`, `\` or a control
-/// character (the same test as the writer's).
-#[inline]
-fn string_flags(word: u64) -> u64 {
-    super::escape_flags(word)
 }
 
 impl<'de> Reader<'de> {
@@ -158,7 +151,8 @@ impl<'de> Reader<'de> {
         // The plain run: eight bytes at a time, then one at a time near the end.
         let stop = loop {
             if at + 8 <= bytes.len() {
-                let flags = string_flags(word(bytes, at));
+                // A flag on each `"`, `\` or control character: what ends a plain run.
+                let flags = escape_flags(word(bytes, at));
                 if flags == 0 {
                     at += 8;
                     continue;
@@ -891,9 +885,7 @@ impl<'de> de::VariantAccess<'de> for VariantContent<'_, 'de> {
     fn unit_variant(self) -> Result<(), Error> {
         match self {
             VariantContent::Unit => Ok(()),
-            VariantContent::Content(reader) => {
-                de::Deserialize::deserialize(&mut *reader).map(|()| ())
-            }
+            VariantContent::Content(reader) => <() as de::Deserialize>::deserialize(&mut *reader),
         }
     }
 

@@ -790,7 +790,7 @@ pub fn token_memo(input: &TokenInput, memo: &mut Memo) -> Result<TokenStep, Poli
             }
         }
         let stored: Option<&StoredHash> = stored_text
-            .and_then(|_| memo_stored_hash.as_ref())
+            .and(memo_stored_hash.as_ref())
             .and_then(|(_, parsed)| parsed.as_ref());
         let dummy;
         let check = match stored {
