@@ -647,10 +647,7 @@ impl<'de> Deserializer<'de> for &mut Reader<'de> {
             // A unit variant: its name.
             Some(b'"') => {
                 let name = self.string()?;
-                visitor.visit_enum(match name {
-                    Text::Borrowed(s) => Variant::Unit(BorrowedStrDeserializer::new(s)),
-                    Text::Owned(s) => Variant::UnitOwned(s.into_deserializer()),
-                })
+                visitor.visit_enum(Variant::named(name))
             }
             // Any other variant: `{"name": content}`.
             Some(b'{') => {
@@ -827,10 +824,7 @@ impl<'de> Deserializer<'de> for Key<'de> {
         _variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
-        visitor.visit_enum(match self.0 {
-            Text::Borrowed(s) => Variant::Unit(BorrowedStrDeserializer::new(s)),
-            Text::Owned(s) => Variant::UnitOwned(s.into_deserializer()),
-        })
+        visitor.visit_enum(Variant::named(self.0))
     }
 
     number_keys! {
@@ -851,6 +845,16 @@ enum Variant<'a, 'de> {
     Unit(BorrowedStrDeserializer<'de, Error>),
     UnitOwned(de::value::StringDeserializer<Error>),
     Tagged(&'a mut Reader<'de>),
+}
+
+impl<'de> Variant<'_, 'de> {
+    /// A unit variant, by its name.
+    fn named(name: Text<'de>) -> Self {
+        match name {
+            Text::Borrowed(s) => Variant::Unit(BorrowedStrDeserializer::new(s)),
+            Text::Owned(s) => Variant::UnitOwned(s.into_deserializer()),
+        }
+    }
 }
 
 impl<'a, 'de> de::EnumAccess<'de> for Variant<'a, 'de> {
