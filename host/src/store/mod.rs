@@ -466,18 +466,6 @@ impl Store {
         Ok(records)
     }
 
-    /// The client and its app's whole revision history.
-    pub fn client(&self, client_id: &str) -> Result<Option<ClientRecord>> {
-        let conn = self.reader();
-        client_record(&conn, client_id)
-    }
-
-    /// The user in `tenant`, with the lock from failed logins (for known and unknown names).
-    pub fn user(&self, tenant: &str, username: &str) -> Result<Option<UserRecord>> {
-        let conn = self.reader();
-        user_record(&conn, tenant, username)
-    }
-
     /// A refresh token by its SHA-256.
     pub fn refresh_token(&self, sha256: &str) -> Result<Option<RefreshTokenRecord>> {
         let conn = self.reader();
