@@ -2,20 +2,22 @@
 //! environment variables, then the TOML file of `--config`, then defaults.
 
 use crate::server::ServerSettings;
-use crate::store::LockoutPolicy;
+use crate::store::{Location, LockoutPolicy, PgOptions};
 use anyhow::{anyhow, Context, Result};
 use granted_policy::model::Timestamp;
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 
 /// Every setting, each optional: one layer (flags, environment or file).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Layer {
-    /// The SQLite database file.
-    pub db: Option<PathBuf>,
+    /// The database: a SQLite file, or a `postgres://` URL.
+    pub db: Option<String>,
+    /// Most connections to PostgreSQL this host holds.
+    pub db_max_connections: Option<u32>,
     /// The address to listen on.
     pub listen: Option<SocketAddr>,
     /// The server's base URL, for issuers.
@@ -51,8 +53,10 @@ pub struct Layer {
 /// Settings after layering.
 #[derive(Clone, Debug)]
 pub struct Resolved {
-    /// The database file.
-    pub db: PathBuf,
+    /// The database.
+    pub db: Location,
+    /// How this host uses PostgreSQL (when `db` is PostgreSQL).
+    pub pg: PgOptions,
     /// The listen address.
     pub listen: SocketAddr,
     /// Everything the server reads.
@@ -77,6 +81,7 @@ where
 pub fn from_env() -> Result<Layer> {
     Ok(Layer {
         db: env_var("GRANTED_DB")?,
+        db_max_connections: env_var("GRANTED_DB_MAX_CONNECTIONS")?,
         listen: env_var("GRANTED_LISTEN")?,
         issuer: env_var("GRANTED_ISSUER")?,
         kdf_iterations: env_var("GRANTED_KDF_ITERATIONS")?,
@@ -141,7 +146,19 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Resolved> {
         ));
     }
     Ok(Resolved {
-        db: first!(db, flags, env, file).unwrap_or_else(|| PathBuf::from("granted.db")),
+        db: Location::parse(
+            first!(db, flags, env, file)
+                .as_deref()
+                .unwrap_or("granted.db"),
+        ),
+        pg: PgOptions {
+            max_connections: match first!(db_max_connections, flags, env, file) {
+                Some(0) => return Err(anyhow!("db_max_connections must be at least 1")),
+                Some(n) => n,
+                None => PgOptions::default().max_connections,
+            },
+            ..PgOptions::default()
+        },
         listen,
         server: ServerSettings {
             issuer: issuer.trim_end_matches('/').to_string(),

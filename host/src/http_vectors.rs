@@ -10,7 +10,7 @@
 
 use crate::guest::Guest;
 use crate::server::{self, Server, ServerSettings};
-use crate::store::Store;
+use crate::store::{PgOptions, PgServer, Store};
 use anyhow::{anyhow, bail, Context, Result};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -22,10 +22,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// What the vectors are sent to.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum Target {
-    /// `granted serve`, in-process.
+    /// `granted serve`, in-process, on a SQLite file.
     Host,
+    /// `granted serve`, in-process, on a new database of this PostgreSQL server per vector.
+    HostOnPostgres(Arc<PgServer>),
     /// The edge handler, `node` running this `serve.mjs` on the vector's state exported as an
     /// edge snapshot.
     Edge(std::path::PathBuf),
@@ -75,7 +77,8 @@ pub fn run_dir(
         };
         let outcome = if vector.token_request.is_some() {
             match target {
-                Target::Host => run_one(&runtime, guest.clone(), &vector),
+                Target::Host => run_one(&runtime, guest.clone(), &vector, None),
+                Target::HostOnPostgres(pg) => run_one(&runtime, guest.clone(), &vector, Some(pg)),
                 Target::Edge(serve) => run_edge(&runtime, guest.clone(), &vector, serve),
             }
         } else if matches!(target, Target::Edge(_)) {
@@ -83,7 +86,11 @@ pub fn run_dir(
             writeln!(out, "skip {name}: edit/create (the edge has no admin API)")?;
             continue;
         } else if vector.edit.is_some() || vector.create.is_some() {
-            run_edit(&runtime, guest.clone(), &vector)
+            let pg = match target {
+                Target::HostOnPostgres(pg) => Some(pg),
+                _ => None,
+            };
+            run_edit(&runtime, guest.clone(), &vector, pg)
         } else {
             summary.skipped += 1;
             writeln!(out, "skip {name}: no token request, edit or create")?;
@@ -118,12 +125,22 @@ pub fn run_dir(
 
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// Removes a directory when dropped.
-struct RemoveOnDrop(std::path::PathBuf);
+/// A vector's database, removed when dropped: a directory, or a PostgreSQL database.
+enum RemoveOnDrop {
+    Dir(std::path::PathBuf),
+    Database(Arc<PgServer>, String),
+}
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        match self {
+            RemoveOnDrop::Dir(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            RemoveOnDrop::Database(server, name) => {
+                let _ = server.drop_database(name);
+            }
+        }
     }
 }
 
@@ -143,6 +160,7 @@ fn start(
     runtime: &tokio::runtime::Runtime,
     guest: Arc<Guest>,
     vector: &Vector,
+    pg: Option<&Arc<PgServer>>,
 ) -> Result<VectorServer> {
     let now = Timestamp::parse(&vector.now).ok_or_else(|| anyhow!("bad `now`"))?;
     let sunset = match &vector.sunset {
@@ -156,15 +174,28 @@ fn start(
         record_decisions: true,
         ..ServerSettings::default()
     };
-    // A fresh database file per vector, as `granted serve` keeps one (WAL and all); removed after.
-    let dir = std::env::temp_dir().join(format!(
-        "granted-vectors-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir)?;
-    let cleanup = RemoveOnDrop(dir.clone());
-    let store = Store::open(&dir.join("granted.db"))?;
+    // A fresh database per vector, as `granted serve` keeps one (a file with its WAL, or a
+    // PostgreSQL database); removed after.
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (store, cleanup) = match pg {
+        None => {
+            let dir =
+                std::env::temp_dir().join(format!("granted-vectors-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            let cleanup = RemoveOnDrop::Dir(dir.clone());
+            (Store::open(&dir.join("granted.db"))?, cleanup)
+        }
+        Some(server) => {
+            let name = format!("granted_vectors_{}_{n}", std::process::id());
+            let url = server.create(&name)?;
+            let cleanup = RemoveOnDrop::Database(server.clone(), name);
+            let options = PgOptions {
+                max_connections: 4,
+                ..PgOptions::default()
+            };
+            (Store::connect(&url, options)?, cleanup)
+        }
+    };
     crate::admin::ensure_admin_token(&store, now, Some(ADMIN_TOKEN))?;
     let server = Server::new(guest, store, settings)?;
     let state = crate::state::parse(&serde_json::to_string(&vector.state)?)
@@ -197,12 +228,13 @@ fn run_one(
     runtime: &tokio::runtime::Runtime,
     guest: Arc<Guest>,
     vector: &Vector,
+    pg: Option<&Arc<PgServer>>,
 ) -> Result<Vec<String>> {
     let spec = vector
         .token_request
         .as_ref()
         .ok_or_else(|| anyhow!("not a token vector"))?;
-    let running = start(runtime, guest, vector)?;
+    let running = start(runtime, guest, vector, pg)?;
     let request = granted_vectors::driver::http_request(spec)?;
     let answer = send(running.addr, &request);
     let server = running.stop(runtime);
@@ -256,8 +288,11 @@ fn run_edge(
         .token_request
         .as_ref()
         .ok_or_else(|| anyhow!("not a token vector"))?;
-    let running = start(runtime, guest, vector)?;
-    let dir = running._cleanup.0.clone();
+    let running = start(runtime, guest, vector, None)?;
+    let RemoveOnDrop::Dir(dir) = &running._cleanup else {
+        bail!("the edge's files need a directory");
+    };
+    let dir = dir.clone();
     let now = Timestamp::parse(&vector.now).ok_or_else(|| anyhow!("bad `now`"))?;
     let store = &running.server.store;
     let snapshot = crate::state::export_edge(store, now, running.server.policy_sha256())?;
@@ -359,8 +394,9 @@ fn run_edit(
     runtime: &tokio::runtime::Runtime,
     guest: Arc<Guest>,
     vector: &Vector,
+    pg: Option<&Arc<PgServer>>,
 ) -> Result<Vec<String>> {
-    let running = start(runtime, guest, vector)?;
+    let running = start(runtime, guest, vector, pg)?;
     let outcome = edit_over_http(running.addr, vector);
     running.stop(runtime);
     outcome

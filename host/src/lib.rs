@@ -12,3 +12,5 @@ pub mod runtime;
 pub mod server;
 pub mod state;
 pub mod store;
+#[cfg(target_os = "linux")]
+pub mod testing;

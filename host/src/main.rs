@@ -52,6 +52,11 @@ enum Command {
         /// `granted export --edge`; token vectors only (the edge has no admin API).
         #[arg(long, value_name = "SERVE_MJS", requires = "http")]
         edge: Option<PathBuf>,
+        /// With `--http`: each vector's database on PostgreSQL, `--postgres=URL` (a new database per
+        /// vector, dropped after; the user must be allowed to create databases). Without a
+        /// URL: a throwaway server from Debian's postgresql package, started on loopback.
+        #[arg(long, value_name = "URL", requires = "http", conflicts_with = "edge", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+        postgres: Option<String>,
         /// Directories of VECTORS.md files.
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
@@ -197,9 +202,10 @@ struct SettingFlags {
     /// A TOML file of settings.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The SQLite database (created on first start).
-    #[arg(long, value_name = "FILE")]
-    db: Option<PathBuf>,
+    /// The database: a SQLite file (created on first start), or a PostgreSQL URL
+    /// (`postgres://user:password@host/db`) that several hosts share.
+    #[arg(long, value_name = "FILE|URL")]
+    db: Option<String>,
     /// Listen address.
     #[arg(long, value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
@@ -271,7 +277,7 @@ fn serve(guest: Guest, resolved: granted_host::config::Resolved) -> Result<ExitC
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let store = granted_host::store::Store::open(&resolved.db)?;
+    let store = open_store(&resolved)?;
     let sha = guest.sha256().to_string();
     let from_env = std::env::var("GRANTED_ADMIN_TOKEN").ok();
     let first = granted_host::admin::ensure_admin_token(
@@ -307,11 +313,28 @@ fn serve(guest: Guest, resolved: granted_host::config::Resolved) -> Result<ExitC
             .await
             .with_context(|| format!("could not listen on {}", resolved.listen))?;
         let addr = listener.local_addr()?;
-        tracing::info!(policy_sha256 = %sha, db = %resolved.db.display(), "granted listening on http://{addr}");
+        tracing::info!(policy_sha256 = %sha, db = %resolved.db, "granted listening on http://{addr}");
         eprintln!("granted: listening on http://{addr} (policy {sha})");
         granted_host::server::serve(server, listener, shutdown_signal()).await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The store `--db` names, created when new.
+fn open_store(resolved: &granted_host::config::Resolved) -> Result<granted_host::store::Store> {
+    granted_host::store::Store::at(&resolved.db, &resolved.pg)
+}
+
+/// The store `--db` names, which must exist already (a command that only reads it).
+fn open_existing_store(
+    resolved: &granted_host::config::Resolved,
+) -> Result<granted_host::store::Store> {
+    if let granted_host::store::Location::File(path) = &resolved.db {
+        if !path.exists() {
+            bail!("no database at {}", path.display());
+        }
+    }
+    open_store(resolved)
 }
 
 /// SIGTERM or Ctrl-C.
@@ -468,7 +491,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .with_context(|| format!("could not read {}", file.display()))?;
             let state = granted_host::state::parse(&text)
                 .with_context(|| format!("{} was refused; nothing was written", file.display()))?;
-            let store = granted_host::store::Store::open(&resolved.db)?;
+            let store = open_store(&resolved)?;
             let server =
                 granted_host::server::Server::new(guest, store.clone(), resolved.server.clone())?;
             let imported = server.import(&state)?;
@@ -476,7 +499,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "imported {} apps and {} tenants into {} ({} passwords hashed)",
                 state.apps.len(),
                 state.tenants.len(),
-                resolved.db.display(),
+                resolved.db,
                 imported.hashed
             );
             if !imported.unverifiable.is_empty() {
@@ -495,10 +518,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             edge_secrets,
         } => {
             let resolved = settings.resolve()?;
-            if !resolved.db.exists() {
-                bail!("no database at {}", resolved.db.display());
-            }
-            let store = granted_host::store::Store::open(&resolved.db)?;
+            let store = open_existing_store(&resolved)?;
             if let Some(path) = edge {
                 let now = granted_host::server::now(&resolved.server);
                 let snapshot = granted_host::state::export_edge(&store, now, guest.sha256())?;
@@ -528,10 +548,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             command: AuditCommand::Verify { settings },
         } => {
             let resolved = settings.resolve()?;
-            if !resolved.db.exists() {
-                bail!("no database at {}", resolved.db.display());
-            }
-            let store = granted_host::store::Store::open(&resolved.db)?;
+            let store = open_existing_store(&resolved)?;
             match store.verify_audit()? {
                 (count, None) => {
                     println!("audit log: {count} entries, the chain is intact");
@@ -550,7 +567,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             command: KeysCommand::Rotate { settings },
         } => {
             let resolved = settings.resolve()?;
-            let store = granted_host::store::Store::open(&resolved.db)?;
+            let store = open_store(&resolved)?;
             let now = granted_policy::model::Timestamp::parse(
                 &time::OffsetDateTime::now_utc()
                     .format(&time::format_description::well_known::Rfc3339)?,
@@ -575,7 +592,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             command: ReportCommand::Sunset { settings, json },
         } => {
             let resolved = settings.resolve()?;
-            let store = granted_host::store::Store::open(&resolved.db)?;
+            let store = open_store(&resolved)?;
             let report = granted_host::admin::sunset_report(
                 &store,
                 &guest,
@@ -593,7 +610,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             command: AdminTokenCommand::Rotate { settings },
         } => {
             let resolved = settings.resolve()?;
-            let store = granted_host::store::Store::open(&resolved.db)?;
+            let store = open_store(&resolved)?;
             let token = granted_host::admin::new_admin_token()?;
             let audit = granted_host::store::AdminAudit {
                 actor: "cli".into(),
@@ -640,11 +657,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
             stateless,
             http,
             edge,
+            postgres,
             dirs,
         } => {
             if http {
                 eprintln!("policy sha256: {}", guest.sha256());
                 let guest = std::sync::Arc::new(guest);
+                let pg = match postgres.as_deref() {
+                    None => None,
+                    Some(url) => {
+                        let url = if url.is_empty() {
+                            granted_host::testing::server_url()?
+                        } else {
+                            url.to_string()
+                        };
+                        Some(std::sync::Arc::new(granted_host::store::PgServer::connect(
+                            &url,
+                        )?))
+                    }
+                };
                 let mut failed = 0;
                 for dir in &dirs {
                     let target = match &edge {
@@ -652,10 +683,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                             println!("# {} (over HTTP, the edge handler)", dir.display());
                             granted_host::http_vectors::Target::Edge(serve.clone())
                         }
-                        None => {
-                            println!("# {} (over HTTP)", dir.display());
-                            granted_host::http_vectors::Target::Host
-                        }
+                        None => match &pg {
+                            Some(pg) => {
+                                println!("# {} (over HTTP, on PostgreSQL)", dir.display());
+                                granted_host::http_vectors::Target::HostOnPostgres(pg.clone())
+                            }
+                            None => {
+                                println!("# {} (over HTTP)", dir.display());
+                                granted_host::http_vectors::Target::Host
+                            }
+                        },
                     };
                     failed += granted_host::http_vectors::run_dir(
                         guest.clone(),

@@ -561,9 +561,8 @@ async fn decide_manage(
                     server.metrics.throttled();
                     return Ok(throttled(wait));
                 }
-                input["records"] =
-                    serde_json::to_value(records(&server.store, &lookup).map_err(Failure::Store)?)
-                        .map_err(|e| Failure::Module(e.to_string()))?;
+                input["records"] = serde_json::to_value(records(&server.store, lookup).await?)
+                    .map_err(|e| Failure::Module(e.to_string()))?;
             }
             Some("done") => {
                 let decision: Decision = serde_json::from_value(step)
@@ -626,7 +625,7 @@ async fn decide(
                     return Ok(Some(throttled(wait)));
                 }
                 Resume {
-                    records: Some(records(&server.store, &lookup).map_err(Failure::Store)?),
+                    records: Some(records(&server.store, lookup).await?),
                     kdf: None,
                 }
             }
@@ -690,11 +689,20 @@ fn call_as<T: DeserializeOwned>(
     }
 }
 
-/// The records a `need_records` step asks for, `null` where nothing was found. On the request's
-/// own thread: a few primary-key reads in one read transaction on a read-only connection (WAL
-/// readers never wait for the writer), cheaper than handing the work to another thread and back.
-fn records(store: &Store, lookup: &Lookup) -> Result<Records> {
-    store.records(lookup)
+/// The records a `need_records` step asks for, `null` where nothing was found. On SQLite, on the
+/// request's own thread: a few primary-key reads in one read transaction on a read-only
+/// connection (WAL readers never wait for the writer), cheaper than handing the work to another
+/// thread and back. On PostgreSQL, on the blocking pool: its client cannot run on the
+/// runtime's threads.
+async fn records(store: &Store, lookup: Lookup) -> Result<Records, Failure> {
+    if !store.blocks_runtime() {
+        return store.records(&lookup).map_err(Failure::Store);
+    }
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || store.records(&lookup))
+        .await
+        .map_err(|e| Failure::Store(e.into()))?
+        .map_err(Failure::Store)
 }
 
 /// Applies the decision's effects (durably) and answers; `None` when a concurrent request

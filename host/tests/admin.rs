@@ -19,7 +19,7 @@ struct Running {
 }
 
 fn start_with(settings: ServerSettings) -> Running {
-    let store = Store::in_memory().expect("store");
+    let store = granted_host::testing::store().expect("store");
     let now = settings.fixed_now.expect("a fixed clock");
     granted_host::admin::ensure_admin_token(&store, now, Some(TOKEN)).expect("admin token");
     let srv =
@@ -784,7 +784,7 @@ fn the_audit_log_is_searched_by_filters_and_read_in_pages() {
 #[test]
 fn retention_removes_old_entries_and_the_rest_of_the_chain_still_verifies() {
     use granted_host::store::{AdminAudit, Change, ChangeRecord};
-    let store = Store::in_memory().expect("store");
+    let store = granted_host::testing::store().expect("store");
     let change = |at: &str, tenant: &str| {
         let audit = AdminAudit {
             actor: "test".into(),

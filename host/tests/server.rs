@@ -15,11 +15,11 @@ struct Running {
 }
 
 fn start_with(guest: Guest) -> Running {
-    start_with_store(guest, Store::in_memory().expect("store"))
+    start_with_store(guest, granted_host::testing::store().expect("store"))
 }
 
 fn start_keeping_store() -> (Running, Store) {
-    let store = Store::in_memory().expect("store");
+    let store = granted_host::testing::store().expect("store");
     (
         start_with_store(Guest::embedded().expect("module"), store.clone()),
         store,
@@ -508,7 +508,7 @@ fn a_full_login_queue_turns_passwords_away_and_client_credentials_still_flow() {
     };
     let run = start_with_settings(
         Guest::embedded().expect("module"),
-        Store::in_memory().expect("store"),
+        granted_host::testing::store().expect("store"),
         settings,
     );
     let url = format!("{}/tenants/acme/connect/token", run.base);
@@ -559,7 +559,7 @@ fn failures_from_one_client_and_address_are_throttled() {
     };
     let run = start_with_settings(
         Guest::embedded().expect("module"),
-        Store::in_memory().expect("store"),
+        granted_host::testing::store().expect("store"),
         settings,
     );
     let url = format!("{}/tenants/acme/connect/token", run.base);
@@ -603,7 +603,7 @@ fn introspection_guessing_and_made_up_clients_are_throttled() {
     };
     let run = start_with_settings(
         Guest::embedded().expect("module"),
-        Store::in_memory().expect("store"),
+        granted_host::testing::store().expect("store"),
         settings,
     );
     for _ in 0..3 {

@@ -225,8 +225,24 @@ fn shared_vectors() -> Option<PathBuf> {
 fn test() -> Result<()> {
     let started = std::time::Instant::now();
     wasm()?;
-    step("cargo test: policy (with proptest), native vectors, wasmtime vectors, host");
+    ensure_postgres()?;
+    step("cargo test: policy (with proptest), native vectors, wasmtime vectors, host (SQLite and PostgreSQL)");
     run_cmd(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
+    step("cargo test: the server and admin API tests again, on PostgreSQL");
+    run_cmd(
+        cargo()
+            .args([
+                "test",
+                "--package",
+                "granted",
+                "--test",
+                "server",
+                "--test",
+                "admin",
+                "--no-fail-fast",
+            ])
+            .env("GRANTED_TEST_STORE", "postgres"),
+    )?;
 
     step("granted vectors: every vector through the _bg.wasm under wasmtime");
     let mut dirs = vec![root().join("tests/vectors")];
@@ -236,6 +252,8 @@ fn test() -> Result<()> {
     }
     step("granted vectors --http: every vector over real HTTP (token endpoint, admin API)");
     run_cmd(granted(&["vectors", "--http"]).args(&dirs))?;
+    step("granted vectors --http --postgres: the same, each vector on a PostgreSQL database");
+    run_cmd(granted(&["vectors", "--http", "--postgres"]).args(&dirs))?;
 
     step("schemathesis: the admin API against its OpenAPI document, on a running granted serve");
     schemathesis()?;
@@ -396,13 +414,7 @@ fn ensure_chromium() -> Result<PathBuf> {
         "{} is missing: installing Debian's chromium",
         path.display()
     );
-    run_cmd(Command::new("apt-get").args(["update", "-qq"]))
-        .context("Debian's chromium is needed for the browser tests (apt-get install chromium)")?;
-    run_cmd(
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq", "chromium"])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
+    apt_install("chromium", "the browser tests")?;
     if !path.exists() {
         bail!(
             "apt-get installed chromium but {} is still missing",
@@ -455,13 +467,34 @@ fn ensure_wrk() -> Result<()> {
         return Ok(());
     }
     println!("wrk is missing: installing Debian's wrk");
+    apt_install("wrk", "the load")
+}
+
+/// Debian's PostgreSQL server, installed when absent: the store's tests run against it too
+/// (`granted_host::testing` starts a throwaway server of it).
+fn ensure_postgres() -> Result<()> {
+    let installed = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.path().join("bin/initdb").exists());
+    if installed || std::env::var_os("GRANTED_TEST_POSTGRES").is_some() {
+        return Ok(());
+    }
+    println!("PostgreSQL's server is missing: installing Debian's postgresql");
+    apt_install("postgresql", "the store's PostgreSQL tests")
+}
+
+/// Installs one Debian package; `why` says what needs it.
+fn apt_install(package: &str, why: &str) -> Result<()> {
     run_cmd(Command::new("apt-get").args(["update", "-qq"]))
-        .context("wrk is needed for the load (apt-get install wrk)")?;
+        .with_context(|| format!("{package} is needed for {why} (apt-get install {package})"))?;
     run_cmd(
         Command::new("apt-get")
-            .args(["install", "-y", "-qq", "wrk"])
+            .args(["install", "-y", "-qq", package])
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
+    .with_context(|| format!("{package} is needed for {why} (apt-get install {package})"))
 }
 
 /// `cargo xtask bench`: the side-by-side run (`bench/run.mjs`), then `bench policy`.

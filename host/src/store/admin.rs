@@ -1,10 +1,10 @@
 //! What the admin API reads and writes: admin tokens, and changes to apps, tenants, installs and
 //! users, each made in one transaction together with its audit entry (actor, before, after).
 
-use super::{app, audit_hash, audit_head, lock, tenant_record, user_record, Store, Transaction};
+use super::db::Db;
+use super::{app, audit_hash, audit_head, tenant_record, user_record, End, Store};
 use anyhow::{anyhow, Result};
 use granted_policy::model::{App, Revision, TenantRecord, Timestamp, UserRecord};
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde_json::{json, Value};
 
 /// Who makes an admin change, from where, and when: the part of its audit entry the change
@@ -58,42 +58,43 @@ pub struct EditContext {
 
 /// Reads and writes inside one admin change's transaction.
 pub struct AdminTx<'a> {
-    tx: &'a Transaction<'a>,
+    db: &'a Db<'a>,
 }
 
 impl Store {
     /// The number of admin tokens in use.
     pub fn admin_tokens_in_use(&self) -> Result<i64> {
-        Ok(self
-            .reader()
-            .prepare_cached("SELECT COUNT(*) FROM admin_tokens WHERE retired_at IS NULL")?
-            .query_row([], |r| r.get(0))?)
+        self.read(|db| {
+            db.value(
+                "SELECT COUNT(*) FROM admin_tokens WHERE retired_at IS NULL",
+                &[],
+            )
+        })
     }
 
     /// Stores the first admin token (its SHA-256) unless one is in use; its id when stored.
     pub fn first_admin_token(&self, sha256: &str, now: Timestamp) -> Result<Option<String>> {
-        let mut conn = lock(&self.conn);
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let in_use: i64 = tx
-            .prepare_cached("SELECT COUNT(*) FROM admin_tokens WHERE retired_at IS NULL")?
-            .query_row([], |r| r.get(0))?;
-        if in_use > 0 {
-            return Ok(None);
-        }
-        let id = insert_admin_token(&tx, sha256, now)?;
-        tx.commit()?;
-        Ok(Some(id))
+        self.transact(|db| {
+            let in_use: i64 = db.value(
+                "SELECT COUNT(*) FROM admin_tokens WHERE retired_at IS NULL",
+                &[],
+            )?;
+            if in_use > 0 {
+                return Ok(End::Rollback(None));
+            }
+            Ok(End::Commit(Some(insert_admin_token(db, sha256, now)?)))
+        })
     }
 
     /// Retires every admin token in use and stores a new one (its SHA-256); the new id. The
     /// rotation is an audited admin change.
     pub fn rotate_admin_token(&self, sha256: &str, audit: &AdminAudit) -> Result<String> {
         self.admin_change(audit, |a| {
-            let retired = a
-                .tx
-                .prepare_cached("UPDATE admin_tokens SET retired_at = ?1 WHERE retired_at IS NULL")?
-                .execute([audit.now.to_rfc3339()])?;
-            let id = insert_admin_token(a.tx, sha256, audit.now)?;
+            let retired = a.db.exec(
+                "UPDATE admin_tokens SET retired_at = ?1 WHERE retired_at IS NULL",
+                &[&audit.now.to_rfc3339()],
+            )?;
+            let id = insert_admin_token(a.db, sha256, audit.now)?;
             Ok(Change::Made(
                 id.clone(),
                 ChangeRecord {
@@ -108,49 +109,55 @@ impl Store {
 
     /// The id of the admin token in use whose SHA-256 is `sha256`.
     pub fn admin_token_id(&self, sha256: &str) -> Result<Option<String>> {
-        Ok(self
-            .reader()
-            .prepare_cached("SELECT id FROM admin_tokens WHERE sha256 = ?1 AND retired_at IS NULL")?
-            .query_row([sha256], |r| r.get(0))
-            .optional()?)
+        self.read(|db| {
+            db.opt(
+                "SELECT id FROM admin_tokens WHERE sha256 = ?1 AND retired_at IS NULL",
+                &[&sha256],
+                |r| r.get(0),
+            )
+        })
     }
 
     /// One app with its clients' ids.
     pub fn app_and_clients(&self, app_id: &str) -> Result<Option<(App, Vec<String>)>> {
-        let conn = self.reader();
-        let Some(app) = app(&conn, app_id)? else {
-            return Ok(None);
-        };
-        let clients = client_ids_of(&conn, app_id)?;
-        Ok(Some((app, clients)))
+        self.snapshot(|db| {
+            let Some(app) = app(db, app_id)? else {
+                return Ok(None);
+            };
+            let clients = client_ids_of(db, app_id)?;
+            Ok(Some((app, clients)))
+        })
     }
 
     /// Every tenant with its installs, by name.
     pub fn tenant_records(&self) -> Result<Vec<TenantRecord>> {
-        let conn = self.reader();
-        let ids: Vec<String> = conn
-            .prepare_cached("SELECT tenant FROM tenants ORDER BY tenant")?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        ids.iter()
-            .map(|id| tenant_record(&conn, id)?.ok_or_else(|| anyhow!("tenant vanished")))
-            .collect()
+        self.snapshot(|db| {
+            let ids: Vec<String> =
+                db.rows("SELECT tenant FROM tenants ORDER BY tenant", &[], |r| {
+                    r.get(0)
+                })?;
+            ids.iter()
+                .map(|id| tenant_record(db, id)?.ok_or_else(|| anyhow!("tenant vanished")))
+                .collect()
+        })
     }
 
     /// The users of a tenant, by name (with their locks).
     pub fn users_of(&self, tenant: &str) -> Result<Vec<UserRecord>> {
-        let conn = self.reader();
-        let names: Vec<String> = conn
-            .prepare_cached("SELECT username FROM users WHERE tenant = ?1 ORDER BY username")?
-            .query_map([tenant], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut users = Vec::with_capacity(names.len());
-        for name in names {
-            if let Some(user) = user_record(&conn, tenant, &name)? {
-                users.push(user);
+        self.snapshot(|db| {
+            let names: Vec<String> = db.rows(
+                "SELECT username FROM users WHERE tenant = ?1 ORDER BY username",
+                &[&tenant],
+                |r| r.get(0),
+            )?;
+            let mut users = Vec::with_capacity(names.len());
+            for name in names {
+                if let Some(user) = user_record(db, tenant, &name)? {
+                    users.push(user);
+                }
             }
-        }
-        Ok(users)
+            Ok(users)
+        })
     }
 
     /// Runs one admin change in one transaction: `f` reads and writes through [`AdminTx`]; when
@@ -162,10 +169,8 @@ impl Store {
         audit: &AdminAudit,
         f: impl FnOnce(&AdminTx<'_>) -> Result<Change<T>>,
     ) -> Result<T> {
-        let mut conn = lock(&self.conn);
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        match f(&AdminTx { tx: &tx })? {
-            Change::Refused(out) => Ok(out),
+        self.transact(|db| match f(&AdminTx { db })? {
+            Change::Refused(out) => Ok(End::Rollback(out)),
             Change::Made(out, record) => {
                 let entry = json!({
                     "at": audit.now,
@@ -179,69 +184,67 @@ impl Store {
                     "policy_sha256": audit.policy_sha256,
                 })
                 .to_string();
-                let (seq, prev) = audit_head(&tx)?;
+                let (seq, prev) = audit_head(db)?;
                 let sha = audit_hash(&prev, &entry);
-                super::audit::insert(&tx, seq + 1, audit.now, "admin", &entry, &prev, &sha)?;
-                tx.commit()?;
-                Ok(out)
+                super::audit::insert(db, seq + 1, audit.now, "admin", &entry, &prev, &sha)?;
+                Ok(End::Commit(out))
             }
-        }
+        })
     }
 }
 
-fn insert_admin_token(tx: &Transaction<'_>, sha256: &str, now: Timestamp) -> Result<String> {
-    let n: i64 = tx
-        .prepare_cached("SELECT COUNT(*) FROM admin_tokens")?
-        .query_row([], |r| r.get(0))?;
+fn insert_admin_token(db: &Db<'_>, sha256: &str, now: Timestamp) -> Result<String> {
+    let n: i64 = db.value("SELECT COUNT(*) FROM admin_tokens", &[])?;
     let id = format!("admin-{}", n + 1);
-    tx.prepare_cached("INSERT INTO admin_tokens (id, sha256, created_at) VALUES (?1, ?2, ?3)")?
-        .execute(params![id, sha256, now.to_rfc3339()])?;
+    db.exec(
+        "INSERT INTO admin_tokens (id, sha256, created_at) VALUES (?1, ?2, ?3)",
+        &[&id, &sha256, &now.to_rfc3339()],
+    )?;
     Ok(id)
 }
 
-fn client_ids_of(conn: &rusqlite::Connection, app_id: &str) -> Result<Vec<String>> {
-    Ok(conn
-        .prepare_cached("SELECT client_id FROM clients WHERE app_id = ?1 ORDER BY client_id")?
-        .query_map([app_id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?)
+fn client_ids_of(db: &Db<'_>, app_id: &str) -> Result<Vec<String>> {
+    db.rows(
+        "SELECT client_id FROM clients WHERE app_id = ?1 ORDER BY client_id",
+        &[&app_id],
+        |r| r.get(0),
+    )
 }
 
 impl AdminTx<'_> {
     /// An app.
     pub fn app(&self, app_id: &str) -> Result<Option<App>> {
-        app(self.tx, app_id)
+        app(self.db, app_id)
     }
 
     /// Every app, by id.
     pub fn apps(&self) -> Result<Vec<App>> {
-        let ids: Vec<String> = self
-            .tx
-            .prepare_cached("SELECT app_id FROM apps ORDER BY app_id")?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+        let ids: Vec<String> =
+            self.db
+                .rows("SELECT app_id FROM apps ORDER BY app_id", &[], |r| r.get(0))?;
         ids.iter()
-            .map(|id| app(self.tx, id)?.ok_or_else(|| anyhow!("app vanished")))
+            .map(|id| app(self.db, id)?.ok_or_else(|| anyhow!("app vanished")))
             .collect()
     }
 
     /// The app's clients' ids.
     pub fn client_ids_of(&self, app_id: &str) -> Result<Vec<String>> {
-        client_ids_of(self.tx, app_id)
+        client_ids_of(self.db, app_id)
     }
 
     /// What an edit of `app_id` is judged against; `None` when there is no such app.
     pub fn edit_context(&self, app_id: &str) -> Result<Option<EditContext>> {
-        let Some(app) = app(self.tx, app_id)? else {
+        let Some(app) = app(self.db, app_id)? else {
             return Ok(None);
         };
-        let names: Vec<String> = self
-            .tx
-            .prepare_cached("SELECT tenant FROM installs WHERE app_id = ?1 ORDER BY tenant")?
-            .query_map([app_id], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+        let names: Vec<String> = self.db.rows(
+            "SELECT tenant FROM installs WHERE app_id = ?1 ORDER BY tenant",
+            &[&app_id],
+            |r| r.get(0),
+        )?;
         let mut tenants = Vec::with_capacity(names.len());
         for name in names {
-            tenants.push(tenant_record(self.tx, &name)?.ok_or_else(|| anyhow!("tenant vanished"))?);
+            tenants.push(tenant_record(self.db, &name)?.ok_or_else(|| anyhow!("tenant vanished"))?);
         }
         Ok(Some(EditContext {
             app,
@@ -253,32 +256,31 @@ impl AdminTx<'_> {
     /// Every `client_id` that an app other than `except` uses now or used in a revision.
     pub fn client_ids_in_use(&self, except: Option<&str>) -> Result<Vec<String>> {
         let except = except.unwrap_or("");
-        Ok(self
-            .tx
-            .prepare_cached(
-                "SELECT client_id FROM revisions WHERE app_id <> ?1
-                 UNION SELECT client_id FROM clients WHERE app_id <> ?1
-                 ORDER BY 1",
-            )?
-            .query_map([except], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?)
+        self.db.rows(
+            "SELECT client_id FROM revisions WHERE app_id <> ?1
+             UNION SELECT client_id FROM clients WHERE app_id <> ?1
+             ORDER BY 1",
+            &[&except],
+            |r| r.get(0),
+        )
     }
 
     /// A tenant with its installs.
     pub fn tenant(&self, tenant: &str) -> Result<Option<TenantRecord>> {
-        tenant_record(self.tx, tenant)
+        tenant_record(self.db, tenant)
     }
 
     /// A user.
     pub fn user(&self, tenant: &str, username: &str) -> Result<Option<UserRecord>> {
-        user_record(self.tx, tenant, username)
+        user_record(self.db, tenant, username)
     }
 
     /// Creates an app with its revisions (its id must be new).
     pub fn insert_app(&self, app: &App) -> Result<()> {
-        self.tx
-            .prepare_cached("INSERT INTO apps (app_id, created_at) VALUES (?1, ?2)")?
-            .execute(params![app.app_id, app.created_at.to_rfc3339()])?;
+        self.db.exec(
+            "INSERT INTO apps (app_id, created_at) VALUES (?1, ?2)",
+            &[&app.app_id, &app.created_at.to_rfc3339()],
+        )?;
         for r in &app.revisions {
             self.append_revision(&app.app_id, r)?;
         }
@@ -287,34 +289,35 @@ impl AdminTx<'_> {
 
     /// Appends a revision (its number must be new).
     pub fn append_revision(&self, app_id: &str, r: &Revision) -> Result<()> {
-        super::insert_revision(self.tx, app_id, r)
+        super::insert_revision(self.db, app_id, r)
     }
 
     /// Creates a client of an app, or gives an existing one of that app a new secret.
     pub fn put_client(&self, client_id: &str, app_id: &str, secret_hmac: &str) -> Result<()> {
-        let owner: Option<String> = self
-            .tx
-            .prepare_cached("SELECT app_id FROM clients WHERE client_id = ?1")?
-            .query_row([client_id], |r| r.get(0))
-            .optional()?;
+        let owner: Option<String> = self.db.opt(
+            "SELECT app_id FROM clients WHERE client_id = ?1",
+            &[&client_id],
+            |r| r.get(0),
+        )?;
         if owner.as_deref().is_some_and(|owner| owner != app_id) {
             return Err(anyhow!("client `{client_id}` belongs to another app"));
         }
-        self.tx
-            .prepare_cached(
-                "INSERT INTO clients (client_id, app_id, secret_hmac) VALUES (?1, ?2, ?3)
+        self.db.exec(
+            "INSERT INTO clients (client_id, app_id, secret_hmac) VALUES (?1, ?2, ?3)
              ON CONFLICT (client_id) DO UPDATE SET secret_hmac = excluded.secret_hmac",
-            )?
-            .execute(params![client_id, app_id, secret_hmac])?;
+            &[&client_id, &app_id, &secret_hmac],
+        )?;
         Ok(())
     }
 
     /// Creates a tenant without installs (its name must be new).
     pub fn insert_tenant(&self, tenant: &TenantRecord) -> Result<()> {
-        self.tx.prepare_cached("INSERT INTO tenants (tenant, sso_required, password_max_age_days) VALUES (?1, ?2, ?3)")?.execute(params![
-                tenant.tenant,
-                tenant.sso_required,
-                tenant.password_max_age_days
+        self.db.exec(
+            "INSERT INTO tenants (tenant, sso_required, password_max_age_days) VALUES (?1, ?2, ?3)",
+            &[
+                &tenant.tenant,
+                &tenant.sso_required,
+                &tenant.password_max_age_days,
             ],
         )?;
         Ok(())
@@ -322,18 +325,17 @@ impl AdminTx<'_> {
 
     /// Pins `tenant`'s install of `app_id` to `rev`, installing it when it was not.
     pub fn set_install(&self, tenant: &str, app_id: &str, rev: u32) -> Result<()> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO installs (tenant, app_id, rev) VALUES (?1, ?2, ?3)
+        self.db.exec(
+            "INSERT INTO installs (tenant, app_id, rev) VALUES (?1, ?2, ?3)
              ON CONFLICT (tenant, app_id) DO UPDATE SET rev = excluded.rev",
-            )?
-            .execute(params![tenant, app_id, rev])?;
+            &[&tenant, &app_id, &rev],
+        )?;
         Ok(())
     }
 
     /// Creates a user (the caller has checked that the name is new in the tenant).
     pub fn insert_user(&self, tenant: &str, user: &UserRecord) -> Result<()> {
-        super::upsert_user(self.tx, tenant, user)
+        super::upsert_user(self.db, tenant, user)
     }
 
     /// Sets a user's password hash and when it changed.
@@ -344,40 +346,41 @@ impl AdminTx<'_> {
         password_hash: &str,
         at: Timestamp,
     ) -> Result<()> {
-        self.tx
-            .prepare_cached(
-                "UPDATE users SET password_hash = ?3, password_changed_at = ?4
+        self.db.exec(
+            "UPDATE users SET password_hash = ?3, password_changed_at = ?4
              WHERE tenant = ?1 AND username = ?2",
-            )?
-            .execute(params![tenant, username, password_hash, at.to_rfc3339()])?;
+            &[&tenant, &username, &password_hash, &at.to_rfc3339()],
+        )?;
         Ok(())
     }
 
     /// Disables or enables a user.
     pub fn set_disabled(&self, tenant: &str, username: &str, disabled: bool) -> Result<()> {
-        self.tx
-            .prepare_cached("UPDATE users SET disabled = ?3 WHERE tenant = ?1 AND username = ?2")?
-            .execute(params![tenant, username, disabled])?;
+        self.db.exec(
+            "UPDATE users SET disabled = ?3 WHERE tenant = ?1 AND username = ?2",
+            &[&tenant, &username, &disabled],
+        )?;
         Ok(())
     }
 
     /// Clears a user's failed logins and lock.
     pub fn unlock(&self, tenant: &str, username: &str) -> Result<()> {
-        self.tx
-            .prepare_cached("DELETE FROM login_failures WHERE tenant = ?1 AND username = ?2")?
-            .execute(params![tenant, username])?;
+        self.db.exec(
+            "DELETE FROM login_failures WHERE tenant = ?1 AND username = ?2",
+            &[&tenant, &username],
+        )?;
         Ok(())
     }
 
     /// The failed logins counted against a user (0 when none).
     pub fn login_failures(&self, tenant: &str, username: &str) -> Result<i64> {
         Ok(self
-            .tx
-            .prepare_cached(
+            .db
+            .opt(
                 "SELECT failures FROM login_failures WHERE tenant = ?1 AND username = ?2",
+                &[&tenant, &username],
+                |r| r.get(0),
             )?
-            .query_row([tenant, username], |r| r.get(0))
-            .optional()?
             .unwrap_or(0))
     }
 }

@@ -12,14 +12,17 @@ use granted_policy::model::{
     TenantRecord, Timestamp, UserRecord,
 };
 use granted_policy::token::endpoint::{Lookup, Records};
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
+use std::cell::RefCell;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 mod admin;
 mod audit;
+mod db;
 pub use admin::{AdminAudit, AdminTx, Change, ChangeRecord, EditContext};
 pub use audit::{AuditFilter, AuditRow, UseCount};
+use db::{Db, PgManager};
 
 /// The schema, one step per version; a database is brought to the last one at open.
 const MIGRATIONS: &[&str] = &[
@@ -158,18 +161,188 @@ pub struct AuditBreak {
     pub why: String,
 }
 
-/// The store: one SQLite connection in WAL mode, every write in a transaction that is durable
-/// (`synchronous = FULL`) before it is acknowledged.
+/// The store: every write in one transaction that is durable before it is acknowledged, on one
+/// of two backends.
+///
+/// - SQLite (a file, or memory): one writer connection in WAL mode with `synchronous = FULL`,
+///   and read-only connections beside it, so that lookups never wait behind a commit's fsync.
+/// - PostgreSQL (several hosts on one database): a pool of connections; every write
+///   transaction first takes one advisory lock, so writes are serial across hosts as SQLite's
+///   `BEGIN IMMEDIATE` makes them within one (the audit chain's next entry, a refresh token's
+///   consumption, the lockout count and every admin change read and then write).
 #[derive(Clone)]
 pub struct Store {
-    /// The one writer (and the reader of an in-memory database).
-    conn: Arc<Mutex<Connection>>,
-    /// Read-only connections to the same file: in WAL mode they read while the writer commits,
-    /// so lookups never wait behind a group commit's fsync. Empty for an in-memory database.
-    readers: Arc<Vec<Mutex<Connection>>>,
-    next_reader: Arc<std::sync::atomic::AtomicUsize>,
+    backend: Arc<Backend>,
     /// Locks set by failed logins since this store was opened (for metrics).
     locks_set: Arc<std::sync::atomic::AtomicU64>,
+}
+
+enum Backend {
+    Lite {
+        /// The one writer (and the reader of an in-memory database).
+        writer: Mutex<Connection>,
+        /// Read-only connections to the same file. Empty for an in-memory database.
+        readers: Vec<Mutex<Connection>>,
+        next_reader: std::sync::atomic::AtomicUsize,
+    },
+    Pg {
+        pool: r2d2::Pool<PgManager>,
+    },
+}
+
+/// The advisory lock every PostgreSQL write transaction holds until it ends ("granted" in
+/// ASCII): any number that no other application on the database uses.
+const PG_WRITE_LOCK: i64 = 0x0067_7261_6e74_6564;
+
+/// How a transaction ends.
+enum End<T> {
+    Commit(T),
+    Rollback(T),
+}
+
+/// Options for a PostgreSQL store.
+#[derive(Clone, Debug)]
+pub struct PgOptions {
+    /// Most connections this host holds.
+    pub max_connections: u32,
+    /// Longest wait for a connection (from the pool, or a new one to the server).
+    pub connect_timeout: std::time::Duration,
+    /// Longest one statement may run.
+    pub statement_timeout: std::time::Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            max_connections: 16,
+            connect_timeout: std::time::Duration::from_secs(2),
+            statement_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where a store lives, as an operator names it: a `postgres://` or `postgresql://` URL, or a
+/// file path (SQLite).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite file.
+    File(std::path::PathBuf),
+    /// A PostgreSQL URL (it may hold a password: see [`Location::redacted`]).
+    Postgres(String),
+}
+
+impl Location {
+    /// Reads `--db`'s value.
+    pub fn parse(text: &str) -> Location {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Location::Postgres(text.to_string())
+        } else {
+            Location::File(std::path::PathBuf::from(text))
+        }
+    }
+
+    /// For logs and messages: the path, or the URL without its password.
+    pub fn redacted(&self) -> String {
+        match self {
+            Location::File(path) => path.display().to_string(),
+            Location::Postgres(url) => redact_url(url),
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// A PostgreSQL server that databases are made on and dropped from: one per test, or per
+/// vector of `granted vectors --http --postgres`. Its user needs the right to create databases.
+pub struct PgServer {
+    url: String,
+    admin: Mutex<postgres::Client>,
+}
+
+impl PgServer {
+    /// Connects as an administrator to `url` (any database of the server).
+    pub fn connect(url: &str) -> Result<PgServer> {
+        let admin = postgres::Client::connect(url, postgres::NoTls)
+            .with_context(|| format!("could not connect to {}", redact_url(url)))?;
+        Ok(PgServer {
+            url: url.to_string(),
+            admin: Mutex::new(admin),
+        })
+    }
+
+    /// Makes database `name` (letters, digits and `_`), empty; its URL.
+    pub fn create(&self, name: &str) -> Result<String> {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            bail!("`{name}` is not a database name this makes (letters, digits, `_`)");
+        }
+        lock(&self.admin)
+            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE template0"))
+            .with_context(|| format!("creating database {name}"))?;
+        Ok(with_database(&self.url, name))
+    }
+
+    /// Drops database `name`, closing any connection still on it.
+    pub fn drop_database(&self, name: &str) -> Result<()> {
+        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            bail!("`{name}` is not a database name this makes");
+        }
+        lock(&self.admin)
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .with_context(|| format!("dropping database {name}"))?;
+        Ok(())
+    }
+}
+
+/// `url` naming database `name` instead of its own.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// `url` with its password (in the user part, `user:password@`, or a `password=` parameter)
+/// replaced by `***`.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{name}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some(("password", _)) => "password=***".to_string(),
+                    _ => p.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", params.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 /// A signing key for access tokens.
@@ -242,7 +415,7 @@ enum Race {
     Lock,
 }
 
-fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+fn lock<T>(conn: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave a transaction half applied (SQLite rolls it
     // back), so a poisoned lock is still usable.
     conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -258,12 +431,22 @@ fn grant_type(text: &str) -> Result<GrantType> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    /// Opens the store at `location`: a SQLite file ([`Store::open`]) or a PostgreSQL database
+    /// ([`Store::connect`], with `pg`).
+    pub fn at(location: &Location, pg: &PgOptions) -> Result<Store> {
+        match location {
+            Location::File(path) => Self::open(path),
+            Location::Postgres(url) => Self::connect(url, pg.clone()),
+        }
+    }
+
+    /// Opens (creating if needed) the SQLite database at `path` and brings its schema up to
+    /// date.
     pub fn open(path: &Path) -> Result<Store> {
         let conn = Connection::open(path)
             .with_context(|| format!("could not open the database {}", path.display()))?;
-        let mut store = Self::setup(conn)?;
         let mut readers = Vec::with_capacity(READERS);
+        let writer = Self::lite_writer(conn)?;
         for _ in 0..READERS {
             let reader = Connection::open_with_flags(
                 path,
@@ -275,34 +458,56 @@ impl Store {
             reader.set_prepared_statement_cache_capacity(128);
             readers.push(Mutex::new(reader));
         }
-        store.readers = Arc::new(readers);
-        Ok(store)
+        Self::migrated(Backend::Lite {
+            writer: Mutex::new(writer),
+            readers,
+            next_reader: Default::default(),
+        })
     }
 
-    /// A connection to read with: a free reader when there is one, else the next in turn; the
-    /// writer for an in-memory database.
-    fn reader(&self) -> MutexGuard<'_, Connection> {
-        if self.readers.is_empty() {
-            return lock(&self.conn);
-        }
-        for reader in self.readers.iter() {
-            if let Ok(guard) = reader.try_lock() {
-                return guard;
-            }
-        }
-        let i = self
-            .next_reader
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            % self.readers.len();
-        lock(&self.readers[i])
-    }
-
-    /// A private in-memory database (tests, `granted vectors --http`).
+    /// A private in-memory SQLite database (tests, `granted vectors --http`).
     pub fn in_memory() -> Result<Store> {
-        Self::setup(Connection::open_in_memory()?)
+        let writer = Self::lite_writer(Connection::open_in_memory()?)?;
+        Self::migrated(Backend::Lite {
+            writer: Mutex::new(writer),
+            readers: Vec::new(),
+            next_reader: Default::default(),
+        })
     }
 
-    fn setup(mut conn: Connection) -> Result<Store> {
+    /// Connects to the PostgreSQL database at `url` (`postgres://user:password@host/db`) and
+    /// brings its schema up to date. Several hosts may share the database.
+    pub fn connect(url: &str, options: PgOptions) -> Result<Store> {
+        let redacted = redact_url(url);
+        let mut config: postgres::Config = url
+            .parse()
+            .with_context(|| format!("not a PostgreSQL URL: {redacted}"))?;
+        config.connect_timeout(options.connect_timeout);
+        config.application_name("granted");
+        // Every session: statements that run too long fail rather than hold a connection.
+        let timeout = format!(
+            "-c statement_timeout={}",
+            options.statement_timeout.as_millis()
+        );
+        let session_options = match config.get_options() {
+            Some(given) => format!("{given} {timeout}"),
+            None => timeout,
+        };
+        config.options(&session_options);
+        let pool = r2d2::Pool::builder()
+            .max_size(options.max_connections.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(options.connect_timeout)
+            // A broken connection is found when a statement on it fails (`has_broken`); no
+            // round trip on every checkout.
+            .test_on_check_out(false)
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build(PgManager { config })
+            .with_context(|| format!("could not connect to {redacted}"))?;
+        Self::migrated(Backend::Pg { pool })
+    }
+
+    fn lite_writer(conn: Connection) -> Result<Connection> {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // Every statement the store runs is prepared once per connection and kept.
         conn.set_prepared_statement_cache_capacity(128);
@@ -310,45 +515,132 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.prepare_cached("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?
-            .execute([])?;
-        let version: Option<i64> = tx
-            .prepare_cached("SELECT MAX(version) FROM schema_version")?
-            .query_row([], |r| r.get(0))
-            .optional()?
-            .flatten();
-        let version = version.unwrap_or(0);
-        if version > MIGRATIONS.len() as i64 {
-            bail!(
-                "the database is at schema version {version}, newer than this granted knows ({}): use a newer granted",
-                MIGRATIONS.len()
-            );
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            tx.execute_batch(sql)
-                .with_context(|| format!("migration {}", i + 1))?;
-            if i + 1 == 4 {
-                audit::backfill_columns(&tx).context("migration 4")?;
-            }
-            tx.prepare_cached("INSERT INTO schema_version (version) VALUES (?1)")?
-                .execute([i as i64 + 1])?;
-        }
-        tx.commit()?;
-        Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
-            readers: Arc::new(Vec::new()),
-            next_reader: Arc::default(),
+        Ok(conn)
+    }
+
+    /// The store on `backend`, its schema brought to the last version in one transaction (on
+    /// PostgreSQL under the write lock, so hosts starting together migrate once).
+    fn migrated(backend: Backend) -> Result<Store> {
+        let store = Store {
+            backend: Arc::new(backend),
             locks_set: Arc::default(),
-        })
+        };
+        store.write_tx(migrate)?;
+        Ok(store)
+    }
+
+    /// Which backend, for logs: `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match *self.backend {
+            Backend::Lite { .. } => "sqlite",
+            Backend::Pg { .. } => "postgres",
+        }
+    }
+
+    /// Whether a call may run on an async runtime's own threads. PostgreSQL's client blocks
+    /// on a runtime of its own, which cannot start inside another: such calls go through
+    /// `spawn_blocking`.
+    pub fn blocks_runtime(&self) -> bool {
+        matches!(*self.backend, Backend::Pg { .. })
+    }
+
+    /// Runs `f` on a connection to read with, without a transaction: on SQLite a free reader
+    /// when there is one, else the next in turn (the writer for an in-memory database).
+    fn read<T>(&self, f: impl FnOnce(&Db<'_>) -> Result<T>) -> Result<T> {
+        match &*self.backend {
+            Backend::Lite {
+                writer,
+                readers,
+                next_reader,
+            } => {
+                let conn = lite_reader(writer, readers, next_reader);
+                f(&Db::Lite(&conn))
+            }
+            Backend::Pg { pool } => {
+                let conn = RefCell::new(pg_conn(pool)?);
+                f(&Db::Pg(&conn))
+            }
+        }
+    }
+
+    /// Runs `f` in a read-only transaction: everything it reads comes from one snapshot.
+    fn snapshot<T>(&self, f: impl FnOnce(&Db<'_>) -> Result<T>) -> Result<T> {
+        match &*self.backend {
+            Backend::Lite {
+                writer,
+                readers,
+                next_reader,
+            } => {
+                let mut conn = lite_reader(writer, readers, next_reader);
+                let tx = conn.transaction()?;
+                let out = f(&Db::Lite(&tx))?;
+                // Read only: ending it either way releases the snapshot.
+                tx.commit()?;
+                Ok(out)
+            }
+            Backend::Pg { pool } => {
+                let conn = RefCell::new(pg_conn(pool)?);
+                let db = Db::Pg(&conn);
+                db.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+                let out = f(&db);
+                pg_end(&db, out.is_ok())?;
+                out
+            }
+        }
+    }
+
+    /// Runs `f` in a write transaction (writes are serial: SQLite's `BEGIN IMMEDIATE`, or
+    /// PostgreSQL's advisory lock), committed when it answers [`End::Commit`] and rolled back
+    /// when it answers [`End::Rollback`] or fails.
+    fn transact<T>(&self, f: impl FnOnce(&Db<'_>) -> Result<End<T>>) -> Result<T> {
+        match &*self.backend {
+            Backend::Lite { writer, .. } => {
+                let mut conn = lock(writer);
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                match f(&Db::Lite(&tx))? {
+                    End::Commit(out) => {
+                        tx.commit()?;
+                        Ok(out)
+                    }
+                    End::Rollback(out) => Ok(out),
+                }
+            }
+            Backend::Pg { pool } => {
+                let conn = RefCell::new(pg_conn(pool)?);
+                let db = Db::Pg(&conn);
+                // READ COMMITTED: each statement sees what committed before it, so everything
+                // after the lock sees every earlier writer's work.
+                db.batch(&format!(
+                    "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})"
+                ))?;
+                match f(&db) {
+                    Ok(End::Commit(out)) => {
+                        pg_end(&db, true)?;
+                        Ok(out)
+                    }
+                    Ok(End::Rollback(out)) => {
+                        pg_end(&db, false)?;
+                        Ok(out)
+                    }
+                    Err(e) => {
+                        // The error is what the caller needs; a failed rollback only closes
+                        // the connection (the server rolls back what a lost session began).
+                        let _ = pg_end(&db, false);
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`Store::transact`] that always commits what `f` did when it succeeds.
+    fn write_tx<T>(&self, f: impl FnOnce(&Db<'_>) -> Result<T>) -> Result<T> {
+        self.transact(|db| f(db).map(End::Commit))
     }
 
     /// The schema version.
     pub fn schema_version(&self) -> Result<i64> {
-        Ok(self
-            .reader()
-            .prepare_cached("SELECT MAX(version) FROM schema_version")?
-            .query_row([], |r| r.get(0))?)
+        self.read(|db| db.value("SELECT MAX(version) FROM schema_version", &[]))
     }
 
     // --- server keys ---------------------------------------------------------------------
@@ -360,24 +652,22 @@ impl Store {
         now: Timestamp,
         mut entropy: impl FnMut() -> Result<String>,
     ) -> Result<(SigningKey, String)> {
-        let mut conn = lock(&self.conn);
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if current_signing_key(&tx)?.is_none() {
-            insert_key(&tx, "signing", &new_kid(now, &entropy()?), &entropy()?, now)?;
-        }
-        if client_secret_key(&tx)?.is_none() {
-            insert_key(&tx, "client_secret", "client-secret-1", &entropy()?, now)?;
-        }
-        let signing = current_signing_key(&tx)?.ok_or_else(|| anyhow!("no signing key"))?;
-        let client = client_secret_key(&tx)?.ok_or_else(|| anyhow!("no client-secret key"))?;
-        tx.commit()?;
-        Ok((signing, client))
+        self.write_tx(|db| {
+            if current_signing_key(db)?.is_none() {
+                insert_key(db, "signing", &new_kid(now, &entropy()?), &entropy()?, now)?;
+            }
+            if client_secret_key(db)?.is_none() {
+                insert_key(db, "client_secret", "client-secret-1", &entropy()?, now)?;
+            }
+            let signing = current_signing_key(db)?.ok_or_else(|| anyhow!("no signing key"))?;
+            let client = client_secret_key(db)?.ok_or_else(|| anyhow!("no client-secret key"))?;
+            Ok((signing, client))
+        })
     }
 
     /// The current signing key and the client-secret key, if made.
     pub fn current_keys(&self) -> Result<Option<(SigningKey, String)>> {
-        let conn = self.reader();
-        Ok(current_signing_key(&conn)?.zip(client_secret_key(&conn)?))
+        self.snapshot(|db| Ok(current_signing_key(db)?.zip(client_secret_key(db)?)))
     }
 
     /// Adds a new signing key and retires the current one: it still verifies tokens until
@@ -389,40 +679,40 @@ impl Store {
         secret: &str,
         kid_entropy: &str,
     ) -> Result<SigningKey> {
-        let mut conn = lock(&self.conn);
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.prepare_cached(
-            "UPDATE server_keys SET retired_at = ?1, verify_until = ?2
-             WHERE purpose = 'signing' AND retired_at IS NULL",
-        )?
-        .execute(params![now.to_rfc3339(), verify_until.to_rfc3339()])?;
-        let kid = new_kid(now, kid_entropy);
-        insert_key(&tx, "signing", &kid, secret, now)?;
-        tx.commit()?;
-        Ok(SigningKey {
-            kid,
-            secret: secret.to_string(),
+        self.write_tx(|db| {
+            db.exec(
+                "UPDATE server_keys SET retired_at = ?1, verify_until = ?2
+                 WHERE purpose = 'signing' AND retired_at IS NULL",
+                &[&now.to_rfc3339(), &verify_until.to_rfc3339()],
+            )?;
+            let kid = new_kid(now, kid_entropy);
+            insert_key(db, "signing", &kid, secret, now)?;
+            Ok(SigningKey {
+                kid,
+                secret: secret.to_string(),
+            })
         })
     }
 
     /// Every signing key that still verifies at `now`: the current one and retired ones whose
     /// tokens may not have expired.
     pub fn verification_keys(&self, now: Timestamp) -> Result<Vec<SigningKey>> {
-        let conn = self.reader();
-        let mut stmt = conn.prepare_cached(
-            "SELECT kid, secret, verify_until FROM server_keys WHERE purpose = 'signing'
-             ORDER BY created_at DESC",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-            ))
+        let rows = self.read(|db| {
+            db.rows(
+                "SELECT kid, secret, verify_until FROM server_keys WHERE purpose = 'signing'
+                 ORDER BY created_at DESC",
+                &[],
+                |r| {
+                    Ok((
+                        r.get::<String>(0)?,
+                        r.get::<String>(1)?,
+                        r.get::<Option<String>>(2)?,
+                    ))
+                },
+            )
         })?;
         let mut keys = Vec::new();
-        for row in rows {
-            let (kid, secret, until) = row?;
+        for (kid, secret, until) in rows {
             let live = match until {
                 None => true,
                 Some(until) => now < ts(until)?,
@@ -438,53 +728,50 @@ impl Store {
 
     /// The tenant with its installs.
     pub fn tenant(&self, tenant: &str) -> Result<Option<TenantRecord>> {
-        let conn = self.reader();
-        tenant_record(&conn, tenant)
+        self.snapshot(|db| tenant_record(db, tenant))
     }
 
     /// What a token request's `need_records` step asks for, read in one transaction: the
-    /// records come from one snapshot, and the reader takes its WAL read lock (and checks its
-    /// page cache against the log the writer keeps appending to) once instead of per statement.
+    /// records come from one snapshot, and a SQLite reader takes its WAL read lock (and checks
+    /// its page cache against the log the writer keeps appending to) once instead of per
+    /// statement.
     pub fn records(&self, lookup: &Lookup) -> Result<Records> {
-        let mut conn = self.reader();
-        let tx = conn.transaction()?;
-        let tenant = lookup.tenant.as_str();
-        let records = Records {
-            tenant: Some(tenant_record(&tx, tenant)?),
-            client: Some(client_record(&tx, &lookup.client_id)?),
-            user: match &lookup.username {
-                Some(username) => Some(user_record(&tx, tenant, username)?),
-                None => None,
-            },
-            refresh_token: match &lookup.refresh_token_sha256 {
-                Some(hash) => Some(refresh_record(&tx, hash)?),
-                None => None,
-            },
-        };
-        // Read only: ending it either way releases the snapshot.
-        tx.commit()?;
-        Ok(records)
+        self.snapshot(|db| {
+            let tenant = lookup.tenant.as_str();
+            Ok(Records {
+                tenant: Some(tenant_record(db, tenant)?),
+                client: Some(client_record(db, &lookup.client_id)?),
+                user: match &lookup.username {
+                    Some(username) => Some(user_record(db, tenant, username)?),
+                    None => None,
+                },
+                refresh_token: match &lookup.refresh_token_sha256 {
+                    Some(hash) => Some(refresh_record(db, hash)?),
+                    None => None,
+                },
+            })
+        })
     }
 
     /// A refresh token by its SHA-256.
     pub fn refresh_token(&self, sha256: &str) -> Result<Option<RefreshTokenRecord>> {
-        let conn = self.reader();
-        refresh_record(&conn, sha256)
+        self.read(|db| refresh_record(db, sha256))
     }
 
     /// The lock on (`tenant`, `username`) at `now`, whether or not the user exists: unknown
     /// names are counted like known ones.
     pub fn locked_until(&self, tenant: &str, username: &str) -> Result<Option<Timestamp>> {
-        let conn = self.reader();
-        locked_until(&conn, tenant, username)
+        self.read(|db| locked_until(db, tenant, username))
     }
 
     /// Users (and unknown names) whose lock has not ended at `now`.
     pub fn users_locked(&self, now: Timestamp) -> Result<i64> {
-        Ok(self
-            .reader()
-            .prepare_cached("SELECT COUNT(*) FROM login_failures WHERE locked_until > ?1")?
-            .query_row([now.to_rfc3339()], |r| r.get(0))?)
+        self.read(|db| {
+            db.value(
+                "SELECT COUNT(*) FROM login_failures WHERE locked_until > ?1",
+                &[&now.to_rfc3339()],
+            )
+        })
     }
 
     // --- effects ---------------------------------------------------------------------------
@@ -511,52 +798,54 @@ impl Store {
     /// is consumed (a concurrent request used it) undoes that decision, revokes the token's
     /// family and reports [`Applied::RefreshRace`] for it; the others are unaffected.
     pub fn apply_batch(&self, jobs: &[Job], lockout: LockoutPolicy) -> Result<Vec<Applied>> {
-        let mut conn = lock(&self.conn);
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (mut seq, mut prev) = audit_head(&tx)?;
-        let mut outcomes = Vec::with_capacity(jobs.len());
-        let mut new_locks = 0;
-        for job in jobs {
-            tx.execute_batch("SAVEPOINT job")?;
-            let mut locks = 0;
-            let outcome = match apply_effects(&tx, &job.effects, job.now, lockout, &mut locks) {
-                Ok(None) => match &job.audit {
-                    Some((kind, entry)) => {
-                        let sha = audit_hash(&prev, entry);
-                        let written =
-                            audit::insert(&tx, seq + 1, job.now, kind, entry, &prev, &sha);
-                        match written {
-                            Ok(_) => {
-                                seq += 1;
-                                prev = sha;
-                                Applied::Done
+        let (outcomes, new_locks) = self.write_tx(|db| {
+            let (mut seq, mut prev) = audit_head(db)?;
+            let mut outcomes = Vec::with_capacity(jobs.len());
+            let mut new_locks = 0;
+            for job in jobs {
+                db.batch("SAVEPOINT job")?;
+                let mut locks = 0;
+                let outcome = match apply_effects(db, &job.effects, job.now, lockout, &mut locks) {
+                    Ok(None) => match &job.audit {
+                        Some((kind, entry)) => {
+                            let sha = audit_hash(&prev, entry);
+                            let written =
+                                audit::insert(db, seq + 1, job.now, kind, entry, &prev, &sha);
+                            match written {
+                                Ok(_) => {
+                                    seq += 1;
+                                    prev = sha;
+                                    Applied::Done
+                                }
+                                Err(e) => Applied::Failed(format!("{e:#}")),
                             }
-                            Err(e) => Applied::Failed(e.to_string()),
                         }
+                        None => Applied::Done,
+                    },
+                    Ok(Some(Race::Refresh(raced))) => {
+                        db.batch("ROLLBACK TO SAVEPOINT job")?;
+                        db.exec(
+                            "UPDATE refresh_tokens SET status = 'revoked'
+                             WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_sha256 = ?1)
+                             AND status = 'active'",
+                            &[&raced],
+                        )?;
+                        Applied::RefreshRace
                     }
-                    None => Applied::Done,
-                },
-                Ok(Some(Race::Refresh(raced))) => {
-                    tx.execute_batch("ROLLBACK TO job")?;
-                    tx.prepare_cached("UPDATE refresh_tokens SET status = 'revoked'
-                         WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_sha256 = ?1)
-                         AND status = 'active'")?.execute([&raced],
-                    )?;
-                    Applied::RefreshRace
+                    Ok(Some(Race::Lock)) => Applied::LockRace,
+                    Err(e) => Applied::Failed(format!("{e:#}")),
+                };
+                if matches!(outcome, Applied::LockRace | Applied::Failed(_)) {
+                    db.batch("ROLLBACK TO SAVEPOINT job")?;
                 }
-                Ok(Some(Race::Lock)) => Applied::LockRace,
-                Err(e) => Applied::Failed(format!("{e:#}")),
-            };
-            if matches!(outcome, Applied::LockRace | Applied::Failed(_)) {
-                tx.execute_batch("ROLLBACK TO job")?;
+                db.batch("RELEASE SAVEPOINT job")?;
+                if outcome == Applied::Done {
+                    new_locks += locks;
+                }
+                outcomes.push(outcome);
             }
-            tx.execute_batch("RELEASE job")?;
-            if outcome == Applied::Done {
-                new_locks += locks;
-            }
-            outcomes.push(outcome);
-        }
-        tx.commit()?;
+            Ok((outcomes, new_locks))
+        })?;
         self.locks_set
             .fetch_add(new_locks, std::sync::atomic::Ordering::Relaxed);
         Ok(outcomes)
@@ -570,41 +859,53 @@ impl Store {
     /// Checks the whole audit chain; the first entry that does not check out, if any, and the
     /// number of entries.
     pub fn verify_audit(&self) -> Result<(i64, Option<AuditBreak>)> {
-        let conn = self.reader();
-        let mut stmt =
-            conn.prepare_cached("SELECT seq, entry, prev_sha256, sha256 FROM audit ORDER BY seq")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-            ))
-        })?;
-        // After retention removed old entries, the chain starts at the anchor it left.
-        let (first, mut prev) = match audit::anchor(&conn)? {
-            Some((seq, sha)) => (seq + 1, sha),
-            None => (1, AUDIT_GENESIS.to_string()),
-        };
-        let mut count = 0;
-        for (expected_seq, row) in (first..).zip(rows) {
-            let (seq, entry, prev_sha, sha) = row?;
-            count += 1;
-            let broken = |why: String| Ok((count, Some(AuditBreak { seq, why })));
-            if seq != expected_seq {
-                return broken(format!(
-                    "entry {expected_seq} is missing (the next is {seq})"
-                ));
+        self.snapshot(|db| {
+            // After retention removed old entries, the chain starts at the anchor it left.
+            let (first, mut prev) = match audit::anchor(db)? {
+                Some((seq, sha)) => (seq + 1, sha),
+                None => (1, AUDIT_GENESIS.to_string()),
+            };
+            let mut count = 0;
+            let mut after = first - 1;
+            // In pages, so that a long log is never all in memory at once.
+            loop {
+                let page = db.rows(
+                    "SELECT seq, entry, prev_sha256, sha256 FROM audit WHERE seq > ?1
+                     ORDER BY seq LIMIT 1000",
+                    &[&after],
+                    |r| {
+                        Ok((
+                            r.get::<i64>(0)?,
+                            r.get::<String>(1)?,
+                            r.get::<String>(2)?,
+                            r.get::<String>(3)?,
+                        ))
+                    },
+                )?;
+                let Some(last) = page.last() else {
+                    break;
+                };
+                after = last.0;
+                for (seq, entry, prev_sha, sha) in page {
+                    let expected_seq = first + count;
+                    count += 1;
+                    let broken = |why: String| Ok((count, Some(AuditBreak { seq, why })));
+                    if seq != expected_seq {
+                        return broken(format!(
+                            "entry {expected_seq} is missing (the next is {seq})"
+                        ));
+                    }
+                    if prev_sha != prev {
+                        return broken("its link to the previous entry does not match".into());
+                    }
+                    if audit_hash(&prev_sha, &entry) != sha {
+                        return broken("its content does not match its hash".into());
+                    }
+                    prev = sha;
+                }
             }
-            if prev_sha != prev {
-                return broken("its link to the previous entry does not match".into());
-            }
-            if audit_hash(&prev_sha, &entry) != sha {
-                return broken("its content does not match its hash".into());
-            }
-            prev = sha;
-        }
-        Ok((count, None))
+            Ok((count, None))
+        })
     }
 
     /// Audit entries (`seq`, `at`, kind, entry JSON) after `after`, oldest first, at most `limit`.
@@ -613,132 +914,211 @@ impl Store {
         after: i64,
         limit: usize,
     ) -> Result<Vec<(i64, String, String, String)>> {
-        let conn = self.reader();
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq, at, kind, entry FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-        )?;
-        let rows = stmt
-            .query_map(params![after, limit as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|db| {
+            db.rows(
+                "SELECT seq, at, kind, entry FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                &[&after, &limit],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+        })
     }
 
     // --- import / export -------------------------------------------------------------------
 
     /// Runs `f` in one transaction: all of it is written, or nothing.
     pub fn write<T>(&self, f: impl FnOnce(&Writer<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = lock(&self.conn);
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&Writer { tx: &tx })?;
-        tx.commit()?;
-        Ok(out)
+        self.write_tx(|db| f(&Writer { db }))
     }
 
     /// Every app with its history and clients (`client_id`, secret HMAC).
     pub fn apps(&self) -> Result<Vec<AppWithClients>> {
-        let conn = self.reader();
-        let ids: Vec<String> = conn
-            .prepare_cached("SELECT app_id FROM apps ORDER BY app_id")?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut out = Vec::new();
-        for id in ids {
-            let app = app(&conn, &id)?.ok_or_else(|| anyhow!("app vanished"))?;
-            let clients = conn
-                .prepare_cached("SELECT client_id, secret_hmac FROM clients WHERE app_id = ?1 ORDER BY client_id")?
-                .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?;
-            out.push((app, clients));
-        }
-        Ok(out)
+        self.snapshot(|db| {
+            let ids: Vec<String> =
+                db.rows("SELECT app_id FROM apps ORDER BY app_id", &[], |r| r.get(0))?;
+            let mut out = Vec::new();
+            for id in ids {
+                let app = app(db, &id)?.ok_or_else(|| anyhow!("app vanished"))?;
+                let clients = db.rows(
+                    "SELECT client_id, secret_hmac FROM clients WHERE app_id = ?1 ORDER BY client_id",
+                    &[&id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                out.push((app, clients));
+            }
+            Ok(out)
+        })
     }
 
     /// Every tenant with its users and refresh tokens.
     pub fn tenants(&self) -> Result<Vec<TenantWithRecords>> {
-        let conn = self.reader();
-        let ids: Vec<String> = conn
-            .prepare_cached("SELECT tenant FROM tenants ORDER BY tenant")?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut out = Vec::new();
-        for id in ids {
-            let tenant = tenant_record(&conn, &id)?.ok_or_else(|| anyhow!("tenant vanished"))?;
-            let names: Vec<String> = conn
-                .prepare_cached("SELECT username FROM users WHERE tenant = ?1 ORDER BY username")?
-                .query_map([&id], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            let mut users = Vec::new();
-            for name in names {
-                if let Some(user) = user_record(&conn, &id, &name)? {
-                    users.push(user);
+        self.snapshot(|db| {
+            let ids: Vec<String> =
+                db.rows("SELECT tenant FROM tenants ORDER BY tenant", &[], |r| r.get(0))?;
+            let mut out = Vec::new();
+            for id in ids {
+                let tenant =
+                    tenant_record(db, &id)?.ok_or_else(|| anyhow!("tenant vanished"))?;
+                let names: Vec<String> = db.rows(
+                    "SELECT username FROM users WHERE tenant = ?1 ORDER BY username",
+                    &[&id],
+                    |r| r.get(0),
+                )?;
+                let mut users = Vec::new();
+                for name in names {
+                    if let Some(user) = user_record(db, &id, &name)? {
+                        users.push(user);
+                    }
                 }
-            }
-            let hashes: Vec<String> = conn
-                .prepare_cached("SELECT token_sha256 FROM refresh_tokens WHERE tenant = ?1 ORDER BY issued_at, token_sha256")?
-                .query_map([&id], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            let mut tokens = Vec::new();
-            for hash in hashes {
-                if let Some(token) = refresh_record(&conn, &hash)? {
-                    tokens.push(token);
+                let hashes: Vec<String> = db.rows(
+                    "SELECT token_sha256 FROM refresh_tokens WHERE tenant = ?1 ORDER BY issued_at, token_sha256",
+                    &[&id],
+                    |r| r.get(0),
+                )?;
+                let mut tokens = Vec::new();
+                for hash in hashes {
+                    if let Some(token) = refresh_record(db, &hash)? {
+                        tokens.push(token);
+                    }
                 }
+                out.push((tenant, users, tokens));
             }
-            out.push((tenant, users, tokens));
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
+}
+
+/// A free SQLite reader when there is one, else the next in turn; the writer for an in-memory
+/// database.
+fn lite_reader<'a>(
+    writer: &'a Mutex<Connection>,
+    readers: &'a [Mutex<Connection>],
+    next_reader: &std::sync::atomic::AtomicUsize,
+) -> MutexGuard<'a, Connection> {
+    if readers.is_empty() {
+        return lock(writer);
+    }
+    for reader in readers {
+        if let Ok(guard) = reader.try_lock() {
+            return guard;
+        }
+    }
+    let i = next_reader.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % readers.len();
+    lock(&readers[i])
+}
+
+/// A pooled PostgreSQL connection, or an error that says the database is out of reach.
+fn pg_conn(pool: &r2d2::Pool<PgManager>) -> Result<r2d2::PooledConnection<PgManager>> {
+    pool.get()
+        .map_err(|e| anyhow!("the database is unavailable: {e}"))
+}
+
+/// Ends a PostgreSQL transaction.
+fn pg_end(db: &Db<'_>, commit: bool) -> Result<()> {
+    db.batch(if commit { "COMMIT" } else { "ROLLBACK" })
+}
+
+/// Brings the schema to the last version, inside the caller's write transaction.
+fn migrate(db: &Db<'_>) -> Result<()> {
+    migrate_to(db, MIGRATIONS.len())
+}
+
+/// Brings the schema to version `last` (no further), inside the caller's write transaction.
+fn migrate_to(db: &Db<'_>, last: usize) -> Result<()> {
+    db.exec(
+        "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)",
+        &[],
+    )?;
+    let version: Option<i64> = db.value("SELECT MAX(version) FROM schema_version", &[])?;
+    let version = version.unwrap_or(0);
+    if version > MIGRATIONS.len() as i64 {
+        bail!(
+            "the database is at schema version {version}, newer than this granted knows ({}): use a newer granted",
+            MIGRATIONS.len()
+        );
+    }
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(last)
+        .skip(version as usize)
+    {
+        let sql = if db.is_pg() {
+            std::borrow::Cow::Owned(pg_schema(sql))
+        } else {
+            std::borrow::Cow::Borrowed(*sql)
+        };
+        db.batch(&sql)
+            .with_context(|| format!("migration {}", i + 1))?;
+        if i + 1 == 4 {
+            audit::backfill_columns(db).context("migration 4")?;
+        }
+        db.exec(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            &[&(i as i64 + 1)],
+        )?;
+    }
+    Ok(())
+}
+
+/// A migration as PostgreSQL runs it: the same statements, with every integer 64 bits wide
+/// (the store reads and writes `i64`) and text compared byte by byte, as SQLite does (so that
+/// `ORDER BY` and the RFC 3339 instants compare the same on both).
+fn pg_schema(sql: &str) -> String {
+    sql.replace("INTEGER", "BIGINT")
+        .replace(" TEXT", " TEXT COLLATE \"C\"")
 }
 
 /// Writes inside one transaction of [`Store::write`].
 pub struct Writer<'a> {
-    tx: &'a Transaction<'a>,
+    db: &'a Db<'a>,
 }
 
 impl Writer<'_> {
     /// Creates or replaces an app and its whole revision history.
     pub fn put_app(&self, app: &App) -> Result<()> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO apps (app_id, created_at) VALUES (?1, ?2)
+        self.db.exec(
+            "INSERT INTO apps (app_id, created_at) VALUES (?1, ?2)
              ON CONFLICT (app_id) DO UPDATE SET created_at = excluded.created_at",
-            )?
-            .execute(params![app.app_id, app.created_at.to_rfc3339()])?;
-        self.tx
-            .prepare_cached("DELETE FROM revisions WHERE app_id = ?1")?
-            .execute([&app.app_id])?;
+            &[&app.app_id, &app.created_at.to_rfc3339()],
+        )?;
+        self.db
+            .exec("DELETE FROM revisions WHERE app_id = ?1", &[&app.app_id])?;
         for r in &app.revisions {
-            insert_revision(self.tx, &app.app_id, r)?;
+            insert_revision(self.db, &app.app_id, r)?;
         }
         Ok(())
     }
 
     /// Creates or replaces a client of an app.
     pub fn put_client(&self, client_id: &str, app_id: &str, secret_hmac: &str) -> Result<()> {
-        self.tx.prepare_cached("INSERT INTO clients (client_id, app_id, secret_hmac) VALUES (?1, ?2, ?3)
-             ON CONFLICT (client_id) DO UPDATE SET app_id = excluded.app_id, secret_hmac = excluded.secret_hmac")?.execute(params![client_id, app_id, secret_hmac],
+        self.db.exec(
+            "INSERT INTO clients (client_id, app_id, secret_hmac) VALUES (?1, ?2, ?3)
+             ON CONFLICT (client_id) DO UPDATE SET app_id = excluded.app_id, secret_hmac = excluded.secret_hmac",
+            &[&client_id, &app_id, &secret_hmac],
         )?;
         Ok(())
     }
 
     /// Creates or replaces a tenant and its installs.
     pub fn put_tenant(&self, tenant: &TenantRecord) -> Result<()> {
-        self.tx.prepare_cached("INSERT INTO tenants (tenant, sso_required, password_max_age_days) VALUES (?1, ?2, ?3)
+        self.db.exec(
+            "INSERT INTO tenants (tenant, sso_required, password_max_age_days) VALUES (?1, ?2, ?3)
              ON CONFLICT (tenant) DO UPDATE SET sso_required = excluded.sso_required,
-                 password_max_age_days = excluded.password_max_age_days")?.execute(params![
-                tenant.tenant,
-                tenant.sso_required,
-                tenant.password_max_age_days
+                 password_max_age_days = excluded.password_max_age_days",
+            &[
+                &tenant.tenant,
+                &tenant.sso_required,
+                &tenant.password_max_age_days,
             ],
         )?;
-        self.tx
-            .prepare_cached("DELETE FROM installs WHERE tenant = ?1")?
-            .execute([&tenant.tenant])?;
+        self.db
+            .exec("DELETE FROM installs WHERE tenant = ?1", &[&tenant.tenant])?;
         for install in &tenant.installs {
-            self.tx
-                .prepare_cached("INSERT INTO installs (tenant, app_id, rev) VALUES (?1, ?2, ?3)")?
-                .execute(params![tenant.tenant, install.app_id, install.rev])?;
+            self.db.exec(
+                "INSERT INTO installs (tenant, app_id, rev) VALUES (?1, ?2, ?3)",
+                &[&tenant.tenant, &install.app_id, &install.rev],
+            )?;
         }
         Ok(())
     }
@@ -746,72 +1126,76 @@ impl Writer<'_> {
     /// The stored password hash of a user, if any (to keep it when an import repeats).
     pub fn password_hash(&self, tenant: &str, username: &str) -> Result<Option<String>> {
         Ok(self
-            .tx
-            .prepare_cached("SELECT password_hash FROM users WHERE tenant = ?1 AND username = ?2")?
-            .query_row([tenant, username], |r| r.get(0))
-            .optional()?
+            .db
+            .opt(
+                "SELECT password_hash FROM users WHERE tenant = ?1 AND username = ?2",
+                &[&tenant, &username],
+                |r| r.get::<Option<String>>(0),
+            )?
             .flatten())
     }
 
     /// Creates or replaces a user (and its lock, when the record carries one).
     pub fn put_user(&self, tenant: &str, user: &UserRecord) -> Result<()> {
-        upsert_user(self.tx, tenant, user)?;
+        upsert_user(self.db, tenant, user)?;
         if let Some(until) = user.locked_until {
-            self.tx
-                .prepare_cached(
-                    "INSERT INTO login_failures (tenant, username, failures, locks, locked_until)
+            self.db.exec(
+                "INSERT INTO login_failures (tenant, username, failures, locks, locked_until)
                  VALUES (?1, ?2, 0, 1, ?3)
                  ON CONFLICT (tenant, username) DO UPDATE SET locked_until = excluded.locked_until",
-                )?
-                .execute(params![tenant, user.username, until.to_rfc3339()])?;
+                &[&tenant, &user.username, &until.to_rfc3339()],
+            )?;
         }
         Ok(())
     }
 
     /// Creates or replaces a refresh token record.
     pub fn put_refresh(&self, record: &RefreshTokenRecord) -> Result<()> {
-        self.tx
-            .prepare_cached("DELETE FROM refresh_tokens WHERE token_sha256 = ?1")?
-            .execute([&record.token_sha256])?;
-        insert_refresh(self.tx, record)
+        self.db.exec(
+            "DELETE FROM refresh_tokens WHERE token_sha256 = ?1",
+            &[&record.token_sha256],
+        )?;
+        insert_refresh(self.db, record)
     }
 }
 
 /// Inserts one revision of an app.
-fn insert_revision(tx: &Transaction<'_>, app_id: &str, r: &Revision) -> Result<()> {
-    tx.prepare_cached(
+fn insert_revision(db: &Db<'_>, app_id: &str, r: &Revision) -> Result<()> {
+    db.exec(
         "INSERT INTO revisions (app_id, rev, at, client_id, grant_type, scopes)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        app_id,
-        r.rev,
-        r.at.to_rfc3339(),
-        r.client_id,
-        r.grant_type.as_str(),
-        serde_json::to_string(&r.scopes)?
-    ])?;
+        &[
+            &app_id,
+            &r.rev,
+            &r.at.to_rfc3339(),
+            &r.client_id,
+            &r.grant_type.as_str(),
+            &serde_json::to_string(&r.scopes)?,
+        ],
+    )?;
     Ok(())
 }
 
 /// Creates or replaces a user's row (not its lock).
-fn upsert_user(tx: &Transaction<'_>, tenant: &str, user: &UserRecord) -> Result<()> {
+fn upsert_user(db: &Db<'_>, tenant: &str, user: &UserRecord) -> Result<()> {
     let sign_in = match user.sign_in {
         SignIn::Direct => "direct",
         SignIn::Sso => "sso",
     };
-    tx.prepare_cached("INSERT INTO users (tenant, username, sign_in, password_hash, password_changed_at, disabled)
+    db.exec(
+        "INSERT INTO users (tenant, username, sign_in, password_hash, password_changed_at, disabled)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (tenant, username) DO UPDATE SET sign_in = excluded.sign_in,
              password_hash = excluded.password_hash,
              password_changed_at = excluded.password_changed_at,
-             disabled = excluded.disabled")?.execute(params![
-            tenant,
-            user.username,
-            sign_in,
-            user.password_hash,
-            user.password_changed_at.map(|t| t.to_rfc3339()),
-            user.disabled
+             disabled = excluded.disabled",
+        &[
+            &tenant,
+            &user.username,
+            &sign_in,
+            &user.password_hash,
+            &user.password_changed_at.map(|t| t.to_rfc3339()),
+            &user.disabled,
         ],
     )?;
     Ok(())
@@ -819,21 +1203,22 @@ fn upsert_user(tx: &Transaction<'_>, tenant: &str, user: &UserRecord) -> Result<
 
 /// The last audit entry's `seq` and hash; when there is none, the anchor retention left, or 0
 /// and the genesis hash.
-fn audit_head(conn: &Connection) -> Result<(i64, String)> {
-    let last = conn
-        .prepare_cached("SELECT seq, sha256 FROM audit ORDER BY seq DESC LIMIT 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+fn audit_head(db: &Db<'_>) -> Result<(i64, String)> {
+    let last = db.opt(
+        "SELECT seq, sha256 FROM audit ORDER BY seq DESC LIMIT 1",
+        &[],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     match last {
         Some(last) => Ok(last),
-        None => Ok(audit::anchor(conn)?.unwrap_or((0, AUDIT_GENESIS.to_string()))),
+        None => Ok(audit::anchor(db)?.unwrap_or((0, AUDIT_GENESIS.to_string()))),
     }
 }
 
 /// Applies effects; a [`Race`] when a refresh token to consume was no longer active, or when a
 /// login's success meets a lock that concurrent failures set meanwhile.
 fn apply_effects(
-    tx: &Transaction<'_>,
+    db: &Db<'_>,
     effects: &[Effect],
     now: Timestamp,
     lockout: LockoutPolicy,
@@ -842,37 +1227,36 @@ fn apply_effects(
     for effect in effects {
         match effect {
             Effect::ConsumeRefreshToken { token_sha256 } => {
-                let changed = tx
-                    .prepare_cached(
-                        "UPDATE refresh_tokens SET status = 'used'
+                let changed = db.exec(
+                    "UPDATE refresh_tokens SET status = 'used'
                      WHERE token_sha256 = ?1 AND status = 'active'",
-                    )?
-                    .execute([token_sha256])?;
+                    &[token_sha256],
+                )?;
                 if changed == 0 {
                     return Ok(Some(Race::Refresh(token_sha256.clone())));
                 }
             }
-            Effect::StoreRefreshToken { record } => insert_refresh(tx, record)?,
+            Effect::StoreRefreshToken { record } => insert_refresh(db, record)?,
             Effect::RevokeRefreshFamily { family_id } => {
-                tx.prepare_cached(
+                db.exec(
                     "UPDATE refresh_tokens SET status = 'revoked'
                      WHERE family_id = ?1 AND status = 'active'",
-                )?
-                .execute([family_id])?;
+                    &[family_id],
+                )?;
             }
             Effect::RecordLoginFailure { tenant, username } => {
-                if record_failure(tx, tenant, username, now, lockout)? {
+                if record_failure(db, tenant, username, now, lockout)? {
                     *locks_set += 1;
                 }
             }
             Effect::ResetLoginFailures { tenant, username } => {
-                if locked_until(tx, tenant, username)?.is_some_and(|until| now < until) {
+                if locked_until(db, tenant, username)?.is_some_and(|until| now < until) {
                     return Ok(Some(Race::Lock));
                 }
-                tx.prepare_cached(
+                db.exec(
                     "DELETE FROM login_failures WHERE tenant = ?1 AND username = ?2",
-                )?
-                .execute([tenant, username])?;
+                    &[tenant, username],
+                )?;
             }
         }
     }
@@ -890,68 +1274,61 @@ fn new_kid(now: Timestamp, entropy: &str) -> String {
     format!("{day}-{tag}")
 }
 
-fn insert_key(
-    tx: &Transaction<'_>,
-    purpose: &str,
-    kid: &str,
-    secret: &str,
-    now: Timestamp,
-) -> Result<()> {
-    tx.prepare_cached(
+fn insert_key(db: &Db<'_>, purpose: &str, kid: &str, secret: &str, now: Timestamp) -> Result<()> {
+    db.exec(
         "INSERT INTO server_keys (kid, purpose, secret, created_at) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![kid, purpose, secret, now.to_rfc3339()])?;
+        &[&kid, &purpose, &secret, &now.to_rfc3339()],
+    )?;
     Ok(())
 }
 
-fn current_signing_key(conn: &Connection) -> Result<Option<SigningKey>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT kid, secret FROM server_keys WHERE purpose = 'signing' AND retired_at IS NULL
-             ORDER BY created_at DESC LIMIT 1",
-        )?
-        .query_row([], |r| {
+fn current_signing_key(db: &Db<'_>) -> Result<Option<SigningKey>> {
+    db.opt(
+        "SELECT kid, secret FROM server_keys WHERE purpose = 'signing' AND retired_at IS NULL
+         ORDER BY created_at DESC LIMIT 1",
+        &[],
+        |r| {
             Ok(SigningKey {
                 kid: r.get(0)?,
                 secret: r.get(1)?,
             })
-        })
-        .optional()?)
+        },
+    )
 }
 
-fn client_secret_key(conn: &Connection) -> Result<Option<String>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT secret FROM server_keys WHERE purpose = 'client_secret' AND retired_at IS NULL
-             ORDER BY created_at DESC LIMIT 1",
-        )?
-        .query_row([], |r| r.get(0))
-        .optional()?)
+fn client_secret_key(db: &Db<'_>) -> Result<Option<String>> {
+    db.opt(
+        "SELECT secret FROM server_keys WHERE purpose = 'client_secret' AND retired_at IS NULL
+         ORDER BY created_at DESC LIMIT 1",
+        &[],
+        |r| r.get(0),
+    )
 }
 
-fn app(conn: &Connection, app_id: &str) -> Result<Option<App>> {
-    let created: Option<String> = conn
-        .prepare_cached("SELECT created_at FROM apps WHERE app_id = ?1")?
-        .query_row([app_id], |r| r.get(0))
-        .optional()?;
+fn app(db: &Db<'_>, app_id: &str) -> Result<Option<App>> {
+    let created: Option<String> = db.opt(
+        "SELECT created_at FROM apps WHERE app_id = ?1",
+        &[&app_id],
+        |r| r.get(0),
+    )?;
     let Some(created) = created else {
         return Ok(None);
     };
-    let mut stmt = conn.prepare_cached(
+    let rows = db.rows(
         "SELECT rev, at, client_id, grant_type, scopes FROM revisions WHERE app_id = ?1 ORDER BY rev",
+        &[&app_id],
+        |r| {
+            Ok((
+                r.get::<u32>(0)?,
+                r.get::<String>(1)?,
+                r.get::<String>(2)?,
+                r.get::<String>(3)?,
+                r.get::<String>(4)?,
+            ))
+        },
     )?;
-    let rows = stmt.query_map([app_id], |r| {
-        Ok((
-            r.get::<_, u32>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-        ))
-    })?;
-    let mut revisions = Vec::new();
-    for row in rows {
-        let (rev, at, client_id, grant, scopes) = row?;
+    let mut revisions = Vec::with_capacity(rows.len());
+    for (rev, at, client_id, grant, scopes) in rows {
         revisions.push(Revision {
             rev,
             at: ts(at)?,
@@ -967,15 +1344,16 @@ fn app(conn: &Connection, app_id: &str) -> Result<Option<App>> {
     }))
 }
 
-fn client_record(conn: &Connection, client_id: &str) -> Result<Option<ClientRecord>> {
-    let row: Option<(String, String)> = conn
-        .prepare_cached("SELECT app_id, secret_hmac FROM clients WHERE client_id = ?1")?
-        .query_row([client_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+fn client_record(db: &Db<'_>, client_id: &str) -> Result<Option<ClientRecord>> {
+    let row: Option<(String, String)> = db.opt(
+        "SELECT app_id, secret_hmac FROM clients WHERE client_id = ?1",
+        &[&client_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let Some((app_id, secret_hmac)) = row else {
         return Ok(None);
     };
-    let app = app(conn, &app_id)?.ok_or_else(|| anyhow!("client of a missing app"))?;
+    let app = app(db, &app_id)?.ok_or_else(|| anyhow!("client of a missing app"))?;
     Ok(Some(ClientRecord {
         client_id: client_id.to_string(),
         secret_hmac,
@@ -983,25 +1361,25 @@ fn client_record(conn: &Connection, client_id: &str) -> Result<Option<ClientReco
     }))
 }
 
-fn tenant_record(conn: &Connection, tenant: &str) -> Result<Option<TenantRecord>> {
-    let row: Option<(bool, Option<u32>)> = conn
-        .prepare_cached(
-            "SELECT sso_required, password_max_age_days FROM tenants WHERE tenant = ?1",
-        )?
-        .query_row([tenant], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+fn tenant_record(db: &Db<'_>, tenant: &str) -> Result<Option<TenantRecord>> {
+    let row: Option<(bool, Option<u32>)> = db.opt(
+        "SELECT sso_required, password_max_age_days FROM tenants WHERE tenant = ?1",
+        &[&tenant],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let Some((sso_required, password_max_age_days)) = row else {
         return Ok(None);
     };
-    let installs = conn
-        .prepare_cached("SELECT app_id, rev FROM installs WHERE tenant = ?1 ORDER BY app_id")?
-        .query_map([tenant], |r| {
+    let installs = db.rows(
+        "SELECT app_id, rev FROM installs WHERE tenant = ?1 ORDER BY app_id",
+        &[&tenant],
+        |r| {
             Ok(Install {
                 app_id: r.get(0)?,
                 rev: r.get(1)?,
             })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+        },
+    )?;
     Ok(Some(TenantRecord {
         tenant: tenant.to_string(),
         sso_required,
@@ -1010,27 +1388,23 @@ fn tenant_record(conn: &Connection, tenant: &str) -> Result<Option<TenantRecord>
     }))
 }
 
-fn locked_until(conn: &Connection, tenant: &str, username: &str) -> Result<Option<Timestamp>> {
-    let until: Option<Option<String>> = conn
-        .prepare_cached(
-            "SELECT locked_until FROM login_failures WHERE tenant = ?1 AND username = ?2",
-        )?
-        .query_row([tenant, username], |r| r.get(0))
-        .optional()?;
+fn locked_until(db: &Db<'_>, tenant: &str, username: &str) -> Result<Option<Timestamp>> {
+    let until: Option<Option<String>> = db.opt(
+        "SELECT locked_until FROM login_failures WHERE tenant = ?1 AND username = ?2",
+        &[&tenant, &username],
+        |r| r.get(0),
+    )?;
     until.flatten().map(ts).transpose()
 }
 
-fn user_record(conn: &Connection, tenant: &str, username: &str) -> Result<Option<UserRecord>> {
+fn user_record(db: &Db<'_>, tenant: &str, username: &str) -> Result<Option<UserRecord>> {
     type Row = (String, Option<String>, Option<String>, bool);
-    let row: Option<Row> = conn
-        .prepare_cached(
-            "SELECT sign_in, password_hash, password_changed_at, disabled FROM users
-             WHERE tenant = ?1 AND username = ?2",
-        )?
-        .query_row([tenant, username], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .optional()?;
+    let row: Option<Row> = db.opt(
+        "SELECT sign_in, password_hash, password_changed_at, disabled FROM users
+         WHERE tenant = ?1 AND username = ?2",
+        &[&tenant, &username],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
     let Some((sign_in, password_hash, changed, disabled)) = row else {
         return Ok(None);
     };
@@ -1044,101 +1418,74 @@ fn user_record(conn: &Connection, tenant: &str, username: &str) -> Result<Option
         password_hash,
         password_changed_at: changed.map(ts).transpose()?,
         disabled,
-        locked_until: locked_until(conn, tenant, username)?,
+        locked_until: locked_until(db, tenant, username)?,
     }))
 }
 
-fn refresh_record(conn: &Connection, sha256: &str) -> Result<Option<RefreshTokenRecord>> {
-    type Row = (
-        String,
-        String,
-        String,
-        Option<String>,
-        String,
-        String,
-        String,
-        String,
-        String,
-    );
-    let row: Option<Row> = conn
-        .prepare_cached("SELECT family_id, tenant, client_id, username, scope, grant_type, issued_at, expires_at, status
-             FROM refresh_tokens WHERE token_sha256 = ?1")?.query_row([sha256],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                ))
-            },
-        )
-        .optional()?;
-    let Some((family_id, tenant, client_id, username, scope, grant, issued, expires, status)) = row
-    else {
-        return Ok(None);
-    };
-    Ok(Some(RefreshTokenRecord {
-        token_sha256: sha256.to_string(),
-        family_id,
-        tenant,
-        client_id,
-        username,
-        scope,
-        grant_type: grant_type(&grant)?,
-        issued_at: ts(issued)?,
-        expires_at: ts(expires)?,
-        status: match status.as_str() {
-            "active" => RefreshStatus::Active,
-            "used" => RefreshStatus::Used,
-            _ => RefreshStatus::Revoked,
+fn refresh_record(db: &Db<'_>, sha256: &str) -> Result<Option<RefreshTokenRecord>> {
+    db.opt(
+        "SELECT family_id, tenant, client_id, username, scope, grant_type, issued_at, expires_at, status
+         FROM refresh_tokens WHERE token_sha256 = ?1",
+        &[&sha256],
+        |r| {
+            Ok(RefreshTokenRecord {
+                token_sha256: sha256.to_string(),
+                family_id: r.get(0)?,
+                tenant: r.get(1)?,
+                client_id: r.get(2)?,
+                username: r.get(3)?,
+                scope: r.get(4)?,
+                grant_type: grant_type(&r.get::<String>(5)?)?,
+                issued_at: ts(r.get(6)?)?,
+                expires_at: ts(r.get(7)?)?,
+                status: match r.get::<String>(8)?.as_str() {
+                    "active" => RefreshStatus::Active,
+                    "used" => RefreshStatus::Used,
+                    _ => RefreshStatus::Revoked,
+                },
+            })
         },
-    }))
+    )
 }
 
-fn insert_refresh(tx: &Transaction<'_>, r: &RefreshTokenRecord) -> Result<()> {
+fn insert_refresh(db: &Db<'_>, r: &RefreshTokenRecord) -> Result<()> {
     let status = match r.status {
         RefreshStatus::Active => "active",
         RefreshStatus::Used => "used",
         RefreshStatus::Revoked => "revoked",
     };
-    tx.prepare_cached(
+    db.exec(
         "INSERT INTO refresh_tokens (token_sha256, family_id, tenant, client_id, username, scope,
              grant_type, issued_at, expires_at, status)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?
-    .execute(params![
-        r.token_sha256,
-        r.family_id,
-        r.tenant,
-        r.client_id,
-        r.username,
-        r.scope,
-        r.grant_type.as_str(),
-        r.issued_at.to_rfc3339(),
-        r.expires_at.to_rfc3339(),
-        status
-    ])?;
+        &[
+            &r.token_sha256,
+            &r.family_id,
+            &r.tenant,
+            &r.client_id,
+            &r.username,
+            &r.scope,
+            &r.grant_type.as_str(),
+            &r.issued_at.to_rfc3339(),
+            &r.expires_at.to_rfc3339(),
+            &status,
+        ],
+    )?;
     Ok(())
 }
 
 fn record_failure(
-    tx: &Transaction<'_>,
+    db: &Db<'_>,
     tenant: &str,
     username: &str,
     now: Timestamp,
     policy: LockoutPolicy,
 ) -> Result<bool> {
-    let row: Option<(u32, u32)> = tx
-        .prepare_cached(
-            "SELECT failures, locks FROM login_failures WHERE tenant = ?1 AND username = ?2",
-        )?
-        .query_row([tenant, username], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+    let row: Option<(u32, u32)> = db.opt(
+        "SELECT failures, locks FROM login_failures WHERE tenant = ?1 AND username = ?2",
+        &[&tenant, &username],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let (failures, locks) = row.unwrap_or((0, 0));
     let failures = failures.saturating_add(1);
     let (failures, locks, until) = if failures >= policy.threshold.max(1) {
@@ -1152,20 +1499,20 @@ fn record_failure(
     } else {
         (failures, locks, None)
     };
-    tx.prepare_cached(
+    db.exec(
         "INSERT INTO login_failures (tenant, username, failures, locks, locked_until)
          VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (tenant, username) DO UPDATE SET failures = excluded.failures,
              locks = excluded.locks,
              locked_until = COALESCE(excluded.locked_until, login_failures.locked_until)",
-    )?
-    .execute(params![
-        tenant,
-        username,
-        failures,
-        locks,
-        until.map(|t| t.to_rfc3339())
-    ])?;
+        &[
+            &tenant,
+            &username,
+            &failures,
+            &locks,
+            &until.map(|t| t.to_rfc3339()),
+        ],
+    )?;
     Ok(until.is_some())
 }
 
@@ -1177,51 +1524,79 @@ mod tests {
         Timestamp::parse(s).unwrap()
     }
 
-    #[test]
-    fn migration_4_fills_the_audit_search_columns_of_older_entries() {
-        // A database at schema version 3 with one token decision in its audit log.
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-            .unwrap();
-        for (i, sql) in MIGRATIONS.iter().take(3).enumerate() {
-            conn.execute_batch(sql).unwrap();
-            conn.execute(
-                "INSERT INTO schema_version (version) VALUES (?1)",
-                [i as i64 + 1],
-            )
-            .unwrap();
-        }
-        let entry = r#"{"kind":"token","tenant":"acme","app_id":"crm","grant_type":"password","decision":"granted"}"#;
-        let sha = audit_hash(AUDIT_GENESIS, entry);
-        conn.execute(
-            "INSERT INTO audit (seq, at, kind, entry, prev_sha256, sha256)
-             VALUES (1, '2026-11-20T00:00:00Z', 'token', ?1, ?2, ?3)",
-            params![entry, AUDIT_GENESIS, sha],
-        )
-        .unwrap();
-        let store = Store::setup(conn).unwrap();
-        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
-        assert_eq!(
-            store.verify_audit().unwrap(),
-            (1, None),
-            "the chain is untouched"
-        );
-        let found = store
-            .audit_search(
-                &AuditFilter {
-                    tenant: Some("acme".into()),
-                    grant_type: Some("password".into()),
-                    decision: Some("granted".into()),
-                    ..AuditFilter::default()
-                },
-                10,
-            )
-            .unwrap();
-        assert_eq!(found.len(), 1);
-        let used = store.password_use(t("2026-11-25T00:00:00Z")).unwrap();
-        assert_eq!(used.len(), 1);
-        assert_eq!((used[0].last_7_days, used[0].last_30_days), (1, 1));
+    /// Runs a test on a fresh store of each backend: `$name::sqlite` and `$name::postgres`.
+    macro_rules! on_both {
+        ($name:ident, $test:expr) => {
+            mod $name {
+                use super::*;
+
+                #[test]
+                fn sqlite() {
+                    let test: fn(Store) = $test;
+                    test(Store::in_memory().unwrap());
+                }
+
+                #[test]
+                fn postgres() {
+                    let test: fn(Store) = $test;
+                    test(crate::testing::postgres_store().unwrap());
+                }
+            }
+        };
     }
+
+    on_both!(
+        migration_4_fills_the_audit_search_columns_of_older_entries,
+        |store| {
+            // Start again from schema version 3, with one token decision in the audit log.
+            store
+                .write_tx(|db| {
+                    db.batch(
+                        "DROP TABLE audit_anchor; DROP TABLE admin_tokens; DROP TABLE audit;
+                     DROP TABLE refresh_tokens; DROP TABLE login_failures; DROP TABLE users;
+                     DROP TABLE installs; DROP TABLE tenants; DROP TABLE clients;
+                     DROP TABLE revisions; DROP TABLE apps; DROP TABLE server_keys;
+                     DROP TABLE schema_version",
+                    )?;
+                    migrate_to(db, 3)
+                })
+                .unwrap();
+            assert_eq!(store.schema_version().unwrap(), 3);
+            let entry = r#"{"kind":"token","tenant":"acme","app_id":"crm","grant_type":"password","decision":"granted"}"#;
+            let sha = audit_hash(AUDIT_GENESIS, entry);
+            store
+                .write_tx(|db| {
+                    db.exec(
+                        "INSERT INTO audit (seq, at, kind, entry, prev_sha256, sha256)
+                     VALUES (1, '2026-11-20T00:00:00Z', 'token', ?1, ?2, ?3)",
+                        &[&entry, &AUDIT_GENESIS, &sha],
+                    )
+                })
+                .unwrap();
+            store.write_tx(migrate).unwrap();
+            assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+            assert_eq!(
+                store.verify_audit().unwrap(),
+                (1, None),
+                "the chain is untouched"
+            );
+            let found = store
+                .audit_search(
+                    &AuditFilter {
+                        tenant: Some("acme".into()),
+                        grant_type: Some("password".into()),
+                        decision: Some("granted".into()),
+                        ..AuditFilter::default()
+                    },
+                    10,
+                )
+                .unwrap();
+            assert_eq!(found.len(), 1);
+            let used = store.password_use(t("2026-11-25T00:00:00Z")).unwrap();
+            assert_eq!(used.len(), 1);
+            assert_eq!((used[0].last_7_days, used[0].last_30_days), (1, 1));
+        }
+    );
 
     #[test]
     fn migrations_run_once_and_a_newer_schema_is_refused() {
@@ -1232,8 +1607,8 @@ mod tests {
         drop(store);
         let store = Store::open(&path).unwrap();
         assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
-        lock(&store.conn)
-            .execute("INSERT INTO schema_version (version) VALUES (999)", [])
+        store
+            .write_tx(|db| db.exec("INSERT INTO schema_version (version) VALUES (999)", &[]))
             .unwrap();
         drop(store);
         let err = Store::open(&path).err().unwrap().to_string();
@@ -1241,81 +1616,327 @@ mod tests {
     }
 
     #[test]
-    fn failures_lock_after_the_threshold_and_the_lock_doubles() {
-        let store = Store::in_memory().unwrap();
-        let policy = LockoutPolicy::default();
-        let now = t("2026-11-25T12:00:00Z");
-        let fail = Effect::RecordLoginFailure {
-            tenant: "acme".into(),
-            username: "nobody".into(),
-        };
-        for _ in 0..4 {
-            store
-                .apply(std::slice::from_ref(&fail), now, policy)
-                .unwrap();
+    fn postgres_migrates_once_and_refuses_a_newer_schema() {
+        let url = crate::testing::fresh_database().unwrap();
+        let store = Store::connect(&url, PgOptions::default()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        // Two hosts starting at once: each takes the write lock, the second finds it done.
+        let both: Vec<_> = (0..2)
+            .map(|_| {
+                let url = url.clone();
+                std::thread::spawn(move || Store::connect(&url, PgOptions::default()).map(|_| ()))
+            })
+            .collect();
+        for host in both {
+            host.join().unwrap().unwrap();
         }
-        assert_eq!(store.locked_until("acme", "nobody").unwrap(), None);
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
         store
-            .apply(std::slice::from_ref(&fail), now, policy)
+            .write_tx(|db| db.exec("INSERT INTO schema_version (version) VALUES (999)", &[]))
             .unwrap();
-        assert_eq!(
-            store.locked_until("acme", "nobody").unwrap(),
-            Some(t("2026-11-25T12:01:00Z"))
+        let err = format!(
+            "{:#}",
+            Store::connect(&url, PgOptions::default()).err().unwrap()
         );
-        for _ in 0..5 {
-            store
-                .apply(std::slice::from_ref(&fail), now, policy)
-                .unwrap();
-        }
-        assert_eq!(
-            store.locked_until("acme", "nobody").unwrap(),
-            Some(t("2026-11-25T12:02:00Z"))
-        );
-        let reset = [Effect::ResetLoginFailures {
-            tenant: "acme".into(),
-            username: "nobody".into(),
-        }];
-        // A success that meets a lock set meanwhile is undone, to be decided again.
-        assert_eq!(store.apply(&reset, now, policy).unwrap(), Applied::LockRace);
-        assert!(store.locked_until("acme", "nobody").unwrap().is_some());
-        let later = t("2026-11-25T12:03:00Z");
-        assert_eq!(store.apply(&reset, later, policy).unwrap(), Applied::Done);
-        assert_eq!(store.locked_until("acme", "nobody").unwrap(), None);
+        assert!(err.contains("newer"), "{err}");
     }
 
     #[test]
-    fn keys_are_made_once_and_a_rotated_key_still_verifies_until_its_tokens_expire() {
-        let store = Store::in_memory().unwrap();
-        let now = t("2026-11-25T12:00:00Z");
-        let mut n = 0;
-        let mut entropy = || {
-            n += 1;
-            Ok(format!(
-                "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0{n}"
-            ))
-        };
-        let (first, _) = store.ensure_keys(now, &mut entropy).unwrap();
-        let (again, _) = store.ensure_keys(now, &mut entropy).unwrap();
-        assert_eq!(first.kid, again.kid);
-        let later = t("2026-11-25T13:00:00Z");
-        let new = store
-            .rotate_signing_key(later, t("2026-11-25T14:00:00Z"), "bmV3LWtleQ==", "abc123")
-            .unwrap();
-        assert_ne!(new.kid, first.kid);
-        let (current, _) = store.ensure_keys(later, &mut entropy).unwrap();
-        assert_eq!(current.kid, new.kid);
-        let kids = |at| -> Vec<String> {
-            store
-                .verification_keys(t(at))
+    fn a_bad_postgres_url_or_an_unreachable_server_is_a_clear_error_without_the_password() {
+        let err = format!(
+            "{:#}",
+            Store::connect("postgres://u:hunter2@h:notaport/db", PgOptions::default())
+                .err()
                 .unwrap()
-                .into_iter()
-                .map(|k| k.kid)
-                .collect()
-        };
-        assert_eq!(
-            kids("2026-11-25T13:30:00Z"),
-            vec![new.kid.clone(), first.kid.clone()]
         );
-        assert_eq!(kids("2026-11-25T14:00:01Z"), vec![new.kid.clone()]);
+        assert!(err.contains("not a PostgreSQL URL"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let options = PgOptions {
+            connect_timeout: std::time::Duration::from_millis(500),
+            ..PgOptions::default()
+        };
+        let url = format!("postgres://granted:hunter2@127.0.0.1:{port}/granted");
+        let err = format!("{:#}", Store::connect(&url, options).err().unwrap());
+        assert!(err.contains("could not connect to"), "{err}");
+        assert!(err.contains("granted:***@127.0.0.1"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
     }
+
+    #[test]
+    fn a_url_is_pointed_at_another_database() {
+        assert_eq!(
+            with_database("postgres://u:p@h:5432/postgres", "g_1"),
+            "postgres://u:p@h:5432/g_1"
+        );
+        assert_eq!(with_database("postgres://h", "g_1"), "postgres://h/g_1");
+        assert_eq!(
+            with_database("postgresql://h/db?sslmode=disable", "g_1"),
+            "postgresql://h/g_1?sslmode=disable"
+        );
+    }
+
+    #[test]
+    fn locations_and_redaction() {
+        assert_eq!(
+            Location::parse("postgres://h/db"),
+            Location::Postgres("postgres://h/db".into())
+        );
+        assert_eq!(
+            Location::parse("postgresql://h/db"),
+            Location::Postgres("postgresql://h/db".into())
+        );
+        assert_eq!(
+            Location::parse("granted.db"),
+            Location::File("granted.db".into())
+        );
+        for (url, shown) in [
+            (
+                "postgres://u:secret@h:5432/db",
+                "postgres://u:***@h:5432/db",
+            ),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            ("postgres://h/db", "postgres://h/db"),
+            ("postgres://u:p@ss@h/db?x=1", "postgres://u:***@h/db?x=1"),
+            (
+                "postgres://h/db?user=u&password=secret&sslmode=disable",
+                "postgres://h/db?user=u&password=***&sslmode=disable",
+            ),
+        ] {
+            assert_eq!(redact_url(url), shown);
+        }
+    }
+
+    /// Two stores on one database, as two hosts: the same refresh token consumed by both at
+    /// once is honoured once, and the loser's attempt revokes the family; both appended to one
+    /// audit chain, which still verifies.
+    fn two_hosts_race_for_one_refresh_token(a: Store, b: Store) {
+        let now = t("2026-11-25T12:00:00Z");
+        let record = |sha: &str, status| RefreshTokenRecord {
+            token_sha256: sha.into(),
+            family_id: "fam-1".into(),
+            tenant: "acme".into(),
+            client_id: "crm-1".into(),
+            username: Some("alice".into()),
+            scope: "openid".into(),
+            grant_type: GrantType::Password,
+            issued_at: now,
+            expires_at: t("2026-12-25T12:00:00Z"),
+            status,
+        };
+        for round in 0..20 {
+            let old = format!("old-{round}");
+            let family = format!("fam-{round}");
+            a.write(|w| {
+                w.put_refresh(&RefreshTokenRecord {
+                    family_id: family.clone(),
+                    ..record(&old, RefreshStatus::Active)
+                })
+            })
+            .unwrap();
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+            let hosts: Vec<_> = [a.clone(), b.clone()]
+                .into_iter()
+                .enumerate()
+                .map(|(i, store)| {
+                    let barrier = barrier.clone();
+                    let old = old.clone();
+                    let new = RefreshTokenRecord {
+                        family_id: family.clone(),
+                        ..record(&format!("new-{round}-{i}"), RefreshStatus::Active)
+                    };
+                    std::thread::spawn(move || {
+                        let job = Job {
+                            effects: vec![
+                                Effect::ConsumeRefreshToken { token_sha256: old },
+                                Effect::StoreRefreshToken { record: new },
+                            ],
+                            audit: Some(("token".into(), format!("{{\"host\":{i}}}"))),
+                            now,
+                        };
+                        barrier.wait();
+                        store
+                            .apply_batch(&[job], LockoutPolicy::default())
+                            .unwrap()
+                            .pop()
+                            .unwrap()
+                    })
+                })
+                .collect();
+            let mut outcomes: Vec<Applied> = hosts.into_iter().map(|h| h.join().unwrap()).collect();
+            outcomes.sort_by_key(|o| format!("{o:?}"));
+            assert_eq!(
+                outcomes,
+                vec![Applied::Done, Applied::RefreshRace],
+                "round {round}"
+            );
+            // The loser's attempt revoked the family, the winner's new token with it.
+            let mut stored = 0;
+            for i in 0..2 {
+                if let Some(r) = a.refresh_token(&format!("new-{round}-{i}")).unwrap() {
+                    assert_eq!(r.status, RefreshStatus::Revoked, "round {round}");
+                    stored += 1;
+                }
+            }
+            assert_eq!(stored, 1, "only the winner's new token is stored");
+            assert_eq!(
+                a.refresh_token(&old).unwrap().unwrap().status,
+                RefreshStatus::Used
+            );
+        }
+        assert_eq!(b.verify_audit().unwrap(), (20, None));
+    }
+
+    /// Two stores on one database appending to the audit log at once: every entry lands, in
+    /// one chain.
+    fn two_hosts_append_to_one_audit_chain(a: Store, b: Store) {
+        let now = t("2026-11-25T12:00:00Z");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let hosts: Vec<_> = [a.clone(), b]
+            .into_iter()
+            .enumerate()
+            .map(|(i, store)| {
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    for n in 0..50 {
+                        let job = Job {
+                            effects: vec![],
+                            audit: Some(("token".into(), format!("{{\"host\":{i},\"n\":{n}}}"))),
+                            now,
+                        };
+                        let outcome = store.apply_batch(&[job], LockoutPolicy::default());
+                        assert_eq!(outcome.unwrap(), vec![Applied::Done], "host {i}, entry {n}");
+                    }
+                })
+            })
+            .collect();
+        for host in hosts {
+            host.join().unwrap();
+        }
+        assert_eq!(a.verify_audit().unwrap(), (100, None));
+    }
+
+    #[test]
+    fn two_sqlite_hosts_append_to_one_audit_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.db");
+        two_hosts_append_to_one_audit_chain(
+            Store::open(&path).unwrap(),
+            Store::open(&path).unwrap(),
+        );
+    }
+
+    #[test]
+    fn two_postgres_hosts_append_to_one_audit_chain() {
+        let url = crate::testing::fresh_database().unwrap();
+        two_hosts_append_to_one_audit_chain(
+            Store::connect(&url, PgOptions::default()).unwrap(),
+            Store::connect(&url, PgOptions::default()).unwrap(),
+        );
+    }
+
+    #[test]
+    fn two_sqlite_hosts_race_for_one_refresh_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.db");
+        two_hosts_race_for_one_refresh_token(
+            Store::open(&path).unwrap(),
+            Store::open(&path).unwrap(),
+        );
+    }
+
+    #[test]
+    fn two_postgres_hosts_race_for_one_refresh_token() {
+        let url = crate::testing::fresh_database().unwrap();
+        two_hosts_race_for_one_refresh_token(
+            Store::connect(&url, PgOptions::default()).unwrap(),
+            Store::connect(&url, PgOptions::default()).unwrap(),
+        );
+    }
+
+    on_both!(
+        failures_lock_after_the_threshold_and_the_lock_doubles,
+        |store| {
+            let policy = LockoutPolicy::default();
+            let now = t("2026-11-25T12:00:00Z");
+            let fail = Effect::RecordLoginFailure {
+                tenant: "acme".into(),
+                username: "nobody".into(),
+            };
+            for _ in 0..4 {
+                store
+                    .apply(std::slice::from_ref(&fail), now, policy)
+                    .unwrap();
+            }
+            assert_eq!(store.locked_until("acme", "nobody").unwrap(), None);
+            store
+                .apply(std::slice::from_ref(&fail), now, policy)
+                .unwrap();
+            assert_eq!(
+                store.locked_until("acme", "nobody").unwrap(),
+                Some(t("2026-11-25T12:01:00Z"))
+            );
+            for _ in 0..5 {
+                store
+                    .apply(std::slice::from_ref(&fail), now, policy)
+                    .unwrap();
+            }
+            assert_eq!(
+                store.locked_until("acme", "nobody").unwrap(),
+                Some(t("2026-11-25T12:02:00Z"))
+            );
+            let reset = [Effect::ResetLoginFailures {
+                tenant: "acme".into(),
+                username: "nobody".into(),
+            }];
+            // A success that meets a lock set meanwhile is undone, to be decided again.
+            assert_eq!(store.apply(&reset, now, policy).unwrap(), Applied::LockRace);
+            assert!(store.locked_until("acme", "nobody").unwrap().is_some());
+            let later = t("2026-11-25T12:03:00Z");
+            assert_eq!(store.apply(&reset, later, policy).unwrap(), Applied::Done);
+            assert_eq!(store.locked_until("acme", "nobody").unwrap(), None);
+        }
+    );
+
+    on_both!(
+        keys_are_made_once_and_a_rotated_key_still_verifies_until_its_tokens_expire,
+        |store| {
+            let now = t("2026-11-25T12:00:00Z");
+            let mut n = 0;
+            let mut entropy = || {
+                n += 1;
+                Ok(format!(
+                    "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0{n}"
+                ))
+            };
+            let (first, _) = store.ensure_keys(now, &mut entropy).unwrap();
+            let (again, _) = store.ensure_keys(now, &mut entropy).unwrap();
+            assert_eq!(first.kid, again.kid);
+            let later = t("2026-11-25T13:00:00Z");
+            let new = store
+                .rotate_signing_key(later, t("2026-11-25T14:00:00Z"), "bmV3LWtleQ==", "abc123")
+                .unwrap();
+            assert_ne!(new.kid, first.kid);
+            let (current, _) = store.ensure_keys(later, &mut entropy).unwrap();
+            assert_eq!(current.kid, new.kid);
+            let kids = |at| -> Vec<String> {
+                store
+                    .verification_keys(t(at))
+                    .unwrap()
+                    .into_iter()
+                    .map(|k| k.kid)
+                    .collect()
+            };
+            assert_eq!(
+                kids("2026-11-25T13:30:00Z"),
+                vec![new.kid.clone(), first.kid.clone()]
+            );
+            assert_eq!(kids("2026-11-25T14:00:01Z"), vec![new.kid.clone()]);
+        }
+    );
 }

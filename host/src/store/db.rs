@@ -1,0 +1,397 @@
+//! The SQL layer under the store: one copy of every statement, run on SQLite or on PostgreSQL.
+//!
+//! Statements are written once, with numbered parameters (`?1`, `?2`, …), which PostgreSQL gets
+//! as `$1`, `$2`, …. Values cross as three kinds only (null, 64-bit integer, text), so the two
+//! schemas keep every integer `BIGINT`-wide and booleans as 0/1, and a row reads the same from
+//! either backend. The store above this module never sees a backend's types.
+
+use anyhow::{anyhow, bail, Context, Result};
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// A statement's parameter, borrowed from the caller.
+#[derive(Clone, Copy, Debug)]
+pub enum Arg<'a> {
+    /// SQL `NULL`.
+    Null,
+    /// A 64-bit integer (also booleans, as 0 and 1).
+    Int(i64),
+    /// Text.
+    Text(&'a str),
+}
+
+/// What can be passed as a parameter.
+pub trait ToArg {
+    /// This value as a parameter.
+    fn arg(&self) -> Arg<'_>;
+}
+
+impl ToArg for i64 {
+    fn arg(&self) -> Arg<'_> {
+        Arg::Int(*self)
+    }
+}
+
+impl ToArg for u32 {
+    fn arg(&self) -> Arg<'_> {
+        Arg::Int(i64::from(*self))
+    }
+}
+
+impl ToArg for bool {
+    fn arg(&self) -> Arg<'_> {
+        Arg::Int(i64::from(*self))
+    }
+}
+
+impl ToArg for Arg<'_> {
+    fn arg(&self) -> Arg<'_> {
+        *self
+    }
+}
+
+impl ToArg for str {
+    fn arg(&self) -> Arg<'_> {
+        Arg::Text(self)
+    }
+}
+
+impl ToArg for String {
+    fn arg(&self) -> Arg<'_> {
+        Arg::Text(self)
+    }
+}
+
+impl<T: ToArg + ?Sized> ToArg for &T {
+    fn arg(&self) -> Arg<'_> {
+        (**self).arg()
+    }
+}
+
+impl<T: ToArg> ToArg for Option<T> {
+    fn arg(&self) -> Arg<'_> {
+        self.as_ref().map_or(Arg::Null, ToArg::arg)
+    }
+}
+
+impl rusqlite::ToSql for Arg<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match *self {
+            Arg::Null => ValueRef::Null,
+            Arg::Int(v) => ValueRef::Integer(v),
+            Arg::Text(s) => ValueRef::Text(s.as_bytes()),
+        }))
+    }
+}
+
+impl postgres::types::ToSql for Arg<'_> {
+    fn to_sql(
+        &self,
+        ty: &postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>>
+    {
+        use postgres::types::{IsNull, Type};
+        match *self {
+            Arg::Null => Ok(IsNull::Yes),
+            Arg::Int(v) if *ty == Type::INT8 => v.to_sql(ty, out),
+            Arg::Int(v) if *ty == Type::INT4 => i32::try_from(v)?.to_sql(ty, out),
+            Arg::Int(v) if *ty == Type::BOOL => (v != 0).to_sql(ty, out),
+            Arg::Text(s) if *ty == Type::TEXT || *ty == Type::VARCHAR => s.to_sql(ty, out),
+            _ => Err(format!("a parameter of type {ty} cannot take {self:?}").into()),
+        }
+    }
+
+    fn accepts(_: &postgres::types::Type) -> bool {
+        // Checked value by value in `to_sql`, with an error that names both.
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+/// One value of a row, as read.
+#[derive(Debug)]
+pub enum Cell<'r> {
+    /// SQL `NULL`.
+    Null,
+    /// An integer (PostgreSQL `BIGINT`, `INTEGER` or `BOOLEAN`; SQLite `INTEGER`).
+    Int(i64),
+    /// Text.
+    Text(&'r str),
+}
+
+/// One row of a result, from either backend.
+pub enum Row<'r> {
+    /// SQLite's.
+    Lite(&'r rusqlite::Row<'r>),
+    /// PostgreSQL's.
+    Pg(&'r postgres::Row),
+}
+
+impl Row<'_> {
+    /// Column `i`, converted to `T`.
+    pub fn get<T: FromCell>(&self, i: usize) -> Result<T> {
+        T::from_cell(self.cell(i)?).with_context(|| format!("column {i}"))
+    }
+
+    fn cell(&self, i: usize) -> Result<Cell<'_>> {
+        match self {
+            Row::Lite(row) => {
+                use rusqlite::types::ValueRef;
+                Ok(match row.get_ref(i)? {
+                    ValueRef::Null => Cell::Null,
+                    ValueRef::Integer(v) => Cell::Int(v),
+                    ValueRef::Text(t) => Cell::Text(
+                        std::str::from_utf8(t)
+                            .context("the database holds text that is not UTF-8")?,
+                    ),
+                    other => bail!("unexpected {:?} value", other.data_type()),
+                })
+            }
+            Row::Pg(row) => {
+                use postgres::types::Type;
+                let ty = row
+                    .columns()
+                    .get(i)
+                    .ok_or_else(|| anyhow!("no column {i}"))?
+                    .type_()
+                    .clone();
+                let cell = if ty == Type::INT8 {
+                    row.try_get::<_, Option<i64>>(i)?.map(Cell::Int)
+                } else if ty == Type::INT4 {
+                    row.try_get::<_, Option<i32>>(i)?
+                        .map(|v| Cell::Int(i64::from(v)))
+                } else if ty == Type::BOOL {
+                    row.try_get::<_, Option<bool>>(i)?
+                        .map(|v| Cell::Int(i64::from(v)))
+                } else if ty == Type::TEXT || ty == Type::VARCHAR {
+                    row.try_get::<_, Option<&str>>(i)?.map(Cell::Text)
+                } else {
+                    bail!("unexpected column type {ty}")
+                };
+                Ok(cell.unwrap_or(Cell::Null))
+            }
+        }
+    }
+}
+
+/// What a row's value can be read as.
+pub trait FromCell: Sized {
+    /// The value, or why it does not fit.
+    fn from_cell(cell: Cell<'_>) -> Result<Self>;
+}
+
+impl FromCell for i64 {
+    fn from_cell(cell: Cell<'_>) -> Result<Self> {
+        match cell {
+            Cell::Int(v) => Ok(v),
+            other => bail!("expected an integer, found {other:?}"),
+        }
+    }
+}
+
+impl FromCell for u32 {
+    fn from_cell(cell: Cell<'_>) -> Result<Self> {
+        let v = i64::from_cell(cell)?;
+        u32::try_from(v).map_err(|_| anyhow!("{v} is out of range"))
+    }
+}
+
+impl FromCell for bool {
+    fn from_cell(cell: Cell<'_>) -> Result<Self> {
+        Ok(i64::from_cell(cell)? != 0)
+    }
+}
+
+impl FromCell for String {
+    fn from_cell(cell: Cell<'_>) -> Result<Self> {
+        match cell {
+            Cell::Text(t) => Ok(t.to_string()),
+            other => bail!("expected text, found {other:?}"),
+        }
+    }
+}
+
+impl<T: FromCell> FromCell for Option<T> {
+    fn from_cell(cell: Cell<'_>) -> Result<Self> {
+        match cell {
+            Cell::Null => Ok(None),
+            cell => T::from_cell(cell).map(Some),
+        }
+    }
+}
+
+/// A PostgreSQL connection with the statements it has prepared, by their SQL.
+pub struct PgConn {
+    pub(super) client: postgres::Client,
+    statements: HashMap<String, postgres::Statement>,
+}
+
+impl PgConn {
+    pub(super) fn new(client: postgres::Client) -> PgConn {
+        PgConn {
+            client,
+            statements: HashMap::new(),
+        }
+    }
+
+    fn prepare(&mut self, sql: &str) -> Result<postgres::Statement> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(&pg_sql(sql))?;
+        self.statements.insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
+}
+
+/// Opens PostgreSQL connections for the pool.
+pub struct PgManager {
+    pub(super) config: postgres::Config,
+}
+
+impl r2d2::ManageConnection for PgManager {
+    type Connection = PgConn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> std::result::Result<PgConn, postgres::Error> {
+        Ok(PgConn::new(self.config.connect(postgres::NoTls)?))
+    }
+
+    fn is_valid(&self, conn: &mut PgConn) -> std::result::Result<(), postgres::Error> {
+        conn.client.simple_query("").map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+/// `sql` with `?N` written `$N`, PostgreSQL's spelling of a numbered parameter. The store's SQL
+/// has no `?` in a literal.
+pub fn pg_sql(sql: &str) -> Cow<'_, str> {
+    if !sql.contains('?') {
+        return Cow::Borrowed(sql);
+    }
+    Cow::Owned(sql.replace('?', "$"))
+}
+
+/// Where a statement runs: a connection (or transaction) of either backend.
+pub enum Db<'a> {
+    /// SQLite (a transaction derefs to its connection).
+    Lite(&'a rusqlite::Connection),
+    /// PostgreSQL, in whatever transaction the caller began.
+    Pg(&'a RefCell<r2d2::PooledConnection<PgManager>>),
+}
+
+impl Db<'_> {
+    /// Runs a statement; the number of rows it changed.
+    pub fn exec(&self, sql: &str, args: &[&dyn ToArg]) -> Result<u64> {
+        match self {
+            Db::Lite(conn) => {
+                let changed = conn
+                    .prepare_cached(sql)?
+                    .execute(rusqlite::params_from_iter(args.iter().map(|a| a.arg())))?;
+                Ok(changed as u64)
+            }
+            Db::Pg(cell) => {
+                let mut conn = cell.borrow_mut();
+                let statement = conn.prepare(sql)?;
+                let values: Vec<Arg<'_>> = args.iter().map(|a| a.arg()).collect();
+                let params: Vec<&(dyn postgres::types::ToSql + Sync)> = values
+                    .iter()
+                    .map(|v| v as &(dyn postgres::types::ToSql + Sync))
+                    .collect();
+                Ok(conn.client.execute(&statement, &params)?)
+            }
+        }
+    }
+
+    /// Every row of a query, each through `f`.
+    pub fn rows<T>(
+        &self,
+        sql: &str,
+        args: &[&dyn ToArg],
+        mut f: impl FnMut(&Row<'_>) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        match self {
+            Db::Lite(conn) => {
+                let mut statement = conn.prepare_cached(sql)?;
+                let mut rows =
+                    statement.query(rusqlite::params_from_iter(args.iter().map(|a| a.arg())))?;
+                let mut out = Vec::new();
+                while let Some(row) = rows.next()? {
+                    out.push(f(&Row::Lite(row))?);
+                }
+                Ok(out)
+            }
+            Db::Pg(cell) => {
+                let mut conn = cell.borrow_mut();
+                let statement = conn.prepare(sql)?;
+                let values: Vec<Arg<'_>> = args.iter().map(|a| a.arg()).collect();
+                let params: Vec<&(dyn postgres::types::ToSql + Sync)> = values
+                    .iter()
+                    .map(|v| v as &(dyn postgres::types::ToSql + Sync))
+                    .collect();
+                let rows = conn.client.query(&statement, &params)?;
+                drop(conn);
+                rows.iter().map(|row| f(&Row::Pg(row))).collect()
+            }
+        }
+    }
+
+    /// The first row of a query through `f`, if there is one.
+    pub fn opt<T>(
+        &self,
+        sql: &str,
+        args: &[&dyn ToArg],
+        f: impl FnOnce(&Row<'_>) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let mut f = Some(f);
+        let mut out = self.rows(sql, args, |row| match f.take() {
+            Some(f) => f(row).map(Some),
+            None => Ok(None),
+        })?;
+        Ok(if out.is_empty() {
+            None
+        } else {
+            out.swap_remove(0)
+        })
+    }
+
+    /// The first row's first column, which the query always has (`COUNT(*)`, `MAX(…)`).
+    pub fn value<T: FromCell>(&self, sql: &str, args: &[&dyn ToArg]) -> Result<T> {
+        self.opt(sql, args, |r| r.get(0))?
+            .ok_or_else(|| anyhow!("no row from `{sql}`"))
+    }
+
+    /// Runs several statements without parameters (migrations, savepoints).
+    pub fn batch(&self, sql: &str) -> Result<()> {
+        match self {
+            Db::Lite(conn) => Ok(conn.execute_batch(sql)?),
+            Db::Pg(cell) => Ok(cell.borrow_mut().client.batch_execute(sql)?),
+        }
+    }
+
+    /// Whether this is PostgreSQL.
+    pub fn is_pg(&self) -> bool {
+        matches!(self, Db::Pg(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_parameters_are_spelled_for_postgres() {
+        assert_eq!(
+            pg_sql("SELECT a FROM t WHERE b = ?1 AND c <> ?12"),
+            "SELECT a FROM t WHERE b = $1 AND c <> $12"
+        );
+        assert!(matches!(pg_sql("SELECT 1"), Cow::Borrowed(_)));
+    }
+}
