@@ -48,18 +48,21 @@ function peakRssMiB(pid) {
 const db = join(dir, 'granted.db');
 execFileSync(granted, ['import', '--kdf-iterations', String(ITERATIONS), '--db', db, join(root, 'tests/demo/state.json')], { stdio: 'ignore' });
 
+/** `granted serve` on `store` (a SQLite file or a PostgreSQL URL). */
+async function grantedServe(store) {
+  const port = await freePort();
+  const child = spawn(granted, ['serve', '--db', store, '--listen', `127.0.0.1:${port}`, '--kdf-iterations', String(ITERATIONS)], {
+    env: { ...process.env, GRANTED_CACHE_DIR: join(dir, 'cache'), GRANTED_LOG: 'error', GRANTED_THROTTLE_FAILURES: '1000000',
+      GRANTED_ADMIN_TOKEN: 'bench-admin-token-0123456789abcdef-0123' },
+    stdio: 'ignore',
+  });
+  const base = `http://127.0.0.1:${port}`;
+  await waitFor(`${base}/healthz`);
+  return { child, base, token: `${base}/tenants/acme/connect/token`, introspect: `${base}/tenants/acme/connect/introspect` };
+}
+
 const kinds = {
-  host: async () => {
-    const port = await freePort();
-    const child = spawn(granted, ['serve', '--db', db, '--listen', `127.0.0.1:${port}`, '--kdf-iterations', String(ITERATIONS)], {
-      env: { ...process.env, GRANTED_CACHE_DIR: join(dir, 'cache'), GRANTED_LOG: 'error', GRANTED_THROTTLE_FAILURES: '1000000',
-        GRANTED_ADMIN_TOKEN: 'bench-admin-token-0123456789abcdef-0123' },
-      stdio: 'ignore',
-    });
-    const base = `http://127.0.0.1:${port}`;
-    await waitFor(`${base}/healthz`);
-    return { child, base, token: `${base}/tenants/acme/connect/token`, introspect: `${base}/tenants/acme/connect/introspect` };
-  },
+  host: () => grantedServe(db),
   ceiling: async () => {
     const port = await freePort();
     const child = spawn(ceilingBin, [`127.0.0.1:${port}`], { stdio: 'ignore' });
@@ -203,6 +206,57 @@ results.flood = await withServer('host', async (s) => {
   return { alone, during, floodResult };
 });
 log(`flood: client_credentials p99 ${results.flood.alone.p99.toFixed(2)} ms alone, ${results.flood.during.p99.toFixed(2)} ms during`);
+
+// 7. PostgreSQL: client_credentials and refresh on one host, then on two hosts sharing one
+// database, against a throwaway server on this machine (`granted throwaway-postgres`).
+const pg = spawn(granted, ['throwaway-postgres', '--database', 'bench'], { stdio: ['pipe', 'pipe', 'inherit'] });
+const pgUrl = await new Promise((ok, fail) => {
+  let out = '';
+  pg.stdout.on('data', (d) => { out += d; if (out.includes('\n')) ok(out.split('\n')[0].trim()); });
+  pg.once('exit', (code) => fail(new Error(`granted throwaway-postgres exited with ${code}`)));
+});
+execFileSync(granted, ['import', '--kdf-iterations', String(ITERATIONS), '--db', pgUrl, join(root, 'tests/demo/state.json')], { stdio: 'ignore' });
+/** Runs `f` on `n` hosts on the PostgreSQL database; each host's peak RSS beside its result. */
+async function withPgHosts(n, f) {
+  const hosts = [];
+  try {
+    for (let i = 0; i < n; i += 1) hosts.push(await grantedServe(pgUrl));
+    return await f(hosts);
+  } finally {
+    for (const h of hosts) {
+      h.child.kill('SIGTERM');
+      await new Promise((r) => h.child.once('exit', r));
+    }
+  }
+}
+/** Several wrk runs at once, one per host: answers/s summed, latencies the worst of them. */
+const together = (runs) => ({
+  rps: runs.reduce((a, r) => a + r.rps, 0),
+  p50: Math.max(...runs.map((r) => r.p50)),
+  p99: Math.max(...runs.map((r) => r.p99)),
+  p999: Math.max(...runs.map((r) => r.p999)),
+  errors: runs.reduce((a, r) => a + r.errors, 0),
+  non2xx: runs.reduce((a, r) => a + r.non2xx, 0),
+  connections: runs.map((r) => r.connections).join(' + '),
+});
+const CC = { body: 'grant_type=client_credentials', auth: SYNC };
+results.pgCc1 = await withPgHosts(1, ([h]) => wrk(h.token, 16, CC));
+log(`postgres, one host, client_credentials: ${results.pgCc1.rps.toFixed(0)}/s`);
+results.pgCc2 = await withPgHosts(2, async (hs) => together(await Promise.all(hs.map((h) => wrk(h.token, 8, CC)))));
+log(`postgres, two hosts, client_credentials: ${results.pgCc2.rps.toFixed(0)}/s`);
+results.pgRefresh1 = await withPgHosts(1, async ([h]) => {
+  const tokens = await refreshTokens(h.token, 4);
+  return wrk(h.token, 4, { lua: refreshLua(tokens, new URL(h.token).pathname), threads: 4 });
+});
+log(`postgres, one host, refresh: ${results.pgRefresh1.rps.toFixed(0)}/s, ${results.pgRefresh1.non2xx} non-2xx`);
+results.pgRefresh2 = await withPgHosts(2, async (hs) => {
+  const runs = [];
+  for (const h of hs) runs.push({ h, tokens: await refreshTokens(h.token, 2) });
+  return together(await Promise.all(runs.map(({ h, tokens }) => wrk(h.token, 2, { lua: refreshLua(tokens, new URL(h.token).pathname), threads: 2 }))));
+});
+log(`postgres, two hosts, refresh: ${results.pgRefresh2.rps.toFixed(0)}/s, ${results.pgRefresh2.non2xx} non-2xx`);
+pg.stdin.end();
+await new Promise((r) => pg.once('exit', r));
 rmSync(dir, { recursive: true, force: true });
 
 // --- the report ------------------------------------------------------------------------------
@@ -235,6 +289,16 @@ lines.push(row('`granted serve` introspection', results.hostIntrospection, resul
 lines.push(row('`granted serve` client_credentials alone (flood run)', results.flood.alone, results.flood.rss));
 lines.push(row('`granted serve` client_credentials during a password flood', results.flood.during, results.flood.rss));
 lines.push(row('the password flood itself', results.flood.floodResult, results.flood.rss));
+lines.push('\n## SQLite and PostgreSQL\n');
+lines.push('One `granted serve` on SQLite (from the runs above), then on PostgreSQL (a throwaway server on this machine, `fsync` off as for tests), then two hosts on that one database, each under its own `wrk` (answers/s summed, latencies the worse of the two). Everything shares the same cores.\n');
+lines.push('| run | connections | answers/s | p50 | p99 | p99.9 | failed | peak RSS of the server |');
+lines.push('| --- | --- | --- | --- | --- | --- | --- | --- |');
+lines.push(row('client_credentials, one host on SQLite (sweep point)', results.sweep.host.find((r) => r.connections === 16)));
+lines.push(row('client_credentials, one host on PostgreSQL', results.pgCc1));
+lines.push(row('client_credentials, two hosts on one PostgreSQL', results.pgCc2));
+lines.push(row('refresh_token, one host on SQLite', results.hostRefresh));
+lines.push(row('refresh_token, one host on PostgreSQL', results.pgRefresh1));
+lines.push(row('refresh_token, two hosts on one PostgreSQL', results.pgRefresh2));
 lines.push(`\nLogin limit of this machine: ${CORES} cores / ${kdfMs} ms per native PBKDF2 at ${ITERATIONS} iterations = **${f1(results.loginLimit)} logins/s**.`);
 
 const hostCc = best(results.sweep.host).rps;

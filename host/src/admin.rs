@@ -303,6 +303,8 @@ async fn authenticate(
     if let Some(wait) = server
         .throttle
         .blocked(ADMIN_BUCKET, source, &server.settings)
+        .await
+        .map_err(|e| ApiError::unavailable("store", format!("{e:#}")))?
     {
         let seconds = wait.as_secs().max(1);
         server.metrics.throttled();

@@ -100,6 +100,15 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         runs: u32,
     },
+    /// A throwaway PostgreSQL server (Debian's package) on loopback, for `cargo xtask bench`:
+    /// makes the named databases, prints one URL per line, and runs until standard input
+    /// closes (then stops the server and removes its files).
+    #[command(name = "throwaway-postgres", hide = true)]
+    ThrowawayPostgres {
+        /// A database to make (letters, digits, `_`).
+        #[arg(long = "database", value_name = "NAME")]
+        databases: Vec<String>,
+    },
     /// Serve the token endpoint.
     Serve {
         #[command(flatten)]
@@ -622,6 +631,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .rotate_admin_token(&granted_host::admin::admin_token_sha256(&token), &audit)?;
             eprintln!("granted: new admin token {id}; every earlier one is retired. Shown only this once:");
             println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ThrowawayPostgres { databases } => {
+            let cluster = granted_host::testing::Cluster::new()?;
+            cluster.start()?;
+            let admin = granted_host::store::PgServer::connect(&cluster.url())?;
+            for name in &databases {
+                println!("{}", admin.create(name)?);
+            }
+            use std::io::Write as _;
+            std::io::stdout().flush()?;
+            std::io::copy(&mut std::io::stdin(), &mut std::io::sink())?;
+            drop(admin);
+            drop(cluster);
             Ok(ExitCode::SUCCESS)
         }
         Command::KdfTime { iterations, runs } => {

@@ -129,13 +129,14 @@ impl Server {
         if let Some(days) = settings.audit_retention_days {
             start_retention(store.clone(), settings.clone(), days);
         }
+        let throttle = Throttle::new(&store, &settings);
         Ok(Arc::new(Server {
             guest,
             store,
             settings,
             kdf,
             decisions: std::sync::Mutex::new(Vec::new()),
-            throttle: Throttle::default(),
+            throttle,
             committer,
             metrics: crate::metrics::Metrics::default(),
             sessions,
@@ -553,10 +554,11 @@ async fn decide_manage(
             Some("need_records") => {
                 let lookup: Lookup = serde_json::from_value(step["lookup"].clone())
                     .map_err(|e| Failure::Module(format!("lookup: {e}")))?;
-                if let Some(wait) =
-                    server
-                        .throttle
-                        .blocked(&lookup.client_id, source, &server.settings)
+                if let Some(wait) = server
+                    .throttle
+                    .blocked(&lookup.client_id, source, &server.settings)
+                    .await
+                    .map_err(Failure::Store)?
                 {
                     server.metrics.throttled();
                     return Ok(throttled(wait));
@@ -616,10 +618,11 @@ async fn decide(
     for _ in 0..6 {
         let more = match step {
             TokenStep::NeedRecords { lookup } => {
-                if let Some(wait) =
-                    server
-                        .throttle
-                        .blocked(&lookup.client_id, source, &server.settings)
+                if let Some(wait) = server
+                    .throttle
+                    .blocked(&lookup.client_id, source, &server.settings)
+                    .await
+                    .map_err(Failure::Store)?
                 {
                     server.metrics.throttled();
                     return Ok(Some(throttled(wait)));
@@ -969,10 +972,16 @@ pub(crate) fn source_address(
         .unwrap_or_else(|| peer.ip())
 }
 
-/// Failed authentications per (client, source address) in a sliding window, in memory.
-#[derive(Default)]
+/// Failed authentications per (client, source address) in a sliding window: in memory for one
+/// host on SQLite; in the database for hosts that share PostgreSQL, so that a client failing on
+/// one host is throttled on all of them.
 pub(crate) struct Throttle {
     failures: std::sync::Mutex<HashMap<(String, IpAddr), VecDeque<Instant>>>,
+    /// On a shared database: the store it reads, and the writer thread it hands failures to.
+    shared: Option<(
+        Store,
+        std::sync::mpsc::SyncSender<crate::store::ThrottleFailure>,
+    )>,
 }
 
 impl Throttle {
@@ -984,16 +993,64 @@ impl Throttle {
     /// grow it without bound; throttling restarts from zero for everyone).
     const MAX_PAIRS: usize = 100_000;
 
+    /// Failures waiting for the shared writer at most; past it, more are dropped (and logged).
+    const SHARED_QUEUE: usize = 10_000;
+
+    /// In memory, or in `store` when other hosts may share it.
+    fn new(store: &Store, settings: &ServerSettings) -> Throttle {
+        let shared = store.blocks_runtime().then(|| {
+            let (sender, receiver) =
+                std::sync::mpsc::sync_channel::<crate::store::ThrottleFailure>(Self::SHARED_QUEUE);
+            let writer = store.clone();
+            let window_ms = Self::window(settings).as_millis() as i64;
+            let _ = std::thread::Builder::new()
+                .name("throttle-writer".into())
+                .spawn(move || {
+                    while let Ok(first) = receiver.recv() {
+                        let mut batch = vec![first];
+                        batch.extend(receiver.try_iter().take(255));
+                        if let Err(e) = writer.throttle_record(&batch, epoch_ms(), window_ms) {
+                            tracing::warn!(
+                                "could not record {} failed authentications for throttling: {e:#}",
+                                batch.len()
+                            );
+                        }
+                    }
+                });
+            (store.clone(), sender)
+        });
+        Throttle {
+            failures: std::sync::Mutex::default(),
+            shared,
+        }
+    }
+
     /// How long this client and source must wait, if they are over the limit. Failures of
     /// unknown clients from a source count in one bucket (`""`), so that spraying made-up
     /// `client_id`s is throttled too.
-    pub(crate) fn blocked(
+    pub(crate) async fn blocked(
         &self,
         client_id: &str,
         source: IpAddr,
         settings: &ServerSettings,
-    ) -> Option<Duration> {
+    ) -> Result<Option<Duration>> {
         let window = Self::window(settings);
+        if let Some((store, _)) = &self.shared {
+            let store = store.clone();
+            let client_id = clip(client_id);
+            let source = source.to_string();
+            let limit = settings.throttle_failures;
+            let wait = tokio::task::spawn_blocking(move || {
+                store.throttle_wait(
+                    &[(&client_id, &source), ("", &source)],
+                    epoch_ms(),
+                    window.as_millis() as i64,
+                    limit,
+                )
+            })
+            .await??;
+            return Ok(wait.map(|ms| Duration::from_millis(ms.max(0) as u64)));
+        }
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         let mut wait = None;
@@ -1014,10 +1071,21 @@ impl Throttle {
                 wait = wait.max(left);
             }
         }
-        wait
+        Ok(wait)
     }
 
     pub(crate) fn failed(&self, client_id: &str, source: IpAddr, settings: &ServerSettings) {
+        if let Some((_, writer)) = &self.shared {
+            if writer
+                .try_send((clip(client_id), source.to_string(), epoch_ms()))
+                .is_err()
+            {
+                tracing::warn!(
+                    "the throttle's writer is behind: a failed authentication was not counted"
+                );
+            }
+            return;
+        }
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         if map.len() >= Self::MAX_PAIRS {
@@ -1029,6 +1097,13 @@ impl Throttle {
             times.pop_front();
         }
     }
+}
+
+/// This host's clock, in milliseconds since the Unix epoch (throttling shared between hosts).
+fn epoch_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Counts a failed client or user authentication toward throttling.

@@ -145,111 +145,193 @@ fn as_user(mut command: Command, user: Option<(u32, u32)>) -> Command {
     command
 }
 
-/// Makes a data directory and starts a server on it; the URL of its `postgres` database.
+/// Makes a data directory and starts a server on it, for the rest of the process; the URL of
+/// its `postgres` database.
 fn start() -> Result<String> {
-    let bin = bin_dir()?;
-    let user = server_user()?;
-    let tmp = std::env::temp_dir();
-    remove_stale(&tmp);
-    let dir = tmp.join(format!("granted-pg-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    if let Some((uid, gid)) = user {
-        std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
-            .with_context(|| format!("giving {} to the postgres user", dir.display()))?;
+    let cluster = Cluster::new()?;
+    cluster.start()?;
+    let url = cluster.url();
+    // Kept running until the process ends (its data directory goes with the next run).
+    std::mem::forget(cluster);
+    Ok(url)
+}
+
+/// A throwaway PostgreSQL server of this process's own, which a test may stop and start again
+/// (to see hosts ride out a database restart). Stopped when dropped, and when the process ends.
+pub struct Cluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    data: PathBuf,
+    port: u16,
+    user: Option<(u32, u32)>,
+    pid: std::sync::Mutex<Option<u32>>,
+}
+
+static CLUSTERS: AtomicU64 = AtomicU64::new(0);
+
+impl Cluster {
+    /// A new data directory (initdb), on a free port; not started.
+    pub fn new() -> Result<Cluster> {
+        let bin = bin_dir()?;
+        let user = server_user()?;
+        let tmp = std::env::temp_dir();
+        remove_stale(&tmp);
+        let dir = tmp.join(format!(
+            "granted-pg-{}-{}",
+            std::process::id(),
+            CLUSTERS.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+                .with_context(|| format!("giving {} to the postgres user", dir.display()))?;
+        }
+        let data = dir.join("data");
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let out = as_user(initdb, user)
+            .output()
+            .with_context(|| format!("running {}", bin.join("initdb").display()))?;
+        if !out.status.success() {
+            bail!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(Cluster {
+            bin,
+            dir,
+            data,
+            port: free_port()?,
+            user,
+            pid: std::sync::Mutex::new(None),
+        })
     }
-    let data = dir.join("data");
-    let mut initdb = Command::new(bin.join("initdb"));
-    initdb
-        .args([
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "--no-sync",
-            "-D",
-        ])
-        .arg(&data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let out = as_user(initdb, user)
-        .output()
-        .with_context(|| format!("running {}", bin.join("initdb").display()))?;
-    if !out.status.success() {
-        bail!(
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+
+    /// The URL of its `postgres` database, for an administrator.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
-    let port = free_port()?;
-    let log = dir.join("server.log");
-    let log_file = std::fs::File::create(&log)?;
-    if let Some((uid, gid)) = user {
-        std::os::unix::fs::chown(&log, Some(uid), Some(gid))?;
-    }
-    let mut postgres = Command::new(bin.join("postgres"));
-    postgres
-        .arg("-D")
-        .arg(&data)
-        .args(["-p", &port.to_string(), "-k"])
-        .arg(&dir)
-        .args([
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "max_connections=300",
-            // A test database is thrown away: nothing is worth an fsync.
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log_file);
-    let mut postgres = as_user(postgres, user);
-    // Started from a thread that never ends: the server gets its signal when the process ends,
-    // not when the test that happened to start it does.
-    let (started, child) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("test-postgres".into())
-        .spawn(move || {
-            let child = postgres.spawn();
-            let ok = child.is_ok();
-            let _ = started.send(child.map(|c| c.id()));
-            if ok {
-                loop {
-                    std::thread::park();
+
+    /// Starts the server and waits until it takes connections.
+    pub fn start(&self) -> Result<()> {
+        let log = self.dir.join("server.log");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        if let Some((uid, gid)) = self.user {
+            std::os::unix::fs::chown(&log, Some(uid), Some(gid))?;
+        }
+        let mut postgres = Command::new(self.bin.join("postgres"));
+        postgres
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-p", &self.port.to_string(), "-k"])
+            .arg(&self.dir)
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "max_connections=300",
+                // A test database is thrown away: nothing is worth an fsync.
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        let mut postgres = as_user(postgres, self.user);
+        // Started from a thread that never ends: the server gets its signal when the process
+        // ends, not when the test that happened to start it does.
+        let (started, child) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("test-postgres".into())
+            .spawn(move || {
+                let child = postgres.spawn();
+                let ok = child.is_ok();
+                let _ = started.send(child.map(|c| c.id()));
+                if ok {
+                    loop {
+                        std::thread::park();
+                    }
                 }
-            }
-        })?;
-    let pid = child
-        .recv()?
-        .with_context(|| format!("starting {}", bin.join("postgres").display()))?;
-    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match postgres::Client::connect(&url, postgres::NoTls) {
-            Ok(_) => return Ok(url),
-            Err(e) => {
-                let gone = !Path::new(&format!("/proc/{pid}")).exists()
-                    || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                        .is_ok_and(|s| s.contains(") Z "));
-                if gone || Instant::now() > deadline {
-                    let log = std::fs::read_to_string(&log).unwrap_or_default();
-                    bail!(
-                        "the PostgreSQL server did not start ({e}); its log:\n{}",
-                        log.trim()
-                    );
+            })?;
+        let pid = child
+            .recv()?
+            .with_context(|| format!("starting {}", self.bin.join("postgres").display()))?;
+        *self.pid.lock().unwrap_or_else(|p| p.into_inner()) = Some(pid);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match postgres::Client::connect(&self.url(), postgres::NoTls) {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    if !alive(pid) || Instant::now() > deadline {
+                        let log = std::fs::read_to_string(&log).unwrap_or_default();
+                        bail!(
+                            "the PostgreSQL server did not start ({e}); its log:\n{}",
+                            log.trim()
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
                 }
-                std::thread::sleep(Duration::from_millis(50));
             }
         }
+    }
+
+    /// Stops the server (a fast shutdown: sessions are cut) and waits until it is gone.
+    pub fn stop(&self) -> Result<()> {
+        let Some(pid) = self.pid.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return Ok(());
+        };
+        // SAFETY: kill has no memory effects; `pid` is the server this cluster started.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGINT);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while alive(pid) {
+            if Instant::now() > deadline {
+                bail!("the PostgreSQL server {pid} did not stop");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Whether process `pid` is running (not gone, not a zombie).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
     }
 }
 

@@ -99,6 +99,12 @@ impl postgres::types::ToSql for Arg<'_> {
             Arg::Int(v) if *ty == Type::INT8 => v.to_sql(ty, out),
             Arg::Int(v) if *ty == Type::INT4 => i32::try_from(v)?.to_sql(ty, out),
             Arg::Int(v) if *ty == Type::BOOL => (v != 0).to_sql(ty, out),
+            // PostgreSQL's text cannot hold NUL, which a client may send (`%00`); it is stored
+            // and looked up as U+FFFD, consistently, so that such input is an unknown name
+            // (or a counted one) as on SQLite, never a database error.
+            Arg::Text(s) if (*ty == Type::TEXT || *ty == Type::VARCHAR) && s.contains('\0') => {
+                s.replace('\0', "\u{FFFD}").to_sql(ty, out)
+            }
             Arg::Text(s) if *ty == Type::TEXT || *ty == Type::VARCHAR => s.to_sql(ty, out),
             _ => Err(format!("a parameter of type {ty} cannot take {self:?}").into()),
         }

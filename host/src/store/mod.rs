@@ -20,9 +20,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 mod admin;
 mod audit;
 mod db;
+mod throttle;
 pub use admin::{AdminAudit, AdminTx, Change, ChangeRecord, EditContext};
 pub use audit::{AuditFilter, AuditRow, UseCount};
 use db::{Db, PgManager};
+pub use throttle::Failure as ThrottleFailure;
 
 /// The schema, one step per version; a database is brought to the last one at open.
 const MIGRATIONS: &[&str] = &[
@@ -122,6 +124,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_tenant ON audit (tenant, seq);
     CREATE INDEX audit_app ON audit (app_id, seq);
     CREATE TABLE audit_anchor (seq INTEGER NOT NULL, sha256 TEXT NOT NULL);",
+    // 5: failed authentications per (client, source address), for hosts that share the
+    // database (one host on SQLite keeps them in memory).
+    "CREATE TABLE throttle_failures (
+        client_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX throttle_failures_key ON throttle_failures (client_id, source, at_ms);
+    CREATE INDEX throttle_failures_at ON throttle_failures (at_ms);",
 ];
 
 /// Read-only connections of a file database.
@@ -185,9 +196,99 @@ enum Backend {
         readers: Vec<Mutex<Connection>>,
         next_reader: std::sync::atomic::AtomicUsize,
     },
-    Pg {
-        pool: r2d2::Pool<PgManager>,
-    },
+    Pg(Pg),
+}
+
+/// A PostgreSQL backend: the pool, and the breaker that turns requests away at once while the
+/// database is out of reach.
+struct Pg {
+    pool: r2d2::Pool<PgManager>,
+    breaker: Breaker,
+}
+
+/// How long requests are turned away after the database was found out of reach, before one
+/// request tries again (the `Retry-After` of the 503 they get).
+const PG_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A circuit breaker: closed while the database answers; open for [`PG_RETRY`] after it did
+/// not, when every caller fails at once; then one caller at a time tries a connection, which
+/// closes it again or opens it for another round.
+#[derive(Default)]
+struct Breaker {
+    state: Mutex<BreakerState>,
+}
+
+#[derive(Default)]
+struct BreakerState {
+    open_until: Option<std::time::Instant>,
+    probing: bool,
+}
+
+impl Breaker {
+    /// Whether a caller may try the database now.
+    fn admit(&self) -> bool {
+        let mut state = lock(&self.state);
+        match state.open_until {
+            None => true,
+            Some(until) if std::time::Instant::now() < until => false,
+            Some(_) if state.probing => false,
+            Some(_) => {
+                state.probing = true;
+                true
+            }
+        }
+    }
+
+    fn succeeded(&self) {
+        let mut state = lock(&self.state);
+        if state.open_until.is_some() {
+            tracing::warn!("the database answers again");
+        }
+        *state = BreakerState::default();
+    }
+
+    fn failed(&self) {
+        let mut state = lock(&self.state);
+        if state.open_until.is_none() {
+            tracing::error!(
+                "the database is out of reach: requests get 503 until it answers again"
+            );
+        }
+        state.open_until = Some(std::time::Instant::now() + PG_RETRY);
+        state.probing = false;
+    }
+}
+
+impl Pg {
+    /// A pooled connection (checked on the way out of the pool, so a connection the server
+    /// closed is replaced), or at once an error while the breaker is open.
+    fn conn(&self) -> Result<RefCell<r2d2::PooledConnection<PgManager>>> {
+        if !self.breaker.admit() {
+            bail!(
+                "the database is unavailable (retrying within {} s)",
+                PG_RETRY.as_secs()
+            );
+        }
+        match self.pool.get() {
+            Ok(conn) => Ok(RefCell::new(conn)),
+            Err(e) => {
+                self.breaker.failed();
+                bail!("the database is unavailable: {e}")
+            }
+        }
+    }
+
+    /// Runs `f` on a connection; a failure that closed the connection opens the breaker.
+    fn run<T>(&self, f: impl FnOnce(&Db<'_>) -> Result<T>) -> Result<T> {
+        let conn = self.conn()?;
+        let out = f(&Db::Pg(&conn));
+        match &out {
+            Ok(_) => self.breaker.succeeded(),
+            Err(_) if conn.borrow().client.is_closed() => self.breaker.failed(),
+            Err(_) => {}
+        }
+        out
+    }
 }
 
 /// The advisory lock every PostgreSQL write transaction holds until it ends ("granted" in
@@ -498,13 +599,16 @@ impl Store {
             .max_size(options.max_connections.max(1))
             .min_idle(Some(1))
             .connection_timeout(options.connect_timeout)
-            // A broken connection is found when a statement on it fails (`has_broken`); no
-            // round trip on every checkout.
-            .test_on_check_out(false)
+            // One round trip per checkout finds the connections a restarted server closed,
+            // so that they are replaced instead of failing a request each.
+            .test_on_check_out(true)
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(PgManager { config })
             .with_context(|| format!("could not connect to {redacted}"))?;
-        Self::migrated(Backend::Pg { pool })
+        Self::migrated(Backend::Pg(Pg {
+            pool,
+            breaker: Breaker::default(),
+        }))
     }
 
     fn lite_writer(conn: Connection) -> Result<Connection> {
@@ -533,7 +637,7 @@ impl Store {
     pub fn backend(&self) -> &'static str {
         match *self.backend {
             Backend::Lite { .. } => "sqlite",
-            Backend::Pg { .. } => "postgres",
+            Backend::Pg(_) => "postgres",
         }
     }
 
@@ -541,7 +645,7 @@ impl Store {
     /// on a runtime of its own, which cannot start inside another: such calls go through
     /// `spawn_blocking`.
     pub fn blocks_runtime(&self) -> bool {
-        matches!(*self.backend, Backend::Pg { .. })
+        matches!(*self.backend, Backend::Pg(_))
     }
 
     /// Runs `f` on a connection to read with, without a transaction: on SQLite a free reader
@@ -556,10 +660,7 @@ impl Store {
                 let conn = lite_reader(writer, readers, next_reader);
                 f(&Db::Lite(&conn))
             }
-            Backend::Pg { pool } => {
-                let conn = RefCell::new(pg_conn(pool)?);
-                f(&Db::Pg(&conn))
-            }
+            Backend::Pg(pg) => pg.run(f),
         }
     }
 
@@ -578,14 +679,12 @@ impl Store {
                 tx.commit()?;
                 Ok(out)
             }
-            Backend::Pg { pool } => {
-                let conn = RefCell::new(pg_conn(pool)?);
-                let db = Db::Pg(&conn);
+            Backend::Pg(pg) => pg.run(|db| {
                 db.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
-                let out = f(&db);
-                pg_end(&db, out.is_ok())?;
+                let out = f(db);
+                pg_end(db, out.is_ok())?;
                 out
-            }
+            }),
         }
     }
 
@@ -605,31 +704,31 @@ impl Store {
                     End::Rollback(out) => Ok(out),
                 }
             }
-            Backend::Pg { pool } => {
-                let conn = RefCell::new(pg_conn(pool)?);
-                let db = Db::Pg(&conn);
+            Backend::Pg(pg) => pg.run(|db| {
                 // READ COMMITTED: each statement sees what committed before it, so everything
                 // after the lock sees every earlier writer's work.
                 db.batch(&format!(
                     "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})"
                 ))?;
-                match f(&db) {
+                match f(db) {
                     Ok(End::Commit(out)) => {
-                        pg_end(&db, true)?;
+                        // An error here leaves the outcome unknown to this host; it is never
+                        // retried (the caller answers 503, and the client may try again).
+                        pg_end(db, true)?;
                         Ok(out)
                     }
                     Ok(End::Rollback(out)) => {
-                        pg_end(&db, false)?;
+                        pg_end(db, false)?;
                         Ok(out)
                     }
                     Err(e) => {
                         // The error is what the caller needs; a failed rollback only closes
                         // the connection (the server rolls back what a lost session began).
-                        let _ = pg_end(&db, false);
+                        let _ = pg_end(db, false);
                         Err(e)
                     }
                 }
-            }
+            }),
         }
     }
 
@@ -1005,12 +1104,6 @@ fn lite_reader<'a>(
     }
     let i = next_reader.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % readers.len();
     lock(&readers[i])
-}
-
-/// A pooled PostgreSQL connection, or an error that says the database is out of reach.
-fn pg_conn(pool: &r2d2::Pool<PgManager>) -> Result<r2d2::PooledConnection<PgManager>> {
-    pool.get()
-        .map_err(|e| anyhow!("the database is unavailable: {e}"))
 }
 
 /// Ends a PostgreSQL transaction.
@@ -1556,7 +1649,7 @@ mod tests {
                      DROP TABLE refresh_tokens; DROP TABLE login_failures; DROP TABLE users;
                      DROP TABLE installs; DROP TABLE tenants; DROP TABLE clients;
                      DROP TABLE revisions; DROP TABLE apps; DROP TABLE server_keys;
-                     DROP TABLE schema_version",
+                     DROP TABLE schema_version; DROP TABLE IF EXISTS throttle_failures",
                     )?;
                     migrate_to(db, 3)
                 })
@@ -1900,6 +1993,43 @@ mod tests {
             let later = t("2026-11-25T12:03:00Z");
             assert_eq!(store.apply(&reset, later, policy).unwrap(), Applied::Done);
             assert_eq!(store.locked_until("acme", "nobody").unwrap(), None);
+        }
+    );
+
+    on_both!(
+        names_with_a_nul_are_unknown_or_counted_never_an_error,
+        |store| {
+            // A client may send `%00` in any name: lookups find nothing, failures are counted.
+            let lookup = Lookup {
+                tenant: "ac\0me".into(),
+                client_id: "sync\0-1".into(),
+                username: Some("al\0ice".into()),
+                refresh_token_sha256: Some("ab\0c".into()),
+            };
+            let records = store.records(&lookup).unwrap();
+            assert_eq!(records.tenant, Some(None));
+            assert_eq!(records.client, Some(None));
+            assert_eq!(records.user, Some(None));
+            assert_eq!(records.refresh_token, Some(None));
+            let now = t("2026-11-25T12:00:00Z");
+            let fail = Effect::RecordLoginFailure {
+                tenant: "acme".into(),
+                username: "al\0ice".into(),
+            };
+            for _ in 0..5 {
+                let job = Job {
+                    effects: vec![fail.clone()],
+                    audit: Some(("token".into(), r#"{"tenant":"ac\u0000me"}"#.into())),
+                    now,
+                };
+                assert_eq!(
+                    store.apply_batch(&[job], LockoutPolicy::default()).unwrap(),
+                    vec![Applied::Done]
+                );
+            }
+            assert!(store.locked_until("acme", "al\0ice").unwrap().is_some());
+            assert_eq!(store.locked_until("acme", "alice").unwrap(), None);
+            assert_eq!(store.verify_audit().unwrap(), (5, None));
         }
     );
 
