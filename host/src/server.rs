@@ -1035,22 +1035,36 @@ impl Throttle {
         settings: &ServerSettings,
     ) -> Result<Option<Duration>> {
         let window = Self::window(settings);
-        if let Some((store, _)) = &self.shared {
-            let store = store.clone();
-            let client_id = clip(client_id);
-            let source = source.to_string();
-            let limit = settings.throttle_failures;
-            let wait = tokio::task::spawn_blocking(move || {
-                store.throttle_wait(
-                    &[(&client_id, &source), ("", &source)],
-                    epoch_ms(),
-                    window.as_millis() as i64,
-                    limit,
-                )
-            })
-            .await??;
-            return Ok(wait.map(|ms| Duration::from_millis(ms.max(0) as u64)));
-        }
+        // This host's own failures count at once; the other hosts' once their writer has
+        // stored them (milliseconds later).
+        let local = self.blocked_here(client_id, source, settings);
+        let Some((store, _)) = &self.shared else {
+            return Ok(local);
+        };
+        let store = store.clone();
+        let client_id = clip(client_id);
+        let source = source.to_string();
+        let limit = settings.throttle_failures;
+        let shared = tokio::task::spawn_blocking(move || {
+            store.throttle_wait(
+                &[(&client_id, &source), ("", &source)],
+                epoch_ms(),
+                window.as_millis() as i64,
+                limit,
+            )
+        })
+        .await??;
+        Ok(local.max(shared.map(|ms| Duration::from_millis(ms.max(0) as u64))))
+    }
+
+    /// The wait from this host's own failures (in memory).
+    fn blocked_here(
+        &self,
+        client_id: &str,
+        source: IpAddr,
+        settings: &ServerSettings,
+    ) -> Option<Duration> {
+        let window = Self::window(settings);
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         let mut wait = None;
@@ -1071,7 +1085,7 @@ impl Throttle {
                 wait = wait.max(left);
             }
         }
-        Ok(wait)
+        wait
     }
 
     pub(crate) fn failed(&self, client_id: &str, source: IpAddr, settings: &ServerSettings) {
@@ -1081,10 +1095,9 @@ impl Throttle {
                 .is_err()
             {
                 tracing::warn!(
-                    "the throttle's writer is behind: a failed authentication was not counted"
+                    "the throttle's writer is behind: a failed authentication was not shared with the other hosts"
                 );
             }
-            return;
         }
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();

@@ -4,8 +4,7 @@
 
 mod common;
 
-use granted_host::guest::Guest;
-use granted_host::server::{self, Server, ServerSettings};
+use granted_host::server::ServerSettings;
 use granted_host::store::Store;
 use granted_policy::model::Timestamp;
 use serde_json::{json, Value};
@@ -20,21 +19,9 @@ struct Running {
 
 fn start_with(settings: ServerSettings) -> Running {
     let store = granted_host::testing::store().expect("store");
-    let now = settings.fixed_now.expect("a fixed clock");
-    granted_host::admin::ensure_admin_token(&store, now, Some(TOKEN)).expect("admin token");
-    let srv =
-        Server::new(Guest::embedded().expect("module"), store.clone(), settings).expect("server");
-    let text = std::fs::read_to_string("../tests/demo/state.json").expect("demo state");
-    srv.import(&granted_host::state::parse(&text).expect("demo state parses"))
-        .expect("import");
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    runtime.spawn(server::serve(srv, listener, std::future::pending()));
+    let (base, runtime) = common::serve_in_process(store.clone(), settings, TOKEN, true);
     Running {
-        base: format!("http://{addr}"),
+        base,
         store,
         _runtime: runtime,
     }

@@ -115,6 +115,27 @@ fn hosts_answer_503_while_postgres_restarts_and_serve_again_by_themselves() {
     let (status, _, body) = token(&host.base, sync, CC);
     assert_eq!(status, 200, "{body}");
 
+    // Load throughout: every answer is a 200 or a 503 with Retry-After, nothing else.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = (0..3)
+        .map(|_| {
+            let stop = stop.clone();
+            let base = host.base.clone();
+            std::thread::spawn(move || {
+                let (mut ok, mut unavailable, mut other) = (0usize, 0usize, Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    match token(&base, ("sync-1", "sync-1-secret"), CC) {
+                        (200, _, _) => ok += 1,
+                        (503, Some(_), _) => unavailable += 1,
+                        (status, retry, body) => other.push(format!("{status} {retry:?} {body}")),
+                    }
+                }
+                (ok, unavailable, other)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+
     cluster.stop().expect("stop");
     let mut slowest = Duration::ZERO;
     for _ in 0..20 {
@@ -148,6 +169,23 @@ fn hosts_answer_503_while_postgres_restarts_and_serve_again_by_themselves() {
         "the host served again {} ms after the database was back",
         back.elapsed().as_millis()
     );
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let (mut ok, mut unavailable) = (0, 0);
+    for worker in load {
+        let (o, u, other) = worker.join().expect("load");
+        assert!(
+            other.is_empty(),
+            "answers other than 200 and 503: {other:?}"
+        );
+        ok += o;
+        unavailable += u;
+    }
+    assert!(
+        ok > 0 && unavailable > 0,
+        "{ok} answered, {unavailable} turned away"
+    );
+    eprintln!("under load: {ok} answered, {unavailable} turned away with 503");
     // Refresh tokens (a write and a read-then-write) work again too.
     let crm = ("crm-1", "crm-1-secret");
     let (status, _, first) = token(&host.base, crm, ALICE);

@@ -4,8 +4,7 @@
 
 mod common;
 
-use granted_host::guest::Guest;
-use granted_host::server::{self, Server, ServerSettings};
+use granted_host::server::ServerSettings;
 use granted_host::store::{PgOptions, Store};
 use granted_policy::model::Timestamp;
 use serde_json::{json, Value};
@@ -38,23 +37,9 @@ fn two_hosts(settings: ServerSettings) -> (Host, Host) {
 
 fn host(url: &str, settings: ServerSettings, import: bool) -> Host {
     let store = Store::connect(url, PgOptions::default()).expect("store");
-    let now = settings.fixed_now.expect("a fixed clock");
-    granted_host::admin::ensure_admin_token(&store, now, Some(TOKEN)).expect("admin token");
-    let srv =
-        Server::new(Guest::embedded().expect("module"), store.clone(), settings).expect("server");
-    if import {
-        let text = std::fs::read_to_string("../tests/demo/state.json").expect("demo state");
-        srv.import(&granted_host::state::parse(&text).expect("demo state parses"))
-            .expect("import");
-    }
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    runtime.spawn(server::serve(srv, listener, std::future::pending()));
+    let (base, runtime) = common::serve_in_process(store.clone(), settings, TOKEN, import);
     Host {
-        base: format!("http://{addr}"),
+        base,
         store,
         _runtime: runtime,
     }

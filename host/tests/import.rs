@@ -1,13 +1,41 @@
 //! `granted import` and `granted export`: all or nothing, the JSON path of the first problem,
-//! idempotent, and an export that imports as it is with no secret in clear.
+//! idempotent, and an export that imports as it is with no secret in clear. On a SQLite file,
+//! or with `GRANTED_TEST_STORE=postgres` on a new PostgreSQL database (`--db URL`).
 
+use granted_host::store::{Location, PgOptions, Store};
 use std::path::Path;
 use std::process::{Command, Output};
 
 const GRANTED: &str = env!("CARGO_BIN_EXE_granted");
 const DEMO: &str = "../tests/demo/state.json";
 
-fn granted(args: &[&str], db: &Path) -> Output {
+/// A new database for `--db`: a file in `dir`, or a PostgreSQL database.
+fn new_db(dir: &Path, name: &str) -> String {
+    match std::env::var("GRANTED_TEST_STORE").as_deref() {
+        Ok("postgres") => granted_host::testing::fresh_database().unwrap(),
+        _ => dir.join(name).to_str().unwrap().to_string(),
+    }
+}
+
+/// Whether nothing was ever written to `db`: no file, or no schema in the database.
+fn untouched(db: &str) -> bool {
+    match Location::parse(db) {
+        Location::File(path) => !path.exists(),
+        Location::Postgres(url) => {
+            let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            let row = client
+                .query_one("SELECT to_regclass('schema_version') IS NULL", &[])
+                .unwrap();
+            row.get(0)
+        }
+    }
+}
+
+fn open(db: &str) -> Store {
+    Store::at(&Location::parse(db), &PgOptions::default()).unwrap()
+}
+
+fn granted(args: &[&str], db: &str) -> Output {
     Command::new(GRANTED)
         .args(args)
         .arg("--db")
@@ -17,7 +45,7 @@ fn granted(args: &[&str], db: &Path) -> Output {
         .unwrap()
 }
 
-fn export(db: &Path) -> String {
+fn export(db: &str) -> String {
     let out = granted(&["export"], db);
     assert!(
         out.status.success(),
@@ -30,7 +58,7 @@ fn export(db: &Path) -> String {
 #[test]
 fn a_bad_file_names_its_first_problem_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("g.db");
+    let db = new_db(dir.path(), "g.db");
     let mut state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(DEMO).unwrap()).unwrap();
     type Break = fn(&mut serde_json::Value);
@@ -66,13 +94,13 @@ fn a_bad_file_names_its_first_problem_and_writes_nothing() {
     let out = granted(&["import", file.to_str().unwrap()], &db);
     assert!(String::from_utf8_lossy(&out.stderr).contains("sso_requried"));
     // Nothing was written by any of them: the file is refused before the database is opened.
-    assert!(!db.exists());
+    assert!(untouched(&db));
 }
 
 #[test]
 fn import_is_idempotent_and_an_export_imports_as_it_is_without_secrets() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("g.db");
+    let db = new_db(dir.path(), "g.db");
     assert!(granted(&["import", DEMO], &db).status.success());
     let first = export(&db);
     assert!(granted(&["import", DEMO], &db).status.success());
@@ -82,7 +110,7 @@ fn import_is_idempotent_and_an_export_imports_as_it_is_without_secrets() {
     }
     let file = dir.path().join("export.json");
     std::fs::write(&file, &first).unwrap();
-    let other = dir.path().join("other.db");
+    let other = new_db(dir.path(), "other.db");
     let out = granted(&["import", file.to_str().unwrap()], &other);
     assert!(
         out.status.success(),
@@ -95,7 +123,7 @@ fn import_is_idempotent_and_an_export_imports_as_it_is_without_secrets() {
 #[test]
 fn a_hash_this_server_cannot_verify_is_kept_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("g.db");
+    let db = new_db(dir.path(), "g.db");
     let mut state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(DEMO).unwrap()).unwrap();
     state["tenants"][2]["users"][0]["password_hash"] =
@@ -115,9 +143,9 @@ fn a_hash_this_server_cannot_verify_is_kept_with_a_warning() {
 #[test]
 fn keys_rotate_adds_a_signing_key_and_keeps_the_old_one_for_verification() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("g.db");
+    let db = new_db(dir.path(), "g.db");
     assert!(granted(&["import", DEMO], &db).status.success());
-    let before = granted_host::store::Store::open(&db).unwrap();
+    let before = open(&db);
     let now = granted_policy::model::Timestamp::parse("2026-01-01T00:00:00Z").unwrap();
     let (old, _) = before.current_keys().unwrap().unwrap();
     drop(before);
@@ -128,7 +156,7 @@ fn keys_rotate_adds_a_signing_key_and_keeps_the_old_one_for_verification() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let store = granted_host::store::Store::open(&db).unwrap();
+    let store = open(&db);
     let (new, _) = store.current_keys().unwrap().unwrap();
     assert_ne!(new.kid, old.kid);
     assert!(stdout.contains(&new.kid), "{stdout}");

@@ -228,7 +228,7 @@ fn test() -> Result<()> {
     ensure_postgres()?;
     step("cargo test: policy (with proptest), native vectors, wasmtime vectors, host (SQLite and PostgreSQL)");
     run_cmd(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
-    step("cargo test: the server and admin API tests again, on PostgreSQL");
+    step("cargo test: the server, admin API and import/export tests again, on PostgreSQL");
     run_cmd(
         cargo()
             .args([
@@ -239,6 +239,8 @@ fn test() -> Result<()> {
                 "server",
                 "--test",
                 "admin",
+                "--test",
+                "import",
                 "--no-fail-fast",
             ])
             .env("GRANTED_TEST_STORE", "postgres"),

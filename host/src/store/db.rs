@@ -276,6 +276,19 @@ impl r2d2::ManageConnection for PgManager {
     }
 }
 
+/// Calls `f` with `args` as PostgreSQL's client takes them.
+fn with_pg_params<T>(
+    args: &[&dyn ToArg],
+    f: impl FnOnce(&[&(dyn postgres::types::ToSql + Sync)]) -> T,
+) -> T {
+    let values: Vec<Arg<'_>> = args.iter().map(|a| a.arg()).collect();
+    let params: Vec<&(dyn postgres::types::ToSql + Sync)> = values
+        .iter()
+        .map(|v| v as &(dyn postgres::types::ToSql + Sync))
+        .collect();
+    f(&params)
+}
+
 /// `sql` with `?N` written `$N`, PostgreSQL's spelling of a numbered parameter. The store's SQL
 /// has no `?` in a literal.
 pub fn pg_sql(sql: &str) -> Cow<'_, str> {
@@ -306,12 +319,9 @@ impl Db<'_> {
             Db::Pg(cell) => {
                 let mut conn = cell.borrow_mut();
                 let statement = conn.prepare(sql)?;
-                let values: Vec<Arg<'_>> = args.iter().map(|a| a.arg()).collect();
-                let params: Vec<&(dyn postgres::types::ToSql + Sync)> = values
-                    .iter()
-                    .map(|v| v as &(dyn postgres::types::ToSql + Sync))
-                    .collect();
-                Ok(conn.client.execute(&statement, &params)?)
+                Ok(with_pg_params(args, |params| {
+                    conn.client.execute(&statement, params)
+                })?)
             }
         }
     }
@@ -337,12 +347,7 @@ impl Db<'_> {
             Db::Pg(cell) => {
                 let mut conn = cell.borrow_mut();
                 let statement = conn.prepare(sql)?;
-                let values: Vec<Arg<'_>> = args.iter().map(|a| a.arg()).collect();
-                let params: Vec<&(dyn postgres::types::ToSql + Sync)> = values
-                    .iter()
-                    .map(|v| v as &(dyn postgres::types::ToSql + Sync))
-                    .collect();
-                let rows = conn.client.query(&statement, &params)?;
+                let rows = with_pg_params(args, |params| conn.client.query(&statement, params))?;
                 drop(conn);
                 rows.iter().map(|row| f(&Row::Pg(row))).collect()
             }

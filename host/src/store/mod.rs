@@ -1914,43 +1914,38 @@ mod tests {
         assert_eq!(a.verify_audit().unwrap(), (100, None));
     }
 
-    #[test]
-    fn two_sqlite_hosts_append_to_one_audit_chain() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("g.db");
-        two_hosts_append_to_one_audit_chain(
-            Store::open(&path).unwrap(),
-            Store::open(&path).unwrap(),
-        );
+    /// Runs a test on two stores sharing one database, as two hosts: `$name::sqlite` (one
+    /// file) and `$name::postgres`.
+    macro_rules! on_two_hosts {
+        ($name:ident, $test:ident) => {
+            mod $name {
+                use super::*;
+
+                #[test]
+                fn sqlite() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let path = dir.path().join("g.db");
+                    $test(Store::open(&path).unwrap(), Store::open(&path).unwrap());
+                }
+
+                #[test]
+                fn postgres() {
+                    let url = crate::testing::fresh_database().unwrap();
+                    let open = || Store::connect(&url, PgOptions::default()).unwrap();
+                    $test(open(), open());
+                }
+            }
+        };
     }
 
-    #[test]
-    fn two_postgres_hosts_append_to_one_audit_chain() {
-        let url = crate::testing::fresh_database().unwrap();
-        two_hosts_append_to_one_audit_chain(
-            Store::connect(&url, PgOptions::default()).unwrap(),
-            Store::connect(&url, PgOptions::default()).unwrap(),
-        );
-    }
-
-    #[test]
-    fn two_sqlite_hosts_race_for_one_refresh_token() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("g.db");
-        two_hosts_race_for_one_refresh_token(
-            Store::open(&path).unwrap(),
-            Store::open(&path).unwrap(),
-        );
-    }
-
-    #[test]
-    fn two_postgres_hosts_race_for_one_refresh_token() {
-        let url = crate::testing::fresh_database().unwrap();
-        two_hosts_race_for_one_refresh_token(
-            Store::connect(&url, PgOptions::default()).unwrap(),
-            Store::connect(&url, PgOptions::default()).unwrap(),
-        );
-    }
+    on_two_hosts!(
+        audit_chain_across_hosts,
+        two_hosts_append_to_one_audit_chain
+    );
+    on_two_hosts!(
+        refresh_race_across_hosts,
+        two_hosts_race_for_one_refresh_token
+    );
 
     on_both!(
         failures_lock_after_the_threshold_and_the_lock_doubles,

@@ -111,3 +111,34 @@ pub fn post(base: &str, path: &str, auth: &str, body: &str) -> Result<(u16, Valu
     let text = response.body_mut().read_to_string()?;
     Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
 }
+
+/// A server in this process on `store`, on a free loopback port, with `admin_token` as its admin
+/// token and, when `import_demo`, the demo state imported: its base URL and the runtime it runs
+/// on (the server stops when the runtime is dropped).
+pub fn serve_in_process(
+    store: granted_host::store::Store,
+    settings: granted_host::server::ServerSettings,
+    admin_token: &str,
+    import_demo: bool,
+) -> (String, tokio::runtime::Runtime) {
+    let now = settings.fixed_now.expect("a fixed clock");
+    granted_host::admin::ensure_admin_token(&store, now, Some(admin_token)).expect("admin token");
+    let guest = granted_host::guest::Guest::embedded().expect("module");
+    let srv = granted_host::server::Server::new(guest, store, settings).expect("server");
+    if import_demo {
+        let text = std::fs::read_to_string("../tests/demo/state.json").expect("demo state");
+        srv.import(&granted_host::state::parse(&text).expect("demo state parses"))
+            .expect("import");
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    runtime.spawn(granted_host::server::serve(
+        srv,
+        listener,
+        std::future::pending(),
+    ));
+    (format!("http://{addr}"), runtime)
+}
