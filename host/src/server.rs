@@ -554,17 +554,15 @@ async fn decide_manage(
             Some("need_records") => {
                 let lookup: Lookup = serde_json::from_value(step["lookup"].clone())
                     .map_err(|e| Failure::Module(format!("lookup: {e}")))?;
-                if let Some(wait) = server
-                    .throttle
-                    .blocked(&lookup.client_id, source, &server.settings)
-                    .await
-                    .map_err(Failure::Store)?
-                {
-                    server.metrics.throttled();
-                    return Ok(throttled(wait));
-                }
-                input["records"] = serde_json::to_value(records(&server.store, lookup).await?)
-                    .map_err(|e| Failure::Module(e.to_string()))?;
+                let found = match records(server, lookup, source).await? {
+                    Ok(found) => found,
+                    Err(wait) => {
+                        server.metrics.throttled();
+                        return Ok(throttled(wait));
+                    }
+                };
+                input["records"] =
+                    serde_json::to_value(found).map_err(|e| Failure::Module(e.to_string()))?;
             }
             Some("done") => {
                 let decision: Decision = serde_json::from_value(step)
@@ -618,17 +616,15 @@ async fn decide(
     for _ in 0..6 {
         let more = match step {
             TokenStep::NeedRecords { lookup } => {
-                if let Some(wait) = server
-                    .throttle
-                    .blocked(&lookup.client_id, source, &server.settings)
-                    .await
-                    .map_err(Failure::Store)?
-                {
-                    server.metrics.throttled();
-                    return Ok(Some(throttled(wait)));
-                }
+                let found = match records(server, lookup, source).await? {
+                    Ok(found) => found,
+                    Err(wait) => {
+                        server.metrics.throttled();
+                        return Ok(Some(throttled(wait)));
+                    }
+                };
                 Resume {
-                    records: Some(records(&server.store, lookup).await?),
+                    records: Some(found),
                     kdf: None,
                 }
             }
@@ -692,20 +688,41 @@ fn call_as<T: DeserializeOwned>(
     }
 }
 
-/// The records a `need_records` step asks for, `null` where nothing was found. On SQLite, on the
-/// request's own thread: a few primary-key reads in one read transaction on a read-only
+/// The records a `need_records` step asks for (`null` where nothing was found), or how long
+/// this client and source must wait when failed authentications throttle them. On SQLite, on
+/// the request's own thread: a few primary-key reads in one read transaction on a read-only
 /// connection (WAL readers never wait for the writer), cheaper than handing the work to another
-/// thread and back. On PostgreSQL, on the blocking pool: its client cannot run on the
-/// runtime's threads.
-async fn records(store: &Store, lookup: Lookup) -> Result<Records, Failure> {
-    if !store.blocks_runtime() {
-        return store.records(&lookup).map_err(Failure::Store);
+/// thread and back; the throttle is in memory. On PostgreSQL, on the blocking pool (its client
+/// cannot run on the runtime's threads), the shared throttle read in the same snapshot.
+async fn records(
+    server: &Server,
+    lookup: Lookup,
+    source: IpAddr,
+) -> Result<std::result::Result<Records, Duration>, Failure> {
+    let settings = &server.settings;
+    if let Some(wait) = server
+        .throttle
+        .blocked_here(&lookup.client_id, source, settings)
+    {
+        return Ok(Err(wait));
     }
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || store.records(&lookup))
-        .await
-        .map_err(|e| Failure::Store(e.into()))?
-        .map_err(Failure::Store)
+    let store = server.store.clone();
+    if !store.blocks_runtime() {
+        return store.records(&lookup).map(Ok).map_err(Failure::Store);
+    }
+    let check = crate::store::ThrottleCheck {
+        client_id: clip(&lookup.client_id),
+        source: source.to_string(),
+        now_ms: epoch_ms(),
+        window_ms: Throttle::window(settings).as_millis() as i64,
+        limit: settings.throttle_failures,
+    };
+    let found =
+        tokio::task::spawn_blocking(move || store.records_unless_throttled(&lookup, &check))
+            .await
+            .map_err(|e| Failure::Store(e.into()))?
+            .map_err(Failure::Store)?;
+    Ok(found.map_err(|ms| Duration::from_millis(ms.max(0) as u64)))
 }
 
 /// Applies the decision's effects (durably) and answers; `None` when a concurrent request

@@ -234,6 +234,9 @@ impl<T: FromCell> FromCell for Option<T> {
 pub struct PgConn {
     pub(super) client: postgres::Client,
     statements: HashMap<String, postgres::Statement>,
+    /// A statement failed in a way that says the session is gone (the server shut down or
+    /// restarted, the socket broke): the pool drops this connection.
+    broken: bool,
 }
 
 impl PgConn {
@@ -241,14 +244,31 @@ impl PgConn {
         PgConn {
             client,
             statements: HashMap::new(),
+            broken: false,
         }
+    }
+
+    /// Whether this connection is gone: a statement said so, or the client saw it close.
+    pub(super) fn is_broken(&self) -> bool {
+        self.broken || self.client.is_closed()
+    }
+
+    /// `result`, noting on the way whether its error says the session is gone.
+    fn note<T>(&mut self, result: std::result::Result<T, postgres::Error>) -> Result<T> {
+        if let Err(e) = &result {
+            if session_gone(e) {
+                self.broken = true;
+            }
+        }
+        Ok(result?)
     }
 
     fn prepare(&mut self, sql: &str) -> Result<postgres::Statement> {
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
         }
-        let statement = self.client.prepare(&pg_sql(sql))?;
+        let prepared = self.client.prepare(&pg_sql(sql));
+        let statement = self.note(prepared)?;
         self.statements.insert(sql.to_string(), statement.clone());
         Ok(statement)
     }
@@ -272,8 +292,27 @@ impl r2d2::ManageConnection for PgManager {
     }
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
-        conn.client.is_closed()
+        conn.is_broken()
     }
+}
+
+/// Whether `e` says the session is gone: the connection closed, its socket failed, or the
+/// server is shutting down, crashed or not yet taking connections.
+fn session_gone(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    if e.is_closed() {
+        return true;
+    }
+    if let Some(code) = e.code() {
+        return [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+        ]
+        .contains(code);
+    }
+    // No SQLSTATE: not the server's answer but the connection's own failure (I/O, protocol).
+    e.as_db_error().is_none()
 }
 
 /// Calls `f` with `args` as PostgreSQL's client takes them.
@@ -319,9 +358,8 @@ impl Db<'_> {
             Db::Pg(cell) => {
                 let mut conn = cell.borrow_mut();
                 let statement = conn.prepare(sql)?;
-                Ok(with_pg_params(args, |params| {
-                    conn.client.execute(&statement, params)
-                })?)
+                let done = with_pg_params(args, |params| conn.client.execute(&statement, params));
+                conn.note(done)
             }
         }
     }
@@ -347,7 +385,8 @@ impl Db<'_> {
             Db::Pg(cell) => {
                 let mut conn = cell.borrow_mut();
                 let statement = conn.prepare(sql)?;
-                let rows = with_pg_params(args, |params| conn.client.query(&statement, params))?;
+                let rows = with_pg_params(args, |params| conn.client.query(&statement, params));
+                let rows = conn.note(rows)?;
                 drop(conn);
                 rows.iter().map(|row| f(&Row::Pg(row))).collect()
             }
@@ -383,7 +422,11 @@ impl Db<'_> {
     pub fn batch(&self, sql: &str) -> Result<()> {
         match self {
             Db::Lite(conn) => Ok(conn.execute_batch(sql)?),
-            Db::Pg(cell) => Ok(cell.borrow_mut().client.batch_execute(sql)?),
+            Db::Pg(cell) => {
+                let mut conn = cell.borrow_mut();
+                let done = conn.client.batch_execute(sql);
+                conn.note(done)
+            }
         }
     }
 

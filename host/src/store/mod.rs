@@ -24,7 +24,7 @@ mod throttle;
 pub use admin::{AdminAudit, AdminTx, Change, ChangeRecord, EditContext};
 pub use audit::{AuditFilter, AuditRow, UseCount};
 use db::{Db, PgManager};
-pub use throttle::Failure as ThrottleFailure;
+pub use throttle::{Failure as ThrottleFailure, ThrottleCheck};
 
 /// The schema, one step per version; a database is brought to the last one at open.
 const MIGRATIONS: &[&str] = &[
@@ -260,8 +260,8 @@ impl Breaker {
 }
 
 impl Pg {
-    /// A pooled connection (checked on the way out of the pool, so a connection the server
-    /// closed is replaced), or at once an error while the breaker is open.
+    /// A pooled connection, or at once an error while the breaker is open. A caller let
+    /// through ends by telling the breaker how it went (`settle`), or `take` does it.
     fn conn(&self) -> Result<RefCell<r2d2::PooledConnection<PgManager>>> {
         if !self.breaker.admit() {
             bail!(
@@ -269,6 +269,11 @@ impl Pg {
                 PG_RETRY.as_secs()
             );
         }
+        self.take()
+    }
+
+    /// Another pooled connection for a caller the breaker already let through.
+    fn take(&self) -> Result<RefCell<r2d2::PooledConnection<PgManager>>> {
         match self.pool.get() {
             Ok(conn) => Ok(RefCell::new(conn)),
             Err(e) => {
@@ -278,16 +283,62 @@ impl Pg {
         }
     }
 
-    /// Runs `f` on a connection; a failure that closed the connection opens the breaker.
-    fn run<T>(&self, f: impl FnOnce(&Db<'_>) -> Result<T>) -> Result<T> {
-        let conn = self.conn()?;
-        let out = f(&Db::Pg(&conn));
-        match &out {
-            Ok(_) => self.breaker.succeeded(),
-            Err(_) if conn.borrow().client.is_closed() => self.breaker.failed(),
-            Err(_) => {}
+    /// Tells the breaker how a call went: a failure that lost the session opens it; anything
+    /// else, an error the server answered included, shows the database is there.
+    fn settle<T>(&self, conn: &RefCell<r2d2::PooledConnection<PgManager>>, out: &Result<T>) {
+        if out.is_err() && conn.borrow().is_broken() {
+            self.breaker.failed();
+        } else {
+            self.breaker.succeeded();
         }
+    }
+
+    /// Whether to take another connection after a failure on `conn`: the server closed it (it
+    /// restarted, say) and the pool may still hold others like it, which each fail the same
+    /// way at their first statement. The pool does not check connections as they leave it
+    /// (that would cost a round trip per call); this finds the dead ones instead.
+    fn again(&self, conn: &RefCell<r2d2::PooledConnection<PgManager>>, tries: &mut u32) -> bool {
+        let gone = conn.borrow().is_broken();
+        *tries += 1;
+        gone && *tries <= self.pool.max_size()
+    }
+
+    /// Runs `f` in a transaction that `begin` opens, on a connection where `begin` succeeded.
+    fn run_in<T>(&self, begin: &str, f: impl FnOnce(&Db<'_>) -> Result<T>) -> Result<T> {
+        let mut tries = 0;
+        let mut next = self.conn();
+        let conn = loop {
+            let conn = next?;
+            match Db::Pg(&conn).batch(begin) {
+                Ok(()) => break conn,
+                Err(_) if self.again(&conn, &mut tries) => next = self.take(),
+                Err(e) => {
+                    let out = Err(e);
+                    self.settle(&conn, &out);
+                    return out;
+                }
+            }
+        };
+        let out = f(&Db::Pg(&conn));
+        self.settle(&conn, &out);
         out
+    }
+
+    /// Runs `f` without a transaction; again on another connection when this one turns out
+    /// closed (a read may run twice).
+    fn run_read<T>(&self, f: impl Fn(&Db<'_>) -> Result<T>) -> Result<T> {
+        let mut tries = 0;
+        let mut next = self.conn();
+        loop {
+            let conn = next?;
+            let out = f(&Db::Pg(&conn));
+            if out.is_err() && self.again(&conn, &mut tries) {
+                next = self.take();
+                continue;
+            }
+            self.settle(&conn, &out);
+            return out;
+        }
     }
 }
 
@@ -599,9 +650,9 @@ impl Store {
             .max_size(options.max_connections.max(1))
             .min_idle(Some(1))
             .connection_timeout(options.connect_timeout)
-            // One round trip per checkout finds the connections a restarted server closed,
-            // so that they are replaced instead of failing a request each.
-            .test_on_check_out(true)
+            // Not checked on checkout (a round trip per call): a connection the server closed
+            // fails at its first statement, and the call takes another (`Pg::again`).
+            .test_on_check_out(false)
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(PgManager { config })
             .with_context(|| format!("could not connect to {redacted}"))?;
@@ -650,7 +701,7 @@ impl Store {
 
     /// Runs `f` on a connection to read with, without a transaction: on SQLite a free reader
     /// when there is one, else the next in turn (the writer for an in-memory database).
-    fn read<T>(&self, f: impl FnOnce(&Db<'_>) -> Result<T>) -> Result<T> {
+    fn read<T>(&self, f: impl Fn(&Db<'_>) -> Result<T>) -> Result<T> {
         match &*self.backend {
             Backend::Lite {
                 writer,
@@ -660,7 +711,7 @@ impl Store {
                 let conn = lite_reader(writer, readers, next_reader);
                 f(&Db::Lite(&conn))
             }
-            Backend::Pg(pg) => pg.run(f),
+            Backend::Pg(pg) => pg.run_read(f),
         }
     }
 
@@ -679,8 +730,7 @@ impl Store {
                 tx.commit()?;
                 Ok(out)
             }
-            Backend::Pg(pg) => pg.run(|db| {
-                db.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+            Backend::Pg(pg) => pg.run_in("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", |db| {
                 let out = f(db);
                 pg_end(db, out.is_ok())?;
                 out
@@ -704,12 +754,11 @@ impl Store {
                     End::Rollback(out) => Ok(out),
                 }
             }
-            Backend::Pg(pg) => pg.run(|db| {
-                // READ COMMITTED: each statement sees what committed before it, so everything
-                // after the lock sees every earlier writer's work.
-                db.batch(&format!(
-                    "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})"
-                ))?;
+            // READ COMMITTED: each statement sees what committed before it, so everything after
+            // the lock sees every earlier writer's work.
+            Backend::Pg(pg) => pg.run_in(&format!(
+                "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})"
+            ), |db| {
                 match f(db) {
                     Ok(End::Commit(out)) => {
                         // An error here leaves the outcome unknown to this host; it is never
@@ -835,21 +884,7 @@ impl Store {
     /// its page cache against the log the writer keeps appending to) once instead of per
     /// statement.
     pub fn records(&self, lookup: &Lookup) -> Result<Records> {
-        self.snapshot(|db| {
-            let tenant = lookup.tenant.as_str();
-            Ok(Records {
-                tenant: Some(tenant_record(db, tenant)?),
-                client: Some(client_record(db, &lookup.client_id)?),
-                user: match &lookup.username {
-                    Some(username) => Some(user_record(db, tenant, username)?),
-                    None => None,
-                },
-                refresh_token: match &lookup.refresh_token_sha256 {
-                    Some(hash) => Some(refresh_record(db, hash)?),
-                    None => None,
-                },
-            })
-        })
+        self.snapshot(|db| records_in(db, lookup))
     }
 
     /// A refresh token by its SHA-256.
@@ -1085,6 +1120,23 @@ impl Store {
             Ok(out)
         })
     }
+}
+
+/// What a `need_records` step asks for, inside the caller's transaction.
+fn records_in(db: &Db<'_>, lookup: &Lookup) -> Result<Records> {
+    let tenant = lookup.tenant.as_str();
+    Ok(Records {
+        tenant: Some(tenant_record(db, tenant)?),
+        client: Some(client_record(db, &lookup.client_id)?),
+        user: match &lookup.username {
+            Some(username) => Some(user_record(db, tenant, username)?),
+            None => None,
+        },
+        refresh_token: match &lookup.refresh_token_sha256 {
+            Some(hash) => Some(refresh_record(db, hash)?),
+            None => None,
+        },
+    })
 }
 
 /// A free SQLite reader when there is one, else the next in turn; the writer for an in-memory
@@ -1437,42 +1489,89 @@ fn app(db: &Db<'_>, app_id: &str) -> Result<Option<App>> {
     }))
 }
 
+/// A client with its app and the app's revisions, in one query.
 fn client_record(db: &Db<'_>, client_id: &str) -> Result<Option<ClientRecord>> {
-    let row: Option<(String, String)> = db.opt(
-        "SELECT app_id, secret_hmac FROM clients WHERE client_id = ?1",
+    type Row = (
+        String,
+        String,
+        String,
+        Option<u32>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = db.rows(
+        "SELECT c.app_id, c.secret_hmac, a.created_at, r.rev, r.at, r.client_id, r.grant_type, r.scopes
+         FROM clients c JOIN apps a ON a.app_id = c.app_id
+         LEFT JOIN revisions r ON r.app_id = c.app_id
+         WHERE c.client_id = ?1 ORDER BY r.rev",
         &[&client_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
+        },
     )?;
-    let Some((app_id, secret_hmac)) = row else {
+    let Some((app_id, secret_hmac, created, ..)) = rows.first().cloned() else {
         return Ok(None);
     };
-    let app = app(db, &app_id)?.ok_or_else(|| anyhow!("client of a missing app"))?;
+    let mut revisions = Vec::with_capacity(rows.len());
+    for (_, _, _, rev, at, rev_client, grant, scopes) in rows {
+        // No revision at all: the LEFT JOIN's one row of nulls.
+        let (Some(rev), Some(at), Some(rev_client), Some(grant), Some(scopes)) =
+            (rev, at, rev_client, grant, scopes)
+        else {
+            continue;
+        };
+        revisions.push(Revision {
+            rev,
+            at: ts(at)?,
+            client_id: rev_client,
+            grant_type: grant_type(&grant)?,
+            scopes: serde_json::from_str(&scopes).context("bad scopes in the database")?,
+        });
+    }
     Ok(Some(ClientRecord {
         client_id: client_id.to_string(),
         secret_hmac,
-        app,
+        app: App {
+            app_id,
+            created_at: ts(created)?,
+            revisions,
+        },
     }))
 }
 
+/// A tenant with its installs, in one query.
 fn tenant_record(db: &Db<'_>, tenant: &str) -> Result<Option<TenantRecord>> {
-    let row: Option<(bool, Option<u32>)> = db.opt(
-        "SELECT sso_required, password_max_age_days FROM tenants WHERE tenant = ?1",
+    type Row = (bool, Option<u32>, Option<String>, Option<u32>);
+    let rows: Vec<Row> = db.rows(
+        "SELECT t.sso_required, t.password_max_age_days, i.app_id, i.rev
+         FROM tenants t LEFT JOIN installs i ON i.tenant = t.tenant
+         WHERE t.tenant = ?1 ORDER BY i.app_id",
         &[&tenant],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
-    let Some((sso_required, password_max_age_days)) = row else {
+    let Some(&(sso_required, password_max_age_days, ..)) = rows.first() else {
         return Ok(None);
     };
-    let installs = db.rows(
-        "SELECT app_id, rev FROM installs WHERE tenant = ?1 ORDER BY app_id",
-        &[&tenant],
-        |r| {
-            Ok(Install {
-                app_id: r.get(0)?,
-                rev: r.get(1)?,
+    let installs = rows
+        .into_iter()
+        .filter_map(|(_, _, app_id, rev)| {
+            Some(Install {
+                app_id: app_id?,
+                rev: rev?,
             })
-        },
-    )?;
+        })
+        .collect();
     Ok(Some(TenantRecord {
         tenant: tenant.to_string(),
         sso_required,
@@ -1490,15 +1589,18 @@ fn locked_until(db: &Db<'_>, tenant: &str, username: &str) -> Result<Option<Time
     until.flatten().map(ts).transpose()
 }
 
+/// A user with its lock, in one query.
 fn user_record(db: &Db<'_>, tenant: &str, username: &str) -> Result<Option<UserRecord>> {
-    type Row = (String, Option<String>, Option<String>, bool);
+    type Row = (String, Option<String>, Option<String>, bool, Option<String>);
     let row: Option<Row> = db.opt(
-        "SELECT sign_in, password_hash, password_changed_at, disabled FROM users
-         WHERE tenant = ?1 AND username = ?2",
+        "SELECT u.sign_in, u.password_hash, u.password_changed_at, u.disabled, f.locked_until
+         FROM users u LEFT JOIN login_failures f
+           ON f.tenant = u.tenant AND f.username = u.username
+         WHERE u.tenant = ?1 AND u.username = ?2",
         &[&tenant, &username],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
     )?;
-    let Some((sign_in, password_hash, changed, disabled)) = row else {
+    let Some((sign_in, password_hash, changed, disabled, locked)) = row else {
         return Ok(None);
     };
     Ok(Some(UserRecord {
@@ -1511,7 +1613,7 @@ fn user_record(db: &Db<'_>, tenant: &str, username: &str) -> Result<Option<UserR
         password_hash,
         password_changed_at: changed.map(ts).transpose()?,
         disabled,
-        locked_until: locked_until(db, tenant, username)?,
+        locked_until: locked.map(ts).transpose()?,
     }))
 }
 
