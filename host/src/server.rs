@@ -1064,7 +1064,8 @@ impl Throttle {
         let limit = settings.throttle_failures;
         let shared = tokio::task::spawn_blocking(move || {
             store.throttle_wait(
-                &[(&client_id, &source), ("", &source)],
+                &client_id,
+                &source,
                 epoch_ms(),
                 window.as_millis() as i64,
                 limit,

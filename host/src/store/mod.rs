@@ -936,8 +936,14 @@ impl Store {
             let (mut seq, mut prev) = audit_head(db)?;
             let mut outcomes = Vec::with_capacity(jobs.len());
             let mut new_locks = 0;
-            for job in jobs {
-                db.batch("SAVEPOINT job")?;
+            for (i, job) in jobs.iter().enumerate() {
+                // Each job in a savepoint of its own; the previous one's is released in the
+                // same round trip, and the last one's by COMMIT.
+                db.batch(if i == 0 {
+                    "SAVEPOINT job"
+                } else {
+                    "RELEASE SAVEPOINT job; SAVEPOINT job"
+                })?;
                 let mut locks = 0;
                 let outcome = match apply_effects(db, &job.effects, job.now, lockout, &mut locks) {
                     Ok(None) => match &job.audit {
@@ -972,7 +978,6 @@ impl Store {
                 if matches!(outcome, Applied::LockRace | Applied::Failed(_)) {
                     db.batch("ROLLBACK TO SAVEPOINT job")?;
                 }
-                db.batch("RELEASE SAVEPOINT job")?;
                 if outcome == Applied::Done {
                     new_locks += locks;
                 }
@@ -2090,6 +2095,62 @@ mod tests {
             let later = t("2026-11-25T12:03:00Z");
             assert_eq!(store.apply(&reset, later, policy).unwrap(), Applied::Done);
             assert_eq!(store.locked_until("acme", "nobody").unwrap(), None);
+        }
+    );
+
+    on_both!(
+        throttle_waits_until_the_oldest_of_the_last_failures_leaves_the_window,
+        |store| {
+            let (window, limit, now) = (60_000, 3, 10_000_000);
+            let fail =
+                |client: &str, ago: i64| (client.to_string(), "192.0.2.1".to_string(), now - ago);
+            let wait = |client: &str, source: &str| {
+                store
+                    .throttle_wait(client, source, now, window, limit)
+                    .unwrap()
+            };
+            assert_eq!(wait("c", "192.0.2.1"), None);
+            store
+                .throttle_record(&[fail("c", 50_000), fail("c", 40_000)], now, window)
+                .unwrap();
+            assert_eq!(
+                wait("c", "192.0.2.1"),
+                None,
+                "two failures, under the limit"
+            );
+            store
+                .throttle_record(&[fail("c", 30_000)], now, window)
+                .unwrap();
+            assert_eq!(wait("c", "192.0.2.1"), Some(10_000));
+            assert_eq!(wait("c", "192.0.2.2"), None, "another source");
+            assert_eq!(wait("d", "192.0.2.1"), None, "another client");
+            store
+                .throttle_record(&[fail("c", 1_000)], now, window)
+                .unwrap();
+            assert_eq!(wait("c", "192.0.2.1"), Some(20_000), "the last three count");
+            // Unknown clients' failures from a source throttle every client from it.
+            store
+                .throttle_record(
+                    &[fail("", 5_000), fail("", 4_000), fail("", 3_000)],
+                    now,
+                    window,
+                )
+                .unwrap();
+            assert_eq!(wait("d", "192.0.2.1"), Some(55_000));
+            assert_eq!(
+                wait("c", "192.0.2.1"),
+                Some(55_000),
+                "the longer of the two"
+            );
+            // A minute later everything has left the window, and recording prunes it.
+            let later = now + window;
+            store.throttle_record(&[], later, window).unwrap();
+            assert_eq!(
+                store
+                    .throttle_wait("c", "192.0.2.1", later, window, limit)
+                    .unwrap(),
+                None
+            );
         }
     );
 

@@ -9,31 +9,35 @@ use super::{records_in, Store};
 use anyhow::Result;
 use granted_policy::token::endpoint::{Lookup, Records};
 
-/// [`Store::throttle_wait`] inside the caller's transaction.
+/// [`Store::throttle_wait`] inside the caller's transaction: both of a source's keys (this
+/// client's, and unknown clients' `""`) in one query.
 fn wait_in(
     db: &Db<'_>,
-    keys: &[(&str, &str)],
+    client_id: &str,
+    source: &str,
     now_ms: i64,
     window_ms: i64,
     limit: u32,
 ) -> Result<Option<i64>> {
     let since = now_ms.saturating_sub(window_ms);
     let offset = i64::from(limit.max(1)) - 1;
-    let mut wait: Option<i64> = None;
-    for (client_id, source) in keys {
-        let oldest: Option<i64> = db.opt(
-            "SELECT at_ms FROM throttle_failures
-             WHERE client_id = ?1 AND source = ?2 AND at_ms > ?3
-             ORDER BY at_ms DESC LIMIT 1 OFFSET ?4",
-            &[client_id, source, &since, &offset],
-            |r| r.get(0),
-        )?;
-        if let Some(oldest) = oldest {
-            let left = (oldest + window_ms - now_ms).max(1);
-            wait = Some(wait.map_or(left, |w| w.max(left)));
-        }
-    }
-    Ok(wait)
+    // Per key, the oldest of its last `limit` failures in the window, if it has that many.
+    let (client, unknown): (Option<i64>, Option<i64>) = db
+        .opt(
+            "SELECT
+               (SELECT at_ms FROM throttle_failures WHERE client_id = ?1 AND source = ?3
+                AND at_ms > ?4 ORDER BY at_ms DESC LIMIT 1 OFFSET ?5),
+               (SELECT at_ms FROM throttle_failures WHERE client_id = ?2 AND source = ?3
+                AND at_ms > ?4 ORDER BY at_ms DESC LIMIT 1 OFFSET ?5)",
+            &[&client_id, &"", &source, &since, &offset],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
+        .unwrap_or_default();
+    Ok(client
+        .into_iter()
+        .chain(unknown)
+        .map(|oldest| (oldest + window_ms - now_ms).max(1))
+        .max())
 }
 
 /// One failed authentication: `client_id` (`""` for an unknown client), source address, and
@@ -65,28 +69,33 @@ impl Store {
         check: &ThrottleCheck,
     ) -> Result<std::result::Result<Records, i64>> {
         self.snapshot(|db| {
-            let keys = [
-                (check.client_id.as_str(), check.source.as_str()),
-                ("", check.source.as_str()),
-            ];
-            if let Some(wait) = wait_in(db, &keys, check.now_ms, check.window_ms, check.limit)? {
+            if let Some(wait) = wait_in(
+                db,
+                &check.client_id,
+                &check.source,
+                check.now_ms,
+                check.window_ms,
+                check.limit,
+            )? {
                 return Ok(Err(wait));
             }
             records_in(db, lookup).map(Ok)
         })
     }
 
-    /// How long (milliseconds) the first of `keys` (client, source) that has `limit` failures
-    /// in the `window_ms` before `now_ms` must wait: until the oldest of its last `limit`
-    /// failures leaves the window. `None` when none must.
+    /// How long (milliseconds) `client_id` from `source` must wait: until the oldest of its
+    /// last `limit` failures in the `window_ms` before `now_ms` leaves the window; the same for
+    /// unknown clients from that source (`""`), and the longer of the two. `None` when neither
+    /// has `limit` failures in the window.
     pub fn throttle_wait(
         &self,
-        keys: &[(&str, &str)],
+        client_id: &str,
+        source: &str,
         now_ms: i64,
         window_ms: i64,
         limit: u32,
     ) -> Result<Option<i64>> {
-        self.read(|db| wait_in(db, keys, now_ms, window_ms, limit))
+        self.read(|db| wait_in(db, client_id, source, now_ms, window_ms, limit))
     }
 
     /// Records failed authentications, and forgets every one older than `window_ms` before
