@@ -1059,19 +1059,14 @@ impl Throttle {
             return Ok(local);
         };
         let store = store.clone();
-        let client_id = clip(client_id);
-        let source = source.to_string();
-        let limit = settings.throttle_failures;
-        let shared = tokio::task::spawn_blocking(move || {
-            store.throttle_wait(
-                &client_id,
-                &source,
-                epoch_ms(),
-                window.as_millis() as i64,
-                limit,
-            )
-        })
-        .await??;
+        let check = crate::store::ThrottleCheck {
+            client_id: clip(client_id),
+            source: source.to_string(),
+            now_ms: epoch_ms(),
+            window_ms: window.as_millis() as i64,
+            limit: settings.throttle_failures,
+        };
+        let shared = tokio::task::spawn_blocking(move || store.throttle_wait(&check)).await??;
         Ok(local.max(shared.map(|ms| Duration::from_millis(ms.max(0) as u64))))
     }
 

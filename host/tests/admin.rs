@@ -135,13 +135,7 @@ impl Running {
     }
 
     fn token(&self, tenant: &str, client: (&str, &str), form: &str) -> (u16, Value) {
-        common::post(
-            &self.base,
-            &format!("/tenants/{tenant}/connect/token"),
-            &common::basic(client.0, client.1),
-            form,
-        )
-        .expect("token endpoint answers")
+        common::token(&self.base, tenant, client, form)
     }
 
     fn audit_count(&self) -> usize {

@@ -47,13 +47,7 @@ fn host(url: &str, settings: ServerSettings, import: bool) -> Host {
 
 impl Host {
     fn token(&self, tenant: &str, client: (&str, &str), form: &str) -> (u16, Value) {
-        common::post(
-            &self.base,
-            &format!("/tenants/{tenant}/connect/token"),
-            &common::basic(client.0, client.1),
-            form,
-        )
-        .expect("token endpoint answers")
+        common::token(&self.base, tenant, client, form)
     }
 
     /// An admin API call: status, ETag, JSON body.

@@ -2104,10 +2104,15 @@ mod tests {
             let (window, limit, now) = (60_000, 3, 10_000_000);
             let fail =
                 |client: &str, ago: i64| (client.to_string(), "192.0.2.1".to_string(), now - ago);
+            let check = |client: &str, source: &str, now_ms| ThrottleCheck {
+                client_id: client.into(),
+                source: source.into(),
+                now_ms,
+                window_ms: window,
+                limit,
+            };
             let wait = |client: &str, source: &str| {
-                store
-                    .throttle_wait(client, source, now, window, limit)
-                    .unwrap()
+                store.throttle_wait(&check(client, source, now)).unwrap()
             };
             assert_eq!(wait("c", "192.0.2.1"), None);
             store
@@ -2147,7 +2152,7 @@ mod tests {
             store.throttle_record(&[], later, window).unwrap();
             assert_eq!(
                 store
-                    .throttle_wait("c", "192.0.2.1", later, window, limit)
+                    .throttle_wait(&check("c", "192.0.2.1", later))
                     .unwrap(),
                 None
             );

@@ -11,16 +11,17 @@ use granted_policy::token::endpoint::{Lookup, Records};
 
 /// [`Store::throttle_wait`] inside the caller's transaction: both of a source's keys (this
 /// client's, and unknown clients' `""`) in one query.
-fn wait_in(
-    db: &Db<'_>,
-    client_id: &str,
-    source: &str,
-    now_ms: i64,
-    window_ms: i64,
-    limit: u32,
-) -> Result<Option<i64>> {
+fn wait_in(db: &Db<'_>, check: &ThrottleCheck) -> Result<Option<i64>> {
+    let ThrottleCheck {
+        client_id,
+        source,
+        now_ms,
+        window_ms,
+        limit,
+    } = check;
+    let (now_ms, window_ms) = (*now_ms, *window_ms);
     let since = now_ms.saturating_sub(window_ms);
-    let offset = i64::from(limit.max(1)) - 1;
+    let offset = i64::from((*limit).max(1)) - 1;
     // Per key, the oldest of its last `limit` failures in the window, if it has that many.
     let (client, unknown): (Option<i64>, Option<i64>) = db
         .opt(
@@ -69,33 +70,19 @@ impl Store {
         check: &ThrottleCheck,
     ) -> Result<std::result::Result<Records, i64>> {
         self.snapshot(|db| {
-            if let Some(wait) = wait_in(
-                db,
-                &check.client_id,
-                &check.source,
-                check.now_ms,
-                check.window_ms,
-                check.limit,
-            )? {
+            if let Some(wait) = wait_in(db, check)? {
                 return Ok(Err(wait));
             }
             records_in(db, lookup).map(Ok)
         })
     }
 
-    /// How long (milliseconds) `client_id` from `source` must wait: until the oldest of its
-    /// last `limit` failures in the `window_ms` before `now_ms` leaves the window; the same for
-    /// unknown clients from that source (`""`), and the longer of the two. `None` when neither
-    /// has `limit` failures in the window.
-    pub fn throttle_wait(
-        &self,
-        client_id: &str,
-        source: &str,
-        now_ms: i64,
-        window_ms: i64,
-        limit: u32,
-    ) -> Result<Option<i64>> {
-        self.read(|db| wait_in(db, client_id, source, now_ms, window_ms, limit))
+    /// How long (milliseconds) the check's client from its source must wait: until the oldest
+    /// of its last `limit` failures in the window leaves it; the same for unknown clients from
+    /// that source (`""`), and the longer of the two. `None` when neither has `limit` failures
+    /// in the window.
+    pub fn throttle_wait(&self, check: &ThrottleCheck) -> Result<Option<i64>> {
+        self.read(|db| wait_in(db, check))
     }
 
     /// Records failed authentications, and forgets every one older than `window_ms` before

@@ -142,3 +142,14 @@ pub fn serve_in_process(
     ));
     (format!("http://{addr}"), runtime)
 }
+
+/// POSTs a form to `tenant`'s token endpoint at `base` with Basic credentials: status and JSON.
+pub fn token(base: &str, tenant: &str, client: (&str, &str), form: &str) -> (u16, Value) {
+    post(
+        base,
+        &format!("/tenants/{tenant}/connect/token"),
+        &basic(client.0, client.1),
+        form,
+    )
+    .expect("token endpoint answers")
+}
