@@ -263,12 +263,20 @@ impl PgConn {
         Ok(result?)
     }
 
+    /// Statements kept per connection at most (SQLite's cache holds 128).
+    const MAX_STATEMENTS: usize = 256;
+
     fn prepare(&mut self, sql: &str) -> Result<postgres::Statement> {
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
         }
         let prepared = self.client.prepare(&pg_sql(sql));
         let statement = self.note(prepared)?;
+        // The store's statements are a fixed set, but the audit search builds its own from the
+        // filters given: past this many, start again rather than grow without bound.
+        if self.statements.len() >= Self::MAX_STATEMENTS {
+            self.statements.clear();
+        }
         self.statements.insert(sql.to_string(), statement.clone());
         Ok(statement)
     }
