@@ -710,13 +710,7 @@ async fn records(
     if !store.blocks_runtime() {
         return store.records(&lookup).map(Ok).map_err(Failure::Store);
     }
-    let check = crate::store::ThrottleCheck {
-        client_id: clip(&lookup.client_id),
-        source: source.to_string(),
-        now_ms: epoch_ms(),
-        window_ms: Throttle::window(settings).as_millis() as i64,
-        limit: settings.throttle_failures,
-    };
+    let check = Throttle::check(&lookup.client_id, source, settings);
     let found =
         tokio::task::spawn_blocking(move || store.records_unless_throttled(&lookup, &check))
             .await
@@ -1051,7 +1045,6 @@ impl Throttle {
         source: IpAddr,
         settings: &ServerSettings,
     ) -> Result<Option<Duration>> {
-        let window = Self::window(settings);
         // This host's own failures count at once; the other hosts' once their writer has
         // stored them (milliseconds later).
         let local = self.blocked_here(client_id, source, settings);
@@ -1059,15 +1052,24 @@ impl Throttle {
             return Ok(local);
         };
         let store = store.clone();
-        let check = crate::store::ThrottleCheck {
+        let check = Self::check(client_id, source, settings);
+        let shared = tokio::task::spawn_blocking(move || store.throttle_wait(&check)).await??;
+        Ok(local.max(shared.map(|ms| Duration::from_millis(ms.max(0) as u64))))
+    }
+
+    /// What the shared throttle is asked about this client and source, now.
+    fn check(
+        client_id: &str,
+        source: IpAddr,
+        settings: &ServerSettings,
+    ) -> crate::store::ThrottleCheck {
+        crate::store::ThrottleCheck {
             client_id: clip(client_id),
             source: source.to_string(),
             now_ms: epoch_ms(),
-            window_ms: window.as_millis() as i64,
+            window_ms: Self::window(settings).as_millis() as i64,
             limit: settings.throttle_failures,
-        };
-        let shared = tokio::task::spawn_blocking(move || store.throttle_wait(&check)).await??;
-        Ok(local.max(shared.map(|ms| Duration::from_millis(ms.max(0) as u64))))
+        }
     }
 
     /// The wait from this host's own failures (in memory).

@@ -2,7 +2,8 @@
 //! once per process on loopback in a fresh data directory, with one new database per caller.
 //!
 //! `GRANTED_TEST_POSTGRES=postgres://…` uses a server that is already running instead (its user
-//! must be allowed to create databases). Nothing here skips: when no server can be had, the
+//! must be allowed to create databases; the databases made there, `granted_<pid>_<n>`, stay
+//! behind for whoever runs the tests to drop). Nothing here skips: when no server can be had, the
 //! error says why, and the test that asked fails with it.
 
 use anyhow::{anyhow, bail, Context, Result};
