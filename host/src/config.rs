@@ -18,6 +18,8 @@ pub struct Layer {
     pub db: Option<String>,
     /// Most connections to PostgreSQL this host holds.
     pub db_max_connections: Option<u32>,
+    /// Certificates (PEM) to trust for PostgreSQL's TLS, beside the system's.
+    pub db_ca_file: Option<std::path::PathBuf>,
     /// The address to listen on.
     pub listen: Option<SocketAddr>,
     /// The server's base URL, for issuers.
@@ -82,6 +84,7 @@ pub fn from_env() -> Result<Layer> {
     Ok(Layer {
         db: env_var("GRANTED_DB")?,
         db_max_connections: env_var("GRANTED_DB_MAX_CONNECTIONS")?,
+        db_ca_file: env_var("GRANTED_DB_CA_FILE")?,
         listen: env_var("GRANTED_LISTEN")?,
         issuer: env_var("GRANTED_ISSUER")?,
         kdf_iterations: env_var("GRANTED_KDF_ITERATIONS")?,
@@ -157,6 +160,7 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Resolved> {
                 Some(n) => n,
                 None => PgOptions::default().max_connections,
             },
+            ca_file: first!(db_ca_file, flags, env, file),
             ..PgOptions::default()
         },
         listen,

@@ -166,6 +166,8 @@ pub struct Cluster {
     port: u16,
     user: Option<(u32, u32)>,
     pid: std::sync::Mutex<Option<u32>>,
+    /// With TLS: its certificate and key (self-signed, for `localhost` and 127.0.0.1).
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 static CLUSTERS: AtomicU64 = AtomicU64::new(0);
@@ -221,7 +223,94 @@ impl Cluster {
             port: free_port()?,
             user,
             pid: std::sync::Mutex::new(None),
+            tls: None,
         })
+    }
+
+    /// Turns TLS on for the next start: a new certificate authority, and a server certificate
+    /// it signs for `localhost` and 127.0.0.1 (made by Debian's `openssl`). The authority's
+    /// certificate's path, which a client trusts.
+    pub fn enable_tls(&mut self) -> Result<PathBuf> {
+        let file = |name: &str| self.dir.join(name);
+        let (ca, ca_key) = (file("ca.crt"), file("ca.key"));
+        let (cert, key, csr, ext) = (
+            file("server.crt"),
+            file("server.key"),
+            file("server.csr"),
+            file("server.ext"),
+        );
+        std::fs::write(
+            &ext,
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )?;
+        let openssl = |args: &[&std::ffi::OsStr]| -> Result<()> {
+            let out = Command::new("openssl")
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+                .context("running openssl (Debian's openssl package)")?;
+            if !out.status.success() {
+                bail!(
+                    "openssl failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            Ok(())
+        };
+        let os = |s: &'static str| std::ffi::OsStr::new(s);
+        openssl(&[
+            os("req"),
+            os("-x509"),
+            os("-newkey"),
+            os("rsa:2048"),
+            os("-nodes"),
+            os("-days"),
+            os("2"),
+            os("-subj"),
+            os("/CN=granted test CA"),
+            os("-keyout"),
+            ca_key.as_os_str(),
+            os("-out"),
+            ca.as_os_str(),
+        ])?;
+        openssl(&[
+            os("req"),
+            os("-newkey"),
+            os("rsa:2048"),
+            os("-nodes"),
+            os("-subj"),
+            os("/CN=localhost"),
+            os("-keyout"),
+            key.as_os_str(),
+            os("-out"),
+            csr.as_os_str(),
+        ])?;
+        openssl(&[
+            os("x509"),
+            os("-req"),
+            os("-in"),
+            csr.as_os_str(),
+            os("-CA"),
+            ca.as_os_str(),
+            os("-CAkey"),
+            ca_key.as_os_str(),
+            os("-CAcreateserial"),
+            os("-days"),
+            os("2"),
+            os("-extfile"),
+            ext.as_os_str(),
+            os("-out"),
+            cert.as_os_str(),
+        ])?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+        if let Some((uid, gid)) = self.user {
+            std::os::unix::fs::chown(&key, Some(uid), Some(gid))?;
+            std::os::unix::fs::chown(&cert, Some(uid), Some(gid))?;
+        }
+        self.tls = Some((cert, key));
+        Ok(ca)
     }
 
     /// The URL of its `postgres` database, for an administrator.
@@ -261,6 +350,13 @@ impl Cluster {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file);
+        if let Some((cert, key)) = &self.tls {
+            postgres
+                .args(["-c", "ssl=on", "-c"])
+                .arg(format!("ssl_cert_file={}", cert.display()))
+                .arg("-c")
+                .arg(format!("ssl_key_file={}", key.display()));
+        }
         let mut postgres = as_user(postgres, self.user);
         // Started from a thread that never ends: the server gets its signal when the process
         // ends, not when the test that happened to start it does.

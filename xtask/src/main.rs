@@ -473,8 +473,13 @@ fn ensure_wrk() -> Result<()> {
 }
 
 /// Debian's PostgreSQL server, installed when absent: the store's tests run against it too
-/// (`granted_host::testing` starts a throwaway server of it).
+/// (`granted_host::testing` starts a throwaway server of it), and Debian's `openssl`, which
+/// makes the certificates of the TLS test.
 fn ensure_postgres() -> Result<()> {
+    if Command::new("openssl").arg("version").output().is_err() {
+        println!("openssl is missing: installing Debian's openssl");
+        apt_install("openssl", "the PostgreSQL TLS test's certificates")?;
+    }
     let installed = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()

@@ -285,23 +285,91 @@ impl PgConn {
 /// Opens PostgreSQL connections for the pool.
 pub struct PgManager {
     pub(super) config: postgres::Config,
+    pub(super) tls: tokio_postgres_rustls::MakeRustlsConnect,
+}
+
+/// Why a connection could not be made, with every cause (the pool keeps only the text, and
+/// "error performing TLS handshake" alone does not say that the certificate is not trusted).
+#[derive(Debug)]
+pub struct ConnectError(String);
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+impl From<postgres::Error> for ConnectError {
+    fn from(e: postgres::Error) -> Self {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !text.contains(&cause_text) {
+                text.push_str(": ");
+                text.push_str(&cause_text);
+            }
+            source = cause.source();
+        }
+        ConnectError(text)
+    }
 }
 
 impl r2d2::ManageConnection for PgManager {
     type Connection = PgConn;
-    type Error = postgres::Error;
+    type Error = ConnectError;
 
-    fn connect(&self) -> std::result::Result<PgConn, postgres::Error> {
-        Ok(PgConn::new(self.config.connect(postgres::NoTls)?))
+    fn connect(&self) -> std::result::Result<PgConn, ConnectError> {
+        Ok(PgConn::new(self.config.connect(self.tls.clone())?))
     }
 
-    fn is_valid(&self, conn: &mut PgConn) -> std::result::Result<(), postgres::Error> {
-        conn.client.simple_query("").map(|_| ())
+    fn is_valid(&self, conn: &mut PgConn) -> std::result::Result<(), ConnectError> {
+        Ok(conn.client.simple_query("").map(|_| ())?)
     }
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
         conn.is_broken()
     }
+}
+
+/// TLS to PostgreSQL: the server's certificate must chain to the system's roots or to the
+/// certificates in `ca_file` (PEM), and name the host. Whether TLS is used at all is the URL's
+/// `sslmode`: `prefer` (the default: TLS when the server offers it), `require`, or `disable`.
+pub fn pg_tls(
+    ca_file: Option<&std::path::Path>,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    // Unreadable system certificates only narrow what is trusted.
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_file {
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .with_context(|| format!("could not read the CA file {}", path.display()))?;
+        let mut added = 0;
+        for cert in certs {
+            let cert =
+                cert.with_context(|| format!("{} is not a PEM certificate file", path.display()))?;
+            roots
+                .add(cert)
+                .with_context(|| format!("a certificate in {} is not usable", path.display()))?;
+            added += 1;
+        }
+        if added == 0 {
+            bail!("{} holds no certificate", path.display());
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS setup")?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 /// Whether `e` says the session is gone: the connection closed, its socket failed, or the

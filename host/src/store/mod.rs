@@ -361,6 +361,8 @@ pub struct PgOptions {
     pub connect_timeout: std::time::Duration,
     /// Longest one statement may run.
     pub statement_timeout: std::time::Duration,
+    /// Certificates (PEM) to trust for the server's TLS certificate, beside the system's.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for PgOptions {
@@ -369,6 +371,7 @@ impl Default for PgOptions {
             max_connections: 16,
             connect_timeout: std::time::Duration::from_secs(2),
             statement_timeout: std::time::Duration::from_secs(10),
+            ca_file: None,
         }
     }
 }
@@ -418,7 +421,8 @@ pub struct PgServer {
 impl PgServer {
     /// Connects as an administrator to `url` (any database of the server).
     pub fn connect(url: &str) -> Result<PgServer> {
-        let admin = postgres::Client::connect(url, postgres::NoTls)
+        let admin = postgres::Client::connect(url, db::pg_tls(None)?)
+            .map_err(db::ConnectError::from)
             .with_context(|| format!("could not connect to {}", redact_url(url)))?;
         Ok(PgServer {
             url: url.to_string(),
@@ -654,7 +658,10 @@ impl Store {
             // fails at its first statement, and the call takes another (`Pg::again`).
             .test_on_check_out(false)
             .error_handler(Box::new(r2d2::NopErrorHandler))
-            .build(PgManager { config })
+            .build(PgManager {
+                config,
+                tls: db::pg_tls(options.ca_file.as_deref())?,
+            })
             .with_context(|| format!("could not connect to {redacted}"))?;
         Self::migrated(Backend::Pg(Pg {
             pool,
@@ -1878,6 +1885,47 @@ mod tests {
             with_database("postgresql://h/db?sslmode=disable", "g_1"),
             "postgresql://h/g_1?sslmode=disable"
         );
+    }
+
+    #[test]
+    fn postgres_over_tls_checks_the_certificate() {
+        let mut cluster = crate::testing::Cluster::new().unwrap();
+        let ca = cluster.enable_tls().unwrap();
+        cluster.start().unwrap();
+        // The administrator's own connection skips TLS (it trusts no test CA).
+        let admin = PgServer::connect(&format!("{}?sslmode=disable", cluster.url())).unwrap();
+        let made = admin.create("tls").unwrap();
+        let url = made.split('?').next().unwrap();
+        let options = |ca_file: Option<std::path::PathBuf>| PgOptions {
+            ca_file,
+            connect_timeout: std::time::Duration::from_secs(1),
+            ..PgOptions::default()
+        };
+        let ssl = |store: &Store| -> bool {
+            store
+                .read(|db| {
+                    db.value(
+                        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                        &[],
+                    )
+                })
+                .unwrap()
+        };
+        // Trusting the server's certificate: TLS, whether required or only preferred.
+        let required = format!("{url}?sslmode=require");
+        assert!(ssl(
+            &Store::connect(&required, options(Some(ca.clone()))).unwrap()
+        ));
+        assert!(ssl(&Store::connect(url, options(Some(ca))).unwrap()));
+        // Not trusting it: refused, and the error says why.
+        let err = format!(
+            "{:#}",
+            Store::connect(&required, options(None)).err().unwrap()
+        );
+        assert!(err.contains("certificate"), "{err}");
+        // `sslmode=disable`: no TLS, nothing to trust.
+        let plain = format!("{url}?sslmode=disable");
+        assert!(!ssl(&Store::connect(&plain, options(None)).unwrap()));
     }
 
     #[test]
