@@ -326,6 +326,9 @@ async fn healthz(State(server): State<Arc<Server>>) -> Response {
         "status": "ok",
         "policy_sha256": server.policy_sha256(),
         "abi_version": crate::guest::HOST_ABI_VERSION,
+        "store": server.store.backend(),
+        // Token requests get 503s while it is not (the host itself is up).
+        "database_reachable": server.store.reachable(),
     }))
     .into_response()
 }

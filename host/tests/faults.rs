@@ -83,6 +83,18 @@ fn token(base: &str, client: (&str, &str), form: &str) -> (u16, Option<String>, 
     )
 }
 
+/// `GET /healthz`'s JSON.
+fn health(base: &str) -> Value {
+    let text = common::agent()
+        .get(format!("{base}/healthz"))
+        .call()
+        .expect("healthz")
+        .body_mut()
+        .read_to_string()
+        .expect("body");
+    serde_json::from_str(&text).expect("JSON")
+}
+
 fn audit_verify(url: &str) -> String {
     let out = Command::new(common::GRANTED)
         .args(["audit", "verify", "--db", url])
@@ -146,6 +158,9 @@ fn hosts_answer_503_while_postgres_restarts_and_serve_again_by_themselves() {
         assert_eq!(retry.as_deref(), Some("1"));
         assert_eq!(body["error"], "temporarily_unavailable");
     }
+    let reported = health(&host.base);
+    assert_eq!(reported["store"], "postgres");
+    assert_eq!(reported["database_reachable"], false, "{reported}");
     // One request a second waits for a connection (up to its two-second timeout); the others
     // are turned away at once.
     assert!(slowest < Duration::from_secs(3), "a 503 took {slowest:?}");
@@ -186,6 +201,8 @@ fn hosts_answer_503_while_postgres_restarts_and_serve_again_by_themselves() {
         "{ok} answered, {unavailable} turned away"
     );
     eprintln!("under load: {ok} answered, {unavailable} turned away with 503");
+    let reported = health(&host.base);
+    assert_eq!(reported["database_reachable"], true, "{reported}");
     // Refresh tokens (a write and a read-then-write) work again too.
     let crm = ("crm-1", "crm-1-secret");
     let (status, _, first) = token(&host.base, crm, ALICE);

@@ -699,6 +699,15 @@ impl Store {
         }
     }
 
+    /// Whether the database answered the last time it was tried: always on SQLite; on
+    /// PostgreSQL, false from a call that could not reach it until one that did.
+    pub fn reachable(&self) -> bool {
+        match &*self.backend {
+            Backend::Lite { .. } => true,
+            Backend::Pg(pg) => lock(&pg.breaker.state).open_until.is_none(),
+        }
+    }
+
     /// Whether a call may run on an async runtime's own threads. PostgreSQL's client blocks
     /// on a runtime of its own, which cannot start inside another: such calls go through
     /// `spawn_blocking`.
