@@ -1471,30 +1471,42 @@ fn client_secret_key(db: &Db<'_>) -> Result<Option<String>> {
     )
 }
 
-fn app(db: &Db<'_>, app_id: &str) -> Result<Option<App>> {
-    let created: Option<String> = db.opt(
-        "SELECT created_at FROM apps WHERE app_id = ?1",
-        &[&app_id],
-        |r| r.get(0),
-    )?;
-    let Some(created) = created else {
+/// An app's columns joined with one of its revisions' (all null for an app without any):
+/// `created_at`, then `rev`, `at`, `client_id`, `grant_type`, `scopes`.
+type AppRow = (
+    String,
+    Option<u32>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// An [`AppRow`] from `row`'s columns `first` on.
+fn app_row(row: &db::Row<'_>, first: usize) -> Result<AppRow> {
+    Ok((
+        row.get(first)?,
+        row.get(first + 1)?,
+        row.get(first + 2)?,
+        row.get(first + 3)?,
+        row.get(first + 4)?,
+        row.get(first + 5)?,
+    ))
+}
+
+/// The app `app_id` from its [`AppRow`]s, revisions in order; `None` when there are none.
+fn app_from_rows(app_id: &str, rows: Vec<AppRow>) -> Result<Option<App>> {
+    let Some(created) = rows.first().map(|row| row.0.clone()) else {
         return Ok(None);
     };
-    let rows = db.rows(
-        "SELECT rev, at, client_id, grant_type, scopes FROM revisions WHERE app_id = ?1 ORDER BY rev",
-        &[&app_id],
-        |r| {
-            Ok((
-                r.get::<u32>(0)?,
-                r.get::<String>(1)?,
-                r.get::<String>(2)?,
-                r.get::<String>(3)?,
-                r.get::<String>(4)?,
-            ))
-        },
-    )?;
     let mut revisions = Vec::with_capacity(rows.len());
-    for (rev, at, client_id, grant, scopes) in rows {
+    for (_, rev, at, client_id, grant, scopes) in rows {
+        // An app with no revision: the LEFT JOIN's one row of nulls.
+        let (Some(rev), Some(at), Some(client_id), Some(grant), Some(scopes)) =
+            (rev, at, client_id, grant, scopes)
+        else {
+            continue;
+        };
         revisions.push(Revision {
             rev,
             at: ts(at)?,
@@ -1510,64 +1522,38 @@ fn app(db: &Db<'_>, app_id: &str) -> Result<Option<App>> {
     }))
 }
 
+/// An app with its revisions, in one query.
+fn app(db: &Db<'_>, app_id: &str) -> Result<Option<App>> {
+    let rows = db.rows(
+        "SELECT a.created_at, r.rev, r.at, r.client_id, r.grant_type, r.scopes
+         FROM apps a LEFT JOIN revisions r ON r.app_id = a.app_id
+         WHERE a.app_id = ?1 ORDER BY r.rev",
+        &[&app_id],
+        |r| app_row(r, 0),
+    )?;
+    app_from_rows(app_id, rows)
+}
+
 /// A client with its app and the app's revisions, in one query.
 fn client_record(db: &Db<'_>, client_id: &str) -> Result<Option<ClientRecord>> {
-    type Row = (
-        String,
-        String,
-        String,
-        Option<u32>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    );
-    let rows: Vec<Row> = db.rows(
-        "SELECT c.app_id, c.secret_hmac, a.created_at, r.rev, r.at, r.client_id, r.grant_type, r.scopes
+    let rows: Vec<(String, String, AppRow)> = db.rows(
+        "SELECT c.app_id, c.secret_hmac,
+                a.created_at, r.rev, r.at, r.client_id, r.grant_type, r.scopes
          FROM clients c JOIN apps a ON a.app_id = c.app_id
          LEFT JOIN revisions r ON r.app_id = c.app_id
          WHERE c.client_id = ?1 ORDER BY r.rev",
         &[&client_id],
-        |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-            ))
-        },
+        |r| Ok((r.get(0)?, r.get(1)?, app_row(r, 2)?)),
     )?;
-    let Some((app_id, secret_hmac, created, ..)) = rows.first().cloned() else {
+    let Some((app_id, secret_hmac)) = rows.first().map(|(a, s, _)| (a.clone(), s.clone())) else {
         return Ok(None);
     };
-    let mut revisions = Vec::with_capacity(rows.len());
-    for (_, _, _, rev, at, rev_client, grant, scopes) in rows {
-        // No revision at all: the LEFT JOIN's one row of nulls.
-        let (Some(rev), Some(at), Some(rev_client), Some(grant), Some(scopes)) =
-            (rev, at, rev_client, grant, scopes)
-        else {
-            continue;
-        };
-        revisions.push(Revision {
-            rev,
-            at: ts(at)?,
-            client_id: rev_client,
-            grant_type: grant_type(&grant)?,
-            scopes: serde_json::from_str(&scopes).context("bad scopes in the database")?,
-        });
-    }
+    let app = app_from_rows(&app_id, rows.into_iter().map(|(_, _, row)| row).collect())?
+        .ok_or_else(|| anyhow!("client of a missing app"))?;
     Ok(Some(ClientRecord {
         client_id: client_id.to_string(),
         secret_hmac,
-        app: App {
-            app_id,
-            created_at: ts(created)?,
-            revisions,
-        },
+        app,
     }))
 }
 
