@@ -19,6 +19,8 @@ const BAD: &str = r#"
     i64.const 0)
   (func (export "granted_eligibility") (param i32 i32) (result i64) unreachable)
   (func (export "granted_hash_password") (param i32 i32) (result i64) i64.const 0xffff000000000010)
+  ;; the wrong type for an entry point: never called
+  (func (export "granted_preview_json") (param i32) (result i32) unreachable)
 )"#;
 
 fn options() -> GuestOptions {
@@ -76,6 +78,16 @@ fn a_missing_export_is_named() {
     let err = bad().call("pbkdf2", b"{}").unwrap_err();
     assert!(
         matches!(&err, GuestError::MissingExport(name) if name == "granted_pbkdf2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_entry_point_of_the_wrong_type_is_missing_not_called() {
+    // Entry points are called without a type check per call: their types are checked at load.
+    let err = bad().call("preview_json", b"{}").unwrap_err();
+    assert!(
+        matches!(&err, GuestError::MissingExport(name) if name == "granted_preview_json"),
         "{err}"
     );
 }

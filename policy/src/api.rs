@@ -59,9 +59,19 @@ pub fn token(input: &TokenInput) -> Result<TokenStep, PolicyError> {
     endpoint::token(input)
 }
 
+#[cfg(not(all(target_arch = "wasm32", not(target_feature = "atomics"))))]
 thread_local! {
-    /// The token request in progress in this instance (thread, natively), for `token_resume`.
+    /// The token request in progress in this thread, for `token_resume`.
     static FLOW: RefCell<Option<Box<TokenFlow>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` on the token request in progress in this instance (in the module, a static in the
+/// allocator's first page: see `arena.rs`) or, natively, in this thread.
+fn with_flow<R>(f: impl FnOnce(&RefCell<Option<Box<TokenFlow>>>) -> R) -> R {
+    #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+    return f(&crate::arena::page_mates().flow);
+    #[cfg(not(all(target_arch = "wasm32", not(target_feature = "atomics"))))]
+    FLOW.with(f)
 }
 
 /// `token_start`: the first step of a token request, as `token`, keeping the request in this
@@ -77,7 +87,7 @@ pub fn token_start(input: TokenInput) -> Result<TokenStep, PolicyError> {
 /// `token_resume`: the next step of the request `token_start` began, given the records looked
 /// up or the KDF's output.
 pub fn token_resume(more: TokenResume) -> Result<TokenStep, PolicyError> {
-    let Some(mut flow) = FLOW.with(|f| f.borrow_mut().take()) else {
+    let Some(mut flow) = with_flow(|f| f.borrow_mut().take()) else {
         return Err(PolicyError::InvalidState(
             "no token request in progress here: call `token_start` first".into(),
         ));
@@ -93,7 +103,7 @@ fn keep_flow(flow: Box<TokenFlow>, step: &Result<TokenStep, PolicyError>) {
         step,
         Ok(TokenStep::NeedRecords { .. } | TokenStep::NeedKdf { .. })
     );
-    FLOW.with(|f| *f.borrow_mut() = more.then_some(flow));
+    with_flow(|f| *f.borrow_mut() = more.then_some(flow));
 }
 
 /// `preview`: judge an edit or creation (A1–A5).

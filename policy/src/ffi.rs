@@ -34,16 +34,9 @@ pub unsafe extern "C" fn granted_free(ptr: u32, len: u32) {
     drop(unsafe { Box::from_raw(slice) });
 }
 
-/// The answer of the last entry-point call, kept for the host to read until the next call.
-struct LastAnswer(core::cell::Cell<Option<Box<[u8]>>>);
-
-// SAFETY: this face is built for wasm32 without threads.
-unsafe impl Sync for LastAnswer {}
-
-static LAST_ANSWER: LastAnswer = LastAnswer(core::cell::Cell::new(None));
-
 fn call(entry: &str, ptr: u32, len: u32) -> u64 {
-    drop(LAST_ANSWER.0.take());
+    let last_answer = &crate::arena::page_mates().last_answer;
+    drop(last_answer.take());
     let input: Box<[u8]> = if len == 0 || ptr == 0 {
         Box::default()
     } else {
@@ -56,7 +49,7 @@ fn call(entry: &str, ptr: u32, len: u32) -> u64 {
     drop(input);
     let out_len = output.len() as u64;
     let out_ptr = output.as_ptr() as u32 as u64;
-    LAST_ANSWER.0.set(Some(output));
+    last_answer.set(Some(output));
     (out_ptr << 32) | out_len
 }
 

@@ -105,23 +105,69 @@ fn word(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(eight)
 }
 
-/// The offset of the first byte at or after `from` that must be escaped. Sixteen bytes at a time
-/// (one loop check per sixteen bytes: each loop iteration costs a wasm runtime its interruption
-/// check), then the last few in one or two words.
+/// The offset of the first byte at or after `from` that is `"`, `\\` or a control character: what
+/// the writer must escape, and what ends the plain run of a string the reader scans.
+///
+/// In the module (wasm32 with `simd128`) sixteen bytes are one vector compare; elsewhere two
+/// eight-byte words (SWAR). Either way one loop check per sixteen bytes (each loop iteration costs
+/// a wasm runtime its interruption check), then the last few bytes in one or two words.
 #[inline]
-fn find_escape(bytes: &[u8], mut from: usize) -> Option<usize> {
+pub(crate) fn find_escape(bytes: &[u8], from: usize) -> Option<usize> {
+    match find_escape_blocks(bytes, from) {
+        Ok(at) => Some(at),
+        Err(from) => find_escape_tail(bytes, from),
+    }
+}
+
+/// Sixteen bytes at a time, as vectors: `Ok` with the offset found, or `Err` with where the last
+/// fewer-than-sixteen bytes start.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline]
+fn find_escape_blocks(bytes: &[u8], mut from: usize) -> Result<usize, usize> {
+    use core::arch::wasm32::{
+        i8x16_bitmask, i8x16_eq, u8x16_lt, u8x16_splat, v128_any_true, v128_load, v128_or,
+    };
+    let quote = u8x16_splat(b'"');
+    let backslash = u8x16_splat(b'\\');
+    let space = u8x16_splat(0x20);
+    while let Some(block) = bytes.get(from..from + 16) {
+        // SAFETY: `block` is sixteen readable bytes, and `v128.load` has no alignment requirement.
+        let v = unsafe { v128_load(block.as_ptr().cast()) };
+        let hits = v128_or(
+            v128_or(i8x16_eq(v, quote), i8x16_eq(v, backslash)),
+            u8x16_lt(v, space),
+        );
+        if v128_any_true(hits) {
+            return Ok(from + i8x16_bitmask(hits).trailing_zeros() as usize);
+        }
+        from += 16;
+    }
+    Err(from)
+}
+
+/// Sixteen bytes at a time, as two words: `Ok` with the offset found, or `Err` with where the last
+/// fewer-than-sixteen bytes start.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline]
+fn find_escape_blocks(bytes: &[u8], mut from: usize) -> Result<usize, usize> {
     while from + 16 <= bytes.len() {
         let lo = escape_flags(word(bytes, from));
         let hi = escape_flags(word(bytes, from + 8));
         if lo != 0 {
-            return Some(from + (lo.trailing_zeros() / 8) as usize);
+            return Ok(from + (lo.trailing_zeros() / 8) as usize);
         }
         if hi != 0 {
-            return Some(from + 8 + (hi.trailing_zeros() / 8) as usize);
+            return Ok(from + 8 + (hi.trailing_zeros() / 8) as usize);
         }
         from += 16;
     }
-    // Fewer than sixteen left: two words that may overlap, or the last few bytes one by one.
+    Err(from)
+}
+
+/// [`find_escape`] in the last fewer than sixteen bytes from `from`: two words that may overlap,
+/// or at most seven bytes one by one.
+#[inline]
+fn find_escape_tail(bytes: &[u8], from: usize) -> Option<usize> {
     let len = bytes.len();
     if from + 8 <= len {
         let lo = escape_flags(word(bytes, from));
@@ -131,7 +177,7 @@ fn find_escape(bytes: &[u8], mut from: usize) -> Option<usize> {
         let hi = escape_flags(word(bytes, len - 8));
         return (hi != 0).then(|| len - 8 + (hi.trailing_zeros() / 8) as usize);
     }
-    // At most seven bytes, one at a time (not copied into a padded word).
+    // Not copied into a padded word.
     bytes
         .get(from..)
         .unwrap_or_default()

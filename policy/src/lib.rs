@@ -14,7 +14,8 @@ pub mod token;
 
 #[cfg(target_arch = "wasm32")]
 mod bindgen;
-#[cfg(target_arch = "wasm32")]
+// Its answers live in a static beside the allocator's arena (single-threaded wasm32 only).
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
 mod ffi;
 
 pub use error::PolicyError;
