@@ -512,8 +512,9 @@ impl Session {
         }
     }
 
-    #[doc(hidden)]
-    pub fn scratch_memory(&self) -> Vec<u8> {
+    /// A copy of the instance's linear memory (`cargo xtask bench policy` counts the pages a
+    /// request wrote: each is one more for the host to reset when the instance is dropped).
+    pub fn memory_snapshot(&self) -> Vec<u8> {
         self.memory.data(&self.store).to_vec()
     }
 
