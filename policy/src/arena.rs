@@ -94,7 +94,8 @@ mod global {
     struct ArenaMemory {
         state: UnsafeCell<Option<Arena>>,
         mates: PageMates,
-        bytes: [u8; ARENA_BYTES],
+        /// Written through the pointers the arena hands out, so behind an `UnsafeCell`.
+        bytes: UnsafeCell<[u8; ARENA_BYTES]>,
     }
 
     /// The module's statics that every request writes, kept in the arena's first page.
@@ -115,7 +116,7 @@ mod global {
             last_answer: Cell::new(None),
             flow: RefCell::new(None),
         },
-        bytes: [0; ARENA_BYTES],
+        bytes: UnsafeCell::new([0; ARENA_BYTES]),
     };
 
     /// The statics kept in the arena's first page.
@@ -138,7 +139,7 @@ mod global {
             // SAFETY: the caller's contract.
             let slot = unsafe { &mut *ARENA_MEMORY.state.get() };
             slot.get_or_insert_with(|| {
-                let start = ARENA_MEMORY.bytes.as_ptr() as usize;
+                let start = ARENA_MEMORY.bytes.get() as usize;
                 Arena::new(start, start + ARENA_BYTES)
             })
         }
