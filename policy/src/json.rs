@@ -1,10 +1,10 @@
 //! Compact JSON output: byte for byte what `serde_json::to_vec` writes, with strings scanned for
-//! characters to escape eight bytes at a time instead of one.
+//! characters to escape sixteen bytes at a time instead of one (see `find_escape`).
 //!
 //! Why: every answer of the module is JSON, and a token response holds long strings (the JWT, the
 //! response body as a JSON string). serde_json looks each byte up in a table; under wasmtime that
 //! loop was the single largest cost of a token request (see ARCHITECTURE.md, "Speed"). Here a
-//! word with no `"`, `\` or control character is copied as it is.
+//! run with no `"`, `\` or control character is copied as it is.
 //!
 //! Input goes through [`from_str`] (`de.rs`), which reads the entry points' JSON with borrowed
 //! keys and strings. The JWT and test code still read with serde_json.

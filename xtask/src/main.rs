@@ -119,9 +119,9 @@ fn wasm() -> Result<PathBuf> {
     let flags = [
         format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
         format!("--remap-path-prefix={}=/granted", root().display()),
-        // Our code and wasm-bindgen's runtime then keep JavaScript values in the glue's own
-        // array rather than in an `externref` table (see `without_target_features`).
-        // `simd128`: the JSON reader and writer scan strings sixteen bytes per vector compare
+        // `-reference-types`: our code and wasm-bindgen's runtime keep JavaScript values in the
+        // glue's own array rather than in an `externref` table (see `without_target_features`).
+        // `+simd128`: the JSON reader and writer scan strings sixteen bytes per vector compare
         // (wasm SIMD runs in wasmtime, Node, browsers and the edge runtimes alike).
         "-Ctarget-feature=-reference-types,+simd128".to_string(),
     ]
