@@ -902,6 +902,8 @@ impl KdfPool {
                             guard.blocking_recv()
                         };
                         let Some(job) = job else { return };
+                        // Tests wait for this line to know a login is in flight (no secret in it).
+                        tracing::debug!("a password check started on a KDF thread");
                         let _ = job.reply.send(native_kdf(&job.params, &job.password));
                     }
                 });

@@ -222,7 +222,8 @@ fn lockouts_and_throttling_on_one_host_hold_on_the_other() {
     );
     // One more failure (the sixth) on the second host: this client and address are now
     // throttled on the first host as well.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // A ceiling for a host that never sees the other's failures, not a timing.
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (status, _) = a.token("acme", CRM, wrong);
         if status == 429 {
@@ -268,7 +269,7 @@ fn a_key_rotated_on_one_host_signs_on_the_other_within_seconds() {
             break;
         }
         assert!(
-            rotated.elapsed() < Duration::from_secs(5),
+            rotated.elapsed() < Duration::from_secs(60),
             "the second host still signs with {old}"
         );
         std::thread::sleep(Duration::from_millis(100));

@@ -355,9 +355,10 @@ fn a_rotated_key_signs_new_tokens_and_old_ones_still_verify() {
         if kid(&fresh) == new.kid {
             break fresh;
         }
+        // A ceiling for a server that never reads its keys again, not a timing.
         assert!(
-            started.elapsed() < std::time::Duration::from_secs(3),
-            "the rotated key is not used after 3 s"
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the rotated key is not used after 60 s"
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     };

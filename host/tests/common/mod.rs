@@ -86,12 +86,40 @@ pub fn serve_with(db: &Path, log: &Path, out: Option<&Path>, env: &[(&str, &str)
     }
 }
 
+/// A client whose timeout is only a ceiling for a server that hangs: a request that is slow on a
+/// busy machine is not a failure.
 pub fn agent() -> ureq::Agent {
+    agent_with(Duration::from_secs(60))
+}
+
+/// A client for one slow request (a 600,000-iteration login on a busy machine).
+pub fn patient_agent() -> ureq::Agent {
+    agent_with(Duration::from_secs(300))
+}
+
+fn agent_with(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
+        .timeout_global(Some(timeout))
         .build()
         .into()
+}
+
+/// Waits until the file at `log` holds `line`: the cause a test waits for, with `ceiling` only
+/// for a server that never writes it.
+pub fn wait_for_log(log: &Path, line: &str, ceiling: Duration) {
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(line) {
+            return;
+        }
+        assert!(
+            started.elapsed() < ceiling,
+            "no `{line}` in the log after {ceiling:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 pub fn basic(id: &str, secret: &str) -> String {
@@ -102,7 +130,18 @@ pub fn basic(id: &str, secret: &str) -> String {
 }
 
 pub fn post(base: &str, path: &str, auth: &str, body: &str) -> Result<(u16, Value), ureq::Error> {
-    let mut response = agent()
+    post_with(&agent(), base, path, auth, body)
+}
+
+/// [`post`] through `agent`.
+pub fn post_with(
+    agent: &ureq::Agent,
+    base: &str,
+    path: &str,
+    auth: &str,
+    body: &str,
+) -> Result<(u16, Value), ureq::Error> {
+    let mut response = agent
         .post(format!("{base}{path}"))
         .header("Authorization", auth)
         .header("Content-Type", "application/x-www-form-urlencoded")
