@@ -2,6 +2,7 @@
 // one run. Load comes from `wrk` in a separate process on loopback (keep-alive, fixed duration).
 //
 //   node bench/run.mjs --granted target/release/granted --ceiling target/release/examples/ceiling
+//     --kdf-time target/release/examples/kdf_time --testing-granted target/debug/granted
 //     [--seconds 5] [--iterations 600000]
 //
 // Writes bench/results/bench.md (tables, goals) and bench/results/bench.svg (answers/s against
@@ -20,6 +21,10 @@ const opts = Object.fromEntries(process.argv.slice(2).reduce((pairs, arg, i, all
   arg.startsWith('--') ? [...pairs, [arg.slice(2), all[i + 1]]] : pairs), []));
 const granted = resolve(opts.granted ?? join(root, 'target/release/granted'));
 const ceilingBin = resolve(opts.ceiling ?? join(root, 'target/release/examples/ceiling'));
+// One native PBKDF2 timed (granted-policy's example), and a `granted` built with the `testing`
+// feature for its throwaway PostgreSQL server: the release binary has no test machinery.
+const kdfTimeBin = resolve(opts['kdf-time'] ?? join(root, 'target/release/examples/kdf_time'));
+const testingGranted = resolve(opts['testing-granted'] ?? join(root, 'target/debug/granted'));
 const SECONDS = Number(opts.seconds ?? 5);
 const ITERATIONS = Number(opts.iterations ?? 600000);
 const CONNECTIONS = [1, 4, 16, 64, 256];
@@ -155,7 +160,7 @@ const results = { sweep: { ceiling: [], host: [], peer: [] } };
 const log = (text) => console.error(`bench: ${text}`);
 
 // 1. The physical limit of logins: cores / one native PBKDF2.
-const kdfMs = Number(execFileSync(granted, ['kdf-time', '--iterations', String(ITERATIONS), '--runs', '5'], { encoding: 'utf8' }).trim());
+const kdfMs = Number(execFileSync(kdfTimeBin, ['--iterations', String(ITERATIONS), '--runs', '5'], { encoding: 'utf8' }).trim());
 results.loginLimit = CORES / (kdfMs / 1000);
 log(`native PBKDF2, ${ITERATIONS} iterations: ${kdfMs} ms; login limit ${results.loginLimit.toFixed(1)}/s on ${CORES} cores`);
 
@@ -209,7 +214,7 @@ log(`flood: client_credentials p99 ${results.flood.alone.p99.toFixed(2)} ms alon
 
 // 7. PostgreSQL: client_credentials and refresh on one host, then on two hosts sharing one
 // database, against a throwaway server on this machine (`granted throwaway-postgres`).
-const pg = spawn(granted, ['throwaway-postgres', '--database', 'bench'], { stdio: ['pipe', 'pipe', 'inherit'] });
+const pg = spawn(testingGranted, ['throwaway-postgres', '--database', 'bench'], { stdio: ['pipe', 'pipe', 'inherit'] });
 const pgUrl = await new Promise((ok, fail) => {
   let out = '';
   pg.stdout.on('data', (d) => { out += d; if (out.includes('\n')) ok(out.split('\n')[0].trim()); });

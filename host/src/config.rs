@@ -1,7 +1,7 @@
 //! Settings of `granted serve` and `granted import`: command-line flags first, then `GRANTED_*`
 //! environment variables, then the TOML file of `--config`, then defaults.
 
-use crate::server::ServerSettings;
+use crate::settings::ServerSettings;
 use crate::store::{Location, LockoutPolicy, PgOptions};
 use anyhow::{anyhow, Context, Result};
 use granted_policy::model::Timestamp;

@@ -1,16 +1,18 @@
 //! The `granted` host: it does all I/O and embeds the policy module, which makes every decision.
+//! `ARCHITECTURE.md` has the codemap.
 
-pub mod admin;
+pub mod admin_token;
+pub mod commit;
 pub mod config;
 pub mod guest;
-pub mod http_vectors;
+pub mod http;
+pub mod kdf;
 pub mod metrics;
-pub mod openapi;
-pub mod page;
 pub mod preview;
-pub mod runtime;
-pub mod server;
+pub mod service;
+pub mod settings;
 pub mod state;
 pub mod store;
-#[cfg(target_os = "linux")]
+#[cfg(feature = "testing")]
 pub mod testing;
+pub mod throttle;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use granted_host::server::ServerSettings;
+use granted_host::settings::ServerSettings;
 use granted_host::store::{PgOptions, Store};
 use granted_policy::model::Timestamp;
 use serde_json::{json, Value};

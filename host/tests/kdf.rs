@@ -4,7 +4,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use granted_host::guest::Guest;
-use granted_host::runtime::Wasmtime;
+use granted_host::testing::wasmtime_runner::Wasmtime;
 use granted_vectors::driver::{call_ok, native_kdf};
 use serde_json::json;
 

@@ -23,7 +23,9 @@ const CEILING: Duration = Duration::from_secs(300);
 /// KDF thread of the other, at a lower priority, then gets a small share of a core.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[test]
@@ -97,7 +99,10 @@ fn no_secret_reaches_the_log_and_sigterm_stops_cleanly() {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(started.elapsed() < CEILING, "SIGTERM did not stop the server");
+        assert!(
+            started.elapsed() < CEILING,
+            "SIGTERM did not stop the server"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
@@ -276,7 +281,10 @@ fn sigterm_lets_a_request_in_flight_finish() {
     assert_eq!(status, 200, "{body}");
     // The login was still in flight when shutdown began: its decision comes after that line.
     let log = std::fs::read_to_string(&served.log).unwrap();
-    let at = |line: &str| log.find(line).unwrap_or_else(|| panic!("no `{line}` in:\n{log}"));
+    let at = |line: &str| {
+        log.find(line)
+            .unwrap_or_else(|| panic!("no `{line}` in:\n{log}"))
+    };
     assert!(
         at(kdf_started) < at(shutting_down) && at(shutting_down) < at("token decision"),
         "the login was not in flight when shutdown began:\n{log}"

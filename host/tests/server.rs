@@ -3,7 +3,8 @@
 
 use base64::Engine as _;
 use granted_host::guest::{Guest, GuestOptions};
-use granted_host::server::{self, Server, ServerSettings};
+use granted_host::service::Service;
+use granted_host::settings::ServerSettings;
 use granted_host::store::Store;
 use granted_policy::model::Timestamp;
 use serde_json::Value;
@@ -39,7 +40,7 @@ fn start_with_store(guest: Guest, store: Store) -> Running {
 }
 
 fn start_with_settings(guest: Guest, store: Store, settings: ServerSettings) -> Running {
-    let srv = Server::new(guest, store, settings).expect("server");
+    let srv = Service::new(guest, store, settings).expect("server");
     let text = std::fs::read_to_string("../tests/demo/state.json").expect("demo state");
     let state = granted_host::state::parse(&text).expect("demo state parses");
     srv.import(&state).expect("import");
@@ -48,7 +49,11 @@ fn start_with_settings(guest: Guest, store: Store, settings: ServerSettings) -> 
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    runtime.spawn(server::serve(srv, listener, std::future::pending()));
+    runtime.spawn(granted_host::http::serve(
+        srv,
+        listener,
+        std::future::pending(),
+    ));
     Running {
         base: format!("http://{addr}"),
         _runtime: runtime,

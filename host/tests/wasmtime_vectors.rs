@@ -1,7 +1,7 @@
 //! Every vector through the embedded `_bg.wasm` under wasmtime, a fresh instance per call.
 
 use granted_host::guest::Guest;
-use granted_host::runtime::Wasmtime;
+use granted_host::testing::wasmtime_runner::Wasmtime;
 use granted_vectors::{default_dirs, driver::Settings, run_dir, Native, Runtime};
 
 /// Runs every vector directory under wasmtime with `settings`; fails on any mismatch.

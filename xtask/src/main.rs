@@ -69,12 +69,35 @@ fn cargo() -> Command {
     cmd
 }
 
-/// `cargo run --quiet --package granted -- ARGS`: the `granted` binary, built as needed.
+/// `cargo run --quiet --package granted --features testing -- ARGS`: the `granted` binary with
+/// its test machinery (`vectors`, `--fixed-now`), built as needed: the same build `cargo test`
+/// makes, so neither rebuilds it for the other.
 fn granted(args: &[&str]) -> Command {
     let mut cmd = cargo();
-    cmd.args(["run", "--quiet", "--package", "granted", "--"])
-        .args(args);
+    cmd.args([
+        "run",
+        "--quiet",
+        "--package",
+        "granted",
+        "--features",
+        "testing",
+        "--",
+    ])
+    .args(args);
     cmd
+}
+
+/// Builds `target/debug/granted` with its test machinery (see [`granted`]).
+fn build_test_granted() -> Result<PathBuf> {
+    run_cmd(cargo().args([
+        "build",
+        "--quiet",
+        "--package",
+        "granted",
+        "--features",
+        "testing",
+    ]))?;
+    Ok(target_dir().join("debug/granted"))
 }
 
 fn step(title: &str) {
@@ -271,7 +294,7 @@ fn test() -> Result<()> {
     )?;
 
     step("the edge against the host: the same 500 generated requests, the same answers");
-    run_cmd(cargo().args(["build", "--quiet", "--package", "granted"]))?;
+    build_test_granted()?;
     run_cmd(
         Command::new("node")
             .current_dir(root())
@@ -347,7 +370,7 @@ fn schemathesis_venv() -> Result<PathBuf> {
 /// schema, every status and content type documented.
 fn schemathesis() -> Result<()> {
     let venv = schemathesis_venv()?;
-    run_cmd(cargo().args(["build", "--quiet", "--package", "granted"]))?;
+    build_test_granted()?;
     let granted = target_dir().join("debug/granted");
     let dir = target_dir().join("schemathesis");
     let _ = std::fs::remove_dir_all(&dir);
@@ -454,7 +477,7 @@ fn browser_tests() -> Result<()> {
     check_node()?;
     let chromium = ensure_chromium()?;
     ensure_browser_packages()?;
-    run_cmd(cargo().args(["build", "--quiet", "--package", "granted"]))?;
+    build_test_granted()?;
     run_cmd(
         Command::new("node")
             .current_dir(root())
@@ -522,6 +545,17 @@ fn bench_all() -> Result<()> {
         "--example",
         "ceiling",
     ]))?;
+    run_cmd(cargo().args([
+        "build",
+        "--quiet",
+        "--release",
+        "--package",
+        "granted-policy",
+        "--example",
+        "kdf_time",
+    ]))?;
+    step("building granted with its test machinery (a throwaway PostgreSQL server for the bench)");
+    let testing = build_test_granted()?;
     step("the peer's npm packages (bench/peer/package-lock.json)");
     run_cmd(
         Command::new("npm")
@@ -536,7 +570,11 @@ fn bench_all() -> Result<()> {
             .arg("--granted")
             .arg(target_dir().join("release/granted"))
             .arg("--ceiling")
-            .arg(target_dir().join("release/examples/ceiling")),
+            .arg(target_dir().join("release/examples/ceiling"))
+            .arg("--kdf-time")
+            .arg(target_dir().join("release/examples/kdf_time"))
+            .arg("--testing-granted")
+            .arg(testing),
     )?;
     bench_policy()
 }

@@ -156,14 +156,15 @@ pub fn post_with(
 /// on (the server stops when the runtime is dropped).
 pub fn serve_in_process(
     store: granted_host::store::Store,
-    settings: granted_host::server::ServerSettings,
+    settings: granted_host::settings::ServerSettings,
     admin_token: &str,
     import_demo: bool,
 ) -> (String, tokio::runtime::Runtime) {
     let now = settings.fixed_now.expect("a fixed clock");
-    granted_host::admin::ensure_admin_token(&store, now, Some(admin_token)).expect("admin token");
+    granted_host::admin_token::ensure_admin_token(&store, now, Some(admin_token))
+        .expect("admin token");
     let guest = granted_host::guest::Guest::embedded().expect("module");
-    let srv = granted_host::server::Server::new(guest, store, settings).expect("server");
+    let srv = granted_host::service::Service::new(guest, store, settings).expect("server");
     if import_demo {
         let text = std::fs::read_to_string("../tests/demo/state.json").expect("demo state");
         srv.import(&granted_host::state::parse(&text).expect("demo state parses"))
@@ -174,7 +175,7 @@ pub fn serve_in_process(
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    runtime.spawn(granted_host::server::serve(
+    runtime.spawn(granted_host::http::serve(
         srv,
         listener,
         std::future::pending(),

@@ -466,19 +466,69 @@ impl TokenFlow {
 
 /// [`token`], reusing what `memo` holds from earlier steps of the same input.
 pub fn token_memo(input: &TokenInput, memo: &mut Memo) -> Result<TokenStep, PolicyError> {
+    match judge_request(input, memo) {
+        Ok(step) | Err(End::Step(step)) => Ok(step),
+        Err(End::Failed(e)) => Err(e),
+    }
+}
+
+/// How a rule ends a request early: with its answer (a denial, or a step for the host), or with
+/// an error in the host's input.
+enum End {
+    Step(TokenStep),
+    Failed(PolicyError),
+}
+
+impl From<PolicyError> for End {
+    fn from(e: PolicyError) -> Self {
+        End::Failed(e)
+    }
+}
+
+impl From<TokenStep> for End {
+    fn from(step: TokenStep) -> Self {
+        End::Step(step)
+    }
+}
+
+/// A rule's verdict: go on with what it found, or end the request.
+type Verdict<T> = Result<T, End>;
+
+/// The records a request needs, once the host has looked them up.
+struct Found<'a> {
+    tenant: &'a Option<TenantRecord>,
+    client: &'a Option<ClientRecord>,
+    /// The refresh token presented, as found (`None`: not found); `None` for other grants.
+    refresh: Option<&'a RefreshTokenRecord>,
+    refresh_hash: Option<String>,
+    /// The user the request is for: the `username` parameter, or the refresh token's user.
+    username: Option<&'a str>,
+}
+
+/// The client, authenticated and installed, and the app revision its tenant pins.
+struct Pinned<'a> {
+    tenant: &'a TenantRecord,
+    client: &'a ClientRecord,
+    index: usize,
+    revision: &'a Revision,
+}
+
+/// The token endpoint's rules in RULES.md's order; each is a function that goes on or ends the
+/// request, so the T-table reads off this one.
+fn judge_request(input: &TokenInput, memo: &mut Memo) -> Verdict<TokenStep> {
     let ctx = &input.context;
     let Memo {
         keys: memo_keys,
-        parsed: memo_parsed,
-        refresh_hash: memo_refresh_hash,
+        parsed,
+        refresh_hash,
         secret_check,
-        stored_hash: memo_stored_hash,
+        stored_hash,
     } = memo;
     if memo_keys.is_none() {
         *memo_keys = Some(keys(ctx)?);
     }
     let Some(keys) = memo_keys.as_ref() else {
-        return Err(PolicyError::InvalidInput("no keys".into()));
+        return Err(PolicyError::InvalidInput("no keys".into()).into());
     };
     let http = &input.request;
     let mut judge = Judge {
@@ -490,42 +540,133 @@ pub fn token_memo(input: &TokenInput, memo: &mut Memo) -> Result<TokenStep, Poli
         username: None,
         pinned_rev: None,
     };
+    let req = t1_well_formed(http, parsed, &mut judge)?;
+    let grant = t2_supported_grant(req, &judge)?;
+    t1_grant_parameters(req, grant, &judge)?;
+    judge.username = req.param("username");
+    let (client_id, client_secret) = t3_credentials_sent(req, &judge)?;
+    let found = records_needed(input, req, grant, client_id, refresh_hash)?;
+    if grant == Grant::Refresh {
+        judge.username = found.username;
+    }
+    let pinned = t3_client(
+        http,
+        &found,
+        client_id,
+        client_secret,
+        keys,
+        secret_check,
+        &mut judge,
+    )?;
+    t4_grant_allowed(grant, pinned.revision, req.grant_type(), &judge)?;
+    let mut effects = Vec::new();
+    let original_scope = match grant {
+        Grant::Refresh => Some(refresh_token_live(
+            ctx,
+            &found,
+            &pinned,
+            client_id,
+            &judge,
+            &mut effects,
+        )?),
+        _ => None,
+    };
+    let password_path = grant == Grant::Password
+        || (grant == Grant::Refresh && pinned.revision.grant_type == GrantType::Password);
+    if password_path {
+        t5_password_eligible(ctx, &pinned, &judge)?;
+    }
+    let scope = t6_scope(req.param("scope"), original_scope, pinned.revision, &judge)?;
+    if password_path {
+        t7_no_sso(pinned.tenant, &judge)?;
+    }
+    let user = input.records.user.as_ref().and_then(Option::as_ref);
+    let user = user.filter(|u| Some(u.username.as_str()) == found.username);
+    match grant {
+        Grant::Password => {
+            let password = req.param("password").unwrap_or_default();
+            t8_password(input, user, pinned.tenant, password, stored_hash, &judge)?;
+            effects.push(Effect::ResetLoginFailures {
+                tenant: pinned.tenant.tenant.clone(),
+                username: found.username.unwrap_or_default().to_string(),
+            });
+        }
+        Grant::Refresh if found.username.is_some() => t8_user_still_able(ctx, user, &judge)?,
+        _ => {}
+    }
+    if password_path {
+        t9_password_age(ctx, pinned.tenant, user, &judge)?;
+    }
+    Ok(issue(IssueArgs {
+        judge: &judge,
+        ctx,
+        keys,
+        tenant: pinned.tenant,
+        client_id,
+        subject: found.username.unwrap_or(client_id),
+        scope: &scope,
+        refresh: match grant {
+            Grant::ClientCredentials => None,
+            Grant::Password => Some((pinned.revision.grant_type, None)),
+            Grant::Refresh => Some((
+                pinned.revision.grant_type,
+                found.refresh.map(|r| r.family_id.clone()),
+            )),
+        },
+        username: found.username.map(str::to_string),
+        effects,
+    }))
+}
 
-    // T1
-    if memo_parsed.is_none() {
-        *memo_parsed = Some(request::parse(http).map_err(|_| {
+/// T1: the request parses (parsed once per request, kept in the memo).
+fn t1_well_formed<'m>(
+    http: &HttpRequest,
+    parsed: &'m mut Option<Result<TokenRequest, request::Malformed>>,
+    judge: &mut Judge<'m>,
+) -> Verdict<&'m TokenRequest> {
+    if parsed.is_none() {
+        *parsed = Some(request::parse(http).map_err(|_| {
             PolicyError::InvalidInput("`request.body_base64` is not base64".into())
         })?);
     }
-    let Some(parsed) = memo_parsed.as_ref() else {
-        return Err(PolicyError::InvalidInput("no request".into()));
+    let Some(parsed) = parsed.as_ref() else {
+        return Err(PolicyError::InvalidInput("no request".into()).into());
     };
-    let req = match parsed {
-        Ok(req) => req,
+    match parsed {
+        Ok(req) => {
+            judge.basic = req.auth == AuthMethod::Basic;
+            judge.grant_type = Some(req.grant_type());
+            judge.client_id = req.client_id.as_deref();
+            Ok(req)
+        }
         Err(malformed) => {
             judge.basic = malformed.basic_attempted;
-            return Ok(judge.deny(
-                "T1",
-                400,
-                "invalid_request",
-                &malformed.description,
-                "malformed_request",
-                "malformed_request",
-                Vec::new(),
-            ));
+            Err(malformed_request(judge, &malformed.description))
         }
-    };
-    judge.basic = req.auth == AuthMethod::Basic;
-    judge.grant_type = Some(req.grant_type());
-    judge.client_id = req.client_id.as_deref();
+    }
+}
 
-    // T2
-    let Some(grant) = Grant::parse(req.grant_type()) else {
+/// A T1 refusal.
+fn malformed_request(judge: &Judge<'_>, description: &str) -> End {
+    End::Step(judge.deny(
+        "T1",
+        400,
+        "invalid_request",
+        description,
+        "malformed_request",
+        "malformed_request",
+        Vec::new(),
+    ))
+}
+
+/// T2: a grant type this endpoint serves.
+fn t2_supported_grant(req: &TokenRequest, judge: &Judge<'_>) -> Verdict<Grant> {
+    Grant::parse(req.grant_type()).ok_or_else(|| {
         let description = format!(
             "the grant type `{}` is not supported here: use `password`, `client_credentials` or `refresh_token`",
             quote(req.grant_type())
         );
-        return Ok(judge.deny(
+        End::Step(judge.deny(
             "T2",
             400,
             "unsupported_grant_type",
@@ -533,10 +674,13 @@ pub fn token_memo(input: &TokenInput, memo: &mut Memo) -> Result<TokenStep, Poli
             "unsupported_grant_type",
             "unsupported_grant_type",
             Vec::new(),
-        ));
-    };
+        ))
+    })
+}
 
-    // Parameters each grant needs are part of a well-formed request (T1).
+/// T1 again: the parameters each grant needs, and a scope that is a list of scope tokens, are
+/// part of a well-formed request.
+fn t1_grant_parameters(req: &TokenRequest, grant: Grant, judge: &Judge<'_>) -> Verdict<()> {
     let required: &[&str] = match grant {
         Grant::Password => &["username", "password"],
         Grant::Refresh => &["refresh_token"],
@@ -547,51 +691,51 @@ pub fn token_memo(input: &TokenInput, memo: &mut Memo) -> Result<TokenStep, Poli
             "the `{missing}` parameter is missing for the `{}` grant",
             req.grant_type()
         );
-        return Ok(judge.deny(
-            "T1",
-            400,
-            "invalid_request",
-            &description,
-            "malformed_request",
-            "malformed_request",
-            Vec::new(),
-        ));
+        return Err(malformed_request(judge, &description));
     }
     if let Some(scope) = req.param("scope") {
         if scope_tokens(scope).is_none() {
             let description = format!("the scope `{}` is not a list of scope tokens", quote(scope));
-            return Ok(judge.deny(
-                "T1",
-                400,
-                "invalid_request",
-                &description,
-                "malformed_request",
-                "malformed_request",
-                Vec::new(),
-            ));
+            return Err(malformed_request(judge, &description));
         }
     }
-    judge.username = req.param("username");
+    Ok(())
+}
 
-    // T3, before any lookup: the client must have sent credentials.
-    let (Some(client_id), Some(client_secret)) = (&req.client_id, &req.client_secret) else {
-        let cause = if req.client_id.is_some() {
-            "missing_client_secret"
-        } else {
-            "missing_client_credentials"
-        };
-        return Ok(judge.deny(
-            "T3",
-            401,
-            "invalid_client",
-            INVALID_CLIENT,
-            "invalid_client",
-            cause,
-            Vec::new(),
-        ));
-    };
+/// T3, before any lookup: the client must have sent credentials.
+fn t3_credentials_sent<'r>(
+    req: &'r TokenRequest,
+    judge: &Judge<'_>,
+) -> Verdict<(&'r str, &'r str)> {
+    match (&req.client_id, &req.client_secret) {
+        (Some(id), Some(secret)) => Ok((id.as_str(), secret.as_str())),
+        _ => {
+            let cause = if req.client_id.is_some() {
+                "missing_client_secret"
+            } else {
+                "missing_client_credentials"
+            };
+            Err(End::Step(judge.deny(
+                "T3",
+                401,
+                "invalid_client",
+                INVALID_CLIENT,
+                "invalid_client",
+                cause,
+                Vec::new(),
+            )))
+        }
+    }
+}
 
-    // What to look up.
+/// The records the rules need, or a step that asks the host for the ones still missing.
+fn records_needed<'a>(
+    input: &'a TokenInput,
+    req: &'a TokenRequest,
+    grant: Grant,
+    client_id: &str,
+    memo_refresh_hash: &mut Option<Option<String>>,
+) -> Verdict<Found<'a>> {
     let records = &input.records;
     let refresh_hash = memo_refresh_hash
         .get_or_insert_with(|| req.param("refresh_token").map(refresh_token_sha256))
@@ -606,23 +750,38 @@ pub fn token_memo(input: &TokenInput, memo: &mut Memo) -> Result<TokenStep, Poli
         Grant::Refresh => refresh_record.flatten().and_then(|r| r.username.as_deref()),
         Grant::ClientCredentials => None,
     };
-    let user_needed = username.is_some();
     let (Some(tenant), Some(client), Some(refresh)) =
         (&records.tenant, &records.client, refresh_record)
     else {
-        return Ok(need(http, client_id, username, refresh_hash));
+        return Err(need(&input.request, client_id, username, refresh_hash).into());
     };
-    if user_needed && records.user.is_none() {
-        return Ok(need(http, client_id, username, refresh_hash));
+    if username.is_some() && records.user.is_none() {
+        return Err(need(&input.request, client_id, username, refresh_hash).into());
     }
-    if grant == Grant::Refresh {
-        judge.username = username;
-    }
+    Ok(Found {
+        tenant,
+        client,
+        refresh,
+        refresh_hash,
+        username,
+    })
+}
 
-    // T3: the secret is checked whatever else is found, so every failure costs the same.
-    // Records are checked against what was asked for: a mis-keyed lookup finds nothing.
-    let tenant = tenant.as_ref().filter(|t| t.tenant == http.tenant);
-    let client = client.as_ref().filter(|c| c.client_id == *client_id);
+/// T3: the client exists in this tenant, its secret is right, its app is installed there and
+/// the pinned revision is this `client_id`'s. The secret is checked whatever else is found, so
+/// every failure costs the same; records are checked against what was asked for, so a
+/// mis-keyed lookup finds nothing.
+fn t3_client<'a>(
+    http: &HttpRequest,
+    found: &Found<'a>,
+    client_id: &str,
+    client_secret: &str,
+    keys: &Keys,
+    secret_check: &mut Option<(Option<String>, bool)>,
+    judge: &mut Judge<'a>,
+) -> Verdict<Pinned<'a>> {
+    let tenant = found.tenant.as_ref().filter(|t| t.tenant == http.tenant);
+    let client = found.client.as_ref().filter(|c| c.client_id == client_id);
     let stored_hmac = client.map(|c| c.secret_hmac.as_str());
     let secret_ok = match secret_check {
         Some((checked, ok)) if checked.as_deref() == stored_hmac => *ok,
@@ -634,38 +793,39 @@ pub fn token_memo(input: &TokenInput, memo: &mut Memo) -> Result<TokenStep, Poli
     };
     judge.app_id = client.map(|c| c.app.app_id.as_str());
     let (tenant, client) = match (tenant, client) {
-        (None, _) => return Ok(deny_client(&judge, "invalid_client", "unknown_tenant")),
-        (_, None) => return Ok(deny_client(&judge, "invalid_client", "unknown_client")),
+        (None, _) => return Err(deny_client(judge, "invalid_client", "unknown_tenant").into()),
+        (_, None) => return Err(deny_client(judge, "invalid_client", "unknown_client").into()),
         (Some(t), Some(c)) => (t, c),
     };
     if !secret_ok {
-        return Ok(deny_client(&judge, "invalid_client", "wrong_client_secret"));
+        return Err(deny_client(judge, "invalid_client", "wrong_client_secret").into());
     }
     let app = &client.app;
     let Some(install) = tenant.installs.iter().find(|i| i.app_id == app.app_id) else {
-        return Ok(deny_client(
-            &judge,
-            "client_not_installed",
-            "app_not_installed",
-        ));
+        return Err(deny_client(judge, "client_not_installed", "app_not_installed").into());
     };
     judge.pinned_rev = Some(install.rev);
-    let Some((pinned_index, pinned)) = app.revision(install.rev) else {
-        return Ok(deny_client(
-            &judge,
-            "client_not_installed",
-            "pinned_revision_missing",
-        ));
+    let Some((index, revision)) = app.revision(install.rev) else {
+        return Err(deny_client(judge, "client_not_installed", "pinned_revision_missing").into());
     };
-    if pinned.client_id != *client_id {
-        return Ok(deny_client(
-            &judge,
-            "client_not_installed",
-            "client_id_not_pinned",
-        ));
+    if revision.client_id != client_id {
+        return Err(deny_client(judge, "client_not_installed", "client_id_not_pinned").into());
     }
+    Ok(Pinned {
+        tenant,
+        client,
+        index,
+        revision,
+    })
+}
 
-    // T4
+/// T4: the pinned revision's grant type allows the grant asked for.
+fn t4_grant_allowed(
+    grant: Grant,
+    pinned: &Revision,
+    asked: &str,
+    judge: &Judge<'_>,
+) -> Verdict<()> {
     let allowed = match grant {
         Grant::Password => pinned.grant_type == GrantType::Password,
         Grant::ClientCredentials => pinned.grant_type == GrantType::ClientCredentials,
@@ -674,171 +834,191 @@ pub fn token_memo(input: &TokenInput, memo: &mut Memo) -> Result<TokenStep, Poli
             GrantType::Password | GrantType::AuthorizationCode
         ),
     };
-    if !allowed {
-        return Ok(deny_mismatch(&judge, pinned, req.grant_type()));
+    if allowed {
+        Ok(())
+    } else {
+        Err(deny_mismatch(judge, pinned, asked).into())
     }
+}
 
-    let mut effects = Vec::new();
-    let mut original_scope: Option<&str> = None;
-    if grant == Grant::Refresh {
-        // The refresh token itself: it must be this tenant's and this client's, live, and unused.
-        let record = refresh.filter(|r| {
-            Some(&r.token_sha256) == refresh_hash.as_ref()
-                && r.tenant == tenant.tenant
-                && r.client_id == *client_id
-                && ctx.now < r.expires_at
-        });
-        let Some(record) = record else {
-            return Ok(judge.deny(
-                "refresh",
-                400,
-                "invalid_grant",
-                INVALID_REFRESH,
-                "refresh_token_invalid",
-                "unknown_or_expired",
-                Vec::new(),
-            ));
-        };
-        match record.status {
-            RefreshStatus::Active => {}
-            RefreshStatus::Revoked => {
-                return Ok(judge.deny(
-                    "refresh",
-                    400,
-                    "invalid_grant",
-                    INVALID_REFRESH,
-                    "refresh_token_invalid",
-                    "revoked",
-                    Vec::new(),
-                ))
-            }
-            RefreshStatus::Used => {
-                return Ok(judge.deny(
-                    "refresh",
-                    400,
-                    "invalid_grant",
-                    INVALID_REFRESH,
-                    "refresh_token_reused",
-                    "rotated_token_presented",
-                    vec![Effect::RevokeRefreshFamily {
-                        family_id: record.family_id.clone(),
-                    }],
-                ))
-            }
-        }
-        // T4 again: the grant that started the family must still be what the pin allows.
-        if record.grant_type != pinned.grant_type {
-            return Ok(deny_mismatch(&judge, pinned, record.grant_type.as_str()));
-        }
-        original_scope = Some(record.scope.as_str());
-        effects.push(Effect::ConsumeRefreshToken {
-            token_sha256: record.token_sha256.clone(),
-        });
-    }
-    let password_path = grant == Grant::Password
-        || (grant == Grant::Refresh && pinned.grant_type == GrantType::Password);
-
-    // T5
-    if password_path {
-        if let Err(reason) = password_eligibility(&app.revisions, pinned_index, ctx.sunset) {
-            return Ok(deny_ineligible(&judge, reason, ctx.sunset));
-        }
-    }
-
-    // T6
-    let scope = match granted_scope(req.param("scope"), original_scope, &pinned.scopes) {
-        Ok(scope) => scope,
-        Err(bad) => {
-            let description = format!("the scope `{}` is not granted to this client", quote(&bad));
-            return Ok(judge.deny(
-                "T6",
-                400,
-                "invalid_scope",
-                &description,
-                "invalid_scope",
-                "invalid_scope",
-                Vec::new(),
-            ));
-        }
-    };
-
-    // T7
-    if password_path && tenant.sso_required {
-        return Ok(judge.deny(
-            "T7",
+/// Refresh rotation: the refresh token must be this tenant's and this client's, live, unused,
+/// and from a grant the pin still allows. A rotated token presented again revokes its family.
+/// Answers the scope first granted, and adds the consumption of the token to `effects`.
+fn refresh_token_live<'a>(
+    ctx: &TokenContext,
+    found: &Found<'a>,
+    pinned: &Pinned<'_>,
+    client_id: &str,
+    judge: &Judge<'_>,
+    effects: &mut Vec<Effect>,
+) -> Verdict<&'a str> {
+    let invalid = |cause: &str, reason: &str, effects: Vec<Effect>| {
+        End::Step(judge.deny(
+            "refresh",
             400,
             "invalid_grant",
-            "this tenant requires single sign-on: the password grant cannot sign its users in",
-            "sso_required",
-            "sso_required",
+            INVALID_REFRESH,
+            reason,
+            cause,
+            effects,
+        ))
+    };
+    let record = found.refresh.filter(|r| {
+        Some(&r.token_sha256) == found.refresh_hash.as_ref()
+            && r.tenant == pinned.tenant.tenant
+            && r.client_id == client_id
+            && ctx.now < r.expires_at
+    });
+    let Some(record) = record else {
+        return Err(invalid(
+            "unknown_or_expired",
+            "refresh_token_invalid",
             Vec::new(),
         ));
+    };
+    match record.status {
+        RefreshStatus::Active => {}
+        RefreshStatus::Revoked => {
+            return Err(invalid("revoked", "refresh_token_invalid", Vec::new()))
+        }
+        RefreshStatus::Used => {
+            return Err(invalid(
+                "rotated_token_presented",
+                "refresh_token_reused",
+                vec![Effect::RevokeRefreshFamily {
+                    family_id: record.family_id.clone(),
+                }],
+            ))
+        }
     }
+    // T4 again: the grant that started the family must still be what the pin allows.
+    if record.grant_type != pinned.revision.grant_type {
+        return Err(deny_mismatch(judge, pinned.revision, record.grant_type.as_str()).into());
+    }
+    effects.push(Effect::ConsumeRefreshToken {
+        token_sha256: record.token_sha256.clone(),
+    });
+    Ok(record.scope.as_str())
+}
 
-    // T8
-    let user = records.user.as_ref().and_then(Option::as_ref);
-    let user = user.filter(|u| Some(u.username.as_str()) == username);
-    if grant == Grant::Password {
-        let password = req.param("password").unwrap_or_default();
-        let stored_text = user
-            .filter(|u| u.sign_in == SignIn::Direct)
-            .and_then(|u| u.password_hash.as_deref());
-        // Parsed once per request: the KDF step judges the same record again.
-        if let Some(text) = stored_text {
-            if !matches!(memo_stored_hash, Some((seen, _)) if seen == text) {
-                *memo_stored_hash = Some((text.to_string(), password::parse(text)));
-            }
+/// T5: the app keeps the password grant (R1–R4 at the pinned revision).
+fn t5_password_eligible(ctx: &TokenContext, pinned: &Pinned<'_>, judge: &Judge<'_>) -> Verdict<()> {
+    password_eligibility(&pinned.client.app.revisions, pinned.index, ctx.sunset)
+        .map_err(|reason| deny_ineligible(judge, reason, ctx.sunset).into())
+}
+
+/// T6: the scope granted.
+fn t6_scope(
+    requested: Option<&str>,
+    original: Option<&str>,
+    pinned: &Revision,
+    judge: &Judge<'_>,
+) -> Verdict<String> {
+    granted_scope(requested, original, &pinned.scopes).map_err(|bad| {
+        let description = format!("the scope `{}` is not granted to this client", quote(&bad));
+        End::Step(judge.deny(
+            "T6",
+            400,
+            "invalid_scope",
+            &description,
+            "invalid_scope",
+            "invalid_scope",
+            Vec::new(),
+        ))
+    })
+}
+
+/// T7: a tenant that requires single sign-on gets no password-path tokens.
+fn t7_no_sso(tenant: &TenantRecord, judge: &Judge<'_>) -> Verdict<()> {
+    if !tenant.sso_required {
+        return Ok(());
+    }
+    Err(End::Step(judge.deny(
+        "T7",
+        400,
+        "invalid_grant",
+        "this tenant requires single sign-on: the password grant cannot sign its users in",
+        "sso_required",
+        "sso_required",
+        Vec::new(),
+    )))
+}
+
+/// T8 for the password grant: the password is checked against the user's stored hash, or a
+/// dummy hash of the same cost when there is none, so every failure costs the same KDF work and
+/// gets the same answer. A failure is counted for the lockout.
+fn t8_password(
+    input: &TokenInput,
+    user: Option<&UserRecord>,
+    tenant: &TenantRecord,
+    password: &str,
+    memo_stored_hash: &mut Option<(String, Option<StoredHash>)>,
+    judge: &Judge<'_>,
+) -> Verdict<()> {
+    let ctx = &input.context;
+    let stored_text = user
+        .filter(|u| u.sign_in == SignIn::Direct)
+        .and_then(|u| u.password_hash.as_deref());
+    // Parsed once per request: the KDF step judges the same record again.
+    if let Some(text) = stored_text {
+        if !matches!(memo_stored_hash, Some((seen, _)) if seen == text) {
+            *memo_stored_hash = Some((text.to_string(), password::parse(text)));
         }
-        let stored: Option<&StoredHash> = stored_text
-            .and(memo_stored_hash.as_ref())
-            .and_then(|(_, parsed)| parsed.as_ref());
-        let dummy;
-        let check = match stored {
-            Some(hash) => hash,
-            None => {
-                dummy = password::dummy_hash(ctx.kdf_iterations);
-                &dummy
-            }
-        };
-        let derived = match derive(ctx, input.kdf.as_ref(), check, password)? {
-            Derived::Ready(bytes) => bytes,
-            Derived::AskHost(step) => return Ok(step),
-        };
-        let verified = stored.is_some() && check.matches(&derived);
-        let cause = user_problem(user, ctx.now).or(if stored.is_none() {
-            Some("unusable_password_hash")
-        } else if verified {
-            None
-        } else {
-            Some("wrong_password")
-        });
-        let name = username.unwrap_or_default().to_string();
-        if let Some(cause) = cause {
-            let effects = if verified {
-                Vec::new()
-            } else {
-                vec![Effect::RecordLoginFailure {
-                    tenant: tenant.tenant.clone(),
-                    username: name,
-                }]
-            };
-            return Ok(judge.deny(
-                "T8",
-                400,
-                "invalid_grant",
-                INVALID_USER,
-                "invalid_credentials",
-                cause,
-                effects,
-            ));
+    }
+    let stored: Option<&StoredHash> = stored_text
+        .and(memo_stored_hash.as_ref())
+        .and_then(|(_, parsed)| parsed.as_ref());
+    let dummy;
+    let check = match stored {
+        Some(hash) => hash,
+        None => {
+            dummy = password::dummy_hash(ctx.kdf_iterations);
+            &dummy
         }
-        effects.push(Effect::ResetLoginFailures {
+    };
+    let derived = match derive(ctx, input.kdf.as_ref(), check, password)? {
+        Derived::Ready(bytes) => bytes,
+        Derived::AskHost(step) => return Err(step.into()),
+    };
+    let verified = stored.is_some() && check.matches(&derived);
+    let cause = user_problem(user, ctx.now).or(if stored.is_none() {
+        Some("unusable_password_hash")
+    } else if verified {
+        None
+    } else {
+        Some("wrong_password")
+    });
+    let Some(cause) = cause else {
+        return Ok(());
+    };
+    let effects = if verified {
+        Vec::new()
+    } else {
+        vec![Effect::RecordLoginFailure {
             tenant: tenant.tenant.clone(),
-            username: name,
-        });
-    } else if let (true, Some(cause)) = (user_needed, user_problem(user, ctx.now)) {
-        // A refresh is judged against the user's current record.
-        return Ok(judge.deny(
+            username: judge.username.unwrap_or_default().to_string(),
+        }]
+    };
+    Err(End::Step(judge.deny(
+        "T8",
+        400,
+        "invalid_grant",
+        INVALID_USER,
+        "invalid_credentials",
+        cause,
+        effects,
+    )))
+}
+
+/// T8 for a refresh: it is judged against the user's current record.
+fn t8_user_still_able(
+    ctx: &TokenContext,
+    user: Option<&UserRecord>,
+    judge: &Judge<'_>,
+) -> Verdict<()> {
+    match user_problem(user, ctx.now) {
+        None => Ok(()),
+        Some(cause) => Err(End::Step(judge.deny(
             "T8",
             400,
             "invalid_grant",
@@ -846,46 +1026,36 @@ pub fn token_memo(input: &TokenInput, memo: &mut Memo) -> Result<TokenStep, Poli
             "invalid_credentials",
             cause,
             Vec::new(),
-        ));
+        ))),
     }
+}
 
-    // T9
-    if password_path {
-        if let (Some(days), Some(user)) = (tenant.password_max_age_days, user) {
-            let expired = match user.password_changed_at {
-                Some(changed) => ctx.now.seconds_since(changed) > i64::from(days) * 86_400,
-                None => true,
-            };
-            if expired {
-                return Ok(judge.deny(
-                    "T9",
-                    400,
-                    "invalid_grant",
-                    "the password has expired: the user must change it before signing in",
-                    "password_expired",
-                    "password_expired",
-                    Vec::new(),
-                ));
-            }
-        }
+/// T9: a password older than the tenant's maximum age must be changed first.
+fn t9_password_age(
+    ctx: &TokenContext,
+    tenant: &TenantRecord,
+    user: Option<&UserRecord>,
+    judge: &Judge<'_>,
+) -> Verdict<()> {
+    let (Some(days), Some(user)) = (tenant.password_max_age_days, user) else {
+        return Ok(());
+    };
+    let expired = match user.password_changed_at {
+        Some(changed) => ctx.now.seconds_since(changed) > i64::from(days) * 86_400,
+        None => true,
+    };
+    if !expired {
+        return Ok(());
     }
-
-    Ok(issue(IssueArgs {
-        judge: &judge,
-        ctx,
-        keys,
-        tenant,
-        client_id,
-        subject: username.unwrap_or(client_id),
-        scope: &scope,
-        refresh: match grant {
-            Grant::ClientCredentials => None,
-            Grant::Password => Some((pinned.grant_type, None)),
-            Grant::Refresh => Some((pinned.grant_type, refresh.map(|r| r.family_id.clone()))),
-        },
-        username: username.map(str::to_string),
-        effects,
-    }))
+    Err(End::Step(judge.deny(
+        "T9",
+        400,
+        "invalid_grant",
+        "the password has expired: the user must change it before signing in",
+        "password_expired",
+        "password_expired",
+        Vec::new(),
+    )))
 }
 
 fn need(

@@ -7,10 +7,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 
-const INDEX: &str = include_str!("../../www/admin/index.html");
-const APP_JS: &str = include_str!("../../www/admin/app.js");
-const STYLE: &str = include_str!("../../www/admin/style.css");
-const GLUE: &str = include_str!("../../www/pkg/granted_policy.js");
+const INDEX: &str = include_str!("../../../../www/admin/index.html");
+const APP_JS: &str = include_str!("../../../../www/admin/app.js");
+const STYLE: &str = include_str!("../../../../www/admin/style.css");
+const GLUE: &str = include_str!("../../../../www/pkg/granted_policy.js");
 
 /// The page may load only its own scripts, styles and the module, and talk only to this server.
 const CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \

@@ -5,6 +5,12 @@
 //! must be allowed to create databases; the databases made there, `granted_<pid>_<n>`, stay
 //! behind for whoever runs the tests to drop). Nothing here skips: when no server can be had, the
 //! error says why, and the test that asked fails with it.
+//!
+//! All of `testing` is test machinery, built only with the `testing` feature (tests and xtask
+//! turn it on): the release binary has no `initdb`, no user switching, no vector runner.
+
+pub mod http_vectors;
+pub mod wasmtime_runner;
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};

@@ -9,7 +9,8 @@
 //! an existing app) with nothing stored.
 
 use crate::guest::Guest;
-use crate::server::{self, Server, ServerSettings};
+use crate::service::Service;
+use crate::settings::ServerSettings;
 use crate::store::{PgOptions, PgServer, Store};
 use anyhow::{anyhow, bail, Context, Result};
 use base64::engine::general_purpose::STANDARD;
@@ -146,7 +147,7 @@ impl Drop for RemoveOnDrop {
 
 /// A server for one vector: its state in a fresh database file, its `now` as the clock.
 struct VectorServer {
-    server: Arc<Server>,
+    server: Arc<Service>,
     addr: std::net::SocketAddr,
     stop: tokio::sync::oneshot::Sender<()>,
     serving: tokio::task::JoinHandle<Result<()>>,
@@ -196,15 +197,15 @@ fn start(
             (Store::connect(&url, options)?, cleanup)
         }
     };
-    crate::admin::ensure_admin_token(&store, now, Some(ADMIN_TOKEN))?;
-    let server = Server::new(guest, store, settings)?;
+    crate::admin_token::ensure_admin_token(&store, now, Some(ADMIN_TOKEN))?;
+    let server = Service::new(guest, store, settings)?;
     let state = crate::state::parse(&serde_json::to_string(&vector.state)?)
         .context("the vector's state does not import")?;
     server.import(&state)?;
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = runtime.spawn(server::serve(server.clone(), listener, async move {
+    let serving = runtime.spawn(crate::http::serve(server.clone(), listener, async move {
         let _ = stopped.await;
     }));
     Ok(VectorServer {
@@ -217,7 +218,7 @@ fn start(
 }
 
 impl VectorServer {
-    fn stop(self, runtime: &tokio::runtime::Runtime) -> Arc<Server> {
+    fn stop(self, runtime: &tokio::runtime::Runtime) -> Arc<Service> {
         let _ = self.stop.send(());
         let _ = runtime.block_on(self.serving);
         self.server

@@ -1,0 +1,226 @@
+//! What every endpoint the module decides shares: the raw request as the module reads it, calls
+//! into the module, record lookups (with the throttle), and the decision made durable and
+//! answered.
+
+use super::answer::{http_response, oauth_error};
+use super::failure::Failure;
+use crate::guest::{GuestError, Session};
+use crate::service::Service;
+use crate::store::{Applied, Job};
+use crate::throttle::{clip, Throttle};
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use granted_policy::model::Timestamp;
+use granted_policy::token::endpoint::{Audit, Decision, KdfOutput, Lookup, Records};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The raw request as the module reads it, or the response for an unreadable body.
+#[allow(clippy::result_large_err)] // the error is the response itself, built once per request
+pub(crate) fn raw_request(
+    tenant: &str,
+    method: &Method,
+    headers: &HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Value, Response> {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(oauth_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                "the request body is over 64 KiB",
+            ))
+        }
+        Err(_) => {
+            return Err(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the request body could not be read",
+            ))
+        }
+    };
+    Ok(json!({
+        "method": method.as_str(),
+        "tenant": tenant,
+        "headers": headers
+            .iter()
+            .map(|(name, value)| json!([name.as_str(), String::from_utf8_lossy(value.as_bytes())]))
+            .collect::<Vec<_>>(),
+        "body_base64": STANDARD.encode(&body),
+    }))
+}
+
+/// The input of `token_resume`: what the host adds after a step.
+#[derive(serde::Serialize)]
+pub(crate) struct Resume {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) records: Option<Records>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) kdf: Option<KdfOutput>,
+}
+
+/// The module's answer to `entry`, read straight into `T` (the `ok` of its envelope).
+pub(crate) fn call_as<T: DeserializeOwned>(
+    session: &mut Session,
+    entry: &str,
+    input: &impl serde::Serialize,
+) -> Result<T, Failure> {
+    /// `{"ok": …}` or `{"error": …}`.
+    #[derive(serde::Deserialize)]
+    struct Envelope<T> {
+        ok: Option<T>,
+        error: Option<Value>,
+    }
+    let bytes = serde_json::to_vec(input).map_err(|e| Failure::Module(e.to_string()))?;
+    let out = session.call(entry, &bytes)?;
+    let envelope: Envelope<T> = serde_json::from_slice(&out).map_err(|e| {
+        Failure::Guest(GuestError::BadOutput(format!(
+            "not the expected answer: {e}"
+        )))
+    })?;
+    match envelope {
+        Envelope {
+            error: Some(err), ..
+        } => Err(Failure::Module(err.to_string())),
+        Envelope { ok: Some(ok), .. } => Ok(ok),
+        _ => Err(Failure::Guest(GuestError::BadOutput(
+            "neither ok nor error".into(),
+        ))),
+    }
+}
+
+/// The records a `need_records` step asks for (`null` where nothing was found), or how long
+/// this client and source must wait when failed authentications throttle them. On SQLite, on
+/// the request's own thread: a few primary-key reads in one read transaction on a read-only
+/// connection (WAL readers never wait for the writer), cheaper than handing the work to another
+/// thread and back; the throttle is in memory. On PostgreSQL, on the blocking pool (its client
+/// cannot run on the runtime's threads), the shared throttle read in the same snapshot.
+pub(crate) async fn records(
+    server: &Service,
+    lookup: Lookup,
+    source: IpAddr,
+) -> Result<std::result::Result<Records, Duration>, Failure> {
+    let settings = &server.settings;
+    if let Some(wait) = server
+        .throttle
+        .blocked_here(&lookup.client_id, source, settings)
+    {
+        return Ok(Err(wait));
+    }
+    let store = server.store.clone();
+    if !store.blocks_runtime() {
+        return store.records(&lookup).map(Ok).map_err(Failure::Store);
+    }
+    let check = Throttle::check(&lookup.client_id, source, settings);
+    let found =
+        tokio::task::spawn_blocking(move || store.records_unless_throttled(&lookup, &check))
+            .await
+            .map_err(|e| Failure::Store(e.into()))?
+            .map_err(Failure::Store)?;
+    Ok(found.map_err(|ms| Duration::from_millis(ms.max(0) as u64)))
+}
+
+/// Applies the decision's effects (durably) and answers; `None` when a concurrent request
+/// consumed the same refresh token first.
+pub(crate) async fn finish(
+    server: &Arc<Service>,
+    decision: Decision,
+    at: Timestamp,
+    kind: &str,
+    source: IpAddr,
+) -> Result<Option<Response>, Failure> {
+    let Decision {
+        response,
+        audit,
+        effects,
+    } = decision;
+    // What `record_decisions` keeps, taken before the effects go to the writer.
+    let recorded = server
+        .settings
+        .record_decisions
+        .then(|| json!({"audit": &audit, "effects": &effects}));
+    // The audit entry as stored and hashed: the module's record, where the request came from,
+    // and which module decided.
+    let entry = json!({
+        "at": at,
+        "kind": kind,
+        "decision": audit.decision,
+        "rule": audit.rule,
+        "reason": audit.reason,
+        "cause": audit.cause,
+        "grant_type": audit.grant_type,
+        "tenant": audit.tenant,
+        "app_id": audit.app_id,
+        "client_id": audit.client_id.as_deref().map(clip),
+        "username": audit.username.as_deref().map(clip),
+        "pinned_rev": audit.pinned_rev,
+        "source": source.to_string(),
+        "policy_sha256": server.policy_sha256(),
+    });
+    let job = Job {
+        effects,
+        audit: Some((kind.to_string(), entry.to_string())),
+        now: at,
+    };
+    // Group commit: the answer goes out only once the effects and the audit entry are durable.
+    match server.committer.submit(job).await.map_err(Failure::Store)? {
+        Applied::Done => {}
+        Applied::RefreshRace | Applied::LockRace => return Ok(None),
+        Applied::Failed(e) => return Err(Failure::Store(anyhow::anyhow!(e))),
+    }
+    server.metrics.decision(
+        kind,
+        audit.grant_type.as_deref().unwrap_or(""),
+        &audit.decision,
+        &audit.reason,
+        &audit.cause,
+    );
+    if let Some(recorded) = recorded {
+        server
+            .decisions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(recorded);
+    }
+    tracing::info!(
+        target: "granted::audit",
+        kind,
+        decision = audit.decision.as_str(),
+        rule = audit.rule.as_str(),
+        reason = audit.reason.as_str(),
+        cause = audit.cause.as_str(),
+        grant_type = audit.grant_type.as_deref().unwrap_or_default(),
+        tenant = audit.tenant.as_str(),
+        client_id = audit.client_id.as_deref().unwrap_or_default(),
+        username = audit.username.as_deref().unwrap_or_default(),
+        source = %source,
+        policy = server.policy_sha256(),
+        "token decision"
+    );
+    Ok(Some(http_response(&response)))
+}
+
+/// Counts a failed client or user authentication toward throttling.
+pub(crate) fn note_failure(server: &Service, audit: &Audit, source: IpAddr) {
+    if audit.decision != "denied"
+        || !matches!(
+            audit.reason.as_str(),
+            "invalid_client" | "invalid_credentials"
+        )
+    {
+        return;
+    }
+    // An unknown client's failures go to the source's shared bucket.
+    let client_id = match audit.cause.as_str() {
+        "unknown_client" | "unknown_tenant" => "",
+        _ => audit.client_id.as_deref().unwrap_or_default(),
+    };
+    server.throttle.failed(client_id, source, &server.settings);
+}

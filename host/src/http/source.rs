@@ -1,0 +1,22 @@
+//! Where a request came from: the TCP peer, or a trusted proxy's header.
+
+use crate::settings::ServerSettings;
+use axum::http::HeaderMap;
+use std::net::{IpAddr, SocketAddr};
+
+/// The request's source: the trusted proxy's header when one is configured and present (its last
+/// entry, the one that proxy added), else the TCP peer.
+pub(crate) fn source_address(
+    settings: &ServerSettings,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> IpAddr {
+    settings
+        .trusted_proxy_header
+        .as_deref()
+        .and_then(|name| headers.get_all(name).iter().next_back())
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .and_then(|last| last.trim().parse().ok())
+        .unwrap_or_else(|| peer.ip())
+}

@@ -1,0 +1,113 @@
+//! The token endpoint: one flow through the module per request (`token_start`, then
+//! `token_resume` with the records or the KDF output), its decision made durable, then answered.
+
+use super::answer::{throttled, unavailable};
+use super::decide::{call_as, finish, note_failure, raw_request, records, Resume};
+use super::failure::{failed, Failure};
+use super::source::source_address;
+use crate::guest::GuestError;
+use crate::service::Service;
+use crate::settings::now;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, Method};
+use axum::response::Response;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use granted_policy::token::endpoint::{KdfOutput, TokenStep};
+use serde_json::{json, Value};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// `POST /tenants/{tenant}/connect/token`.
+pub(crate) async fn token(
+    State(server): State<Arc<Service>>,
+    Path(tenant): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let source = source_address(&server.settings, peer, &headers);
+    let request = match raw_request(&tenant, &method, &headers, body) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    // A refresh token consumed by a concurrent request between lookup and write: decide again,
+    // now that the store shows it used (the module then answers reuse).
+    for _ in 0..2 {
+        match decide(&server, &request, source).await {
+            Ok(Some(response)) => return response,
+            Ok(None) => continue,
+            Err(failure) => return failed(&server, &failure),
+        }
+    }
+    unavailable("the request could not be decided; try again")
+}
+
+/// One request through the module; `None` when it must be decided again.
+async fn decide(
+    server: &Arc<Service>,
+    request: &Value,
+    source: IpAddr,
+) -> Result<Option<Response>, Failure> {
+    let settings = &server.settings;
+    let at = now(settings);
+    let (signing, client_secret_key) = server.current_keys().await.map_err(Failure::Store)?;
+    let entropy = crate::state::random_base64(64).map_err(Failure::Store)?;
+    let mut context = json!({
+        "now": at,
+        "issuer": settings.issuer,
+        "access_token_ttl": settings.access_token_ttl,
+        "refresh_token_ttl": settings.refresh_token_ttl,
+        "signing_key": {"kid": signing.kid, "secret": signing.secret},
+        "client_secret_key": client_secret_key,
+        "kdf_iterations": settings.kdf_iterations,
+        "entropy": entropy,
+    });
+    if let Some(sunset) = settings.sunset {
+        context["sunset"] = json!(sunset);
+    }
+    let input = json!({"request": request, "context": context});
+    let _instance = server
+        .sessions
+        .acquire()
+        .await
+        .map_err(|_| Failure::Guest(GuestError::Busy))?;
+    let mut session = server.guest.session()?;
+    let mut step: TokenStep = call_as(&mut session, "token_start", &input)?;
+    for _ in 0..6 {
+        let more = match step {
+            TokenStep::NeedRecords { lookup } => {
+                let found = match records(server, lookup, source).await? {
+                    Ok(found) => found,
+                    Err(wait) => {
+                        server.metrics.throttled();
+                        return Ok(Some(throttled(wait)));
+                    }
+                };
+                Resume {
+                    records: Some(found),
+                    kdf: None,
+                }
+            }
+            TokenStep::NeedKdf { kdf, password } => {
+                let derived = server.kdf.run(kdf, password).await?;
+                Resume {
+                    records: None,
+                    kdf: Some(KdfOutput {
+                        derived: STANDARD.encode(derived),
+                    }),
+                }
+            }
+            TokenStep::Done(decision) => {
+                note_failure(server, &decision.audit, source);
+                return finish(server, *decision, at, "token", source).await;
+            }
+        };
+        step = call_as(&mut session, "token_resume", &more)?;
+    }
+    Err(Failure::Module(
+        "the module did not finish in 6 steps".into(),
+    ))
+}

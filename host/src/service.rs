@@ -1,0 +1,144 @@
+//! The application state of `granted serve` ([`Service`]): what every request shares.
+
+use crate::commit::Committer;
+use crate::guest::Guest;
+use crate::kdf::KdfPool;
+use crate::settings::{now, ServerSettings};
+use crate::store::Store;
+use crate::throttle::Throttle;
+use anyhow::Result;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long keys read from the store are used before they are read again.
+const KEYS_FRESH: Duration = Duration::from_secs(1);
+
+/// Instances of the pool kept for the admin API and other single calls.
+const RESERVED_INSTANCES: usize = 8;
+
+/// What every request of `granted serve` shares: settings, store, the policy module, keys,
+/// metrics, and the pools that work for requests (KDF threads, the group-commit writer, the
+/// throttle).
+pub struct Service {
+    pub(crate) guest: Arc<Guest>,
+    pub(crate) store: Store,
+    pub(crate) settings: ServerSettings,
+    pub(crate) kdf: KdfPool,
+    /// Every decision's audit record and effects, when `record_decisions` is set.
+    pub(crate) decisions: std::sync::Mutex<Vec<Value>>,
+    pub(crate) throttle: Throttle,
+    pub(crate) committer: Committer,
+    pub(crate) metrics: crate::metrics::Metrics,
+    /// Instances token and manage requests may hold at once: beyond the pool's size a request
+    /// waits for one instead of failing (a few are kept for the admin API).
+    pub(crate) sessions: tokio::sync::Semaphore,
+    /// The keys last read, and when.
+    keys: std::sync::Mutex<Option<(Instant, (crate::store::SigningKey, String))>>,
+}
+
+impl Service {
+    /// A server over `store` and `guest`; makes the server keys on first start.
+    pub fn new(
+        guest: impl Into<Arc<Guest>>,
+        store: Store,
+        settings: ServerSettings,
+    ) -> Result<Arc<Service>> {
+        let now = now(&settings);
+        store.ensure_keys(now, || crate::state::random_base64(32))?;
+        let kdf = KdfPool::start(settings.kdf_threads, settings.login_queue);
+        let committer = Committer::start(store.clone(), settings.lockout);
+        let guest: Arc<Guest> = guest.into();
+        let sessions = tokio::sync::Semaphore::new(
+            (guest.max_instances() as usize)
+                .saturating_sub(RESERVED_INSTANCES)
+                .max(1),
+        );
+        if let Some(days) = settings.audit_retention_days {
+            start_retention(store.clone(), settings.clone(), days);
+        }
+        let throttle = Throttle::new(&store, &settings);
+        Ok(Arc::new(Service {
+            guest,
+            store,
+            settings,
+            kdf,
+            decisions: std::sync::Mutex::new(Vec::new()),
+            throttle,
+            committer,
+            metrics: crate::metrics::Metrics::default(),
+            sessions,
+            keys: std::sync::Mutex::new(None),
+        }))
+    }
+
+    /// Imports a state file: client secrets HMACed by the module under the server key,
+    /// clear passwords hashed natively with the configured iterations.
+    pub fn import(&self, state: &crate::state::StateFile) -> Result<crate::state::Imported> {
+        let (_, key) = self
+            .store
+            .current_keys()?
+            .ok_or_else(|| anyhow::anyhow!("no server keys"))?;
+        let guest = &self.guest;
+        let hmac = move |secret: &str| -> Result<String> {
+            let input = serde_json::to_vec(&json!({"key": key, "secret": secret}))?;
+            let out: Value = serde_json::from_slice(&guest.call("hash_client_secret", &input)?)?;
+            out["ok"]["secret_hmac"]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("the module refused a client secret: {}", out["error"])
+                })
+        };
+        let sealer = crate::state::Sealer {
+            iterations: self.settings.kdf_iterations,
+            hmac: &hmac,
+            random: &crate::state::random_bytes,
+        };
+        crate::state::import(&self.store, state, &sealer)
+    }
+
+    /// The decisions recorded so far (with `record_decisions`), oldest first; emptied.
+    pub fn take_decisions(&self) -> Vec<Value> {
+        std::mem::take(&mut *self.decisions.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The signing key and the client-secret key, read from the store at most once per
+    /// [`KEYS_FRESH`]: a key rotated with `granted keys rotate` is used within that time.
+    pub(crate) async fn current_keys(&self) -> Result<(crate::store::SigningKey, String)> {
+        {
+            let cached = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((read_at, keys)) = cached.as_ref() {
+                if read_at.elapsed() < KEYS_FRESH {
+                    return Ok(keys.clone());
+                }
+            }
+        }
+        let store = self.store.clone();
+        let keys = tokio::task::spawn_blocking(move || store.current_keys())
+            .await??
+            .ok_or_else(|| anyhow::anyhow!("no server keys"))?;
+        *self.keys.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), keys.clone()));
+        Ok(keys)
+    }
+
+    /// The policy module's SHA-256.
+    pub fn policy_sha256(&self) -> &str {
+        self.guest.sha256()
+    }
+}
+
+/// Removes audit entries older than `days`, at start and then hourly, on its own thread.
+fn start_retention(store: Store, settings: ServerSettings, days: u32) {
+    let _ = std::thread::Builder::new()
+        .name("audit-retention".into())
+        .spawn(move || loop {
+            let cutoff = now(&settings).plus_seconds(-(i64::from(days) * 86_400));
+            match store.prune_audit(cutoff) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, days, "audit retention removed old entries"),
+                Err(e) => tracing::error!("audit retention failed: {e:#}"),
+            }
+            std::thread::sleep(Duration::from_secs(3600));
+        });
+}
