@@ -1,0 +1,272 @@
+//! What a decision reads: tenants with their installs, clients with their apps, users, refresh tokens, in one snapshot.
+
+use super::*;
+
+/// An app with its clients (`client_id`, secret HMAC).
+pub type AppWithClients = (App, Vec<(String, String)>);
+
+/// A tenant with its users and refresh tokens.
+pub type TenantWithRecords = (TenantRecord, Vec<UserRecord>, Vec<RefreshTokenRecord>);
+
+impl Store {
+    /// The tenant with its installs.
+    pub fn tenant(&self, tenant: &str) -> Result<Option<TenantRecord>> {
+        self.snapshot(|db| tenant_record(db, tenant))
+    }
+
+    /// What a token request's `need_records` step asks for, read in one transaction: the
+    /// records come from one snapshot, and a SQLite reader takes its WAL read lock (and checks
+    /// its page cache against the log the writer keeps appending to) once instead of per
+    /// statement.
+    pub fn records(&self, lookup: &Lookup) -> Result<Records> {
+        self.snapshot(|db| records_in(db, lookup))
+    }
+
+    /// A refresh token by its SHA-256.
+    pub fn refresh_token(&self, sha256: &str) -> Result<Option<RefreshTokenRecord>> {
+        self.read(|db| refresh_record(db, sha256))
+    }
+
+    /// Every app with its history and clients (`client_id`, secret HMAC).
+    pub fn apps(&self) -> Result<Vec<AppWithClients>> {
+        self.snapshot(|db| {
+            let ids: Vec<String> =
+                db.rows("SELECT app_id FROM apps ORDER BY app_id", &[], |r| r.get(0))?;
+            let mut out = Vec::new();
+            for id in ids {
+                let app = app(db, &id)?.ok_or_else(|| anyhow!("app vanished"))?;
+                let clients = db.rows(
+                    "SELECT client_id, secret_hmac FROM clients WHERE app_id = ?1 ORDER BY client_id",
+                    &[&id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                out.push((app, clients));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Every tenant with its users and refresh tokens.
+    pub fn tenants(&self) -> Result<Vec<TenantWithRecords>> {
+        self.snapshot(|db| {
+            let ids: Vec<String> =
+                db.rows("SELECT tenant FROM tenants ORDER BY tenant", &[], |r| r.get(0))?;
+            let mut out = Vec::new();
+            for id in ids {
+                let tenant =
+                    tenant_record(db, &id)?.ok_or_else(|| anyhow!("tenant vanished"))?;
+                let names: Vec<String> = db.rows(
+                    "SELECT username FROM users WHERE tenant = ?1 ORDER BY username",
+                    &[&id],
+                    |r| r.get(0),
+                )?;
+                let mut users = Vec::new();
+                for name in names {
+                    if let Some(user) = user_record(db, &id, &name)? {
+                        users.push(user);
+                    }
+                }
+                let hashes: Vec<String> = db.rows(
+                    "SELECT token_sha256 FROM refresh_tokens WHERE tenant = ?1 ORDER BY issued_at, token_sha256",
+                    &[&id],
+                    |r| r.get(0),
+                )?;
+                let mut tokens = Vec::new();
+                for hash in hashes {
+                    if let Some(token) = refresh_record(db, &hash)? {
+                        tokens.push(token);
+                    }
+                }
+                out.push((tenant, users, tokens));
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// What a `need_records` step asks for, inside the caller's transaction.
+pub(super) fn records_in(db: &Db<'_>, lookup: &Lookup) -> Result<Records> {
+    let tenant = lookup.tenant.as_str();
+    Ok(Records {
+        tenant: Some(tenant_record(db, tenant)?),
+        client: Some(client_record(db, &lookup.client_id)?),
+        user: match &lookup.username {
+            Some(username) => Some(user_record(db, tenant, username)?),
+            None => None,
+        },
+        refresh_token: match &lookup.refresh_token_sha256 {
+            Some(hash) => Some(refresh_record(db, hash)?),
+            None => None,
+        },
+    })
+}
+
+/// An app's columns joined with one of its revisions' (all null for an app without any):
+/// `created_at`, then `rev`, `at`, `client_id`, `grant_type`, `scopes`.
+pub(super) type AppRow = (
+    String,
+    Option<u32>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// An [`AppRow`] from `row`'s columns `first` on.
+pub(super) fn app_row(row: &db::Row<'_>, first: usize) -> Result<AppRow> {
+    Ok((
+        row.get(first)?,
+        row.get(first + 1)?,
+        row.get(first + 2)?,
+        row.get(first + 3)?,
+        row.get(first + 4)?,
+        row.get(first + 5)?,
+    ))
+}
+
+/// The app `app_id` from its [`AppRow`]s, revisions in order; `None` when there are none.
+pub(super) fn app_from_rows(app_id: &str, rows: Vec<AppRow>) -> Result<Option<App>> {
+    let Some(created) = rows.first().map(|row| row.0.clone()) else {
+        return Ok(None);
+    };
+    let mut revisions = Vec::with_capacity(rows.len());
+    for (_, rev, at, client_id, grant, scopes) in rows {
+        // An app with no revision: the LEFT JOIN's one row of nulls.
+        let (Some(rev), Some(at), Some(client_id), Some(grant), Some(scopes)) =
+            (rev, at, client_id, grant, scopes)
+        else {
+            continue;
+        };
+        revisions.push(Revision {
+            rev,
+            at: ts(at)?,
+            client_id,
+            grant_type: grant_type(&grant)?,
+            scopes: serde_json::from_str(&scopes).context("bad scopes in the database")?,
+        });
+    }
+    Ok(Some(App {
+        app_id: app_id.to_string(),
+        created_at: ts(created)?,
+        revisions,
+    }))
+}
+
+/// An app with its revisions, in one query.
+pub(super) fn app(db: &Db<'_>, app_id: &str) -> Result<Option<App>> {
+    let rows = db.rows(
+        "SELECT a.created_at, r.rev, r.at, r.client_id, r.grant_type, r.scopes
+         FROM apps a LEFT JOIN revisions r ON r.app_id = a.app_id
+         WHERE a.app_id = ?1 ORDER BY r.rev",
+        &[&app_id],
+        |r| app_row(r, 0),
+    )?;
+    app_from_rows(app_id, rows)
+}
+
+/// A client with its app and the app's revisions, in one query.
+pub(super) fn client_record(db: &Db<'_>, client_id: &str) -> Result<Option<ClientRecord>> {
+    let rows: Vec<(String, String, AppRow)> = db.rows(
+        "SELECT c.app_id, c.secret_hmac,
+                a.created_at, r.rev, r.at, r.client_id, r.grant_type, r.scopes
+         FROM clients c JOIN apps a ON a.app_id = c.app_id
+         LEFT JOIN revisions r ON r.app_id = c.app_id
+         WHERE c.client_id = ?1 ORDER BY r.rev",
+        &[&client_id],
+        |r| Ok((r.get(0)?, r.get(1)?, app_row(r, 2)?)),
+    )?;
+    let Some((app_id, secret_hmac)) = rows.first().map(|(a, s, _)| (a.clone(), s.clone())) else {
+        return Ok(None);
+    };
+    let app = app_from_rows(&app_id, rows.into_iter().map(|(_, _, row)| row).collect())?
+        .ok_or_else(|| anyhow!("client of a missing app"))?;
+    Ok(Some(ClientRecord {
+        client_id: client_id.to_string(),
+        secret_hmac,
+        app,
+    }))
+}
+
+/// A tenant with its installs, in one query.
+pub(super) fn tenant_record(db: &Db<'_>, tenant: &str) -> Result<Option<TenantRecord>> {
+    type Row = (bool, Option<u32>, Option<String>, Option<u32>);
+    let rows: Vec<Row> = db.rows(
+        "SELECT t.sso_required, t.password_max_age_days, i.app_id, i.rev
+         FROM tenants t LEFT JOIN installs i ON i.tenant = t.tenant
+         WHERE t.tenant = ?1 ORDER BY i.app_id",
+        &[&tenant],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    let Some(&(sso_required, password_max_age_days, ..)) = rows.first() else {
+        return Ok(None);
+    };
+    let installs = rows
+        .into_iter()
+        .filter_map(|(_, _, app_id, rev)| {
+            Some(Install {
+                app_id: app_id?,
+                rev: rev?,
+            })
+        })
+        .collect();
+    Ok(Some(TenantRecord {
+        tenant: tenant.to_string(),
+        sso_required,
+        password_max_age_days,
+        installs,
+    }))
+}
+
+/// A user with its lock, in one query.
+pub(super) fn user_record(db: &Db<'_>, tenant: &str, username: &str) -> Result<Option<UserRecord>> {
+    type Row = (String, Option<String>, Option<String>, bool, Option<String>);
+    let row: Option<Row> = db.opt(
+        "SELECT u.sign_in, u.password_hash, u.password_changed_at, u.disabled, f.locked_until
+         FROM users u LEFT JOIN login_failures f
+           ON f.tenant = u.tenant AND f.username = u.username
+         WHERE u.tenant = ?1 AND u.username = ?2",
+        &[&tenant, &username],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+    )?;
+    let Some((sign_in, password_hash, changed, disabled, locked)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(UserRecord {
+        username: username.to_string(),
+        sign_in: if sign_in == "sso" {
+            SignIn::Sso
+        } else {
+            SignIn::Direct
+        },
+        password_hash,
+        password_changed_at: changed.map(ts).transpose()?,
+        disabled,
+        locked_until: locked.map(ts).transpose()?,
+    }))
+}
+
+pub(super) fn refresh_record(db: &Db<'_>, sha256: &str) -> Result<Option<RefreshTokenRecord>> {
+    db.opt(
+        "SELECT family_id, tenant, client_id, username, scope, grant_type, issued_at, expires_at, status
+         FROM refresh_tokens WHERE token_sha256 = ?1",
+        &[&sha256],
+        |r| {
+            Ok(RefreshTokenRecord {
+                token_sha256: sha256.to_string(),
+                family_id: r.get(0)?,
+                tenant: r.get(1)?,
+                client_id: r.get(2)?,
+                username: r.get(3)?,
+                scope: r.get(4)?,
+                grant_type: grant_type(&r.get::<String>(5)?)?,
+                issued_at: ts(r.get(6)?)?,
+                expires_at: ts(r.get(7)?)?,
+                status: match r.get::<String>(8)?.as_str() {
+                    "active" => RefreshStatus::Active,
+                    "used" => RefreshStatus::Used,
+                    _ => RefreshStatus::Revoked,
+                },
+            })
+        },
+    )
+}

@@ -1,0 +1,170 @@
+//! The schema: versioned migrations, the same list for SQLite and PostgreSQL.
+
+use super::*;
+
+/// The schema, one step per version; a database is brought to the last one at open.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    "CREATE TABLE server_keys (
+        kid TEXT PRIMARY KEY,
+        purpose TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        retired_at TEXT,
+        verify_until TEXT
+    );
+    CREATE TABLE apps (
+        app_id TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE revisions (
+        app_id TEXT NOT NULL REFERENCES apps(app_id),
+        rev INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        grant_type TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        PRIMARY KEY (app_id, rev)
+    );
+    CREATE TABLE clients (
+        client_id TEXT PRIMARY KEY,
+        app_id TEXT NOT NULL REFERENCES apps(app_id),
+        secret_hmac TEXT NOT NULL
+    );
+    CREATE TABLE tenants (
+        tenant TEXT PRIMARY KEY,
+        sso_required INTEGER NOT NULL,
+        password_max_age_days INTEGER
+    );
+    CREATE TABLE installs (
+        tenant TEXT NOT NULL REFERENCES tenants(tenant),
+        app_id TEXT NOT NULL REFERENCES apps(app_id),
+        rev INTEGER NOT NULL,
+        PRIMARY KEY (tenant, app_id)
+    );
+    CREATE TABLE users (
+        tenant TEXT NOT NULL REFERENCES tenants(tenant),
+        username TEXT NOT NULL,
+        sign_in TEXT NOT NULL,
+        password_hash TEXT,
+        password_changed_at TEXT,
+        disabled INTEGER NOT NULL,
+        PRIMARY KEY (tenant, username)
+    );
+    CREATE TABLE login_failures (
+        tenant TEXT NOT NULL,
+        username TEXT NOT NULL,
+        failures INTEGER NOT NULL,
+        locks INTEGER NOT NULL,
+        locked_until TEXT,
+        PRIMARY KEY (tenant, username)
+    );
+    CREATE TABLE refresh_tokens (
+        token_sha256 TEXT PRIMARY KEY,
+        family_id TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        username TEXT,
+        scope TEXT NOT NULL,
+        grant_type TEXT NOT NULL,
+        issued_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        status TEXT NOT NULL
+    );
+    CREATE INDEX refresh_tokens_family ON refresh_tokens (family_id);",
+    // 2: the audit log, a hash chain: each entry's `sha256` covers the previous entry's and its
+    // own canonical JSON.
+    "CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        entry TEXT NOT NULL,
+        prev_sha256 TEXT NOT NULL,
+        sha256 TEXT NOT NULL
+    );
+    CREATE INDEX audit_at ON audit (at);",
+    // 3: admin tokens, stored as SHA-256 of the token (which has 256 bits of entropy).
+    "CREATE TABLE admin_tokens (
+        id TEXT PRIMARY KEY,
+        sha256 TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        retired_at TEXT
+    );",
+    // 4: what the audit log is searched by, copied out of each entry's JSON when it is written
+    // (the chain covers the JSON; these are an index), and the anchor that retention leaves: the
+    // hash of the last entry it removed, where the remaining chain starts.
+    "ALTER TABLE audit ADD COLUMN tenant TEXT;
+    ALTER TABLE audit ADD COLUMN app_id TEXT;
+    ALTER TABLE audit ADD COLUMN grant_type TEXT;
+    ALTER TABLE audit ADD COLUMN decision TEXT;
+    CREATE INDEX audit_tenant ON audit (tenant, seq);
+    CREATE INDEX audit_app ON audit (app_id, seq);
+    CREATE TABLE audit_anchor (seq INTEGER NOT NULL, sha256 TEXT NOT NULL);",
+    // 5: failed authentications per (client, source address), for hosts that share the
+    // database (one host on SQLite keeps them in memory).
+    "CREATE TABLE throttle_failures (
+        client_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX throttle_failures_key ON throttle_failures (client_id, source, at_ms);
+    CREATE INDEX throttle_failures_at ON throttle_failures (at_ms);",
+];
+
+impl Store {
+    /// The schema version.
+    pub fn schema_version(&self) -> Result<i64> {
+        self.read(|db| db.value("SELECT MAX(version) FROM schema_version", &[]))
+    }
+}
+
+/// Brings the schema to the last version, inside the caller's write transaction.
+pub(super) fn migrate(db: &Db<'_>) -> Result<()> {
+    migrate_to(db, MIGRATIONS.len())
+}
+
+/// Brings the schema to version `last` (no further), inside the caller's write transaction.
+pub(super) fn migrate_to(db: &Db<'_>, last: usize) -> Result<()> {
+    db.exec(
+        "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)",
+        &[],
+    )?;
+    let version: Option<i64> = db.value("SELECT MAX(version) FROM schema_version", &[])?;
+    let version = version.unwrap_or(0);
+    if version > MIGRATIONS.len() as i64 {
+        bail!(
+            "the database is at schema version {version}, newer than this granted knows ({}): use a newer granted",
+            MIGRATIONS.len()
+        );
+    }
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(last)
+        .skip(version as usize)
+    {
+        let sql = if db.is_pg() {
+            std::borrow::Cow::Owned(pg_schema(sql))
+        } else {
+            std::borrow::Cow::Borrowed(*sql)
+        };
+        db.batch(&sql)
+            .with_context(|| format!("migration {}", i + 1))?;
+        if i + 1 == 4 {
+            audit::backfill_columns(db).context("migration 4")?;
+        }
+        db.exec(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            &[&(i as i64 + 1)],
+        )?;
+    }
+    Ok(())
+}
+
+/// A migration as PostgreSQL runs it: the same statements, with every integer 64 bits wide
+/// (the store reads and writes `i64`) and text compared byte by byte, as SQLite does (so that
+/// `ORDER BY` and the RFC 3339 instants compare the same on both).
+pub(super) fn pg_schema(sql: &str) -> String {
+    sql.replace("INTEGER", "BIGINT")
+        .replace(" TEXT", " TEXT COLLATE \"C\"")
+}

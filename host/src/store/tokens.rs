@@ -1,0 +1,287 @@
+//! A decision's effects, applied in one transaction with its audit entry (group commit): refresh-token rotation and reuse, login failures and lockouts.
+
+use super::*;
+use granted_policy::token::endpoint::Effect;
+
+/// One decision to make durable: its effects and its audit entry, applied together.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// What the module asked for.
+    pub effects: Vec<Effect>,
+    /// The audit entry: kind (`token`, `revocation`, …) and canonical JSON.
+    pub audit: Option<(String, String)>,
+    /// The decision's instant.
+    pub now: Timestamp,
+}
+
+/// How failed logins lock a user out: `threshold` consecutive failures lock for `first`
+/// seconds, each further lock doubles it, up to `max` seconds.
+#[derive(Clone, Copy, Debug)]
+pub struct LockoutPolicy {
+    /// Failures before the first lock.
+    pub threshold: u32,
+    /// The first lock, in seconds.
+    pub first: i64,
+    /// The longest lock, in seconds.
+    pub max: i64,
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        LockoutPolicy {
+            threshold: 5,
+            first: 60,
+            max: 3600,
+        }
+    }
+}
+
+/// The outcome of applying a decision's effects.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Everything applied.
+    Done,
+    /// A refresh token to consume was no longer active: another request used it first. The
+    /// family has been revoked; the request must be decided again (the module then answers
+    /// reuse).
+    RefreshRace,
+    /// A login succeeded while concurrent failures locked the user: nothing was applied; the
+    /// request must be decided again (the module then answers as for a locked user).
+    LockRace,
+    /// This decision could not be written (the others of its batch were); answer 503.
+    Failed(String),
+}
+
+/// Why a decision's effects were undone.
+pub(super) enum Race {
+    Refresh(String),
+    Lock,
+}
+
+impl Store {
+    /// The lock on (`tenant`, `username`) at `now`, whether or not the user exists: unknown
+    /// names are counted like known ones.
+    pub fn locked_until(&self, tenant: &str, username: &str) -> Result<Option<Timestamp>> {
+        self.read(|db| locked_until(db, tenant, username))
+    }
+
+    /// Users (and unknown names) whose lock has not ended at `now`.
+    pub fn users_locked(&self, now: Timestamp) -> Result<i64> {
+        self.read(|db| {
+            db.value(
+                "SELECT COUNT(*) FROM login_failures WHERE locked_until > ?1",
+                &[&now.to_rfc3339()],
+            )
+        })
+    }
+
+    /// Applies a decision's effects in one transaction (see [`Store::apply_batch`]).
+    pub fn apply(
+        &self,
+        effects: &[Effect],
+        now: Timestamp,
+        lockout: LockoutPolicy,
+    ) -> Result<Applied> {
+        let job = Job {
+            effects: effects.to_vec(),
+            audit: None,
+            now,
+        };
+        self.apply_batch(std::slice::from_ref(&job), lockout)?
+            .pop()
+            .ok_or_else(|| anyhow!("no outcome"))
+    }
+
+    /// Applies several decisions in one transaction (group commit): each one's effects and its
+    /// audit entry together, or none of them. A refresh token that is no longer active when it
+    /// is consumed (a concurrent request used it) undoes that decision, revokes the token's
+    /// family and reports [`Applied::RefreshRace`] for it; the others are unaffected.
+    pub fn apply_batch(&self, jobs: &[Job], lockout: LockoutPolicy) -> Result<Vec<Applied>> {
+        let (outcomes, new_locks) = self.write_tx(|db| {
+            let (mut seq, mut prev) = audit_head(db)?;
+            let mut outcomes = Vec::with_capacity(jobs.len());
+            let mut new_locks = 0;
+            for (i, job) in jobs.iter().enumerate() {
+                // Each job in a savepoint of its own; the previous one's is released in the
+                // same round trip, and the last one's by COMMIT.
+                db.batch(if i == 0 {
+                    "SAVEPOINT job"
+                } else {
+                    "RELEASE SAVEPOINT job; SAVEPOINT job"
+                })?;
+                let mut locks = 0;
+                let outcome = match apply_effects(db, &job.effects, job.now, lockout, &mut locks) {
+                    Ok(None) => match &job.audit {
+                        Some((kind, entry)) => {
+                            let sha = audit_hash(&prev, entry);
+                            let written =
+                                audit::insert(db, seq + 1, job.now, kind, entry, &prev, &sha);
+                            match written {
+                                Ok(_) => {
+                                    seq += 1;
+                                    prev = sha;
+                                    Applied::Done
+                                }
+                                Err(e) => Applied::Failed(format!("{e:#}")),
+                            }
+                        }
+                        None => Applied::Done,
+                    },
+                    Ok(Some(Race::Refresh(raced))) => {
+                        db.batch("ROLLBACK TO SAVEPOINT job")?;
+                        db.exec(
+                            "UPDATE refresh_tokens SET status = 'revoked'
+                             WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_sha256 = ?1)
+                             AND status = 'active'",
+                            &[&raced],
+                        )?;
+                        Applied::RefreshRace
+                    }
+                    Ok(Some(Race::Lock)) => Applied::LockRace,
+                    Err(e) => Applied::Failed(format!("{e:#}")),
+                };
+                if matches!(outcome, Applied::LockRace | Applied::Failed(_)) {
+                    db.batch("ROLLBACK TO SAVEPOINT job")?;
+                }
+                if outcome == Applied::Done {
+                    new_locks += locks;
+                }
+                outcomes.push(outcome);
+            }
+            Ok((outcomes, new_locks))
+        })?;
+        self.locks_set
+            .fetch_add(new_locks, std::sync::atomic::Ordering::Relaxed);
+        Ok(outcomes)
+    }
+
+    /// Users (or unknown names) locked by failed logins since this store was opened.
+    pub fn lockouts(&self) -> u64 {
+        self.locks_set.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Applies effects; a [`Race`] when a refresh token to consume was no longer active, or when a
+/// login's success meets a lock that concurrent failures set meanwhile.
+pub(super) fn apply_effects(
+    db: &Db<'_>,
+    effects: &[Effect],
+    now: Timestamp,
+    lockout: LockoutPolicy,
+    locks_set: &mut u64,
+) -> Result<Option<Race>> {
+    for effect in effects {
+        match effect {
+            Effect::ConsumeRefreshToken { token_sha256 } => {
+                let changed = db.exec(
+                    "UPDATE refresh_tokens SET status = 'used'
+                     WHERE token_sha256 = ?1 AND status = 'active'",
+                    &[token_sha256],
+                )?;
+                if changed == 0 {
+                    return Ok(Some(Race::Refresh(token_sha256.clone())));
+                }
+            }
+            Effect::StoreRefreshToken { record } => insert_refresh(db, record)?,
+            Effect::RevokeRefreshFamily { family_id } => {
+                db.exec(
+                    "UPDATE refresh_tokens SET status = 'revoked'
+                     WHERE family_id = ?1 AND status = 'active'",
+                    &[family_id],
+                )?;
+            }
+            Effect::RecordLoginFailure { tenant, username } => {
+                if record_failure(db, tenant, username, now, lockout)? {
+                    *locks_set += 1;
+                }
+            }
+            Effect::ResetLoginFailures { tenant, username } => {
+                if locked_until(db, tenant, username)?.is_some_and(|until| now < until) {
+                    return Ok(Some(Race::Lock));
+                }
+                db.exec(
+                    "DELETE FROM login_failures WHERE tenant = ?1 AND username = ?2",
+                    &[tenant, username],
+                )?;
+            }
+        }
+    }
+    Ok(None)
+}
+
+pub(super) fn locked_until(db: &Db<'_>, tenant: &str, username: &str) -> Result<Option<Timestamp>> {
+    let until: Option<Option<String>> = db.opt(
+        "SELECT locked_until FROM login_failures WHERE tenant = ?1 AND username = ?2",
+        &[&tenant, &username],
+        |r| r.get(0),
+    )?;
+    until.flatten().map(ts).transpose()
+}
+
+pub(super) fn insert_refresh(db: &Db<'_>, r: &RefreshTokenRecord) -> Result<()> {
+    let status = match r.status {
+        RefreshStatus::Active => "active",
+        RefreshStatus::Used => "used",
+        RefreshStatus::Revoked => "revoked",
+    };
+    db.exec(
+        "INSERT INTO refresh_tokens (token_sha256, family_id, tenant, client_id, username, scope,
+             grant_type, issued_at, expires_at, status)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        &[
+            &r.token_sha256,
+            &r.family_id,
+            &r.tenant,
+            &r.client_id,
+            &r.username,
+            &r.scope,
+            &r.grant_type.as_str(),
+            &r.issued_at.to_rfc3339(),
+            &r.expires_at.to_rfc3339(),
+            &status,
+        ],
+    )?;
+    Ok(())
+}
+
+pub(super) fn record_failure(
+    db: &Db<'_>,
+    tenant: &str,
+    username: &str,
+    now: Timestamp,
+    policy: LockoutPolicy,
+) -> Result<bool> {
+    let row: Option<(u32, u32)> = db.opt(
+        "SELECT failures, locks FROM login_failures WHERE tenant = ?1 AND username = ?2",
+        &[&tenant, &username],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let (failures, locks) = row.unwrap_or((0, 0));
+    let failures = failures.saturating_add(1);
+    let (failures, locks, until) = if failures >= policy.threshold.max(1) {
+        // Lock, doubling each time, up to the maximum; the count starts again.
+        let seconds = policy
+            .first
+            .saturating_mul(1i64 << locks.min(30))
+            .min(policy.max)
+            .max(1);
+        (0, locks.saturating_add(1), Some(now.plus_seconds(seconds)))
+    } else {
+        (failures, locks, None)
+    };
+    db.exec(
+        "INSERT INTO login_failures (tenant, username, failures, locks, locked_until)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (tenant, username) DO UPDATE SET failures = excluded.failures,
+             locks = excluded.locks,
+             locked_until = COALESCE(excluded.locked_until, login_failures.locked_until)",
+        &[
+            &tenant,
+            &username,
+            &failures,
+            &locks,
+            &until.map(|t| t.to_rfc3339()),
+        ],
+    )?;
+    Ok(until.is_some())
+}
