@@ -11,12 +11,12 @@ pub fn sunset(policy: Option<&Path>, settings: SettingFlags, json: bool) -> Resu
     let resolved = settings.resolve()?;
     let guest = super::guest(policy, Default::default())?;
     let store = open_store(&resolved)?;
-    let report = granted_host::http::admin::reports::sunset_report(
+    let report = serde_json::to_value(granted_host::http::admin::reports::sunset_report(
         &store,
         &guest,
         granted_host::settings::now(&resolved.server),
         resolved.server.sunset,
-    )?;
+    )?)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -1,9 +1,13 @@
-//! Errors of the admin API: JSON with a stable code, for axum's own errors too.
+//! Errors of the admin API: JSON with a stable code, for axum's own errors too, and how the
+//! OpenAPI document describes them.
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use granted_policy::rules::edit::Preview;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
 /// Every error answer of the admin API is JSON, also axum's own (a path that does not decode, a
 /// body over the limit, a method the route lacks).
@@ -102,7 +106,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({"error": self.code, "message": self.message});
+        let mut body =
+            serde_json::to_value(ErrorBody::new(self.code, self.message)).unwrap_or_default();
         if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), self.extra) {
             body.extend(extra);
         }
@@ -124,19 +129,81 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub(crate) type ApiResult = Result<Response, ApiError>;
-
-pub(crate) fn json_response(status: StatusCode, body: Value) -> Response {
-    let mut response = (status, Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert("cache-control", HeaderValue::from_static("no-store"));
-    response
+/// An error: a stable code and a sentence; some errors add fields (`latest_rev` on a conflict;
+/// `reason`, `rule` and `preview` on a rejected edit; `code` when the module refused the input).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ErrorBody {
+    /// The stable code.
+    error: String,
+    /// For people.
+    message: String,
+    /// The app's latest revision (`edit_conflict`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    latest_rev: Option<u32>,
+    /// Why the module rejected the change (`edit_rejected`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    /// The rule that decided (`edit_rejected`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    rule: Option<String>,
+    /// The module's preview of the rejected change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    preview: Option<Preview>,
+    /// The module's error code (`invalid_input`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<String>,
 }
 
-pub(crate) fn with_etag(mut response: Response, rev: u32) -> Response {
-    if let Ok(value) = HeaderValue::from_str(&format!("\"{rev}\"")) {
-        response.headers_mut().insert("etag", value);
+impl ErrorBody {
+    /// The code and the sentence; an error's extra fields are added to it as JSON.
+    fn new(code: &str, message: String) -> ErrorBody {
+        ErrorBody {
+            error: code.to_string(),
+            message,
+            latest_rev: None,
+            reason: None,
+            rule: None,
+            preview: None,
+            code: None,
+        }
     }
-    response
+}
+
+/// The errors every route may answer.
+#[derive(utoipa::IntoResponses)]
+#[expect(
+    dead_code,
+    reason = "never built: it only lists responses for the document"
+)]
+pub(crate) enum CommonErrors {
+    /// Bad input: the message names the field.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No valid admin token.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// Too many failed sign-ins from this address.
+    #[response(status = 429)]
+    TooManyAttempts(ErrorBody),
+    /// The store or the policy module could not answer; retry.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// The errors of a route that reads a JSON body.
+#[derive(utoipa::IntoResponses)]
+#[expect(
+    dead_code,
+    reason = "never built: it only lists responses for the document"
+)]
+pub(crate) enum BodyErrors {
+    /// The body is over 64 KiB.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// Not a JSON body.
+    #[response(status = 415)]
+    NotJson(ErrorBody),
 }

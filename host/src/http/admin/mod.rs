@@ -3,10 +3,14 @@
 //! admin page runs in the browser); the host authenticates, reads and writes the store, and
 //! records each change in the audit log in the same transaction.
 //!
+//! Each route is registered once, with its OpenAPI operation; the document is what the router
+//! collected. Handlers answer typed bodies, the same types the document describes.
+//!
 //! Errors are JSON objects `{"error": code, "message": sentence}` with stable codes; a refused
 //! edit adds `reason`, `rule` and the module's preview. Nothing is written unless the whole
 //! change is.
 
+mod answer;
 mod apps;
 mod audit;
 mod auth;
@@ -16,6 +20,7 @@ mod module;
 pub mod openapi;
 pub mod page;
 pub mod reports;
+mod revisions;
 mod tenants;
 mod users;
 
@@ -24,47 +29,49 @@ use apps::*;
 use audit::*;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use axum::Router;
 use errors::*;
 use reports::*;
+use revisions::*;
 use std::sync::Arc;
 use tenants::*;
 use users::*;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-/// The routes under `/admin/api/v1`.
+/// The documented routes under `/admin/api/v1`, each with its operation in the document.
+fn documented() -> OpenApiRouter<Arc<Service>> {
+    OpenApiRouter::with_openapi(openapi::AdminApi::openapi())
+        .routes(routes!(list_apps, create_app))
+        .routes(routes!(get_app))
+        .routes(routes!(preview_create))
+        .routes(routes!(create_context_route))
+        .routes(routes!(append_revision))
+        .routes(routes!(preview_edit))
+        .routes(routes!(edit_context))
+        .routes(routes!(rotate_client_secret))
+        .routes(routes!(list_tenants, create_tenant))
+        .routes(routes!(get_tenant))
+        .routes(routes!(install))
+        .routes(routes!(update_install))
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(set_password))
+        .routes(routes!(user_action))
+        .routes(routes!(audit_log))
+        .routes(routes!(sunset_report_route))
+}
+
+/// The routes under `/admin/api/v1`, and `GET /openapi.json`, their document.
 pub fn routes() -> Router<Arc<Service>> {
-    Router::new()
-        .route("/apps", get(list_apps).post(create_app))
-        .route("/apps/{app_id}", get(get_app))
-        .route("/previews/create", post(preview_create))
-        .route("/create-context", get(create_context_route))
-        .route("/apps/{app_id}/revisions", post(append_revision))
-        .route("/apps/{app_id}/preview", post(preview_edit))
-        .route("/apps/{app_id}/edit-context", get(edit_context))
+    let (router, api) = documented().split_for_parts();
+    let document: Arc<str> = api.to_json().unwrap_or_else(|_| "{}".to_string()).into();
+    router
         .route(
-            "/apps/{app_id}/clients/{client_id}/secret",
-            post(rotate_client_secret),
+            "/openapi.json",
+            get(move || openapi_document(document.clone())),
         )
-        .route("/tenants", get(list_tenants).post(create_tenant))
-        .route("/tenants/{tenant}", get(get_tenant))
-        .route("/tenants/{tenant}/installs", post(install))
-        .route(
-            "/tenants/{tenant}/installs/{app_id}/update",
-            post(update_install),
-        )
-        .route("/tenants/{tenant}/users", get(list_users).post(create_user))
-        .route(
-            "/tenants/{tenant}/users/{username}/password",
-            put(set_password),
-        )
-        .route(
-            "/tenants/{tenant}/users/{username}/{action}",
-            post(user_action),
-        )
-        .route("/audit", get(audit_log))
-        .route("/openapi.json", get(openapi_document))
-        .route("/reports/sunset", get(sunset_report_route))
         .layer(axum::middleware::map_response(json_errors))
         .fallback(|| async {
             ApiError::new(
@@ -75,9 +82,17 @@ pub fn routes() -> Router<Arc<Service>> {
         })
 }
 
+/// The admin API's OpenAPI document as JSON, as `GET /admin/api/v1/openapi.json` serves it.
+pub fn document() -> String {
+    documented()
+        .into_openapi()
+        .to_json()
+        .unwrap_or_else(|_| "{}".to_string())
+}
+
 /// `GET /admin/api/v1/openapi.json`: the document, without authentication.
-async fn openapi_document() -> Response {
-    let mut response = openapi::document().into_response();
+async fn openapi_document(document: Arc<str>) -> Response {
+    let mut response = document.to_string().into_response();
     response
         .headers_mut()
         .insert("content-type", HeaderValue::from_static("application/json"));

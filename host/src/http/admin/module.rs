@@ -5,6 +5,7 @@ use crate::guest::Guest;
 use crate::service::Service;
 use crate::store::{AdminTx, Change};
 use granted_policy::model::{App, Timestamp};
+use granted_policy::rules::status::AppStatus;
 use serde_json::{json, Value};
 
 /// Calls a module entry point; its `ok` value, or the module's error as a 422.
@@ -43,16 +44,17 @@ pub(crate) fn app_status(
     server: &Service,
     app: &App,
     installs: &[(String, u32, bool)],
-) -> Result<Value, ApiError> {
+) -> Result<AppStatus, ApiError> {
     status_with(&server.guest, sunset(server), app, installs)
 }
 
+/// [`app_status`] with this guest and this sunset (`granted report sunset` has no server).
 pub(crate) fn status_with(
     guest: &Guest,
     sunset: Option<Timestamp>,
     app: &App,
     installs: &[(String, u32, bool)],
-) -> Result<Value, ApiError> {
+) -> Result<AppStatus, ApiError> {
     let mut input = json!({
         "app": app,
         "installs": installs.iter().map(|(tenant, rev, sso)| json!({
@@ -62,7 +64,13 @@ pub(crate) fn status_with(
     if let Some(s) = sunset {
         input["sunset"] = json!(s);
     }
-    call_module(guest, "app_status", &input)
+    let status = call_module(guest, "app_status", &input)?;
+    serde_json::from_value(status).map_err(|e| {
+        ApiError::unavailable(
+            "policy module",
+            format!("an app status that does not parse: {e}"),
+        )
+    })
 }
 
 /// A new client secret (shown once) and its HMAC under the server key.

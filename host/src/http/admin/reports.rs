@@ -1,33 +1,142 @@
 //! `/reports/sunset` (and `granted report sunset`): who still depends on the password grant.
+//!
+//! The answers' fields are in alphabetical order, the order of the `json!` objects they replaced;
+//! the policy module's types embedded in them keep their own.
 
-use super::apps::*;
-use super::{auth::*, errors::*, module::*};
+use super::apps::installs_by_app;
+use super::{answer::*, auth::*, errors::*, module::*};
 use crate::guest::Guest;
+use crate::store::{Store, UseCount};
 use anyhow::anyhow;
-use axum::http::StatusCode;
 use granted_policy::model::Timestamp;
-use serde_json::{json, Value};
+use granted_policy::rules::status::{AppStatus, PasswordStatus};
+use serde::Serialize;
 use std::collections::HashMap;
+use utoipa::ToSchema;
+
+/// Who still depends on the password grant.
+#[derive(Serialize, ToSchema)]
+pub struct SunsetReport {
+    /// Every app.
+    apps: Vec<SunsetApp>,
+    /// The audit log's oldest entry: the counts reach back to it at most.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    audit_log_since: Option<Timestamp>,
+    /// When.
+    #[schema(value_type = String, format = DateTime)]
+    generated_at: Timestamp,
+    /// In the last 30 days.
+    password_tokens_30_days: i64,
+    /// Password-grant tokens in the last 7 days, all apps.
+    password_tokens_7_days: i64,
+}
+
+/// One app in the sunset report.
+#[derive(Serialize, ToSchema)]
+pub struct SunsetApp {
+    /// The app.
+    app_id: String,
+    /// Password-grant tokens per UTC day, the last 30 days, oldest first.
+    daily_password_tokens: Vec<DayCount>,
+    /// Its latest revision.
+    latest_rev: u32,
+    /// In the last 30 days.
+    password_tokens_30_days: i64,
+    /// Password-grant tokens in the last 7 days.
+    password_tokens_7_days: i64,
+    /// Its password-grant status.
+    status: PasswordStatus,
+    /// Per installing tenant.
+    tenants: Vec<SunsetTenant>,
+    /// Tenants keeping the grant until they update.
+    tenants_keeping: Vec<String>,
+}
+
+/// A count for one UTC day.
+#[derive(Serialize, ToSchema)]
+pub struct DayCount {
+    /// How many.
+    count: i64,
+    /// The day (`YYYY-MM-DD`).
+    date: String,
+}
+
+/// One (app, tenant) row of the sunset report.
+#[derive(Serialize, ToSchema)]
+pub struct SunsetTenant {
+    /// The last one.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    last_password_use: Option<Timestamp>,
+    /// After updating.
+    password_after_update: bool,
+    /// The password grant now.
+    password_now: bool,
+    /// In the last 30 days.
+    password_tokens_30_days: i64,
+    /// Password-grant tokens in the last 7 days.
+    password_tokens_7_days: i64,
+    /// Its pin.
+    pinned_rev: u32,
+    /// It requires SSO.
+    sso_required: bool,
+    /// The tenant.
+    tenant: String,
+    /// Updating would take it away.
+    update_takes_away_password: bool,
+}
+
+/// Password-grant tokens per (tenant, app) in the last 7 and 30 days.
+type Uses = HashMap<(String, String), UseCount>;
+/// Password-grant tokens per (app, UTC day).
+type Daily = HashMap<(String, String), i64>;
 
 /// Who still depends on the password grant: per app, its status and per installing tenant
 /// whether it has the grant now, what updating would take away, and the password-grant tokens
 /// issued in the last 7 and 30 days (from the audit log, so as far back as it reaches).
 pub fn sunset_report(
-    store: &crate::store::Store,
+    store: &Store,
     guest: &Guest,
     now: Timestamp,
     sunset: Option<Timestamp>,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<SunsetReport> {
     let apps = store.apps()?;
     let tenants = store.tenant_records()?;
     let installs = installs_by_app(&tenants);
-    let uses: HashMap<(String, String), crate::store::UseCount> = store
+    let uses: Uses = store
         .password_use(now)?
         .into_iter()
         .map(|u| ((u.tenant.clone(), u.app_id.clone()), u))
         .collect();
-    // The last 30 UTC days, oldest first, and each app's password-grant tokens on each.
-    let days: Vec<String> = (0..30)
+    let days = last_30_days(now);
+    let since = Timestamp::parse(&format!(
+        "{}T00:00:00Z",
+        days.first().map(String::as_str).unwrap_or("1970-01-01")
+    ))
+    .unwrap_or(now);
+    let mut daily = Daily::new();
+    for (app_id, day, count) in store.password_use_daily(since)? {
+        daily.insert((app_id, day), count);
+    }
+    let mut out = Vec::with_capacity(apps.len());
+    for (app, _) in apps {
+        let empty = Vec::new();
+        let app_installs = installs.get(&app.app_id).unwrap_or(&empty);
+        let status = status_with(guest, sunset, &app, app_installs)
+            .map_err(|e| anyhow!("the policy module: {}", e.message))?;
+        out.push(sunset_app(app.app_id, status, &uses, &days, &daily));
+    }
+    Ok(SunsetReport {
+        password_tokens_30_days: out.iter().map(|a| a.password_tokens_30_days).sum(),
+        password_tokens_7_days: out.iter().map(|a| a.password_tokens_7_days).sum(),
+        apps: out,
+        audit_log_since: store.audit_oldest()?,
+        generated_at: now,
+    })
+}
+
+/// The last 30 UTC days up to `now`'s, oldest first (`YYYY-MM-DD`).
+fn last_30_days(now: Timestamp) -> Vec<String> {
+    (0..30)
         .rev()
         .map(|back| {
             now.plus_seconds(-back * 86_400)
@@ -36,72 +145,58 @@ pub fn sunset_report(
                 .take(10)
                 .collect()
         })
+        .collect()
+}
+
+/// One app of the report: its status, each install's grant and use, its tokens per day.
+fn sunset_app(
+    app_id: String,
+    status: AppStatus,
+    uses: &Uses,
+    days: &[String],
+    daily: &Daily,
+) -> SunsetApp {
+    let tenants: Vec<SunsetTenant> = status
+        .installs
+        .iter()
+        .map(|row| {
+            let used = uses.get(&(row.tenant.clone(), app_id.clone()));
+            let (d7, d30) = used
+                .map(|u| (u.last_7_days, u.last_30_days))
+                .unwrap_or((0, 0));
+            SunsetTenant {
+                last_password_use: used.and_then(|u| u.last_use),
+                password_after_update: row.password_after_update,
+                password_now: row.password_now,
+                password_tokens_30_days: d30,
+                password_tokens_7_days: d7,
+                pinned_rev: row.rev,
+                sso_required: row.sso_required,
+                tenant: row.tenant.clone(),
+                update_takes_away_password: row.password_now && !row.password_after_update,
+            }
+        })
         .collect();
-    let since = granted_policy::model::Timestamp::parse(&format!(
-        "{}T00:00:00Z",
-        days.first().map(String::as_str).unwrap_or("1970-01-01")
-    ))
-    .unwrap_or(now);
-    let mut daily: HashMap<(String, String), i64> = HashMap::new();
-    for (app_id, day, count) in store.password_use_daily(since)? {
-        daily.insert((app_id, day), count);
+    let daily_password_tokens = days
+        .iter()
+        .map(|day| DayCount {
+            count: daily
+                .get(&(app_id.clone(), day.clone()))
+                .copied()
+                .unwrap_or(0),
+            date: day.clone(),
+        })
+        .collect();
+    SunsetApp {
+        daily_password_tokens,
+        latest_rev: status.latest_rev,
+        password_tokens_30_days: tenants.iter().map(|t| t.password_tokens_30_days).sum(),
+        password_tokens_7_days: tenants.iter().map(|t| t.password_tokens_7_days).sum(),
+        status: status.status,
+        tenants,
+        tenants_keeping: status.tenants_keeping,
+        app_id,
     }
-    let mut out = Vec::with_capacity(apps.len());
-    let (mut total_7, mut total_30) = (0i64, 0i64);
-    for (app, _) in apps {
-        let empty = Vec::new();
-        let app_installs = installs.get(&app.app_id).unwrap_or(&empty);
-        let status = status_with(guest, sunset, &app, app_installs)
-            .map_err(|e| anyhow!("the policy module: {}", e.message))?;
-        let rows: Vec<Value> = status["installs"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|row| {
-                let tenant = row["tenant"].as_str().unwrap_or_default().to_string();
-                let used = uses.get(&(tenant, app.app_id.clone()));
-                let (d7, d30) = used
-                    .map(|u| (u.last_7_days, u.last_30_days))
-                    .unwrap_or((0, 0));
-                total_7 += d7;
-                total_30 += d30;
-                let now = row["password_now"] == true;
-                let after = row["password_after_update"] == true;
-                json!({
-                    "tenant": row["tenant"],
-                    "pinned_rev": row["rev"],
-                    "sso_required": row["sso_required"],
-                    "password_now": now,
-                    "password_after_update": after,
-                    "update_takes_away_password": now && !after,
-                    "password_tokens_7_days": d7,
-                    "password_tokens_30_days": d30,
-                    "last_password_use": used.and_then(|u| u.last_use),
-                })
-            })
-            .collect();
-        out.push(json!({
-            "app_id": app.app_id,
-            "status": status["status"],
-            "latest_rev": status["latest_rev"],
-            "tenants_keeping": status["tenants_keeping"],
-            "password_tokens_7_days": rows.iter().filter_map(|r| r["password_tokens_7_days"].as_i64()).sum::<i64>(),
-            "password_tokens_30_days": rows.iter().filter_map(|r| r["password_tokens_30_days"].as_i64()).sum::<i64>(),
-            "daily_password_tokens": days.iter().map(|day| json!({
-                "date": day,
-                "count": daily.get(&(app.app_id.clone(), day.clone())).copied().unwrap_or(0),
-            })).collect::<Vec<_>>(),
-            "tenants": rows,
-        }));
-    }
-    Ok(json!({
-        "generated_at": now,
-        "audit_log_since": store.audit_oldest()?,
-        "password_tokens_7_days": total_7,
-        "password_tokens_30_days": total_30,
-        "apps": out,
-    }))
 }
 
 #[utoipa::path(
@@ -109,11 +204,11 @@ pub fn sunset_report(
     path = "/reports/sunset",
     tag = "reports",
     responses(
-        (status = 200, description = "Who still depends on the password grant", body = super::openapi::SunsetReport),
-        super::openapi::CommonErrors
+        (status = 200, description = "Who still depends on the password grant", body = SunsetReport),
+        CommonErrors
     )
 )]
-pub(crate) async fn sunset_report_route(admin: Admin) -> ApiResult {
+pub(crate) async fn sunset_report_route(admin: Admin) -> ApiResult<SunsetReport> {
     blocking(move || {
         let server = &admin.server;
         let report = sunset_report(
@@ -123,7 +218,7 @@ pub(crate) async fn sunset_report_route(admin: Admin) -> ApiResult {
             sunset(server),
         )
         .map_err(|e| ApiError::unavailable("report", format!("{e:#}")))?;
-        Ok(json_response(StatusCode::OK, report))
+        Ok(Answer::ok(report))
     })
     .await
 }

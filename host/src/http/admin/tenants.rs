@@ -1,22 +1,85 @@
 //! `/tenants`: tenants and the app revisions they install.
 
-use super::{auth::*, errors::*, input::*, module::*};
+use super::{answer::*, auth::*, errors::*, input::*, module::*};
 use crate::service::Service;
 use crate::store::{Change, ChangeRecord};
 use axum::body::Bytes;
 use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
 use granted_policy::model::{App, TenantRecord};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use utoipa::ToSchema;
 
+// The answers' fields are in alphabetical order, the order of the `json!` objects they replaced.
+
+/// Every tenant.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TenantList {
+    /// The tenants, by name.
+    tenants: Vec<TenantView>,
+}
+
+/// A tenant with its installs.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TenantView {
+    /// Its installs.
+    installs: Vec<TenantInstall>,
+    /// Passwords expire after this many days.
+    password_max_age_days: Option<u32>,
+    /// Password logins are refused.
+    sso_required: bool,
+    /// The tenant.
+    tenant: String,
+}
+
+/// A tenant's install.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TenantInstall {
+    /// The app.
+    app_id: String,
+    /// The app's latest revision.
+    latest_rev: u32,
+    /// The latest revision is.
+    password_after_update: bool,
+    /// The pinned revision is password-eligible.
+    password_now: bool,
+    /// The pinned revision.
+    rev: u32,
+    /// The tenant requires SSO.
+    sso_required: bool,
+    /// The pin is the latest revision.
+    up_to_date: bool,
+}
+
+/// An install pinned to the latest revision.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Pinned {
+    /// The app.
+    app_id: String,
+    /// After.
+    password_after: bool,
+    /// The password grant before.
+    password_before: bool,
+    /// Updating took it away, for good.
+    password_lost: bool,
+    /// The revision pinned before.
+    previous_rev: Option<u32>,
+    /// The pinned revision now.
+    rev: u32,
+    /// The tenant requires SSO.
+    sso_required: bool,
+    /// The tenant.
+    tenant: String,
+}
+
+/// A tenant as the API shows it: each install with its password grant now and after updating.
 pub(crate) fn tenant_view(
     server: &Service,
     tenant: &TenantRecord,
     apps: &HashMap<String, App>,
-) -> Result<Value, ApiError> {
+) -> Result<TenantView, ApiError> {
     let mut installs = Vec::with_capacity(tenant.installs.len());
     for i in &tenant.installs {
         let Some(app) = apps.get(&i.app_id) else {
@@ -27,22 +90,31 @@ pub(crate) fn tenant_view(
             app,
             &[(tenant.tenant.clone(), i.rev, tenant.sso_required)],
         )?;
-        let mut row = status["installs"][0].clone();
-        if let Some(row) = row.as_object_mut() {
-            row.remove("tenant");
-            row.insert("app_id".into(), json!(i.app_id));
-            row.insert("latest_rev".into(), status["latest_rev"].clone());
-        }
-        installs.push(row);
+        let Some(row) = status.installs.first() else {
+            return Err(ApiError::unavailable(
+                "policy module",
+                "an app status without the install asked about",
+            ));
+        };
+        installs.push(TenantInstall {
+            app_id: i.app_id.clone(),
+            latest_rev: status.latest_rev,
+            password_after_update: row.password_after_update,
+            password_now: row.password_now,
+            rev: row.rev,
+            sso_required: row.sso_required,
+            up_to_date: row.up_to_date,
+        });
     }
-    Ok(json!({
-        "tenant": tenant.tenant,
-        "sso_required": tenant.sso_required,
-        "password_max_age_days": tenant.password_max_age_days,
-        "installs": installs,
-    }))
+    Ok(TenantView {
+        installs,
+        password_max_age_days: tenant.password_max_age_days,
+        sso_required: tenant.sso_required,
+        tenant: tenant.tenant.clone(),
+    })
 }
 
+/// Every app, by id.
 pub(crate) fn all_apps(server: &Service) -> Result<HashMap<String, App>, ApiError> {
     Ok(server
         .store
@@ -58,11 +130,11 @@ pub(crate) fn all_apps(server: &Service) -> Result<HashMap<String, App>, ApiErro
     path = "/tenants",
     tag = "tenants",
     responses(
-        (status = 200, description = "Every tenant with its installs", body = super::openapi::TenantList),
-        super::openapi::CommonErrors
+        (status = 200, description = "Every tenant with its installs", body = TenantList),
+        CommonErrors
     )
 )]
-pub(crate) async fn list_tenants(admin: Admin) -> ApiResult {
+pub(crate) async fn list_tenants(admin: Admin) -> ApiResult<TenantList> {
     blocking(move || {
         let apps = all_apps(&admin.server)?;
         let tenants = admin
@@ -70,11 +142,11 @@ pub(crate) async fn list_tenants(admin: Admin) -> ApiResult {
             .store
             .tenant_records()
             .map_err(|e| ApiError::unavailable("store", e))?;
-        let views = tenants
+        let tenants = tenants
             .iter()
             .map(|t| tenant_view(&admin.server, t, &apps))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(json_response(StatusCode::OK, json!({ "tenants": views })))
+        Ok(Answer::ok(TenantList { tenants }))
     })
     .await
 }
@@ -87,12 +159,12 @@ pub(crate) async fn list_tenants(admin: Admin) -> ApiResult {
         ("tenant" = String, Path, description = "The tenant")
     ),
     responses(
-        (status = 200, description = "The tenant with its installs", body = super::openapi::TenantView),
-        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
-        super::openapi::CommonErrors
+        (status = 200, description = "The tenant with its installs", body = TenantView),
+        (status = 404, description = "Not found", body = ErrorBody),
+        CommonErrors
     )
 )]
-pub(crate) async fn get_tenant(admin: Admin, Path(tenant): Path<String>) -> ApiResult {
+pub(crate) async fn get_tenant(admin: Admin, Path(tenant): Path<String>) -> ApiResult<TenantView> {
     blocking(move || {
         let Some(record) = admin
             .server
@@ -103,10 +175,7 @@ pub(crate) async fn get_tenant(admin: Admin, Path(tenant): Path<String>) -> ApiR
             return Err(ApiError::not_found(format!("no tenant `{tenant}`")));
         };
         let apps = all_apps(&admin.server)?;
-        Ok(json_response(
-            StatusCode::OK,
-            tenant_view(&admin.server, &record, &apps)?,
-        ))
+        Ok(Answer::ok(tenant_view(&admin.server, &record, &apps)?))
     })
     .await
 }
@@ -129,13 +198,17 @@ pub(crate) struct CreateTenant {
     tag = "tenants",
     request_body = CreateTenant,
     responses(
-        (status = 201, description = "Created", body = super::openapi::TenantView),
-        (status = 409, description = "A conflict", body = super::openapi::ErrorBody),
-        (status = 422, description = "Refused: the message says why", body = super::openapi::ErrorBody),
-        super::openapi::CommonErrors, super::openapi::BodyErrors
+        (status = 201, description = "Created", body = TenantView),
+        (status = 409, description = "A conflict", body = ErrorBody),
+        (status = 422, description = "Refused: the message says why", body = ErrorBody),
+        CommonErrors, BodyErrors
     )
 )]
-pub(crate) async fn create_tenant(admin: Admin, headers: HeaderMap, bytes: Bytes) -> ApiResult {
+pub(crate) async fn create_tenant(
+    admin: Admin,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult<TenantView> {
     let create: CreateTenant = body(&headers, &bytes)?;
     check_tenant_name(&create.tenant)?;
     if create.password_max_age_days == Some(0) {
@@ -159,21 +232,19 @@ pub(crate) async fn create_tenant(admin: Admin, headers: HeaderMap, bytes: Bytes
                 installs: Vec::new(),
             };
             tx.insert_tenant(&record)?;
-            let view = json!({
-                "tenant": record.tenant,
-                "sso_required": record.sso_required,
-                "password_max_age_days": record.password_max_age_days,
-                "installs": [],
-            });
-            Ok(Change::Made(
-                Ok(json_response(StatusCode::CREATED, view.clone())),
-                ChangeRecord {
-                    action: "create_tenant",
-                    target: json!({"tenant": record.tenant}),
-                    before: Value::Null,
-                    after: view,
-                },
-            ))
+            let view = TenantView {
+                installs: Vec::new(),
+                password_max_age_days: record.password_max_age_days,
+                sso_required: record.sso_required,
+                tenant: record.tenant,
+            };
+            let record = ChangeRecord {
+                action: "create_tenant",
+                target: json!({"tenant": view.tenant}),
+                before: Value::Null,
+                after: serde_json::to_value(&view)?,
+            };
+            Ok(Change::Made(Ok(Answer::created(view)), record))
         })
     })
     .await
@@ -192,7 +263,7 @@ pub(crate) fn pin_latest(
     tenant: &str,
     app_id: &str,
     must_exist: bool,
-) -> Result<Response, ApiError> {
+) -> ApiResult<Pinned> {
     let server = admin.server.clone();
     change(admin, |tx| {
         let Some(record) = tx.tenant(tenant)? else {
@@ -215,57 +286,56 @@ pub(crate) fn pin_latest(
                 "tenant `{tenant}` does not install `{app_id}`"
             )))));
         }
-        let Some(latest) = app.revisions.last().map(|r| r.rev) else {
-            return Ok(Change::Refused(Err(ApiError::unavailable(
-                "store",
-                "an app without revisions",
-            ))));
-        };
-        let pins: Vec<(String, u32, bool)> = previous
-            .map(|rev| (tenant.to_string(), rev, record.sso_required))
-            .into_iter()
-            .collect();
-        let status = match app_status(&server, &app, &pins) {
-            Ok(s) => s,
+        let view = match pinned(&server, tenant, record.sso_required, &app, previous) {
+            Ok(view) => view,
             Err(e) => return Ok(Change::Refused(Err(e))),
         };
-        let before = status["installs"][0]["password_now"] == true;
-        let after = status["revisions"]
-            .as_array()
-            .and_then(|revs| revs.last())
-            .is_some_and(|r| r["password_eligible"] == true);
-        let view = json!({
-            "tenant": tenant,
-            "app_id": app_id,
-            "rev": latest,
-            "previous_rev": previous,
-            "sso_required": record.sso_required,
-            "password_before": before,
-            "password_after": after,
-            "password_lost": before && !after,
-        });
-        if previous == Some(latest) {
-            return Ok(Change::Refused(Ok(json_response(StatusCode::OK, view))));
+        if previous == Some(view.rev) {
+            return Ok(Change::Refused(Ok(Answer::ok(view))));
         }
-        tx.set_install(tenant, app_id, latest)?;
-        let status = if previous.is_some() {
-            StatusCode::OK
-        } else {
-            StatusCode::CREATED
+        tx.set_install(tenant, app_id, view.rev)?;
+        let (status, action) = match previous {
+            Some(_) => (StatusCode::OK, "update_install"),
+            None => (StatusCode::CREATED, "install"),
         };
-        Ok(Change::Made(
-            Ok(json_response(status, view.clone())),
-            ChangeRecord {
-                action: if previous.is_some() {
-                    "update_install"
-                } else {
-                    "install"
-                },
-                target: json!({"tenant": tenant, "app_id": app_id}),
-                before: json!({"rev": previous}),
-                after: view,
-            },
-        ))
+        let record = ChangeRecord {
+            action,
+            target: json!({"tenant": tenant, "app_id": app_id}),
+            before: json!({"rev": previous}),
+            after: serde_json::to_value(&view)?,
+        };
+        Ok(Change::Made(Ok(Answer::new(status, view)), record))
+    })
+}
+
+/// What pinning `tenant`'s install of `app` to its latest revision does, the install pinning
+/// `previous` before (none: not installed).
+fn pinned(
+    server: &Service,
+    tenant: &str,
+    sso_required: bool,
+    app: &App,
+    previous: Option<u32>,
+) -> Result<Pinned, ApiError> {
+    let Some(latest) = app.revisions.last().map(|r| r.rev) else {
+        return Err(ApiError::unavailable("store", "an app without revisions"));
+    };
+    let pins: Vec<(String, u32, bool)> = previous
+        .map(|rev| (tenant.to_string(), rev, sso_required))
+        .into_iter()
+        .collect();
+    let status = app_status(server, app, &pins)?;
+    let before = status.installs.first().is_some_and(|i| i.password_now);
+    let after = status.revisions.last().is_some_and(|r| r.password_eligible);
+    Ok(Pinned {
+        app_id: app.app_id.clone(),
+        password_after: after,
+        password_before: before,
+        password_lost: before && !after,
+        previous_rev: previous,
+        rev: latest,
+        sso_required,
+        tenant: tenant.to_string(),
     })
 }
 
@@ -278,10 +348,10 @@ pub(crate) fn pin_latest(
     ),
     request_body = InstallApp,
     responses(
-        (status = 201, description = "Installed, pinned to the latest revision", body = super::openapi::Pinned), (status = 200, description = "Installed again: the pin moved to the latest revision, or was there already", body = super::openapi::Pinned),
-        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
-        (status = 422, description = "Refused: the message says why", body = super::openapi::ErrorBody),
-        super::openapi::CommonErrors, super::openapi::BodyErrors
+        (status = 201, description = "Installed, pinned to the latest revision", body = Pinned), (status = 200, description = "Installed again: the pin moved to the latest revision, or was there already", body = Pinned),
+        (status = 404, description = "Not found", body = ErrorBody),
+        (status = 422, description = "Refused: the message says why", body = ErrorBody),
+        CommonErrors, BodyErrors
     )
 )]
 pub(crate) async fn install(
@@ -289,7 +359,7 @@ pub(crate) async fn install(
     Path(tenant): Path<String>,
     headers: HeaderMap,
     bytes: Bytes,
-) -> ApiResult {
+) -> ApiResult<Pinned> {
     let install: InstallApp = body(&headers, &bytes)?;
     blocking(move || pin_latest(&admin, &tenant, &install.app_id, false)).await
 }
@@ -303,14 +373,14 @@ pub(crate) async fn install(
         ("app_id" = String, Path, description = "The app id")
     ),
     responses(
-        (status = 200, description = "The pin is the latest revision; says whether the password grant was lost", body = super::openapi::Pinned),
-        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
-        super::openapi::CommonErrors
+        (status = 200, description = "The pin is the latest revision; says whether the password grant was lost", body = Pinned),
+        (status = 404, description = "Not found", body = ErrorBody),
+        CommonErrors
     )
 )]
 pub(crate) async fn update_install(
     admin: Admin,
     Path((tenant, app_id)): Path<(String, String)>,
-) -> ApiResult {
+) -> ApiResult<Pinned> {
     blocking(move || pin_latest(&admin, &tenant, &app_id, true)).await
 }

@@ -1,28 +1,90 @@
 //! `/tenants/{tenant}/users`: a tenant's users, their passwords, disabling and unlocking.
 
-use super::{auth::*, errors::*, input::*, module::*};
+use super::{answer::*, auth::*, errors::*, input::*, module::*};
 use crate::service::Service;
 use crate::store::{Change, ChangeRecord};
 use anyhow::anyhow;
 use axum::body::Bytes;
 use axum::extract::Path;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::http::HeaderMap;
 use granted_policy::credentials::kdf::KdfAlgorithm;
 use granted_policy::credentials::password;
-use granted_policy::model::{SignIn, UserRecord};
-use serde::Deserialize;
+use granted_policy::model::{SignIn, Timestamp, UserRecord};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
-pub(crate) fn user_view(user: &UserRecord) -> Value {
-    json!({
-        "username": user.username,
-        "sign_in": user.sign_in,
-        "disabled": user.disabled,
-        "password_set": user.password_hash.is_some(),
-        "password_changed_at": user.password_changed_at,
-        "locked_until": user.locked_until,
-    })
+// The answers' fields are in alphabetical order, the order of the `json!` objects they replaced.
+
+/// The users of a tenant.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct UserList {
+    /// By username.
+    users: Vec<UserView>,
+}
+
+/// A user, without any hash.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct UserView {
+    /// Disabled users get no tokens.
+    disabled: bool,
+    /// Locked out by failed logins until.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    locked_until: Option<Timestamp>,
+    /// When it was set.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    password_changed_at: Option<Timestamp>,
+    /// A password is set.
+    password_set: bool,
+    /// How the user signs in.
+    sign_in: SignIn,
+    /// The username.
+    username: String,
+}
+
+/// What `POST /tenants/{tenant}/users/{username}/{action}` does.
+#[derive(Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum UserAction {
+    /// The user gets no tokens.
+    Disable,
+    /// The user may get tokens again.
+    Enable,
+    /// Forget the failed logins and lift the lock.
+    Unlock,
+}
+
+impl UserAction {
+    /// The action named `name` in the path.
+    fn named(name: &str) -> Option<UserAction> {
+        match name {
+            "disable" => Some(UserAction::Disable),
+            "enable" => Some(UserAction::Enable),
+            "unlock" => Some(UserAction::Unlock),
+            _ => None,
+        }
+    }
+
+    /// Its name in the audit log.
+    fn audited(self) -> &'static str {
+        match self {
+            UserAction::Disable => "disable_user",
+            UserAction::Enable => "enable_user",
+            UserAction::Unlock => "unlock_user",
+        }
+    }
+}
+
+/// A user as the API shows it.
+pub(crate) fn user_view(user: &UserRecord) -> UserView {
+    UserView {
+        disabled: user.disabled,
+        locked_until: user.locked_until,
+        password_changed_at: user.password_changed_at,
+        password_set: user.password_hash.is_some(),
+        sign_in: user.sign_in,
+        username: user.username.clone(),
+    }
 }
 
 #[utoipa::path(
@@ -33,12 +95,12 @@ pub(crate) fn user_view(user: &UserRecord) -> Value {
         ("tenant" = String, Path, description = "The tenant")
     ),
     responses(
-        (status = 200, description = "The tenant's users", body = super::openapi::UserList),
-        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
-        super::openapi::CommonErrors
+        (status = 200, description = "The tenant's users", body = UserList),
+        (status = 404, description = "Not found", body = ErrorBody),
+        CommonErrors
     )
 )]
-pub(crate) async fn list_users(admin: Admin, Path(tenant): Path<String>) -> ApiResult {
+pub(crate) async fn list_users(admin: Admin, Path(tenant): Path<String>) -> ApiResult<UserList> {
     blocking(move || {
         let store = &admin.server.store;
         if store
@@ -51,10 +113,9 @@ pub(crate) async fn list_users(admin: Admin, Path(tenant): Path<String>) -> ApiR
         let users = store
             .users_of(&tenant)
             .map_err(|e| ApiError::unavailable("store", e))?;
-        Ok(json_response(
-            StatusCode::OK,
-            json!({"users": users.iter().map(user_view).collect::<Vec<_>>()}),
-        ))
+        Ok(Answer::ok(UserList {
+            users: users.iter().map(user_view).collect(),
+        }))
     })
     .await
 }
@@ -114,11 +175,11 @@ pub(crate) fn direct() -> SignIn {
     ),
     request_body = CreateUser,
     responses(
-        (status = 201, description = "Created", body = super::openapi::UserView),
-        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
-        (status = 409, description = "A conflict", body = super::openapi::ErrorBody),
-        (status = 422, description = "Refused: the message says why", body = super::openapi::ErrorBody),
-        super::openapi::CommonErrors, super::openapi::BodyErrors
+        (status = 201, description = "Created", body = UserView),
+        (status = 404, description = "Not found", body = ErrorBody),
+        (status = 409, description = "A conflict", body = ErrorBody),
+        (status = 422, description = "Refused: the message says why", body = ErrorBody),
+        CommonErrors, BodyErrors
     )
 )]
 pub(crate) async fn create_user(
@@ -126,7 +187,7 @@ pub(crate) async fn create_user(
     Path(tenant): Path<String>,
     headers: HeaderMap,
     bytes: Bytes,
-) -> ApiResult {
+) -> ApiResult<UserView> {
     let create: CreateUser = body(&headers, &bytes)?;
     check_name("username", &create.username)?;
     match (&create.sign_in, &create.password) {
@@ -169,12 +230,12 @@ pub(crate) async fn create_user(
             tx.insert_user(&tenant, &user)?;
             let view = user_view(&user);
             Ok(Change::Made(
-                Ok(json_response(StatusCode::CREATED, view.clone())),
+                Ok(Answer::created(view)),
                 ChangeRecord {
                     action: "create_user",
                     target: json!({"tenant": tenant, "username": user.username}),
                     before: Value::Null,
-                    after: view,
+                    after: serde_json::to_value(user_view(&user))?,
                 },
             ))
         })
@@ -199,10 +260,10 @@ pub(crate) struct SetPassword {
     ),
     request_body = SetPassword,
     responses(
-        (status = 200, description = "Set", body = super::openapi::UserView),
-        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
-        (status = 422, description = "Refused: the message says why", body = super::openapi::ErrorBody),
-        super::openapi::CommonErrors, super::openapi::BodyErrors
+        (status = 200, description = "Set", body = UserView),
+        (status = 404, description = "Not found", body = ErrorBody),
+        (status = 422, description = "Refused: the message says why", body = ErrorBody),
+        CommonErrors, BodyErrors
     )
 )]
 pub(crate) async fn set_password(
@@ -210,7 +271,7 @@ pub(crate) async fn set_password(
     Path((tenant, username)): Path<(String, String)>,
     headers: HeaderMap,
     bytes: Bytes,
-) -> ApiResult {
+) -> ApiResult<UserView> {
     let set: SetPassword = body(&headers, &bytes)?;
     check_password(&set.password)?;
     blocking(move || {
@@ -233,7 +294,7 @@ pub(crate) async fn set_password(
                 .user(&tenant, &username)?
                 .ok_or_else(|| anyhow!("user vanished"))?;
             Ok(Change::Made(
-                Ok(json_response(StatusCode::OK, user_view(&after))),
+                Ok(Answer::ok(user_view(&after))),
                 ChangeRecord {
                     action: "set_password",
                     target: json!({"tenant": tenant, "username": username}),
@@ -251,8 +312,8 @@ pub(crate) fn user_change(
     admin: &Admin,
     tenant: &str,
     username: &str,
-    action: &'static str,
-) -> Result<Response, ApiError> {
+    action: UserAction,
+) -> ApiResult<UserView> {
     change(admin, |tx| {
         let Some(before) = tx.user(tenant, username)? else {
             return Ok(Change::Refused(Err(ApiError::not_found(format!(
@@ -261,31 +322,28 @@ pub(crate) fn user_change(
         };
         let failures = tx.login_failures(tenant, username)?;
         let unchanged = match action {
-            "disable_user" => before.disabled,
-            "enable_user" => !before.disabled,
-            _ => failures == 0 && before.locked_until.is_none(),
+            UserAction::Disable => before.disabled,
+            UserAction::Enable => !before.disabled,
+            UserAction::Unlock => failures == 0 && before.locked_until.is_none(),
         };
         if unchanged {
-            return Ok(Change::Refused(Ok(json_response(
-                StatusCode::OK,
-                user_view(&before),
-            ))));
+            return Ok(Change::Refused(Ok(Answer::ok(user_view(&before)))));
         }
         match action {
-            "disable_user" => tx.set_disabled(tenant, username, true)?,
-            "enable_user" => tx.set_disabled(tenant, username, false)?,
-            _ => tx.unlock(tenant, username)?,
+            UserAction::Disable => tx.set_disabled(tenant, username, true)?,
+            UserAction::Enable => tx.set_disabled(tenant, username, false)?,
+            UserAction::Unlock => tx.unlock(tenant, username)?,
         }
         let after = tx
             .user(tenant, username)?
             .ok_or_else(|| anyhow!("user vanished"))?;
         Ok(Change::Made(
-            Ok(json_response(StatusCode::OK, user_view(&after))),
+            Ok(Answer::ok(user_view(&after))),
             ChangeRecord {
-                action,
+                action: action.audited(),
                 target: json!({"tenant": tenant, "username": username}),
                 before: json!({"user": user_view(&before), "login_failures": failures}),
-                after: user_view(&after),
+                after: serde_json::to_value(user_view(&after))?,
             },
         ))
     })
@@ -298,27 +356,22 @@ pub(crate) fn user_change(
     params(
         ("tenant" = String, Path, description = "The tenant"),
         ("username" = String, Path, description = "The username"),
-        ("action" = super::openapi::UserAction, Path, description = "`disable`, `enable`, or `unlock` (forget failed logins, lift the lock)")
+        ("action" = UserAction, Path, description = "`disable`, `enable`, or `unlock` (forget failed logins, lift the lock)")
     ),
     responses(
-        (status = 200, description = "The user after the change (or as it was, when there was nothing to change)", body = super::openapi::UserView),
-        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
-        super::openapi::CommonErrors
+        (status = 200, description = "The user after the change (or as it was, when there was nothing to change)", body = UserView),
+        (status = 404, description = "Not found", body = ErrorBody),
+        CommonErrors
     )
 )]
 pub(crate) async fn user_action(
     admin: Admin,
     Path((tenant, username, action)): Path<(String, String, String)>,
-) -> ApiResult {
-    let action = match action.as_str() {
-        "disable" => "disable_user",
-        "enable" => "enable_user",
-        "unlock" => "unlock_user",
-        _ => {
-            return Err(ApiError::not_found(
-                "no such user action: `disable`, `enable` or `unlock`",
-            ))
-        }
+) -> ApiResult<UserView> {
+    let Some(action) = UserAction::named(&action) else {
+        return Err(ApiError::not_found(
+            "no such user action: `disable`, `enable` or `unlock`",
+        ));
     };
     blocking(move || user_change(&admin, &tenant, &username, action)).await
 }
