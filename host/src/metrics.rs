@@ -103,6 +103,14 @@ impl Metrics {
     /// The text exposition.
     pub fn render(&self, gauges: &Gauges) -> String {
         let mut out = String::new();
+        self.render_decisions(&mut out);
+        self.render_latency(&mut out);
+        self.render_pools(gauges, &mut out);
+        out
+    }
+
+    /// `granted_token_decisions_total`.
+    fn render_decisions(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP granted_token_decisions_total Decisions of the policy module, by endpoint kind, grant type, decision, reason and true cause.");
         let _ = writeln!(out, "# TYPE granted_token_decisions_total counter");
         for ([kind, grant, decision, reason, cause], n) in self
@@ -117,6 +125,10 @@ impl Metrics {
                 label(kind), label(grant), label(decision), label(reason), label(cause)
             );
         }
+    }
+
+    /// `granted_request_duration_seconds`, a histogram per endpoint.
+    fn render_latency(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "# HELP granted_request_duration_seconds Time to answer a request, by endpoint."
@@ -150,6 +162,10 @@ impl Metrics {
                 h.count
             );
         }
+    }
+
+    /// The KDF pool, the module's failures, throttling and lockouts.
+    fn render_pools(&self, gauges: &Gauges, out: &mut String) {
         let _ = writeln!(
             out,
             "# HELP granted_kdf_queue_depth Password requests waiting for a KDF thread."
@@ -205,6 +221,5 @@ impl Metrics {
             let _ = writeln!(out, "# TYPE granted_users_locked gauge");
             let _ = writeln!(out, "granted_users_locked {locked}");
         }
-        out
     }
 }

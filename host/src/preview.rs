@@ -53,41 +53,7 @@ pub fn render(preview: &Value, app_id: &str) -> String {
     );
     let tenants = preview["tenants"].as_array().cloned().unwrap_or_default();
     if accepted && !tenants.is_empty() {
-        let width = tenants
-            .iter()
-            .filter_map(|t| t["tenant"].as_str())
-            .map(str::len)
-            .max()
-            .unwrap_or(6)
-            .max(6);
-        let _ = writeln!(out, "\n  installing tenants ({}):", tenants.len());
-        let _ = writeln!(
-            out,
-            "  {:width$}  pinned  password now  after update",
-            "tenant"
-        );
-        for t in &tenants {
-            let losing = t["password_now"].as_bool() == Some(true)
-                && t["password_after_update"].as_bool() == Some(false);
-            let _ = writeln!(
-                out,
-                "  {:width$}  {:<6}  {:<12}  {:<12}{}{}",
-                t["tenant"].as_str().unwrap_or(""),
-                format!("rev {}", t["pinned_rev"]),
-                yes(&t["password_now"]),
-                yes(&t["password_after_update"]),
-                if losing {
-                    " keeps it until it updates, then loses it"
-                } else {
-                    ""
-                },
-                if t["sso_required"].as_bool() == Some(true) {
-                    " (requires SSO)"
-                } else {
-                    ""
-                },
-            );
-        }
+        tenant_table(&tenants, &mut out);
     }
     let losing: Vec<&str> = preview["tenants_losing_password_on_update"]
         .as_array()
@@ -110,4 +76,43 @@ pub fn render(preview: &Value, app_id: &str) -> String {
         let _ = writeln!(out, "\n  THIS CANNOT BE UNDONE: once saved, no later revision of `{app_id}` can return to the password grant.");
     }
     out
+}
+
+/// The installing tenants: pin, the password grant now and after updating.
+fn tenant_table(tenants: &[Value], out: &mut String) {
+    let width = tenants
+        .iter()
+        .filter_map(|t| t["tenant"].as_str())
+        .map(str::len)
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let _ = writeln!(out, "\n  installing tenants ({}):", tenants.len());
+    let _ = writeln!(
+        out,
+        "  {:width$}  pinned  password now  after update",
+        "tenant"
+    );
+    for t in tenants {
+        let losing = t["password_now"].as_bool() == Some(true)
+            && t["password_after_update"].as_bool() == Some(false);
+        let _ = writeln!(
+            out,
+            "  {:width$}  {:<6}  {:<12}  {:<12}{}{}",
+            t["tenant"].as_str().unwrap_or(""),
+            format!("rev {}", t["pinned_rev"]),
+            yes(&t["password_now"]),
+            yes(&t["password_after_update"]),
+            if losing {
+                " keeps it until it updates, then loses it"
+            } else {
+                ""
+            },
+            if t["sso_required"].as_bool() == Some(true) {
+                " (requires SSO)"
+            } else {
+                ""
+            },
+        );
+    }
 }

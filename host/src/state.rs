@@ -239,6 +239,40 @@ pub struct Imported {
 /// Writes `state` into `store` in one transaction.
 pub fn import(store: &Store, state: &StateFile, sealer: &Sealer<'_>) -> Result<Imported> {
     // Hash first (slow, in parallel, outside the transaction), then write everything at once.
+    let (hashed, total) = hash_clear_passwords(store, state, sealer)?;
+    let secret_hmacs = client_hmacs(state, sealer)?;
+    store
+        .write(|w| {
+            for app in &state.apps {
+                w.put_app(&App {
+                    app_id: app.app_id.clone(),
+                    created_at: app.created_at,
+                    revisions: app.revisions.clone(),
+                })?;
+            }
+            for (client_id, app_id, hmac) in &secret_hmacs {
+                w.put_client(client_id, app_id, hmac)?;
+            }
+            for (i, tenant) in state.tenants.iter().enumerate() {
+                write_tenant(w, i, tenant, &hashed)?;
+            }
+            Ok(())
+        })
+        .context("nothing was written")?;
+    Ok(Imported {
+        hashed: total,
+        unverifiable: unverifiable(state),
+    })
+}
+
+/// The PHC hash of every clear password in `state`, by (tenant, user) index, hashed on every
+/// core; a stored hash that already verifies the clear password is kept (import is idempotent).
+/// Also answers how many there were.
+fn hash_clear_passwords(
+    store: &Store,
+    state: &StateFile,
+    sealer: &Sealer<'_>,
+) -> Result<(BTreeMap<(usize, usize), String>, usize)> {
     let mut clear: Vec<(usize, usize, &str)> = Vec::new();
     for (i, tenant) in state.tenants.iter().enumerate() {
         for (j, user) in tenant.users.iter().enumerate() {
@@ -247,7 +281,6 @@ pub fn import(store: &Store, state: &StateFile, sealer: &Sealer<'_>) -> Result<I
             }
         }
     }
-    // A stored hash that already verifies the clear password is kept: import is idempotent.
     let existing: Vec<Option<String>> = store.write(|w| {
         clear
             .iter()
@@ -294,6 +327,12 @@ pub fn import(store: &Store, state: &StateFile, sealer: &Sealer<'_>) -> Result<I
     for ((i, j, _), hash) in clear.iter().zip(hashes) {
         hashed.insert((*i, *j), hash?);
     }
+    Ok((hashed, total))
+}
+
+/// Every client's (`client_id`, app, secret HMAC): clear secrets HMACed under the server key,
+/// HMACs from an export kept.
+fn client_hmacs(state: &StateFile, sealer: &Sealer<'_>) -> Result<Vec<(String, String, String)>> {
     let mut secret_hmacs = Vec::new();
     for app in &state.apps {
         for (client_id, secret) in &app.secrets {
@@ -307,68 +346,64 @@ pub fn import(store: &Store, state: &StateFile, sealer: &Sealer<'_>) -> Result<I
             secret_hmacs.push((client_id.clone(), app.app_id.clone(), hmac.clone()));
         }
     }
-    store
-        .write(|w| {
-            for app in &state.apps {
-                w.put_app(&App {
-                    app_id: app.app_id.clone(),
-                    created_at: app.created_at,
-                    revisions: app.revisions.clone(),
-                })?;
-            }
-            for (client_id, app_id, hmac) in &secret_hmacs {
-                w.put_client(client_id, app_id, hmac)?;
-            }
-            for (i, tenant) in state.tenants.iter().enumerate() {
-                w.put_tenant(&TenantRecord {
-                    tenant: tenant.tenant.clone(),
-                    sso_required: tenant.sso_required,
-                    password_max_age_days: tenant.password_max_age_days,
-                    installs: tenant.installs.clone(),
-                })?;
-                for (j, user) in tenant.users.iter().enumerate() {
-                    let password_hash = hashed
-                        .get(&(i, j))
-                        .cloned()
-                        .or_else(|| user.password_hash.clone());
-                    w.put_user(
-                        &tenant.tenant,
-                        &UserRecord {
-                            username: user.username.clone(),
-                            sign_in: user.sign_in,
-                            password_hash,
-                            password_changed_at: user.password_changed_at,
-                            disabled: user.disabled,
-                            locked_until: user.locked_until,
-                        },
-                    )?;
-                }
-                for token in &tenant.refresh_tokens {
-                    let sha = match (&token.token, &token.token_sha256) {
-                        (Some(clear), _) => {
-                            granted_policy::token::endpoint::refresh_token_sha256(clear)
-                        }
-                        (None, Some(sha)) => sha.clone(),
-                        (None, None) => bail!("a refresh token without `token`"),
-                    };
-                    w.put_refresh(&RefreshTokenRecord {
-                        token_sha256: sha,
-                        family_id: token.family_id.clone(),
-                        tenant: tenant.tenant.clone(),
-                        client_id: token.client_id.clone(),
-                        username: token.username.clone(),
-                        scope: token.scope.clone(),
-                        grant_type: token.grant_type,
-                        issued_at: token.issued_at,
-                        expires_at: token.expires_at,
-                        status: token.status,
-                    })?;
-                }
-            }
-            Ok(())
-        })
-        .context("nothing was written")?;
-    let unverifiable = state
+    Ok(secret_hmacs)
+}
+
+/// One tenant (the `i`th of the file), its users and its refresh tokens.
+fn write_tenant(
+    w: &crate::store::Writer<'_>,
+    i: usize,
+    tenant: &TenantEntry,
+    hashed: &BTreeMap<(usize, usize), String>,
+) -> Result<()> {
+    w.put_tenant(&TenantRecord {
+        tenant: tenant.tenant.clone(),
+        sso_required: tenant.sso_required,
+        password_max_age_days: tenant.password_max_age_days,
+        installs: tenant.installs.clone(),
+    })?;
+    for (j, user) in tenant.users.iter().enumerate() {
+        let password_hash = hashed
+            .get(&(i, j))
+            .cloned()
+            .or_else(|| user.password_hash.clone());
+        w.put_user(
+            &tenant.tenant,
+            &UserRecord {
+                username: user.username.clone(),
+                sign_in: user.sign_in,
+                password_hash,
+                password_changed_at: user.password_changed_at,
+                disabled: user.disabled,
+                locked_until: user.locked_until,
+            },
+        )?;
+    }
+    for token in &tenant.refresh_tokens {
+        let sha = match (&token.token, &token.token_sha256) {
+            (Some(clear), _) => granted_policy::token::endpoint::refresh_token_sha256(clear),
+            (None, Some(sha)) => sha.clone(),
+            (None, None) => bail!("a refresh token without `token`"),
+        };
+        w.put_refresh(&RefreshTokenRecord {
+            token_sha256: sha,
+            family_id: token.family_id.clone(),
+            tenant: tenant.tenant.clone(),
+            client_id: token.client_id.clone(),
+            username: token.username.clone(),
+            scope: token.scope.clone(),
+            grant_type: token.grant_type,
+            issued_at: token.issued_at,
+            expires_at: token.expires_at,
+            status: token.status,
+        })?;
+    }
+    Ok(())
+}
+
+/// Users whose stored hash this server cannot verify, as `tenant/user`.
+fn unverifiable(state: &StateFile) -> Vec<String> {
+    state
         .tenants
         .iter()
         .flat_map(|t| t.users.iter().map(move |u| (t, u)))
@@ -378,11 +413,7 @@ pub fn import(store: &Store, state: &StateFile, sealer: &Sealer<'_>) -> Result<I
                 .is_some_and(|h| password::parse(h).is_none())
         })
         .map(|(t, u)| format!("{}/{}", t.tenant, u.username))
-        .collect();
-    Ok(Imported {
-        hashed: total,
-        unverifiable,
-    })
+        .collect()
 }
 
 /// A progress bar on a terminal (redrawn in place), a line every 5% otherwise.

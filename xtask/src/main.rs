@@ -50,8 +50,13 @@ fn run() -> Result<()> {
     }
 }
 
+/// The workspace root: from `CARGO_MANIFEST_DIR` as `cargo run` sets it for this run, so that
+/// a binary from a build cache another checkout shares never points at that other checkout.
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))

@@ -342,7 +342,20 @@ struct Judge<'a> {
     pinned_rev: Option<u32>,
 }
 
-impl Judge<'_> {
+impl<'a> Judge<'a> {
+    /// Nothing known yet but the tenant in the URL.
+    fn new(tenant: &'a str) -> Self {
+        Judge {
+            tenant,
+            grant_type: None,
+            basic: false,
+            app_id: None,
+            client_id: None,
+            username: None,
+            pinned_rev: None,
+        }
+    }
+
     fn audit(&self, decision: &str, rule: &str, reason: &str, cause: &str) -> Audit {
         Audit {
             decision: decision.into(),
@@ -524,22 +537,9 @@ fn judge_request(input: &TokenInput, memo: &mut Memo) -> Verdict<TokenStep> {
         secret_check,
         stored_hash,
     } = memo;
-    if memo_keys.is_none() {
-        *memo_keys = Some(keys(ctx)?);
-    }
-    let Some(keys) = memo_keys.as_ref() else {
-        return Err(PolicyError::InvalidInput("no keys".into()).into());
-    };
+    let keys = memo_keys_of(memo_keys, ctx)?;
     let http = &input.request;
-    let mut judge = Judge {
-        tenant: &http.tenant,
-        grant_type: None,
-        basic: false,
-        app_id: None,
-        client_id: None,
-        username: None,
-        pinned_rev: None,
-    };
+    let mut judge = Judge::new(&http.tenant);
     let req = t1_well_formed(http, parsed, &mut judge)?;
     let grant = t2_supported_grant(req, &judge)?;
     t1_grant_parameters(req, grant, &judge)?;
@@ -586,10 +586,7 @@ fn judge_request(input: &TokenInput, memo: &mut Memo) -> Verdict<TokenStep> {
         Grant::Password => {
             let password = req.param("password").unwrap_or_default();
             t8_password(input, user, pinned.tenant, password, stored_hash, &judge)?;
-            effects.push(Effect::ResetLoginFailures {
-                tenant: pinned.tenant.tenant.clone(),
-                username: found.username.unwrap_or_default().to_string(),
-            });
+            effects.push(login_succeeded(pinned.tenant, found.username));
         }
         Grant::Refresh if found.username.is_some() => t8_user_still_able(ctx, user, &judge)?,
         _ => {}
@@ -605,17 +602,35 @@ fn judge_request(input: &TokenInput, memo: &mut Memo) -> Verdict<TokenStep> {
         client_id,
         subject: found.username.unwrap_or(client_id),
         scope: &scope,
-        refresh: match grant {
-            Grant::ClientCredentials => None,
-            Grant::Password => Some((pinned.revision.grant_type, None)),
-            Grant::Refresh => Some((
-                pinned.revision.grant_type,
-                found.refresh.map(|r| r.family_id.clone()),
-            )),
-        },
+        refresh: refresh_to_issue(grant, &pinned, &found),
         username: found.username.map(str::to_string),
         effects,
     }))
+}
+
+/// The request's decoded keys, decoded once per request.
+fn memo_keys_of<'m>(slot: &'m mut Option<Keys>, ctx: &TokenContext) -> Verdict<&'m Keys> {
+    if slot.is_none() {
+        *slot = Some(keys(ctx)?);
+    }
+    slot.as_ref()
+        .ok_or_else(|| PolicyError::InvalidInput("no keys".into()).into())
+}
+
+/// For grants that issue a refresh token: the pinned grant type, and the family to continue.
+fn refresh_to_issue(
+    grant: Grant,
+    pinned: &Pinned<'_>,
+    found: &Found<'_>,
+) -> Option<(GrantType, Option<String>)> {
+    match grant {
+        Grant::ClientCredentials => None,
+        Grant::Password => Some((pinned.revision.grant_type, None)),
+        Grant::Refresh => Some((
+            pinned.revision.grant_type,
+            found.refresh.map(|r| r.family_id.clone()),
+        )),
+    }
 }
 
 /// T1: the request parses (parsed once per request, kept in the memo).
@@ -1008,6 +1023,14 @@ fn t8_password(
         cause,
         effects,
     )))
+}
+
+/// The effect of a password that verified: the user's failed logins are forgotten.
+fn login_succeeded(tenant: &TenantRecord, username: Option<&str>) -> Effect {
+    Effect::ResetLoginFailures {
+        tenant: tenant.tenant.clone(),
+        username: username.unwrap_or_default().to_string(),
+    }
 }
 
 /// T8 for a refresh: it is judged against the user's current record.
