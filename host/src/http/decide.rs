@@ -224,3 +224,16 @@ pub(crate) fn note_failure(server: &Service, audit: &Audit, source: IpAddr) {
     };
     server.throttle.failed(client_id, source, &server.settings);
 }
+
+/// A fresh instance of the module once the pool has a slot for it; the permit holds the slot
+/// (keep it alive longer than the instance).
+pub(crate) async fn instance(
+    server: &Service,
+) -> Result<(tokio::sync::SemaphorePermit<'_>, Session), Failure> {
+    let permit = server
+        .sessions
+        .acquire()
+        .await
+        .map_err(|_| Failure::Guest(GuestError::Busy))?;
+    Ok((permit, server.guest.session()?))
+}

@@ -2,10 +2,9 @@
 //! records the module asks for looked up between them.
 
 use super::answer::throttled;
-use super::decide::{call_as, finish, note_failure, raw_request, records};
+use super::decide::{call_as, finish, instance, note_failure, raw_request, records};
 use super::failure::{failed, Failure};
 use super::source::source_address;
-use crate::guest::GuestError;
 use crate::service::Service;
 use crate::settings::now;
 use axum::body::Bytes;
@@ -82,12 +81,7 @@ async fn decide_manage(
         },
         "records": {},
     });
-    let _instance = server
-        .sessions
-        .acquire()
-        .await
-        .map_err(|_| Failure::Guest(GuestError::Busy))?;
-    let mut session = server.guest.session()?;
+    let (_slot, mut session) = instance(server).await?;
     for _ in 0..3 {
         let step: Value = call_as(&mut session, entry, &input)?;
         match step["step"].as_str() {

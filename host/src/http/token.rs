@@ -2,10 +2,9 @@
 //! `token_resume` with the records or the KDF output), its decision made durable, then answered.
 
 use super::answer::{throttled, unavailable};
-use super::decide::{call_as, finish, note_failure, raw_request, records, Resume};
+use super::decide::{call_as, finish, instance, note_failure, raw_request, records, Resume};
 use super::failure::{failed, Failure};
 use super::source::source_address;
-use crate::guest::GuestError;
 use crate::service::Service;
 use crate::settings::now;
 use axum::body::Bytes;
@@ -69,12 +68,7 @@ async fn decide(
         context["sunset"] = json!(sunset);
     }
     let input = json!({"request": request, "context": context});
-    let _instance = server
-        .sessions
-        .acquire()
-        .await
-        .map_err(|_| Failure::Guest(GuestError::Busy))?;
-    let mut session = server.guest.session()?;
+    let (_slot, mut session) = instance(server).await?;
     let mut step: TokenStep = call_as(&mut session, "token_start", &input)?;
     for _ in 0..6 {
         let more = match step {
