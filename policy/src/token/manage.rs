@@ -7,9 +7,8 @@
 //! a 200 that changes nothing (RFC 7009 §2.2). Access tokens are self-contained JWTs and cannot be
 //! revoked before they expire; revoking a refresh token revokes its whole family.
 
-use super::endpoint::{
-    refresh_token_sha256, Audit, Decision, Effect, Lookup, Records, TokenStep, INVALID_CLIENT,
-};
+use super::endpoint::{refresh_token_sha256, Audit, Decision, Effect, Lookup, Records, TokenStep};
+use super::judge::INVALID_CLIENT;
 use super::jwt;
 use super::request::{self, AuthMethod, ClientForm, HttpRequest};
 use super::response;

@@ -1,7 +1,10 @@
 //! The token endpoint of RULES.md §4 (T1–T9), sans-I/O: request in, steps and a response out.
 
 pub mod endpoint;
+mod issue;
+mod judge;
 pub mod jwt;
 pub mod manage;
 pub mod request;
 pub mod response;
+mod rules;
