@@ -286,29 +286,31 @@ fn main() {
             quietest,
             slowest_native,
         ) {
-            // Issue 2's goal: the wasm decision path, instantiation included, at most 25 µs per
-            // request and at most 3× native.
+            // The goal: the wasm decision path, instantiation included, at most 25 µs per
+            // request and at most 3× native. It is judged on one statistic, declared here: the
+            // median of the rounds' means (a burst on the machine moves it only if it lasts
+            // through half of the rounds). The others are shown, not judged.
             let limit = Duration::from_micros(25);
+            let ratio =
+                |wasm: Duration, native: Duration| wasm.as_secs_f64() / native.as_secs_f64();
+            let verdict = ratio(wasm_rounds, native_rounds);
+            let met = if wasm_rounds <= limit && verdict <= 3.0 {
+                "met"
+            } else {
+                "not met"
+            };
             let line = |what: &str, wasm: Duration, native: Duration| {
-                let ratio = wasm.as_secs_f64() / native.as_secs_f64();
-                let met = if wasm <= limit && ratio <= 3.0 {
-                    "met"
-                } else {
-                    "not met"
-                };
-                format!("- {what}: {} and {ratio:.2}×: **{met}**\n", us(wasm))
+                format!("- {what}: {} and {:.2}×\n", us(wasm), ratio(wasm, native))
             };
             let _ = writeln!(
                 goal,
-                "Goal (at most 25 µs per request and at most 3× native, fresh instance), {label}:\n\n{}{}{}{}{}\n\
+                "Goal (at most 25 µs per request and at most 3× native, fresh instance), {label}, \
+                 judged on the median of the {ROUND}-request rounds' means: {} and {verdict:.2}×: \
+                 **{met}**.\n\nThe other statistics of the same samples, for information:\n\n{}{}{}{}\n\
                  The machine's own speed in this run: the native median of this row was {} in its \
                  quietest pass and {} in its slowest.\n",
+                us(wasm_rounds),
                 line("p50 of every sample", wasm.p50, native.p50),
-                line(
-                    &format!("median of the {ROUND}-request rounds' means"),
-                    wasm_rounds,
-                    native_rounds
-                ),
                 line("mean of every sample", wasm.mean, native.mean),
                 line("p50 in the quietest pass", qw.p50, qn.p50),
                 line("mean in the quietest pass", qw.mean, qn.mean),
@@ -481,7 +483,7 @@ fn main() {
             instantiate.p50.as_secs_f64() / native.as_secs_f64(),
         );
     }
-    let _ = writeln!(table, "\n### Issue 2's goal\n\n{goal}");
+    let _ = writeln!(table, "\n### The decision path's goal\n\n{goal}");
     println!("{table}");
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../bench/results");
     if std::fs::create_dir_all(dir).is_ok() {

@@ -1,7 +1,7 @@
 //! Settings of `granted serve` and `granted import`: command-line flags first, then `GRANTED_*`
 //! environment variables, then the TOML file of `--config`, then defaults.
 
-use crate::settings::ServerSettings;
+use crate::settings::{ConnectionLimits, ServerSettings};
 use crate::store::{Location, LockoutPolicy, PgOptions};
 use anyhow::{anyhow, Context, Result};
 use granted_policy::model::Timestamp;
@@ -9,6 +9,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::str::FromStr;
+use std::time::Duration;
 
 /// Every setting, each optional: one layer (flags, environment or file).
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -50,6 +51,16 @@ pub struct Layer {
     pub trusted_proxy_header: Option<String>,
     /// Audit entries older than this many days are removed (kept forever when absent).
     pub audit_retention_days: Option<u32>,
+    /// Requests refused before client authentication per source address before 429s.
+    pub throttle_source_failures: Option<u32>,
+    /// Seconds for a request's head to arrive.
+    pub header_timeout_seconds: Option<u64>,
+    /// Seconds for a request's body to arrive.
+    pub body_timeout_seconds: Option<u64>,
+    /// Seconds a kept-alive connection may wait for its next request.
+    pub idle_timeout_seconds: Option<u64>,
+    /// Connections open at once.
+    pub max_connections: Option<usize>,
 }
 
 /// Settings after layering.
@@ -100,6 +111,11 @@ pub fn from_env() -> Result<Layer> {
         throttle_window_seconds: env_var("GRANTED_THROTTLE_WINDOW_SECONDS")?,
         trusted_proxy_header: env_var("GRANTED_TRUSTED_PROXY_HEADER")?,
         audit_retention_days: env_var("GRANTED_AUDIT_RETENTION_DAYS")?,
+        throttle_source_failures: env_var("GRANTED_THROTTLE_SOURCE_FAILURES")?,
+        header_timeout_seconds: env_var("GRANTED_HEADER_TIMEOUT_SECONDS")?,
+        body_timeout_seconds: env_var("GRANTED_BODY_TIMEOUT_SECONDS")?,
+        idle_timeout_seconds: env_var("GRANTED_IDLE_TIMEOUT_SECONDS")?,
+        max_connections: env_var("GRANTED_MAX_CONNECTIONS")?,
     })
 }
 
@@ -148,6 +164,7 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Resolved> {
             "the lockout needs threshold ≥ 1 and 0 < first seconds ≤ max seconds"
         ));
     }
+    let connections = connection_limits(flags, env, file)?;
     Ok(Resolved {
         db: Location::parse(
             first!(db, flags, env, file)
@@ -172,7 +189,7 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Resolved> {
                 .max(1),
             login_queue: first!(login_queue, flags, env, file).unwrap_or(defaults.login_queue),
             lockout,
-            fixed_now: None,
+            clock: crate::settings::Clock::System,
             sunset,
             access_token_ttl: first!(access_token_ttl, flags, env, file)
                 .unwrap_or(defaults.access_token_ttl),
@@ -188,7 +205,46 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Resolved> {
                 Some(0) => return Err(anyhow!("audit_retention_days must be at least 1 (leave it out to keep the audit log forever)")),
                 days => days,
             },
+            throttle_source_failures: match first!(throttle_source_failures, flags, env, file) {
+                Some(0) => return Err(anyhow!("throttle_source_failures must be at least 1")),
+                Some(n) => n,
+                None => defaults.throttle_source_failures,
+            },
+            connections,
         },
+    })
+}
+
+/// The connection limits: each timeout between 1 second and a day, at least 16 connections.
+fn connection_limits(flags: &Layer, env: &Layer, file: &Layer) -> Result<ConnectionLimits> {
+    let defaults = ConnectionLimits::default();
+    let seconds = |name: &str, value: Option<u64>, default: Duration| match value {
+        None => Ok(default),
+        Some(s) if (1..=86_400).contains(&s) => Ok(Duration::from_secs(s)),
+        Some(s) => Err(anyhow!("{name} must be between 1 and 86400, not {s}")),
+    };
+    let max_connections = match first!(max_connections, flags, env, file) {
+        None => defaults.max_connections,
+        Some(n) if n >= 16 => n,
+        Some(n) => return Err(anyhow!("max_connections must be at least 16, not {n}")),
+    };
+    Ok(ConnectionLimits {
+        header_timeout: seconds(
+            "header_timeout_seconds",
+            first!(header_timeout_seconds, flags, env, file),
+            defaults.header_timeout,
+        )?,
+        body_timeout: seconds(
+            "body_timeout_seconds",
+            first!(body_timeout_seconds, flags, env, file),
+            defaults.body_timeout,
+        )?,
+        idle_timeout: seconds(
+            "idle_timeout_seconds",
+            first!(idle_timeout_seconds, flags, env, file),
+            defaults.idle_timeout,
+        )?,
+        max_connections,
     })
 }
 

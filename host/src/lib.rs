@@ -9,6 +9,7 @@ pub mod http;
 pub mod kdf;
 pub mod metrics;
 pub mod preview;
+pub mod refusals;
 pub mod service;
 pub mod settings;
 pub mod state;

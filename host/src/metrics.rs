@@ -43,6 +43,22 @@ pub struct Gauges {
     pub users_locked: Option<i64>,
     /// Locks set by failed logins since the start.
     pub lockouts: u64,
+    /// Connections open now, and closed by their limits since the start: refused at the cap,
+    /// timed out before a request head, idle too long.
+    pub connections: [u64; 4],
+}
+
+/// The `grant_type` label: one of a closed set, whatever a client sends, so that made-up grant
+/// types cannot add series (`unsupported`; `none` when the request named none).
+fn grant_type_label(grant_type: &str) -> &'static str {
+    match grant_type {
+        "password" => "password",
+        "client_credentials" => "client_credentials",
+        "refresh_token" => "refresh_token",
+        "authorization_code" => "authorization_code",
+        "" => "none",
+        _ => "unsupported",
+    }
 }
 
 fn label(value: &str) -> String {
@@ -62,6 +78,7 @@ impl Metrics {
         reason: &str,
         cause: &str,
     ) {
+        let grant_type = grant_type_label(grant_type);
         let key = [kind, grant_type, decision, reason, cause].map(|s| s.chars().take(64).collect());
         let mut map = self.decisions.lock().unwrap_or_else(|p| p.into_inner());
         *map.entry(key).or_default() += 1;
@@ -106,6 +123,7 @@ impl Metrics {
         self.render_decisions(&mut out);
         self.render_latency(&mut out);
         self.render_pools(gauges, &mut out);
+        render_connections(gauges, &mut out);
         out
     }
 
@@ -221,5 +239,25 @@ impl Metrics {
             let _ = writeln!(out, "# TYPE granted_users_locked gauge");
             let _ = writeln!(out, "granted_users_locked {locked}");
         }
+    }
+}
+
+/// `granted_connections_open` and the connections closed by their limits.
+fn render_connections(gauges: &Gauges, out: &mut String) {
+    let [open, refused, header, idle] = gauges.connections;
+    let _ = writeln!(out, "# HELP granted_connections_open Connections open now.");
+    let _ = writeln!(out, "# TYPE granted_connections_open gauge");
+    let _ = writeln!(out, "granted_connections_open {open}");
+    let _ = writeln!(out, "# HELP granted_connections_closed_total Connections closed by the server's limits, by limit.");
+    let _ = writeln!(out, "# TYPE granted_connections_closed_total counter");
+    for (limit, n) in [
+        ("max_connections", refused),
+        ("header_timeout", header),
+        ("idle_timeout", idle),
+    ] {
+        let _ = writeln!(
+            out,
+            "granted_connections_closed_total{{limit=\"{limit}\"}} {n}"
+        );
     }
 }

@@ -30,6 +30,10 @@ pub struct Service {
     pub(crate) throttle: Throttle,
     pub(crate) committer: Committer,
     pub(crate) metrics: crate::metrics::Metrics,
+    /// Refusals before client authentication, counted for their aggregate audit entries.
+    pub(crate) refusals: crate::refusals::Refusals,
+    /// The connections held, refused and closed by their limits.
+    pub(crate) connections: Arc<crate::http::conn::ConnectionStats>,
     /// Instances token and manage requests may hold at once: beyond the pool's size a request
     /// waits for one instead of failing (a few are kept for the admin API).
     pub(crate) sessions: tokio::sync::Semaphore,
@@ -44,7 +48,7 @@ impl Service {
         store: Store,
         settings: ServerSettings,
     ) -> Result<Arc<Service>> {
-        let now = now(&settings);
+        let now = now(&settings)?;
         store.ensure_keys(now, || crate::state::random_base64(32))?;
         let kdf = KdfPool::start(settings.kdf_threads, settings.login_queue);
         let committer = Committer::start(store.clone(), settings.lockout);
@@ -67,6 +71,8 @@ impl Service {
             throttle,
             committer,
             metrics: crate::metrics::Metrics::default(),
+            connections: Arc::default(),
+            refusals: crate::refusals::Refusals::default(),
             sessions,
             keys: std::sync::Mutex::new(None),
         }))
@@ -133,7 +139,14 @@ fn start_retention(store: Store, settings: ServerSettings, days: u32) {
     let _ = std::thread::Builder::new()
         .name("audit-retention".into())
         .spawn(move || loop {
-            let cutoff = now(&settings).plus_seconds(-(i64::from(days) * 86_400));
+            let cutoff = match now(&settings) {
+                Ok(at) => at.plus_seconds(-(i64::from(days) * 86_400)),
+                Err(e) => {
+                    tracing::error!("audit retention skipped: {e}");
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                    continue;
+                }
+            };
             match store.prune_audit(cutoff) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, days, "audit retention removed old entries"),
@@ -141,4 +154,24 @@ fn start_retention(store: Store, settings: ServerSettings, days: u32) {
             }
             std::thread::sleep(Duration::from_secs(3600));
         });
+}
+
+impl Service {
+    /// Writes the aggregate audit entries of refusals whose window ended (all of them when
+    /// `all`, at shutdown).
+    pub(crate) async fn write_refusals(&self, all: bool) {
+        let entries = self
+            .refusals
+            .take(Instant::now(), all, self.policy_sha256());
+        for (at, entry) in entries {
+            let job = crate::store::Job {
+                effects: Vec::new(),
+                audit: Some(("token".to_string(), entry.to_string())),
+                now: at,
+            };
+            if let Err(e) = self.committer.submit(job).await {
+                tracing::error!("could not write an aggregate audit entry: {e:#}");
+            }
+        }
+    }
 }

@@ -268,11 +268,14 @@ pub fn import(store: &Store, state: &StateFile, sealer: &Sealer<'_>) -> Result<I
 /// The PHC hash of every clear password in `state`, by (tenant, user) index, hashed on every
 /// core; a stored hash that already verifies the clear password is kept (import is idempotent).
 /// Also answers how many there were.
+/// New hashes of clear passwords, by (tenant, user) position in the state file.
+type HashedPasswords = BTreeMap<(usize, usize), String>;
+
 fn hash_clear_passwords(
     store: &Store,
     state: &StateFile,
     sealer: &Sealer<'_>,
-) -> Result<(BTreeMap<(usize, usize), String>, usize)> {
+) -> Result<(HashedPasswords, usize)> {
     let mut clear: Vec<(usize, usize, &str)> = Vec::new();
     for (i, tenant) in state.tenants.iter().enumerate() {
         for (j, user) in tenant.users.iter().enumerate() {

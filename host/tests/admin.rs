@@ -4,7 +4,7 @@
 
 mod common;
 
-use granted_host::settings::ServerSettings;
+use granted_host::settings::{Clock, ServerSettings};
 use granted_host::store::Store;
 use granted_policy::model::Timestamp;
 use serde_json::{json, Value};
@@ -30,7 +30,7 @@ fn start_with(settings: ServerSettings) -> Running {
 fn settings() -> ServerSettings {
     ServerSettings {
         kdf_iterations: 1000,
-        fixed_now: Timestamp::parse("2026-11-25T12:00:00Z"),
+        clock: Clock::Fixed(Timestamp::parse("2026-11-25T12:00:00Z").expect("an instant")),
         ..ServerSettings::default()
     }
 }

@@ -60,6 +60,9 @@ pub fn vector_files(dir: &Path) -> Result<Vec<PathBuf>> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
+    if files.is_empty() {
+        anyhow::bail!("the vector directory {} holds no vectors", dir.display());
+    }
     // Numbered files in number order (`9-…` before `10-…`), then by name.
     files.sort_by_key(|p| {
         let name = p
@@ -126,13 +129,9 @@ pub fn run_dir(
     Ok(summary)
 }
 
-/// The project's vectors and, when present, the shared ones.
+/// The project's vectors and the shared ones (`../shared/spec/vectors`, which comes with every
+/// checkout: when it is missing, reading it fails the run instead of shrinking it).
 pub fn default_dirs() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut dirs = vec![root.join("vectors")];
-    let shared = root.join("../../shared/spec/vectors");
-    if shared.is_dir() {
-        dirs.push(shared);
-    }
-    dirs
+    vec![root.join("vectors"), root.join("../../shared/spec/vectors")]
 }

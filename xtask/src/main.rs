@@ -9,13 +9,15 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   wasm           build the policy module for wasm32 and write www/pkg/ (prints its SHA-256)
-  test           install what is missing, build the module, run every test on every runtime
+  test           install what is missing, build the module, check fmt and clippy, run every
+                 test on every runtime
   test api       only schemathesis against the admin API's OpenAPI document
   test browser   only the admin page in headless Chromium
   demo           build the module and the host, and preview a sample app edit
   bench          Granted beside an axum ceiling, a peer (oauth2-server) and the login limit,
-                 in one run (wrk); then bench policy
+                 in one run (wrk); then bench policy and bench preview
   bench policy   the policy's decision path and PBKDF2: native against wasm, in one run
+  bench preview  the admin page's preview of 10,000 tenants in headless Chromium
   bench edge     the edge handler on Node against granted serve: cold start, answers/s
   fuzz [SECS]    run the cargo-fuzz targets (not part of `test`)";
 
@@ -41,6 +43,7 @@ fn run() -> Result<()> {
         ["bench"] => bench_all(),
         ["bench", "policy"] => bench_policy(),
         ["bench", "edge"] => bench_edge(),
+        ["bench", "preview"] => bench_preview(),
         ["fuzz"] => fuzz(60),
         ["fuzz", secs] => fuzz(secs.parse().context("fuzz takes a number of seconds")?),
         _ => {
@@ -247,14 +250,57 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn shared_vectors() -> Option<PathBuf> {
+/// `../shared/spec/vectors`, which comes with every checkout: a run without it fails, it does
+/// not shrink.
+fn shared_vectors() -> Result<PathBuf> {
     let dir = root().join("../shared/spec/vectors");
-    dir.is_dir().then_some(dir)
+    if !dir.is_dir() {
+        bail!(
+            "the shared vectors are missing: {} is not a directory (they come with every checkout, beside this one)",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// The house rules: formatting, and clippy with every lint as an error (the policy crate adds
+/// its own deny lints: no `unwrap`, `expect`, `panic` or indexing).
+fn house_rules() -> Result<()> {
+    ensure_components()?;
+    step("cargo fmt --all --check");
+    run_cmd(cargo().args(["fmt", "--all", "--check"]))?;
+    step("cargo clippy --workspace --all-targets -- -D warnings");
+    run_cmd(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
+/// rustfmt and clippy, through rustup when missing.
+fn ensure_components() -> Result<()> {
+    let out = Command::new("rustup")
+        .args(["component", "list", "--installed"])
+        .output()
+        .context("could not run `rustup component list --installed`")?;
+    let installed = String::from_utf8_lossy(&out.stdout).into_owned();
+    for component in ["rustfmt", "clippy"] {
+        if !installed.lines().any(|l| l.starts_with(component)) {
+            step(&format!("installing the {component} component"));
+            run_cmd(Command::new("rustup").args(["component", "add", component]))?;
+        }
+    }
+    Ok(())
 }
 
 fn test() -> Result<()> {
     let started = std::time::Instant::now();
+    let shared = shared_vectors()?;
     wasm()?;
+    house_rules()?;
     ensure_postgres()?;
     step("cargo test: policy (with proptest), native vectors, wasmtime vectors, host (SQLite and PostgreSQL)");
     run_cmd(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
@@ -277,8 +323,7 @@ fn test() -> Result<()> {
     )?;
 
     step("granted vectors: every vector through the _bg.wasm under wasmtime");
-    let mut dirs = vec![root().join("tests/vectors")];
-    dirs.extend(shared_vectors());
+    let dirs = vec![root().join("tests/vectors"), shared];
     for dir in &dirs {
         run_cmd(granted(&["vectors"]).arg(dir))?;
     }
@@ -581,7 +626,24 @@ fn bench_all() -> Result<()> {
             .arg("--testing-granted")
             .arg(testing),
     )?;
-    bench_policy()
+    bench_policy()?;
+    bench_preview()
+}
+
+/// The admin page's preview of an app installed by 10,000 tenants, in headless Chromium.
+fn bench_preview() -> Result<()> {
+    wasm()?;
+    check_node()?;
+    let chromium = ensure_chromium()?;
+    ensure_browser_packages()?;
+    step("benchmark: the admin page's preview in Chromium (10,000 tenants)");
+    run_cmd(
+        Command::new("node")
+            .current_dir(root())
+            .arg("bench/preview.mjs")
+            .arg("--chromium")
+            .arg(chromium),
+    )
 }
 
 fn bench_edge() -> Result<()> {

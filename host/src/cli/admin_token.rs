@@ -16,7 +16,7 @@ pub fn rotate(policy: Option<&Path>, settings: SettingFlags) -> Result<ExitCode>
         actor: "cli".into(),
         source: "local".into(),
         policy_sha256: guest.sha256().to_string(),
-        now: granted_host::settings::now(&resolved.server),
+        now: granted_host::settings::now(&resolved.server)?,
     };
     let id = store.rotate_admin_token(&admin_token_sha256(&token), &audit)?;
     eprintln!("granted: new admin token {id}; every earlier one is retired. Shown only this once:");

@@ -32,7 +32,7 @@ pub fn run(policy: Option<&Path>, args: ExportArgs) -> Result<ExitCode> {
     let store = open_existing_store(&resolved)?;
     if let Some(path) = &args.edge {
         let guest = super::guest(policy, Default::default())?;
-        let now = granted_host::settings::now(&resolved.server);
+        let now = granted_host::settings::now(&resolved.server)?;
         edge(
             &store,
             now,

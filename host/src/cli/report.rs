@@ -14,7 +14,7 @@ pub fn sunset(policy: Option<&Path>, settings: SettingFlags, json: bool) -> Resu
     let report = serde_json::to_value(granted_host::http::admin::reports::sunset_report(
         &store,
         &guest,
-        granted_host::settings::now(&resolved.server),
+        granted_host::settings::now(&resolved.server)?,
         resolved.server.sunset,
     )?)?;
     if json {

@@ -25,7 +25,7 @@ pub fn run(policy: Option<&Path>, args: ServeArgs) -> Result<ExitCode> {
     let mut resolved = args.settings.resolve()?;
     #[cfg(feature = "testing")]
     if let Some(text) = &args.fixed_now {
-        resolved.server.fixed_now = Some(
+        resolved.server.clock = granted_host::settings::Clock::Fixed(
             granted_policy::model::Timestamp::parse(text)
                 .with_context(|| format!("`{text}` is not an RFC 3339 instant"))?,
         );
@@ -46,7 +46,7 @@ pub fn run(policy: Option<&Path>, args: ServeArgs) -> Result<ExitCode> {
     let from_env = std::env::var("GRANTED_ADMIN_TOKEN").ok();
     let first = ensure_admin_token(
         &store,
-        granted_host::settings::now(&resolved.server),
+        granted_host::settings::now(&resolved.server)?,
         from_env.as_deref(),
     )?;
     let server = granted_host::service::Service::new(guest, store, resolved.server.clone())?;

@@ -164,16 +164,30 @@ pub(crate) async fn finish(
         "source": source.to_string(),
         "policy_sha256": server.policy_sha256(),
     });
-    let job = Job {
-        effects,
-        audit: Some((kind.to_string(), entry.to_string())),
-        now: at,
-    };
-    // Group commit: the answer goes out only once the effects and the audit entry are durable.
-    match server.committer.submit(job).await.map_err(Failure::Store)? {
-        Applied::Done => {}
-        Applied::RefreshRace | Applied::LockRace => return Ok(None),
-        Applied::Failed(e) => return Err(Failure::Store(anyhow::anyhow!(e))),
+    // A refusal before client authentication, after the first of its window from this source,
+    // is counted in an aggregate entry instead (`refusals`): it changes nothing else.
+    let counted = crate::refusals::before_client_auth(&audit.rule, &audit.decision)
+        && effects.is_empty()
+        && server.refusals.admit(
+            source,
+            &audit.rule,
+            &audit.reason,
+            at,
+            std::time::Instant::now(),
+        ) == crate::refusals::Admit::Counted;
+    if !counted {
+        let job = Job {
+            effects,
+            audit: Some((kind.to_string(), entry.to_string())),
+            now: at,
+        };
+        // Group commit: the answer goes out only once the effects and the audit entry are
+        // durable.
+        match server.committer.submit(job).await.map_err(Failure::Store)? {
+            Applied::Done => {}
+            Applied::RefreshRace | Applied::LockRace => return Ok(None),
+            Applied::Failed(e) => return Err(Failure::Store(anyhow::anyhow!(e))),
+        }
     }
     server.metrics.decision(
         kind,
@@ -188,6 +202,9 @@ pub(crate) async fn finish(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(recorded);
+    }
+    if counted {
+        return Ok(Some(http_response(&response)));
     }
     tracing::info!(
         target: "granted::audit",

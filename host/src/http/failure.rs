@@ -12,6 +12,8 @@ pub(crate) enum Failure {
     Store(anyhow::Error),
     LoginQueueFull,
     Module(String),
+    /// The clock could not be read: nothing is decided without it.
+    Clock(crate::settings::ClockError),
 }
 
 impl Failure {
@@ -32,6 +34,10 @@ impl Failure {
             Failure::Module(message) => {
                 tracing::error!("policy module refused the host's input: {message}");
                 unavailable("the policy module could not answer; try again")
+            }
+            Failure::Clock(e) => {
+                tracing::error!("{e}; the request was not decided");
+                unavailable("the server cannot tell the time; try again")
             }
         }
     }
@@ -58,7 +64,28 @@ pub(crate) fn failed(service: &Service, failure: &Failure) -> Response {
         Failure::Guest(e) => service.metrics.module_failure(e.code()),
         Failure::Module(_) => service.metrics.module_failure("policy_refused_host_input"),
         Failure::LoginQueueFull => service.metrics.login_queue_full(),
-        Failure::Store(_) => {}
+        Failure::Store(_) | Failure::Clock(_) => {}
     }
     failure.response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_clock_answers_503() {
+        let settings = crate::settings::ServerSettings {
+            clock: crate::settings::Clock::Unreadable,
+            ..Default::default()
+        };
+        let Err(e) = crate::settings::now(&settings) else {
+            panic!("an unreadable clock gave a time");
+        };
+        let response = Failure::Clock(e).response();
+        assert_eq!(
+            response.status(),
+            axum::http::StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
 }

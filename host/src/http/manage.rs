@@ -58,7 +58,7 @@ async fn decide_manage(
     request: Value,
     source: IpAddr,
 ) -> Result<Response, Failure> {
-    let at = now(&server.settings);
+    let at = now(&server.settings).map_err(Failure::Clock)?;
     let store = server.store.clone();
     let (keys, verification) = tokio::task::spawn_blocking(move || {
         Ok::<_, anyhow::Error>((store.current_keys()?, store.verification_keys(at)?))

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub(crate) mod answer;
+pub mod conn;
 mod decide;
 pub(crate) mod failure;
 mod manage;
@@ -18,7 +19,6 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::response::Response;
 use axum::routing::{any, get};
 use axum::Router;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -51,6 +51,10 @@ pub fn router(server: Arc<Service>) -> Router {
         .nest("/admin/api/v1", admin::routes())
         .merge(admin::page::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            server.clone(),
+            body_in_time,
+        ))
         .layer(axum::middleware::from_fn_with_state(server.clone(), timed))
         .with_state(server)
 }
@@ -85,17 +89,81 @@ async fn timed(
     response
 }
 
+/// Reads a request's body (up to one byte over [`MAX_BODY`], so that the handlers still see
+/// that it is too large) within `body_timeout`, or answers 408 and closes the connection: a
+/// client that sends its body slowly holds a connection for that long at most.
+async fn body_in_time(
+    State(server): State<Arc<Service>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::body::{Body, HttpBody as _};
+    use http_body_util::BodyExt as _;
+    let (parts, mut body) = request.into_parts();
+    if body.is_end_stream() {
+        return next
+            .run(axum::extract::Request::from_parts(parts, body))
+            .await;
+    }
+    let mut read = bytes::BytesMut::new();
+    let collect = async {
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                read.extend_from_slice(&data);
+                if read.len() > MAX_BODY {
+                    break;
+                }
+            }
+        }
+        Ok::<(), axum::Error>(())
+    };
+    let limit = server.settings.connections.body_timeout;
+    match tokio::time::timeout(limit, collect).await {
+        Ok(Ok(())) => {
+            let request = axum::extract::Request::from_parts(parts, Body::from(read.freeze()));
+            next.run(request).await
+        }
+        Ok(Err(_)) => answer::oauth_error(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request body could not be read",
+        ),
+        Err(_) => {
+            let mut response = answer::oauth_error(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                "invalid_request",
+                &format!(
+                    "the request body did not arrive within {} s",
+                    limit.as_secs()
+                ),
+            );
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            response
+        }
+    }
+}
+
 /// Serves until `shutdown` resolves; in-flight requests finish, new ones are refused.
+/// Connections are capped and timed ([`conn`]).
 pub async fn serve(
     server: Arc<Service>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    axum::serve(
-        listener,
-        router(server).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    let limits = server.settings.connections;
+    let stats = server.connections.clone();
+    let writer = server.clone();
+    let aggregates = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            writer.write_refusals(false).await;
+        }
+    });
+    conn::serve_connections(router(server.clone()), listener, limits, stats, shutdown).await;
+    aggregates.abort();
+    server.write_refusals(true).await;
     Ok(())
 }

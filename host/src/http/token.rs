@@ -28,6 +28,10 @@ pub(crate) async fn token(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let source = source_address(&server.settings, peer, &headers);
+    if let Some(wait) = server.throttle.source_blocked(source, &server.settings) {
+        server.metrics.throttled();
+        return throttled(wait);
+    }
     let request = match raw_request(&tenant, &method, &headers, body) {
         Ok(request) => request,
         Err(response) => return response,
@@ -51,7 +55,7 @@ async fn decide(
     source: IpAddr,
 ) -> Result<Option<Response>, Failure> {
     let settings = &server.settings;
-    let at = now(settings);
+    let at = now(settings).map_err(Failure::Clock)?;
     let (signing, client_secret_key) = server.current_keys().await.map_err(Failure::Store)?;
     let entropy = crate::state::random_base64(64).map_err(Failure::Store)?;
     let mut context = json!({
@@ -96,6 +100,12 @@ async fn decide(
             }
             TokenStep::Done(decision) => {
                 note_failure(server, &decision.audit, source);
+                if crate::refusals::before_client_auth(
+                    &decision.audit.rule,
+                    &decision.audit.decision,
+                ) {
+                    server.throttle.refused_before_auth(source, settings);
+                }
                 return finish(server, *decision, at, "token", source).await;
             }
         };

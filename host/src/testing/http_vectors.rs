@@ -170,7 +170,7 @@ fn start(
     };
     let settings = ServerSettings {
         kdf_iterations: granted_vectors::driver::Settings::default().iterations,
-        fixed_now: Some(now),
+        clock: crate::settings::Clock::Fixed(now),
         sunset,
         record_decisions: true,
         ..ServerSettings::default()

@@ -160,7 +160,9 @@ pub fn serve_in_process(
     admin_token: &str,
     import_demo: bool,
 ) -> (String, tokio::runtime::Runtime) {
-    let now = settings.fixed_now.expect("a fixed clock");
+    let granted_host::settings::Clock::Fixed(now) = settings.clock else {
+        panic!("in-process servers of the tests run on a fixed clock");
+    };
     granted_host::admin_token::ensure_admin_token(&store, now, Some(admin_token))
         .expect("admin token");
     let guest = granted_host::guest::Guest::embedded().expect("module");

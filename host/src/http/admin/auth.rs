@@ -96,7 +96,7 @@ pub(crate) async fn authenticate(
             actor,
             source: source.to_string(),
             policy_sha256: server.policy_sha256().to_string(),
-            now: now(&server.settings),
+            now: now(&server.settings).map_err(|e| ApiError::unavailable("clock", e))?,
         },
     })
 }
