@@ -149,9 +149,9 @@ impl Store {
     /// brings its schema up to date. Several hosts may share the database.
     pub fn connect(url: &str, options: PgOptions) -> Result<Store> {
         let redacted = redact_url(url);
-        let mut config: ::postgres::Config = url
-            .parse()
-            .with_context(|| format!("not a PostgreSQL URL: {redacted}"))?;
+        let mut config: ::postgres::Config = url.parse().context(
+            "the database is not a PostgreSQL URL that parses (not shown: it may hold a password)",
+        )?;
         config.connect_timeout(options.connect_timeout);
         config.application_name("granted");
         // Every session: statements that run too long fail rather than hold a connection.
