@@ -111,8 +111,11 @@ impl Store {
     }
 
     /// Opens (creating if needed) the SQLite database at `path` and brings its schema up to
-    /// date.
+    /// date. A new file is made readable by its owner only (0600, whatever the umask; SQLite
+    /// gives its `-wal` and `-shm` files the same mode), and so is a directory made for it
+    /// (0700).
     pub fn open(path: &Path) -> Result<Store> {
+        create_private(path)?;
         let conn = Connection::open(path)
             .with_context(|| format!("could not open the database {}", path.display()))?;
         let mut readers = Vec::with_capacity(READERS);
@@ -315,6 +318,57 @@ impl Store {
     fn write_tx<T>(&self, f: impl FnOnce(&Db<'_>) -> Result<T>) -> Result<T> {
         self.transact(|db| f(db).map(End::Commit))
     }
+}
+
+/// Makes the SQLite file at `path`, empty and readable by its owner only, unless it exists;
+/// a missing directory is made readable by its owner only. An existing file readable by others
+/// is used as it is, with a warning.
+fn create_private(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    "the database {} is readable by others (mode {:o}): `chmod 600` it and its -wal and -shm files",
+                    path.display(),
+                    meta.permissions().mode() & 0o777
+                );
+            }
+            return Ok(());
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .with_context(|| format!("could not make the directory {}", dir.display()))?;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    .with_context(|| format!("could not make {} private", dir.display()))?;
+            }
+        }
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            // Made by someone else meanwhile: theirs to set.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("could not make the database {}", path.display()))
+            }
+        }
+        // The umask may have taken bits away, never added them; set exactly 0600.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("could not make {} private", path.display()))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// A free SQLite reader when there is one, else the next in turn; the writer for an in-memory

@@ -613,3 +613,25 @@ on_both!(
         assert_eq!(kids("2026-11-25T14:00:01Z"), vec![new.kid.clone()]);
     }
 );
+
+#[cfg(unix)]
+#[test]
+fn a_new_sqlite_database_and_its_log_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("made").join("g.db");
+    let store = Store::open(&path).unwrap();
+    store
+        .ensure_keys(t("2026-11-25T12:00:00Z"), || Ok("a2V5".to_string()))
+        .unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&path.with_extension("db-wal")), 0o600);
+    assert_eq!(mode(&path.with_extension("db-shm")), 0o600);
+    assert_eq!(mode(&dir.path().join("made")), 0o700);
+    drop(store);
+    // An existing file keeps its mode (with a warning when others may read it).
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    drop(Store::open(&path).unwrap());
+    assert_eq!(mode(&path), 0o640);
+}
