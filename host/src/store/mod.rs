@@ -3,8 +3,12 @@
 //! writes SQL, and the SQL stays portable (no SQLite-only syntax beyond the connection's PRAGMAs),
 //! so that another backend can implement the same interface.
 //!
-//! Instants are stored as RFC 3339 text in UTC, secrets only as hashes: PHC strings for
-//! passwords, HMACs for client secrets, SHA-256 for refresh tokens.
+//! Instants are stored as RFC 3339 text in UTC. Secrets that are only checked are stored as
+//! hashes: PHC strings for passwords, HMACs for client secrets, SHA-256 for refresh tokens and
+//! admin tokens. The server keys (the signing keys and the client-secret key) must be used, not
+//! only checked: with a master key they are sealed under it (`seal.rs`), without one they are
+//! stored in clear, and whoever reads the database can then mint tokens. A SQLite file and its
+//! `-wal` and `-shm` files are made readable by their owner only.
 
 use anyhow::{anyhow, bail, Context, Result};
 use granted_policy::model::{
@@ -27,6 +31,7 @@ mod location;
 mod postgres;
 mod records;
 mod schema;
+mod seal;
 #[cfg(test)]
 mod tests;
 mod throttle;
@@ -38,13 +43,14 @@ pub use chain::{audit_hash, AuditBreak, AUDIT_GENESIS};
 use db::{Db, PgManager};
 pub use import::Writer;
 use import::*;
-pub use keys::SigningKey;
+pub use keys::{Rewrapped, SigningKey};
 pub use location::Location;
 use postgres::*;
 pub use postgres::{PgOptions, PgServer};
 use records::*;
 pub use records::{AppWithClients, TenantWithRecords};
 use schema::*;
+pub use seal::{MasterKey, SealError, MASTER_KEY_LEN};
 pub use throttle::{Failure as ThrottleFailure, ThrottleCheck};
 use tokens::*;
 pub use tokens::{Applied, Job, LockoutPolicy};
@@ -66,6 +72,8 @@ pub struct Store {
     backend: Arc<Backend>,
     /// Locks set by failed logins since this store was opened (for metrics).
     locks_set: Arc<std::sync::atomic::AtomicU64>,
+    /// The key the server keys are sealed under ([`Store::with_master_key`]); none: in clear.
+    master: Option<MasterKey>,
 }
 
 enum Backend {
@@ -194,6 +202,9 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Deleted and overwritten content (a key sealed at start, say) is zeroed where that
+        // costs no extra I/O, rather than left in the page's free space.
+        conn.pragma_update(None, "secure_delete", "FAST")?;
         Ok(conn)
     }
 
@@ -203,6 +214,7 @@ impl Store {
         let store = Store {
             backend: Arc::new(backend),
             locks_set: Arc::default(),
+            master: None,
         };
         store.write_tx(migrate)?;
         Ok(store)
