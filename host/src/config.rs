@@ -2,8 +2,8 @@
 //! environment variables, then the TOML file of `--config`, then defaults.
 
 use crate::settings::{ConnectionLimits, ServerSettings};
-use crate::store::{Location, LockoutPolicy, PgOptions};
-use anyhow::{anyhow, Context, Result};
+use crate::store::{Location, LockoutPolicy, MasterKey, PgOptions};
+use anyhow::{anyhow, bail, Context, Result};
 use granted_policy::model::Timestamp;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -61,6 +61,11 @@ pub struct Layer {
     pub idle_timeout_seconds: Option<u64>,
     /// Connections open at once.
     pub max_connections: Option<usize>,
+    /// A file holding the master key (32 bytes in standard base64), readable by its owner only.
+    pub master_key_file: Option<std::path::PathBuf>,
+    /// The master key itself: only from `GRANTED_MASTER_KEY`, never from a file of settings.
+    #[serde(skip)]
+    pub master_key: Option<MasterKey>,
 }
 
 /// Settings after layering.
@@ -74,6 +79,8 @@ pub struct Resolved {
     pub listen: SocketAddr,
     /// Everything the server reads.
     pub server: ServerSettings,
+    /// The key the server keys are sealed under in the store; none: they are stored in clear.
+    pub master_key: Option<MasterKey>,
 }
 
 fn env_var<T: FromStr>(name: &str) -> Result<Option<T>>
@@ -116,7 +123,83 @@ pub fn from_env() -> Result<Layer> {
         body_timeout_seconds: env_var("GRANTED_BODY_TIMEOUT_SECONDS")?,
         idle_timeout_seconds: env_var("GRANTED_IDLE_TIMEOUT_SECONDS")?,
         max_connections: env_var("GRANTED_MAX_CONNECTIONS")?,
+        master_key_file: env_var("GRANTED_MASTER_KEY_FILE")?,
+        master_key: master_key_from_env("GRANTED_MASTER_KEY")?,
     })
+}
+
+/// The master key in environment variable `name`, if set. The value is never shown.
+fn master_key_from_env(name: &str) -> Result<Option<MasterKey>> {
+    match std::env::var(name) {
+        Ok(text) => Ok(Some(MasterKey::from_base64(
+            &zeroize::Zeroizing::new(text),
+            name,
+        )?)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(anyhow!(
+            "{name} is not a master key: it must be 32 bytes in standard base64"
+        )),
+    }
+}
+
+/// Reads the master key from `path`: 32 bytes in standard base64 (white space around them is
+/// ignored), in a file readable by its owner only (mode 0600 or 0400), else refused.
+pub fn read_master_key_file(path: &Path) -> Result<MasterKey> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("could not read the master key file {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("the master key file {} is not a file", path.display());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode != 0o600 && mode != 0o400 {
+            bail!(
+                "the master key file {} has mode {mode:04o}: it must be readable by its owner only (`chmod 600` or `chmod 400` it)",
+                path.display()
+            );
+        }
+    }
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path)
+            .with_context(|| format!("could not read the master key file {}", path.display()))?,
+    );
+    Ok(MasterKey::from_base64(
+        &text,
+        &format!("the master key file {}", path.display()),
+    )?)
+}
+
+/// The master key of the first layer that gives one (flags, then environment, then file): its
+/// `GRANTED_MASTER_KEY` or its key file; one layer giving both is refused.
+fn master_key(layers: [&Layer; 3]) -> Result<Option<MasterKey>> {
+    for layer in layers {
+        match (&layer.master_key, &layer.master_key_file) {
+            (Some(_), Some(_)) => bail!(
+                "GRANTED_MASTER_KEY and GRANTED_MASTER_KEY_FILE are both set: give the master key one way"
+            ),
+            (Some(key), None) => return Ok(Some(key.clone())),
+            (None, Some(path)) => return read_master_key_file(path).map(Some),
+            (None, None) => {}
+        }
+    }
+    Ok(None)
+}
+
+/// The new master key of `granted keys rewrap`: `GRANTED_NEW_MASTER_KEY`, or the file `file`
+/// (`--new-master-key-file`); exactly one of them.
+pub fn new_master_key(file: Option<&Path>) -> Result<MasterKey> {
+    match (master_key_from_env("GRANTED_NEW_MASTER_KEY")?, file) {
+        (Some(_), Some(_)) => bail!(
+            "GRANTED_NEW_MASTER_KEY and --new-master-key-file are both given: give the new master key one way"
+        ),
+        (Some(key), None) => Ok(key),
+        (None, Some(path)) => read_master_key_file(path),
+        (None, None) => bail!(
+            "no new master key: set GRANTED_NEW_MASTER_KEY or give --new-master-key-file"
+        ),
+    }
 }
 
 /// A TOML file as a layer; an unknown key is an error.
@@ -165,7 +248,9 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Resolved> {
         ));
     }
     let connections = connection_limits(flags, env, file)?;
+    let master_key = master_key([flags, env, file])?;
     Ok(Resolved {
+        master_key,
         db: Location::parse(
             first!(db, flags, env, file)
                 .as_deref()
@@ -271,6 +356,39 @@ mod tests {
         assert_eq!(r.server.issuer, "https://env");
         assert_eq!(r.server.login_queue, 7);
         assert_eq!(r.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn the_master_key_is_never_read_from_the_settings_file_only_its_file() {
+        let err = toml::from_str::<Layer>(
+            "master_key = \"ERERERERERERERERERERERERERERERERERERERERERE=\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown field"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        std::fs::write(&path, "ERERERERERERERERERERERERERERERERERERERERERE=\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let file: Layer =
+            toml::from_str(&format!("master_key_file = {:?}", path.to_str().unwrap())).unwrap();
+        let r = resolve(&Layer::default(), &Layer::default(), &file).unwrap();
+        let expected = MasterKey::from_bytes([0x11; 32]);
+        assert_eq!(
+            r.master_key.map(|k| k.id().to_string()),
+            Some(expected.id().to_string())
+        );
+        // A layer before it wins: here the environment's key.
+        let env = Layer {
+            master_key: Some(MasterKey::from_bytes([0x22; 32])),
+            ..Layer::default()
+        };
+        let r = resolve(&Layer::default(), &env, &file).unwrap();
+        assert_ne!(r.master_key.unwrap().id(), expected.id());
     }
 
     #[test]

@@ -1,11 +1,23 @@
 //! `granted keys rotate`: a new signing key; the previous one verifies until its last access
-//! token expires.
+//! token expires. `granted keys rewrap`: every server key sealed under a new master key.
 
-use super::settings::{open_store, SettingFlags};
+use super::settings::{open_existing_store_as_is, open_store, SettingFlags};
 use anyhow::{Context, Result};
 use granted_host::state::random_base64;
 use granted_policy::model::Timestamp;
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// `granted keys rewrap`'s arguments.
+#[derive(clap::Args)]
+pub struct RewrapArgs {
+    #[command(flatten)]
+    settings: SettingFlags,
+    /// A file holding the new master key (32 bytes in standard base64; the file readable by
+    /// its owner only). Else `GRANTED_NEW_MASTER_KEY`.
+    #[arg(long, value_name = "FILE")]
+    new_master_key_file: Option<PathBuf>,
+}
 
 /// Adds a new signing key, which a running server uses within a second.
 pub fn rotate(settings: SettingFlags) -> Result<ExitCode> {
@@ -23,5 +35,34 @@ pub fn rotate(settings: SettingFlags) -> Result<ExitCode> {
         "new signing key {}; the previous one verifies until {until}",
         key.kid
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Seals every server key under the new master key, in one transaction: keys sealed under the
+/// current one (`GRANTED_MASTER_KEY` or `--master-key-file`) are opened and sealed again, keys
+/// stored in clear are sealed.
+pub fn rewrap(args: RewrapArgs) -> Result<ExitCode> {
+    let resolved = args.settings.resolve()?;
+    let new = granted_host::config::new_master_key(args.new_master_key_file.as_deref())?;
+    let store = open_existing_store_as_is(&resolved)?;
+    let done = store.rewrap_keys(resolved.master_key.as_ref(), &new)?;
+    println!(
+        "the server keys are sealed under master key {}: {} moved from the old master key, {} sealed that were in clear, {} were already under it",
+        new.id(),
+        done.resealed,
+        done.sealed_from_clear,
+        done.unchanged
+    );
+    if done.changed() {
+        eprintln!(
+            "granted: start every server on {} with the new master key: one still running with the old key cannot read the keys",
+            resolved.db
+        );
+        if store.backend() == "postgres" {
+            eprintln!(
+                "granted: PostgreSQL keeps the rows' earlier versions until it vacuums them: run `VACUUM server_keys` to remove them now"
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -47,7 +47,7 @@ enum Command {
     Import(import::ImportArgs),
     /// Write the store as a `state` file, with no secret in clear.
     Export(export::ExportArgs),
-    /// Signing keys.
+    /// Server keys: rotate the signing key, rewrap under a new master key.
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
@@ -121,6 +121,9 @@ enum KeysCommand {
         #[command(flatten)]
         settings: SettingFlags,
     },
+    /// Seal every server key under a new master key (`GRANTED_NEW_MASTER_KEY` or
+    /// `--new-master-key-file`), in one transaction; keys in clear are sealed too.
+    Rewrap(keys::RewrapArgs),
 }
 
 /// Parses the command line and runs the subcommand; an error is one line on standard error and
@@ -149,6 +152,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keys {
             command: KeysCommand::Rotate { settings },
         } => keys::rotate(settings),
+        Command::Keys {
+            command: KeysCommand::Rewrap(args),
+        } => keys::rewrap(args),
         Command::Report {
             command: ReportCommand::Sunset { settings, json },
         } => report::sunset(policy, settings, json),

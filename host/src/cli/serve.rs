@@ -42,6 +42,13 @@ pub fn run(policy: Option<&Path>, args: ServeArgs) -> Result<ExitCode> {
     let guest = super::guest(policy, options)?;
     init_logging();
     let store = open_store(&resolved)?;
+    if store.master_key().is_none() {
+        tracing::warn!(
+            db = %resolved.db,
+            "no master key: the signing and client-secret keys are stored in clear, and whoever reads the database can mint tokens (set GRANTED_MASTER_KEY or --master-key-file)"
+        );
+    }
+    let sealed = store.master_key().map(|key| key.id().to_string());
     let sha = guest.sha256().to_string();
     let from_env = std::env::var("GRANTED_ADMIN_TOKEN").ok();
     let first = ensure_admin_token(
@@ -51,7 +58,7 @@ pub fn run(policy: Option<&Path>, args: ServeArgs) -> Result<ExitCode> {
     )?;
     let server = granted_host::service::Service::new(guest, store, resolved.server.clone())?;
     announce_admin_token(first, from_env.is_some());
-    listen(server, &resolved, &sha)?;
+    listen(server, &resolved, &sha, sealed.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -87,11 +94,13 @@ fn announce_admin_token(first: FirstToken, in_environment: bool) {
     }
 }
 
-/// Binds the listen address and serves on the async runtime until shutdown.
+/// Binds the listen address and serves on the async runtime until shutdown. `sealed`: the id
+/// of the master key the server keys are sealed under, if any.
 fn listen(
     server: std::sync::Arc<granted_host::service::Service>,
     resolved: &Resolved,
     sha: &str,
+    sealed: Option<&str>,
 ) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -105,6 +114,12 @@ fn listen(
         let addr = listener.local_addr()?;
         tracing::info!(policy_sha256 = %sha, db = %db, "granted listening on http://{addr}");
         eprintln!("granted: listening on http://{addr} (policy {sha})");
+        match sealed {
+            Some(id) => eprintln!("granted: the server keys are sealed under master key {id}"),
+            None => eprintln!(
+                "granted: WARNING: no master key: the signing and client-secret keys are stored in clear in {db}; whoever reads it can mint tokens (set GRANTED_MASTER_KEY or --master-key-file)"
+            ),
+        }
         granted_host::http::serve(server, listener, shutdown_signal()).await
     })
 }

@@ -4,7 +4,7 @@ use super::*;
 
 /// Where a store lives, as an operator names it: a `postgres://` or `postgresql://` URL, or a
 /// file path (SQLite).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Location {
     /// A SQLite file.
     File(std::path::PathBuf),
@@ -34,5 +34,15 @@ impl Location {
 impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.redacted())
+    }
+}
+
+/// As [`Location::redacted`]: a URL's password never reaches a log through `{:?}` either.
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::File(path) => f.debug_tuple("File").field(path).finish(),
+            Location::Postgres(_) => f.debug_tuple("Postgres").field(&self.redacted()).finish(),
+        }
     }
 }

@@ -3,8 +3,12 @@
 //! writes SQL, and the SQL stays portable (no SQLite-only syntax beyond the connection's PRAGMAs),
 //! so that another backend can implement the same interface.
 //!
-//! Instants are stored as RFC 3339 text in UTC, secrets only as hashes: PHC strings for
-//! passwords, HMACs for client secrets, SHA-256 for refresh tokens.
+//! Instants are stored as RFC 3339 text in UTC. Secrets that are only checked are stored as
+//! hashes: PHC strings for passwords, HMACs for client secrets, SHA-256 for refresh tokens and
+//! admin tokens. The server keys (the signing keys and the client-secret key) must be used, not
+//! only checked: with a master key they are sealed under it (`seal.rs`), without one they are
+//! stored in clear, and whoever reads the database can then mint tokens. A SQLite file and its
+//! `-wal` and `-shm` files are made readable by their owner only.
 
 use anyhow::{anyhow, bail, Context, Result};
 use granted_policy::model::{
@@ -27,6 +31,7 @@ mod location;
 mod postgres;
 mod records;
 mod schema;
+mod seal;
 #[cfg(test)]
 mod tests;
 mod throttle;
@@ -38,13 +43,14 @@ pub use chain::{audit_hash, AuditBreak, AUDIT_GENESIS};
 use db::{Db, PgManager};
 pub use import::Writer;
 use import::*;
-pub use keys::SigningKey;
+pub use keys::{Rewrapped, SigningKey};
 pub use location::Location;
 use postgres::*;
 pub use postgres::{PgOptions, PgServer};
 use records::*;
 pub use records::{AppWithClients, TenantWithRecords};
 use schema::*;
+pub use seal::{MasterKey, SealError, MASTER_KEY_LEN};
 pub use throttle::{Failure as ThrottleFailure, ThrottleCheck};
 use tokens::*;
 pub use tokens::{Applied, Job, LockoutPolicy};
@@ -66,6 +72,8 @@ pub struct Store {
     backend: Arc<Backend>,
     /// Locks set by failed logins since this store was opened (for metrics).
     locks_set: Arc<std::sync::atomic::AtomicU64>,
+    /// The key the server keys are sealed under ([`Store::with_master_key`]); none: in clear.
+    master: Option<MasterKey>,
 }
 
 enum Backend {
@@ -111,8 +119,11 @@ impl Store {
     }
 
     /// Opens (creating if needed) the SQLite database at `path` and brings its schema up to
-    /// date.
+    /// date. A new file is made readable by its owner only (0600, whatever the umask; SQLite
+    /// gives its `-wal` and `-shm` files the same mode), and so is a directory made for it
+    /// (0700).
     pub fn open(path: &Path) -> Result<Store> {
+        create_private(path)?;
         let conn = Connection::open(path)
             .with_context(|| format!("could not open the database {}", path.display()))?;
         let mut readers = Vec::with_capacity(READERS);
@@ -149,9 +160,9 @@ impl Store {
     /// brings its schema up to date. Several hosts may share the database.
     pub fn connect(url: &str, options: PgOptions) -> Result<Store> {
         let redacted = redact_url(url);
-        let mut config: ::postgres::Config = url
-            .parse()
-            .with_context(|| format!("not a PostgreSQL URL: {redacted}"))?;
+        let mut config: ::postgres::Config = url.parse().context(
+            "the database is not a PostgreSQL URL that parses (not shown: it may hold a password)",
+        )?;
         config.connect_timeout(options.connect_timeout);
         config.application_name("granted");
         // Every session: statements that run too long fail rather than hold a connection.
@@ -191,6 +202,9 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Deleted and overwritten content (a key sealed at start, say) is zeroed where that
+        // costs no extra I/O, rather than left in the page's free space.
+        conn.pragma_update(None, "secure_delete", "FAST")?;
         Ok(conn)
     }
 
@@ -200,6 +214,7 @@ impl Store {
         let store = Store {
             backend: Arc::new(backend),
             locks_set: Arc::default(),
+            master: None,
         };
         store.write_tx(migrate)?;
         Ok(store)
@@ -315,6 +330,57 @@ impl Store {
     fn write_tx<T>(&self, f: impl FnOnce(&Db<'_>) -> Result<T>) -> Result<T> {
         self.transact(|db| f(db).map(End::Commit))
     }
+}
+
+/// Makes the SQLite file at `path`, empty and readable by its owner only, unless it exists;
+/// a missing directory is made readable by its owner only. An existing file readable by others
+/// is used as it is, with a warning.
+fn create_private(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    "the database {} is readable by others (mode {:o}): `chmod 600` it and its -wal and -shm files",
+                    path.display(),
+                    meta.permissions().mode() & 0o777
+                );
+            }
+            return Ok(());
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .with_context(|| format!("could not make the directory {}", dir.display()))?;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    .with_context(|| format!("could not make {} private", dir.display()))?;
+            }
+        }
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            // Made by someone else meanwhile: theirs to set.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("could not make the database {}", path.display()))
+            }
+        }
+        // The umask may have taken bits away, never added them; set exactly 0600.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("could not make {} private", path.display()))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// A free SQLite reader when there is one, else the next in turn; the writer for an in-memory

@@ -240,33 +240,74 @@ pub(super) fn with_database(url: &str, name: &str) -> String {
     }
 }
 
-/// `url` with its password (in the user part, `user:password@`, or a `password=` parameter)
-/// replaced by `***`.
+/// `url` for logs and messages, without its password: rebuilt from the parsed connection
+/// settings (user, hosts, ports, database, `sslmode`), never cut out of the text, so that no
+/// spelling of the password (percent-encoded, holding `/`, `@` or `?`, a `password=`
+/// parameter, the `key=value` form) can come through. Text that does not parse is not shown.
 pub(super) fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+    let Ok(config) = url.parse::<::postgres::Config>() else {
+        return "(a PostgreSQL URL that does not parse, not shown)".to_string();
     };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((user, host)) => match user.split_once(':') {
-            Some((name, _)) => format!("{name}:***@{host}"),
-            None => authority.to_string(),
-        },
-        None => authority.to_string(),
-    };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let params: Vec<String> = query
-                .split('&')
-                .map(|p| match p.split_once('=') {
-                    Some(("password", _)) => "password=***".to_string(),
-                    _ => p.to_string(),
-                })
-                .collect();
-            format!("{path}?{}", params.join("&"))
+    let mut out = String::from("postgres://");
+    let password = config.get_password().is_some();
+    if let Some(user) = config.get_user() {
+        out.push_str(&url_encode(user));
+    }
+    if password {
+        out.push_str(":***");
+    }
+    if config.get_user().is_some() || password {
+        out.push('@');
+    }
+    let ports = config.get_ports();
+    for (i, host) in config.get_hosts().iter().enumerate() {
+        if i > 0 {
+            out.push(',');
         }
-        None => tail.to_string(),
-    };
-    format!("{scheme}://{authority}{tail}")
+        match host {
+            // An `@` of a password that was not percent-encoded ends the user part early, and
+            // the rest of the password reads as the host: not shown.
+            ::postgres::config::Host::Tcp(name) if name.contains('@') => out.push_str("***"),
+            ::postgres::config::Host::Tcp(name) if name.contains(':') => {
+                out.push_str(&format!("[{name}]"))
+            }
+            ::postgres::config::Host::Tcp(name) => out.push_str(&url_encode(name)),
+            #[cfg(unix)]
+            ::postgres::config::Host::Unix(path) => {
+                out.push_str(&url_encode(&path.to_string_lossy()))
+            }
+        }
+        // One port for every host, or one each.
+        let port = if ports.len() == 1 {
+            ports.first()
+        } else {
+            ports.get(i)
+        };
+        if let Some(port) = port {
+            out.push_str(&format!(":{port}"));
+        }
+    }
+    if let Some(db) = config.get_dbname() {
+        out.push('/');
+        out.push_str(&url_encode(db));
+    }
+    match config.get_ssl_mode() {
+        ::postgres::config::SslMode::Disable => out.push_str("?sslmode=disable"),
+        ::postgres::config::SslMode::Require => out.push_str("?sslmode=require"),
+        _ => {}
+    }
+    out
+}
+
+/// `text` percent-encoded but for letters, digits and `-._~`.
+fn url_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
