@@ -801,7 +801,7 @@ fn fuzz(seconds: u64) -> Result<()> {
             ])
             .arg(fuzz_dir.join("corpus")),
     )?;
-    for target in ["token_request", "entry_points"] {
+    for target in ["token_request", "entry_points", "admin_input"] {
         step(&format!("fuzzing `{target}` for {seconds}s"));
         run_cmd(
             Command::new("cargo")

@@ -1,5 +1,6 @@
 //! `seed-corpus DIR`: writes the fuzz corpora from the vectors: the HTTP requests (for
-//! `token_request`) and the entry points' JSON inputs (for `entry_points`).
+//! `token_request`) and the entry points' JSON inputs (for `entry_points`), and a few admin API
+//! requests (for `admin_input`).
 
 use anyhow::Context;
 use granted_vectors::{default_dirs, driver::http_request, load, vector_files};
@@ -31,6 +32,37 @@ fn main() -> anyhow::Result<()> {
             std::fs::write(inputs.join(&name), format!("preview\n{preview}"))?;
             n += 1;
         }
+    }
+    // The `admin_input` target: a line of `Content-Type`, one of `If-Match`, then a body of the
+    // request type its first byte picks (0 create app, 1 edit app, 2 create tenant, 3 install,
+    // 4 create user, 5 set password).
+    let admin = out.join("admin_input");
+    std::fs::create_dir_all(&admin)?;
+    let seeds: [(u8, &str); 6] = [
+        (
+            0,
+            r#"{"app_id":"crm","client_id":"crm-2","grant_type":"password","scopes":["read"]}"#,
+        ),
+        (
+            1,
+            r#"{"grant_type":"client_credentials","scopes":["read","write"]}"#,
+        ),
+        (
+            2,
+            r#"{"tenant":"acme","sso_required":false,"password_max_age_days":90}"#,
+        ),
+        (3, r#"{"app_id":"crm"}"#),
+        (
+            4,
+            r#"{"username":"alice","sign_in":"direct","password":"correct horse battery"}"#,
+        ),
+        (5, r#"{"password":"correct horse battery"}"#),
+    ];
+    for (pick, body) in seeds {
+        let mut input = vec![pick];
+        input.extend_from_slice(b"application/json\n\"3\"\n");
+        input.extend_from_slice(body.as_bytes());
+        std::fs::write(admin.join(format!("seed-{pick}")), input)?;
     }
     println!("seeded {n} vectors into {}", out.display());
     Ok(())

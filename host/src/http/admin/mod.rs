@@ -16,6 +16,8 @@ mod audit;
 mod auth;
 pub(crate) mod errors;
 mod input;
+#[cfg(feature = "testing")]
+pub use input::decode_any;
 mod module;
 pub mod openapi;
 pub mod page;
