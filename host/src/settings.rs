@@ -1,7 +1,7 @@
 //! What `granted serve` runs with besides the store and the module, and the clock it judges by.
 
-use crate::store::LockoutPolicy;
 use granted_policy::model::Timestamp;
+pub use granted_policy::token::lockout::LockoutSettings as LockoutPolicy;
 
 /// What the server needs besides the store and the module.
 #[derive(Clone, Debug)]
@@ -14,7 +14,8 @@ pub struct ServerSettings {
     pub kdf_threads: usize,
     /// Password requests that may wait for a KDF thread before new ones get a 503.
     pub login_queue: usize,
-    /// Lockout after failed logins.
+    /// Lockout after failed logins: given to the module in the token context, which decides
+    /// what each failure count means (the store only counts).
     pub lockout: LockoutPolicy,
     /// A fixed clock (tests and `granted vectors --http`); the system clock when absent.
     pub fixed_now: Option<Timestamp>,

@@ -47,7 +47,7 @@ pub use records::{AppWithClients, TenantWithRecords};
 use schema::*;
 pub use throttle::{Failure as ThrottleFailure, ThrottleCheck};
 use tokens::*;
-pub use tokens::{Applied, Job, LockoutPolicy};
+pub use tokens::{Applied, Job};
 
 /// Read-only connections of a file database.
 const READERS: usize = 4;

@@ -7,6 +7,12 @@ fn t(s: &str) -> Timestamp {
     Timestamp::parse(s).unwrap()
 }
 
+/// The lock schedule the module gives with the default settings (5 failures; 60 s doubling to
+/// an hour).
+fn default_schedule() -> granted_policy::token::lockout::LockSchedule {
+    granted_policy::token::lockout::schedule(&Default::default())
+}
+
 /// Runs a test on a fresh store of each backend: `$name::sqlite` and `$name::postgres`.
 macro_rules! on_both {
     ($name:ident, $test:expr) => {
@@ -283,11 +289,7 @@ fn two_hosts_race_for_one_refresh_token(a: Store, b: Store) {
                         now,
                     };
                     barrier.wait();
-                    store
-                        .apply_batch(&[job], LockoutPolicy::default())
-                        .unwrap()
-                        .pop()
-                        .unwrap()
+                    store.apply_batch(&[job]).unwrap().pop().unwrap()
                 })
             })
             .collect();
@@ -333,7 +335,7 @@ fn two_hosts_append_to_one_audit_chain(a: Store, b: Store) {
                         audit: Some(("token".into(), format!("{{\"host\":{i},\"n\":{n}}}"))),
                         now,
                     };
-                    let outcome = store.apply_batch(&[job], LockoutPolicy::default());
+                    let outcome = store.apply_batch(&[job]);
                     assert_eq!(outcome.unwrap(), vec![Applied::Done], "host {i}, entry {n}");
                 }
             })
@@ -381,29 +383,23 @@ on_two_hosts!(
 on_both!(
     failures_lock_after_the_threshold_and_the_lock_doubles,
     |store| {
-        let policy = LockoutPolicy::default();
         let now = t("2026-11-25T12:00:00Z");
         let fail = Effect::RecordLoginFailure {
             tenant: "acme".into(),
             username: "nobody".into(),
+            lockout: default_schedule(),
         };
         for _ in 0..4 {
-            store
-                .apply(std::slice::from_ref(&fail), now, policy)
-                .unwrap();
+            store.apply(std::slice::from_ref(&fail), now).unwrap();
         }
         assert_eq!(store.locked_until("acme", "nobody").unwrap(), None);
-        store
-            .apply(std::slice::from_ref(&fail), now, policy)
-            .unwrap();
+        store.apply(std::slice::from_ref(&fail), now).unwrap();
         assert_eq!(
             store.locked_until("acme", "nobody").unwrap(),
             Some(t("2026-11-25T12:01:00Z"))
         );
         for _ in 0..5 {
-            store
-                .apply(std::slice::from_ref(&fail), now, policy)
-                .unwrap();
+            store.apply(std::slice::from_ref(&fail), now).unwrap();
         }
         assert_eq!(
             store.locked_until("acme", "nobody").unwrap(),
@@ -414,10 +410,10 @@ on_both!(
             username: "nobody".into(),
         }];
         // A success that meets a lock set meanwhile is undone, to be decided again.
-        assert_eq!(store.apply(&reset, now, policy).unwrap(), Applied::LockRace);
+        assert_eq!(store.apply(&reset, now).unwrap(), Applied::LockRace);
         assert!(store.locked_until("acme", "nobody").unwrap().is_some());
         let later = t("2026-11-25T12:03:00Z");
-        assert_eq!(store.apply(&reset, later, policy).unwrap(), Applied::Done);
+        assert_eq!(store.apply(&reset, later).unwrap(), Applied::Done);
         assert_eq!(store.locked_until("acme", "nobody").unwrap(), None);
     }
 );
@@ -501,6 +497,7 @@ on_both!(
         let fail = Effect::RecordLoginFailure {
             tenant: "acme".into(),
             username: "al\0ice".into(),
+            lockout: default_schedule(),
         };
         for _ in 0..5 {
             let job = Job {
@@ -508,10 +505,7 @@ on_both!(
                 audit: Some(("token".into(), r#"{"tenant":"ac\u0000me"}"#.into())),
                 now,
             };
-            assert_eq!(
-                store.apply_batch(&[job], LockoutPolicy::default()).unwrap(),
-                vec![Applied::Done]
-            );
+            assert_eq!(store.apply_batch(&[job]).unwrap(), vec![Applied::Done]);
         }
         assert!(store.locked_until("acme", "al\0ice").unwrap().is_some());
         assert_eq!(store.locked_until("acme", "alice").unwrap(), None);
