@@ -549,3 +549,51 @@ on_both!(
         assert_eq!(kids("2026-11-25T14:00:01Z"), vec![new.kid.clone()]);
     }
 );
+
+on_both!(
+    a_new_password_hash_is_stored_only_over_the_hash_that_verified,
+    |store| {
+        use granted_policy::model::{SignIn, TenantRecord, UserRecord};
+        let now = t("2026-11-25T12:00:00Z");
+        let tenant = TenantRecord {
+            tenant: "acme".into(),
+            sso_required: false,
+            password_max_age_days: None,
+            installs: vec![],
+        };
+        let user = UserRecord {
+            username: "alice".into(),
+            sign_in: SignIn::Direct,
+            password_hash: Some("pbkdf2_sha256$1000$salt$old".into()),
+            password_changed_at: Some(now),
+            disabled: false,
+            locked_until: None,
+        };
+        store
+            .write(|w| {
+                w.put_tenant(&tenant)?;
+                w.put_user("acme", &user)
+            })
+            .unwrap();
+        let stored = || store.write(|w| w.password_hash("acme", "alice")).unwrap();
+        let rehash = |replaces: &str, hash: &str| Effect::StorePasswordHash {
+            tenant: "acme".into(),
+            username: "alice".into(),
+            hash: hash.into(),
+            replaces: replaces.into(),
+        };
+        // A password changed since the login verified: the new one stays.
+        let stale = [rehash(
+            "pbkdf2_sha256$1000$salt$other",
+            "$pbkdf2-sha256$i=1000,l=32$a$b",
+        )];
+        assert_eq!(store.apply(&stale, now).unwrap(), Applied::Done);
+        assert_eq!(stored().as_deref(), Some("pbkdf2_sha256$1000$salt$old"));
+        let current = [rehash(
+            "pbkdf2_sha256$1000$salt$old",
+            "$pbkdf2-sha256$i=1000,l=32$a$b",
+        )];
+        assert_eq!(store.apply(&current, now).unwrap(), Applied::Done);
+        assert_eq!(stored().as_deref(), Some("$pbkdf2-sha256$i=1000,l=32$a$b"));
+    }
+);
