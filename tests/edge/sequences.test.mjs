@@ -92,3 +92,12 @@ for (const dir of dirs) {
     }
   });
 }
+
+test('concurrent failed logins on the edge all count: five at once lock the user', async () => {
+  const vector = JSON.parse(readFileSync(join(here, '../vectors/150-t8-lockout-five-failures-lock-for-a-minute-the-next-lock-doubles-a-success-starts-again.json'), 'utf8'));
+  const runtime = await edgeRuntime(vector);
+  const spec = { ...vector.sequence.token_request, form: { ...vector.sequence.token_request.form, password: 'guess' } };
+  const answers = await Promise.all(Array.from({ length: 5 }, (_, i) => runtime.decide(spec, vector.now, `concurrent#${i}`)));
+  assert.deepEqual(answers.map((a) => a.audit.cause), Array(5).fill('wrong_password'));
+  assert.equal(await runtime.lockedUntil('acme', 'alice', vector.now), '2026-11-25T12:01:00Z');
+});

@@ -379,6 +379,48 @@ on_two_hosts!(
     refresh_race_across_hosts,
     two_hosts_race_for_one_refresh_token
 );
+on_two_hosts!(
+    failure_counts_across_hosts,
+    two_hosts_count_failures_at_once
+);
+
+/// Two stores on one database counting failed logins for one user at once: none is lost, so
+/// ten failures with `lock_after` 10 make exactly one lock.
+fn two_hosts_count_failures_at_once(a: Store, b: Store) {
+    let now = t("2026-11-25T12:00:00Z");
+    let schedule = granted_policy::token::lockout::schedule(
+        &granted_policy::token::lockout::LockoutSettings {
+            threshold: 10,
+            ..Default::default()
+        },
+    );
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let hosts: Vec<_> = [a.clone(), b]
+        .into_iter()
+        .map(|store| {
+            let barrier = barrier.clone();
+            let fail = Effect::RecordLoginFailure {
+                tenant: "acme".into(),
+                username: "alice".into(),
+                lockout: schedule.clone(),
+            };
+            std::thread::spawn(move || {
+                barrier.wait();
+                for _ in 0..5 {
+                    let outcome = store.apply(std::slice::from_ref(&fail), now).unwrap();
+                    assert_eq!(outcome, Applied::Done);
+                }
+            })
+        })
+        .collect();
+    for host in hosts {
+        host.join().unwrap();
+    }
+    assert_eq!(
+        a.locked_until("acme", "alice").unwrap(),
+        Some(t("2026-11-25T12:01:00Z"))
+    );
+}
 
 on_both!(
     failures_lock_after_the_threshold_and_the_lock_doubles,
