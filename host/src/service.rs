@@ -51,7 +51,7 @@ impl Service {
         let now = now(&settings)?;
         store.ensure_keys(now, || crate::state::random_base64(32))?;
         let kdf = KdfPool::start(settings.kdf_threads, settings.login_queue);
-        let committer = Committer::start(store.clone(), settings.lockout);
+        let committer = Committer::start(store.clone());
         let guest: Arc<Guest> = guest.into();
         let sessions = tokio::sync::Semaphore::new(
             (guest.max_instances() as usize)

@@ -112,10 +112,11 @@ export async function ready(env) {
     accessTtl: number(env.GRANTED_ACCESS_TOKEN_TTL, 3600),
     refreshTtl: number(env.GRANTED_REFRESH_TOKEN_TTL, 30 * 24 * 3600),
     sunset: env.GRANTED_SUNSET || undefined,
+    // The token context's lockout settings; the module turns them into each failure's schedule.
     lockout: {
       threshold: Math.max(1, number(env.GRANTED_LOCKOUT_THRESHOLD, 5)),
-      first: Math.max(1, number(env.GRANTED_LOCKOUT_FIRST_SECONDS, 60)),
-      max: Math.max(1, number(env.GRANTED_LOCKOUT_MAX_SECONDS, 3600)),
+      first_seconds: Math.max(1, number(env.GRANTED_LOCKOUT_FIRST_SECONDS, 60)),
+      max_seconds: Math.max(1, number(env.GRANTED_LOCKOUT_MAX_SECONDS, 3600)),
     },
     fixedNow: env.GRANTED_FIXED_NOW || undefined,
     audit: typeof env.GRANTED_AUDIT === 'function' ? env.GRANTED_AUDIT : null,
@@ -199,7 +200,7 @@ async function records(store, lookup, at) {
 /** Applies a decision's effects; 'race' when it must be decided again (a refresh token used by a
  *  concurrent request, or a success meeting a lock set meanwhile). */
 async function apply(settings, effects, at) {
-  const { store, lockout } = settings;
+  const { store } = settings;
   for (const effect of effects) {
     if (effect.effect === 'reset_login_failures' && await lockedUntil(store, effect.tenant, effect.username, at)) {
       return 'race';
@@ -224,11 +225,24 @@ async function apply(settings, effects, at) {
         await store.put(key.familyRevoked(effect.family_id), true);
         break;
       case 'record_login_failure': {
+        // The module says what the count means (effect.lockout: lock_after, lock_seconds); the
+        // store only counts. The counter is never set back at a lock, so a lock falls on every
+        // lock_after-th failure, and each lock takes the next length of the schedule (the last
+        // one for every later lock). Both counters are atomic: concurrent failures all count.
+        const { lock_after: lockAfter, lock_seconds: lengths } = effect.lockout;
         const n = await store.increment(key.failures(effect.tenant, effect.username));
-        if (n % lockout.threshold === 0) {
+        if (n % lockAfter === 0) {
           const locks = await store.increment(key.locks(effect.tenant, effect.username));
-          const seconds = Math.min(lockout.first * 2 ** Math.min(locks - 1, 30), lockout.max);
+          const seconds = lengths[Math.min(locks, lengths.length) - 1];
           await store.put(key.lockedUntil(effect.tenant, effect.username), plusSeconds(at, seconds));
+        }
+        break;
+      }
+      case 'store_password_hash': {
+        // A hash at the current parameters in place of the one that verified, unless it changed.
+        const user = await store.get(key.user(effect.tenant, effect.username));
+        if (user && user.password_hash === effect.replaces) {
+          await store.put(key.user(effect.tenant, effect.username), { ...user, password_hash: effect.hash });
         }
         break;
       }
@@ -279,8 +293,11 @@ function respond(response) {
   return new Response(response.body, { status: response.status, headers: response.headers });
 }
 
+/** Bytes of entropy a token request needs (the module's ENTROPY_BYTES). */
+const ENTROPY_BYTES = 80;
+
 function entropy() {
-  return b64(crypto.getRandomValues(new Uint8Array(64)));
+  return b64(crypto.getRandomValues(new Uint8Array(ENTROPY_BYTES)));
 }
 
 function auditEntry(kind, audit, at) {
@@ -306,7 +323,7 @@ async function decideToken(settings, raw, ctx) {
   const context = {
     now: at, issuer: settings.issuer, access_token_ttl: settings.accessTtl, refresh_token_ttl: settings.refreshTtl,
     signing_key: settings.signing, client_secret_key: settings.clientSecretKey,
-    kdf_iterations: settings.kdfIterations, entropy: entropy(),
+    kdf_iterations: settings.kdfIterations, lockout: settings.lockout, entropy: entropy(),
   };
   if (settings.sunset) context.sunset = settings.sunset;
   const flow = new TokenFlow({ request: raw, context });
@@ -316,7 +333,9 @@ async function decideToken(settings, raw, ctx) {
       if (step.step === 'need_records') {
         step = flow.resume({ records: await records(settings.store, step.lookup, at) });
       } else if (step.step === 'need_kdf') {
-        step = flow.resume({ kdf: { derived: await pbkdf2(step.kdf, step.password) } });
+        // `rehash`: the password verified against an outdated hash and is hashed again.
+        const derived = { derived: await pbkdf2(step.kdf, step.password) };
+        step = flow.resume(step.purpose === 'rehash' ? { rehash_kdf: derived } : { kdf: derived });
       } else if (step.step === 'done') {
         if (await apply(settings, step.effects, at) === 'race') return null;
         settings.decisions?.({ audit: step.audit, effects: step.effects });

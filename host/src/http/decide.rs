@@ -58,12 +58,15 @@ pub(crate) fn raw_request(
 }
 
 /// The input of `token_resume`: what the host adds after a step.
-#[derive(serde::Serialize)]
+#[derive(Default, serde::Serialize)]
 pub(crate) struct Resume {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) records: Option<Records>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) kdf: Option<KdfOutput>,
+    /// The output of a KDF step whose purpose is `rehash`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) rehash_kdf: Option<KdfOutput>,
 }
 
 /// The module's answer to `entry`, read straight into `T` (the `ok` of its envelope).

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use granted_policy::token::endpoint::{KdfOutput, TokenStep};
+use granted_policy::token::endpoint::{KdfOutput, KdfPurpose, TokenStep, ENTROPY_BYTES};
 use serde_json::{json, Value};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -57,7 +57,7 @@ async fn decide(
     let settings = &server.settings;
     let at = now(settings).map_err(Failure::Clock)?;
     let (signing, client_secret_key) = server.current_keys().await.map_err(Failure::Store)?;
-    let entropy = crate::state::random_base64(64).map_err(Failure::Store)?;
+    let entropy = crate::state::random_base64(ENTROPY_BYTES).map_err(Failure::Store)?;
     let mut context = json!({
         "now": at,
         "issuer": settings.issuer,
@@ -66,6 +66,7 @@ async fn decide(
         "signing_key": {"kid": signing.kid, "secret": signing.secret},
         "client_secret_key": client_secret_key,
         "kdf_iterations": settings.kdf_iterations,
+        "lockout": settings.lockout,
         "entropy": entropy,
     });
     if let Some(sunset) = settings.sunset {
@@ -86,16 +87,27 @@ async fn decide(
                 };
                 Resume {
                     records: Some(found),
-                    kdf: None,
+                    ..Resume::default()
                 }
             }
-            TokenStep::NeedKdf { kdf, password } => {
+            TokenStep::NeedKdf {
+                kdf,
+                password,
+                purpose,
+            } => {
                 let derived = server.kdf.run(kdf, password).await?;
-                Resume {
-                    records: None,
-                    kdf: Some(KdfOutput {
-                        derived: STANDARD.encode(derived),
-                    }),
+                let output = Some(KdfOutput {
+                    derived: STANDARD.encode(derived),
+                });
+                match purpose {
+                    KdfPurpose::Verify => Resume {
+                        kdf: output,
+                        ..Resume::default()
+                    },
+                    KdfPurpose::Rehash => Resume {
+                        rehash_kdf: output,
+                        ..Resume::default()
+                    },
                 }
             }
             TokenStep::Done(decision) => {

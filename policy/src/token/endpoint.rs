@@ -3,6 +3,7 @@
 //! the final response with its audit record and the effects to apply.
 
 use super::judge::End;
+use super::lockout::{LockSchedule, LockoutSettings};
 use super::request::{self, HttpRequest, TokenRequest};
 use super::response::HttpResponse;
 use super::rules::judge_request;
@@ -17,8 +18,12 @@ use base64::Engine as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Bytes of host entropy every call needs: refresh token (32), `jti` (16), family id (16).
-pub const ENTROPY_BYTES: usize = 64;
+/// Bytes of host entropy every call needs: refresh token (32), `jti` (16), family id (16), and
+/// the salt of a password hash made again at the current parameters (16).
+pub const ENTROPY_BYTES: usize = 80;
+
+/// Where in the entropy the salt of a new password hash is taken from.
+pub(super) const REHASH_SALT: std::ops::Range<usize> = 64..80;
 
 /// What the host hands in besides the request: time, keys, entropy and settings.
 #[derive(Clone, Deserialize, Serialize)]
@@ -43,9 +48,14 @@ pub struct TokenContext {
     pub signing_key: SigningKey,
     /// The server key client secrets are HMACed under, base64.
     pub client_secret_key: String,
-    /// Iterations of the dummy hash checked for unknown users (match the users' hashes).
+    /// Iterations of the PBKDF2-SHA256 hashes this server writes, and of the dummy hash checked
+    /// for unknown users. A password that verifies against a hash of other parameters is hashed
+    /// again with these.
     #[serde(default = "default_iterations")]
     pub kdf_iterations: u32,
+    /// How failed logins lock a user out; RULES.md's defaults when absent.
+    #[serde(default)]
+    pub lockout: LockoutSettings,
     /// Run the KDF in the module instead of asking the host (for runtimes with no fast PBKDF2).
     #[serde(default)]
     pub kdf_in_module: bool,
@@ -142,6 +152,9 @@ pub struct TokenInput {
     /// The KDF's output, once the host ran it.
     #[serde(default)]
     pub kdf: Option<KdfOutput>,
+    /// The output of the KDF step whose purpose is `rehash`, once the host ran it.
+    #[serde(default)]
+    pub rehash_kdf: Option<KdfOutput>,
 }
 
 impl std::fmt::Debug for KdfOutput {
@@ -167,12 +180,15 @@ pub struct Lookup {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "effect", rename_all = "snake_case")]
 pub enum Effect {
-    /// A password check failed for this user: count it toward a lockout.
+    /// A password check failed for this user: count it, and lock the user as `lockout` says
+    /// when the count reaches its `lock_after`.
     RecordLoginFailure {
         /// The tenant.
         tenant: String,
         /// The username as sent.
         username: String,
+        /// What the count means: when it locks, and for how long.
+        lockout: LockSchedule,
     },
     /// The user signed in: reset the failure count.
     ResetLoginFailures {
@@ -195,6 +211,19 @@ pub enum Effect {
     RevokeRefreshFamily {
         /// The family.
         family_id: String,
+    },
+    /// The password verified against a hash of other parameters than this server's: store
+    /// `hash` (PHC, at the current parameters) in its place, if the user's hash is still
+    /// `replaces` (a password changed meanwhile stays).
+    StorePasswordHash {
+        /// The tenant.
+        tenant: String,
+        /// The user.
+        username: String,
+        /// The new hash, a PHC string.
+        hash: String,
+        /// The hash it replaces, as stored.
+        replaces: String,
     },
 }
 
@@ -243,15 +272,37 @@ pub enum TokenStep {
         /// What to look up.
         lookup: Lookup,
     },
-    /// Run this KDF on `password`, put the result in `kdf`, call again.
+    /// Run this KDF on `password`, put the result in `kdf` (or `rehash_kdf` when `purpose` is
+    /// `rehash`), call again.
     NeedKdf {
         /// The parameters.
         kdf: KdfParams,
         /// The password the client sent.
         password: String,
+        /// Which input the output goes to; `verify` (`kdf`) when absent.
+        #[serde(default, skip_serializing_if = "KdfPurpose::is_verify")]
+        purpose: KdfPurpose,
     },
     /// Send this response.
     Done(Box<Decision>),
+}
+
+/// What a KDF step is for: checking the password, or hashing it again at current parameters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KdfPurpose {
+    /// Check the password against the stored hash (or the dummy); the output goes to `kdf`.
+    #[default]
+    Verify,
+    /// Hash the verified password at the current parameters; the output goes to `rehash_kdf`.
+    Rehash,
+}
+
+impl KdfPurpose {
+    /// Whether this is the verification step (the default, left out of the JSON).
+    pub fn is_verify(&self) -> bool {
+        *self == KdfPurpose::Verify
+    }
 }
 
 impl std::fmt::Debug for TokenStep {
@@ -262,9 +313,10 @@ impl std::fmt::Debug for TokenStep {
                 .field("lookup", lookup)
                 .finish(),
             // The password never reaches a log through Debug.
-            TokenStep::NeedKdf { kdf, .. } => f
+            TokenStep::NeedKdf { kdf, purpose, .. } => f
                 .debug_struct("NeedKdf")
                 .field("kdf", kdf)
+                .field("purpose", purpose)
                 .finish_non_exhaustive(),
             TokenStep::Done(decision) => f.debug_tuple("Done").field(decision).finish(),
         }
@@ -344,6 +396,9 @@ pub struct TokenResume {
     /// The KDF's output.
     #[serde(default)]
     pub kdf: Option<KdfOutput>,
+    /// The output of a `rehash` KDF step.
+    #[serde(default)]
+    pub rehash_kdf: Option<KdfOutput>,
 }
 
 impl TokenFlow {
@@ -370,7 +425,11 @@ impl TokenFlow {
     /// Adds what the host found and answers the next step.
     pub fn resume(&mut self, more: TokenResume) -> Result<TokenStep, PolicyError> {
         let records = &mut self.input.records;
-        let TokenResume { records: new, kdf } = more;
+        let TokenResume {
+            records: new,
+            kdf,
+            rehash_kdf,
+        } = more;
         if new.tenant.is_some() {
             records.tenant = new.tenant;
         }
@@ -385,6 +444,9 @@ impl TokenFlow {
         }
         if kdf.is_some() {
             self.input.kdf = kdf;
+        }
+        if rehash_kdf.is_some() {
+            self.input.rehash_kdf = rehash_kdf;
         }
         self.step()
     }
