@@ -166,13 +166,12 @@ struct Activity {
     opened: Instant,
     /// Requests being answered now (their bodies are bounded by the body timeout).
     in_flight: AtomicUsize,
-    /// When the last answer was handed back, or 0 before the first.
+    /// When the last answer was handed back, or 0 before the first (the first request waits
+    /// under `header_timeout` from the opening).
     answered_ms: AtomicU64,
     /// When the first byte after the last answer was read (0: none yet), so when a request
     /// head began.
     head_began_ms: AtomicU64,
-    /// Requests answered: the first waits under `header_timeout` from the opening.
-    answered: AtomicU64,
 }
 
 impl Activity {
@@ -182,7 +181,6 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             answered_ms: AtomicU64::new(0),
             head_began_ms: AtomicU64::new(0),
-            answered: AtomicU64::new(0),
         }
     }
 
@@ -210,7 +208,6 @@ impl Activity {
         self.answered_ms
             .store(self.ms(Instant::now()), Ordering::Release);
         self.head_began_ms.store(0, Ordering::Release);
-        self.answered.fetch_add(1, Ordering::AcqRel);
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 
@@ -242,11 +239,11 @@ impl Activity {
                 limits.header_timeout,
             ));
         }
-        if self.answered.load(Ordering::Acquire) == 0 {
+        let answered = self.answered_ms.load(Ordering::Acquire);
+        if answered == 0 {
             // A new connection must send its first request head in time.
             return Some((Overdue::Header, Duration::ZERO, limits.header_timeout));
         }
-        let answered = self.answered_ms.load(Ordering::Acquire);
         Some((
             Overdue::Idle,
             Duration::from_millis(answered),
