@@ -4,7 +4,10 @@ use crate::commit::Committer;
 use crate::guest::Guest;
 use crate::kdf::KdfPool;
 use crate::settings::{now, ServerSettings};
+use crate::signing::ServerKey;
 use crate::store::Store;
+use granted_policy::model::Timestamp;
+use granted_policy::token::jwt::SigningAlg;
 use crate::throttle::Throttle;
 use anyhow::Result;
 use serde_json::{json, Value};
@@ -38,7 +41,62 @@ pub struct Service {
     /// waits for one instead of failing (a few are kept for the admin API).
     pub(crate) sessions: tokio::sync::Semaphore,
     /// The keys last read, and when.
-    keys: std::sync::Mutex<Option<(Instant, (crate::store::SigningKey, String))>>,
+    keys: std::sync::Mutex<Option<(Instant, Arc<KeyRing>)>>,
+}
+
+/// The server keys as requests use them, opened: the key that signs, every key published (the
+/// JWKS, and what introspection verifies with), and the client-secret key.
+pub struct KeyRing {
+    /// The key that signs now.
+    pub signing: Arc<ServerKey>,
+    /// Every key whose tokens may still be live, newest first (the signing key among them).
+    pub published: Vec<Arc<ServerKey>>,
+    /// The key client secrets are HMACed under, base64.
+    pub client_secret_key: String,
+}
+
+impl KeyRing {
+    /// The published key `kid`, if its algorithm is `alg`.
+    pub fn published(&self, kid: &str, alg: SigningAlg) -> Option<&ServerKey> {
+        self.published
+            .iter()
+            .find(|k| k.kid() == kid && k.alg() == alg)
+            .map(|k| &**k)
+    }
+
+    /// Reads the keys at `now` from `store`, opening only those `earlier` does not hold.
+    pub fn read(store: &Store, now: Timestamp, earlier: Option<&KeyRing>) -> Result<KeyRing> {
+        let (signing, client_secret_key) = store
+            .current_keys(now)?
+            .ok_or_else(|| anyhow::anyhow!("no server keys"))?;
+        let open = |key: &crate::store::SigningKey| -> Result<Arc<ServerKey>> {
+            let known = earlier
+                .into_iter()
+                .flat_map(|r| r.published.iter())
+                .find(|k| k.kid() == key.kid && k.alg() == key.alg);
+            if let Some(known) = known {
+                return Ok(known.clone());
+            }
+            Ok(Arc::new(ServerKey::open(&key.kid, key.alg, &key.secret)?))
+        };
+        let published = store
+            .verification_keys(now)?
+            .iter()
+            .map(open)
+            .collect::<Result<Vec<_>>>()?;
+        let signing = match published
+            .iter()
+            .find(|k| k.kid() == signing.kid && k.alg() == signing.alg)
+        {
+            Some(key) => key.clone(),
+            None => open(&signing)?,
+        };
+        Ok(KeyRing {
+            signing,
+            published,
+            client_secret_key,
+        })
+    }
 }
 
 impl Service {
@@ -49,7 +107,15 @@ impl Service {
         settings: ServerSettings,
     ) -> Result<Arc<Service>> {
         let now = now(&settings)?;
-        store.ensure_keys(now, || crate::state::random_base64(32))?;
+        let (current, _) =
+            store.ensure_keys(now, settings.signing_alg, || crate::state::random_base64(32))?;
+        if current.alg != settings.signing_alg {
+            tracing::warn!(
+                current = current.alg.name(),
+                configured = settings.signing_alg.name(),
+                "access tokens are signed with the current key's algorithm; run `granted keys rotate` to move to the configured one"
+            );
+        }
         let kdf = KdfPool::start(settings.kdf_threads, settings.login_queue);
         let committer = Committer::start(store.clone(), settings.lockout);
         let guest: Arc<Guest> = guest.into();
@@ -81,9 +147,9 @@ impl Service {
     /// Imports a state file: client secrets HMACed by the module under the server key,
     /// clear passwords hashed natively with the configured iterations.
     pub fn import(&self, state: &crate::state::StateFile) -> Result<crate::state::Imported> {
-        let (_, key) = self
+        let key = self
             .store
-            .current_keys()?
+            .client_secret_key()?
             .ok_or_else(|| anyhow::anyhow!("no server keys"))?;
         let guest = &self.guest;
         let hmac = move |secret: &str| -> Result<String> {
@@ -109,21 +175,24 @@ impl Service {
         std::mem::take(&mut *self.decisions.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// The signing key and the client-secret key, read from the store at most once per
-    /// [`KEYS_FRESH`]: a key rotated with `granted keys rotate` is used within that time.
-    pub(crate) async fn current_keys(&self) -> Result<(crate::store::SigningKey, String)> {
-        {
+    /// The server keys, read from the store at most once per [`KEYS_FRESH`]: a key rotated
+    /// with `granted keys rotate` is published, and starts signing when its time comes, within
+    /// that time.
+    pub(crate) async fn keys(&self) -> Result<Arc<KeyRing>> {
+        let earlier = {
             let cached = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((read_at, keys)) = cached.as_ref() {
-                if read_at.elapsed() < KEYS_FRESH {
-                    return Ok(keys.clone());
-                }
+            match cached.as_ref() {
+                Some((read_at, keys)) if read_at.elapsed() < KEYS_FRESH => return Ok(keys.clone()),
+                Some((_, keys)) => Some(keys.clone()),
+                None => None,
             }
-        }
+        };
         let store = self.store.clone();
-        let keys = tokio::task::spawn_blocking(move || store.current_keys())
-            .await??
-            .ok_or_else(|| anyhow::anyhow!("no server keys"))?;
+        let at = now(&self.settings)?;
+        let keys = tokio::task::spawn_blocking(move || {
+            KeyRing::read(&store, at, earlier.as_deref()).map(Arc::new)
+        })
+        .await??;
         *self.keys.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), keys.clone()));
         Ok(keys)
     }

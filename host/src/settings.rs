@@ -2,6 +2,7 @@
 
 use crate::store::LockoutPolicy;
 use granted_policy::model::Timestamp;
+use granted_policy::token::jwt::SigningAlg;
 use std::time::{Duration, SystemTime};
 
 /// What the server needs besides the store and the module.
@@ -25,6 +26,10 @@ pub struct ServerSettings {
     pub access_token_ttl: u32,
     /// Refresh-token lifetime, seconds.
     pub refresh_token_ttl: u32,
+    /// The algorithm of new signing keys (ES256 by default; HS256 only for existing deployments).
+    pub signing_alg: SigningAlg,
+    /// How long a new key is published in the JWKS before it signs, seconds.
+    pub key_publish_seconds: u32,
     /// Keep every decision's audit record and effects in memory (`granted vectors --http`).
     pub record_decisions: bool,
     /// Failed client or user authentications from one client and source address within
@@ -107,6 +112,8 @@ impl Default for ServerSettings {
             sunset: None,
             access_token_ttl: 3600,
             refresh_token_ttl: 30 * 24 * 3600,
+            signing_alg: SigningAlg::ES256,
+            key_publish_seconds: 3600,
             record_decisions: false,
             throttle_failures: 20,
             throttle_window_seconds: 60,

@@ -3,7 +3,30 @@
 // It mirrors tests/src/driver.rs, which drives the native and wasmtime runtimes.
 
 const CLIENT_SECRET_KEY = new TextEncoder().encode('granted-vectors-client-secret-key');
-const SIGNING_KEY = new TextEncoder().encode('granted-vectors-signing-key-32-bytes!!');
+// The runner's access-token signing key: ES256 through WebCrypto, as the edge signs. The module
+// only ever sees its kid and algorithm.
+const SIGNING = { kid: 'vectors-1', alg: 'ES256' };
+const ECDSA = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+let signingPair;
+async function signingKeys() {
+  signingPair ??= await crypto.subtle.generateKey(ECDSA, false, ['sign', 'verify']);
+  return signingPair;
+}
+
+/** The host's answer to `need_signature`: the runner's signature, base64url. */
+async function sign(step) {
+  if (step.kid !== SIGNING.kid || step.alg !== SIGNING.alg) throw new Error(`a signature by another key: ${JSON.stringify(step)}`);
+  const { privateKey } = await signingKeys();
+  return b64url(new Uint8Array(await crypto.subtle.sign(ECDSA, privateKey, new TextEncoder().encode(step.signing_input))));
+}
+
+/** Whether `token` carries the runner key's valid signature over its header and claims. */
+async function signedByRunner(token) {
+  const at = token.lastIndexOf('.');
+  const { publicKey } = await signingKeys();
+  return crypto.subtle.verify(ECDSA, publicKey, Buffer.from(token.slice(at + 1), 'base64url'),
+    new TextEncoder().encode(token.slice(0, at)));
+}
 
 export const b64 = (bytes) => Buffer.from(bytes).toString('base64');
 const b64url = (bytes) => Buffer.from(bytes).toString('base64url');
@@ -123,7 +146,7 @@ async function runToken(policy, vector, iterations, kdfInModule) {
     context: {
       now: vector.now,
       issuer: 'https://granted.test',
-      signing_key: { kid: 'vectors-1', secret: b64(SIGNING_KEY) },
+      signing_key: SIGNING,
       client_secret_key: b64(CLIENT_SECRET_KEY),
       kdf_iterations: iterations,
       kdf_in_module: kdfInModule,
@@ -136,6 +159,7 @@ async function runToken(policy, vector, iterations, kdfInModule) {
     const step = policy.token(input);
     if (step.step === 'need_records') input.records = store.lookup(step.lookup);
     else if (step.step === 'need_kdf') input.kdf = { derived: b64(await webCryptoKdf(step.kdf, step.password)) };
+    else if (step.step === 'need_signature') input.signature = await sign(step);
     else if (step.step === 'done') return step;
     else throw new Error(`unknown step ${JSON.stringify(step)}`);
   }
@@ -177,6 +201,9 @@ export async function runVector(policy, vector, { iterations = 1000, kdfInModule
       out.push(`error_description ${JSON.stringify(body.error_description)} does not contain ${JSON.stringify(expect.error_description_contains)}`);
     }
     check(out, 'effects', expect.effects, step.effects.map((e) => e.effect));
+    if (typeof body.access_token === 'string' && !(await signedByRunner(body.access_token))) {
+      out.push(`access token not signed by the runner's key: ${body.access_token}`);
+    }
   } else {
     const input = { state: vector.state, now: vector.now };
     if (vector.sunset) input.sunset = vector.sunset;

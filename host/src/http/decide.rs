@@ -58,12 +58,14 @@ pub(crate) fn raw_request(
 }
 
 /// The input of `token_resume`: what the host adds after a step.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, Default)]
 pub(crate) struct Resume {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) records: Option<Records>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) kdf: Option<KdfOutput>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) signature: Option<String>,
 }
 
 /// The module's answer to `entry`, read straight into `T` (the `ok` of its envelope).

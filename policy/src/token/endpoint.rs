@@ -1,8 +1,9 @@
 //! The token endpoint's decision (T1–T9 and refresh rotation) as a pure step function: the host
-//! calls [`token`] with what it has, and is told which records to fetch, which KDF to run, or
-//! the final response with its audit record and the effects to apply.
+//! calls [`token`] with what it has, and is told which records to fetch, which KDF to run, what
+//! to sign, or the final response with its audit record and the effects to apply.
 
 use super::judge::End;
+pub use super::jwt::SigningAlg;
 use super::request::{self, HttpRequest, TokenRequest};
 use super::response::HttpResponse;
 use super::rules::judge_request;
@@ -72,13 +73,14 @@ fn default_iterations() -> u32 {
     DEFAULT_ITERATIONS
 }
 
-/// A signing key: its id and secret bytes (base64).
-#[derive(Clone, Deserialize, Serialize)]
+/// The key access tokens are signed with: its id and algorithm. The key itself stays with the
+/// host, which signs when asked (`need_signature`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct SigningKey {
     /// The `kid` put in the JWT header.
     pub kid: String,
-    /// The HS256 key, base64.
-    pub secret: String,
+    /// Its algorithm.
+    pub alg: SigningAlg,
 }
 
 /// The records the host looked up. A field that is absent was not looked up yet; `null` means
@@ -142,6 +144,9 @@ pub struct TokenInput {
     /// The KDF's output, once the host ran it.
     #[serde(default)]
     pub kdf: Option<KdfOutput>,
+    /// The host's signature over the access token's signing input (`need_signature`), base64url.
+    #[serde(default)]
+    pub signature: Option<String>,
 }
 
 impl std::fmt::Debug for KdfOutput {
@@ -250,6 +255,28 @@ pub enum TokenStep {
         /// The password the client sent.
         password: String,
     },
+    /// Sign `signing_input` with key `kid` (algorithm `alg`), put the signature in `signature`
+    /// (base64url), call again.
+    NeedSignature {
+        /// The algorithm.
+        alg: SigningAlg,
+        /// The key.
+        kid: String,
+        /// The JWS signing input.
+        signing_input: String,
+    },
+    /// Check `signature` (base64url) over `signing_input` with key `kid` (algorithm `alg`), put
+    /// the outcome in `signature_valid`, call again (introspection).
+    NeedVerification {
+        /// The algorithm.
+        alg: SigningAlg,
+        /// The key.
+        kid: String,
+        /// The JWS signing input.
+        signing_input: String,
+        /// The signature, base64url.
+        signature: String,
+    },
     /// Send this response.
     Done(Box<Decision>),
 }
@@ -266,6 +293,16 @@ impl std::fmt::Debug for TokenStep {
                 .debug_struct("NeedKdf")
                 .field("kdf", kdf)
                 .finish_non_exhaustive(),
+            TokenStep::NeedSignature { alg, kid, .. } => f
+                .debug_struct("NeedSignature")
+                .field("alg", alg)
+                .field("kid", kid)
+                .finish_non_exhaustive(),
+            TokenStep::NeedVerification { alg, kid, .. } => f
+                .debug_struct("NeedVerification")
+                .field("alg", alg)
+                .field("kid", kid)
+                .finish_non_exhaustive(),
             TokenStep::Done(decision) => f.debug_tuple("Done").field(decision).finish(),
         }
     }
@@ -273,7 +310,6 @@ impl std::fmt::Debug for TokenStep {
 
 /// The context's keys and entropy, decoded.
 pub(super) struct Keys {
-    pub(super) signing: Vec<u8>,
     pub(super) client_secret: Vec<u8>,
     pub(super) entropy: Vec<u8>,
 }
@@ -284,21 +320,14 @@ pub(super) fn keys(ctx: &TokenContext) -> Result<Keys, PolicyError> {
             .decode(value.as_bytes())
             .map_err(|_| PolicyError::InvalidInput(format!("`{what}` is not base64")))
     };
-    let signing = decode("context.signing_key.secret", &ctx.signing_key.secret)?;
     let client_secret = decode("context.client_secret_key", &ctx.client_secret_key)?;
     let entropy = decode("context.entropy", &ctx.entropy)?;
-    if signing.len() < 32 {
-        return Err(PolicyError::InvalidInput(
-            "`context.signing_key.secret` must be at least 32 bytes".into(),
-        ));
-    }
     if entropy.len() < ENTROPY_BYTES {
         return Err(PolicyError::InvalidInput(format!(
             "`context.entropy` must be at least {ENTROPY_BYTES} bytes"
         )));
     }
     Ok(Keys {
-        signing,
         client_secret,
         entropy,
     })
@@ -344,6 +373,9 @@ pub struct TokenResume {
     /// The KDF's output.
     #[serde(default)]
     pub kdf: Option<KdfOutput>,
+    /// The signature asked for by `need_signature`, base64url.
+    #[serde(default)]
+    pub signature: Option<String>,
 }
 
 impl TokenFlow {
@@ -370,7 +402,11 @@ impl TokenFlow {
     /// Adds what the host found and answers the next step.
     pub fn resume(&mut self, more: TokenResume) -> Result<TokenStep, PolicyError> {
         let records = &mut self.input.records;
-        let TokenResume { records: new, kdf } = more;
+        let TokenResume {
+            records: new,
+            kdf,
+            signature,
+        } = more;
         if new.tenant.is_some() {
             records.tenant = new.tenant;
         }
@@ -385,6 +421,9 @@ impl TokenFlow {
         }
         if kdf.is_some() {
             self.input.kdf = kdf;
+        }
+        if signature.is_some() {
+            self.input.signature = signature;
         }
         self.step()
     }

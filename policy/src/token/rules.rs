@@ -132,6 +132,7 @@ pub(super) fn judge_request(input: &TokenInput, memo: &mut Memo) -> Verdict<Toke
         judge: &judge,
         ctx,
         keys,
+        signature: input.signature.as_deref(),
         tenant: pinned.tenant,
         client_id,
         subject: found.username.unwrap_or(client_id),
@@ -139,7 +140,7 @@ pub(super) fn judge_request(input: &TokenInput, memo: &mut Memo) -> Verdict<Toke
         refresh: refresh_to_issue(grant, &pinned, &found),
         username: found.username.map(str::to_string),
         effects,
-    }))
+    })?)
 }
 
 /// The request's decoded keys, decoded once per request.
