@@ -42,6 +42,10 @@ pub struct Service {
     pub(crate) sessions: tokio::sync::Semaphore,
     /// The keys last read, and when.
     keys: std::sync::Mutex<Option<(Instant, Arc<KeyRing>)>>,
+    /// Copies of the module's memory at the end of each token and manage request, when a test
+    /// asked for them ([`Service::probe_memory`]).
+    #[cfg(feature = "testing")]
+    memory_probe: std::sync::Mutex<Option<Vec<Vec<u8>>>>,
 }
 
 /// The server keys as requests use them, opened: the key that signs, every key published (the
@@ -141,6 +145,8 @@ impl Service {
             refusals: crate::refusals::Refusals::default(),
             sessions,
             keys: std::sync::Mutex::new(None),
+            #[cfg(feature = "testing")]
+            memory_probe: std::sync::Mutex::new(None),
         }))
     }
 
@@ -195,6 +201,39 @@ impl Service {
         .await??;
         *self.keys.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), keys.clone()));
         Ok(keys)
+    }
+
+    /// Keeps a copy of the module's linear memory at the end of every token and manage request
+    /// from now on (tests: no private key ever enters it).
+    #[cfg(feature = "testing")]
+    pub fn probe_memory(&self) {
+        *self.memory_probe.lock().unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());
+    }
+
+    /// The memory copies kept since [`Service::probe_memory`]; emptied.
+    #[cfg(feature = "testing")]
+    pub fn take_memory(&self) -> Vec<Vec<u8>> {
+        self.memory_probe
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// A copy of `session`'s memory for [`Service::take_memory`], when a test asked for it.
+    pub(crate) fn note_memory(&self, session: &crate::guest::Session) {
+        #[cfg(feature = "testing")]
+        if let Some(kept) = self
+            .memory_probe
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            kept.push(session.memory_snapshot());
+        }
+        #[cfg(not(feature = "testing"))]
+        let _ = session;
     }
 
     /// The policy module's SHA-256.

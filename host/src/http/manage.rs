@@ -106,6 +106,7 @@ async fn decide_manage(
                 input["signature_valid"] = json!(valid);
             }
             Some("done") => {
+                server.note_memory(&session);
                 let decision: Decision = serde_json::from_value(step)
                     .map_err(|e| Failure::Module(format!("decision: {e}")))?;
                 note_failure(server, &decision.audit, source);

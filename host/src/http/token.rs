@@ -125,6 +125,7 @@ async fn decide(
                 ))
             }
             TokenStep::Done(decision) => {
+                server.note_memory(&session);
                 note_failure(server, &decision.audit, source);
                 if crate::refusals::before_client_auth(
                     &decision.audit.rule,

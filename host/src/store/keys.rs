@@ -217,7 +217,8 @@ pub(super) fn insert_key(
     Ok(())
 }
 
-/// The key that signs at `now`: of those whose time to sign has come, the last to start.
+/// The key that signs at `now`: of those whose time to sign has come, the last to start (of two
+/// starting at once, the one not replaced).
 pub(super) fn current_signing_key(
     db: &Db<'_>,
     master: Option<&MasterKey>,
@@ -226,7 +227,8 @@ pub(super) fn current_signing_key(
     let row = db.opt(
         &format!(
             "{SIGNING_COLUMNS} AND COALESCE(sign_from, created_at) <= ?1
-             ORDER BY COALESCE(sign_from, created_at) DESC, created_at DESC LIMIT 1"
+             ORDER BY COALESCE(sign_from, created_at) DESC,
+                 CASE WHEN verify_until IS NULL THEN 1 ELSE 0 END DESC, created_at DESC LIMIT 1"
         ),
         &[&now.to_rfc3339()],
         signing_row,

@@ -2,6 +2,7 @@
 
 use super::*;
 use granted_policy::token::endpoint::Effect;
+use granted_policy::token::jwt::SigningAlg;
 
 fn t(s: &str) -> Timestamp {
     Timestamp::parse(s).unwrap()
@@ -588,16 +589,36 @@ on_both!(
                 "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0{n}"
             ))
         };
-        let (first, _) = store.ensure_keys(now, &mut entropy).unwrap();
-        let (again, _) = store.ensure_keys(now, &mut entropy).unwrap();
+        let (first, _) = store
+            .ensure_keys(now, SigningAlg::ES256, &mut entropy)
+            .unwrap();
+        let (again, _) = store
+            .ensure_keys(now, SigningAlg::ES256, &mut entropy)
+            .unwrap();
         assert_eq!(first.kid, again.kid);
+        assert_eq!((first.alg, first.sign_from), (SigningAlg::ES256, now));
+        crate::signing::ServerKey::open(&first.kid, first.alg, &first.secret).unwrap();
+        // Rotated at 13:00: published at once, signing from 14:00, the first key verifying
+        // until 15:00.
         let later = t("2026-11-25T13:00:00Z");
         let new = store
-            .rotate_signing_key(later, t("2026-11-25T14:00:00Z"), "bmV3LWtleQ==", "abc123")
+            .rotate_signing_key(
+                later,
+                t("2026-11-25T14:00:00Z"),
+                t("2026-11-25T15:00:00Z"),
+                SigningAlg::EdDSA,
+                &crate::signing::generate(SigningAlg::EdDSA).unwrap(),
+                "abc123",
+            )
             .unwrap();
         assert_ne!(new.kid, first.kid);
-        let (current, _) = store.ensure_keys(later, &mut entropy).unwrap();
-        assert_eq!(current.kid, new.kid);
+        let signing_at = |at| store.current_keys(t(at)).unwrap().unwrap().0.kid;
+        assert_eq!(signing_at("2026-11-25T13:59:59Z"), first.kid);
+        assert_eq!(signing_at("2026-11-25T14:00:00Z"), new.kid);
+        let (current, _) = store
+            .ensure_keys(later, SigningAlg::ES256, &mut entropy)
+            .unwrap();
+        assert_eq!(current.kid, first.kid, "a pending key is not made current");
         let kids = |at| -> Vec<String> {
             store
                 .verification_keys(t(at))
@@ -607,10 +628,10 @@ on_both!(
                 .collect()
         };
         assert_eq!(
-            kids("2026-11-25T13:30:00Z"),
+            kids("2026-11-25T13:00:00Z"),
             vec![new.kid.clone(), first.kid.clone()]
         );
-        assert_eq!(kids("2026-11-25T14:00:01Z"), vec![new.kid.clone()]);
+        assert_eq!(kids("2026-11-25T15:00:00Z"), vec![new.kid.clone()]);
     }
 );
 
@@ -647,7 +668,9 @@ on_both!(
             ))
         };
         // Without a master key: in clear.
-        let (signing, client) = store.ensure_keys(now, &mut entropy).unwrap();
+        let (signing, client) = store
+            .ensure_keys(now, SigningAlg::HS256, &mut entropy)
+            .unwrap();
         let clear = stored_keys(&store);
         assert!(clear.iter().any(|(_, s)| *s == signing.secret));
         assert!(clear.iter().any(|(_, s)| *s == client));
@@ -657,7 +680,9 @@ on_both!(
         let rotated = sealed
             .rotate_signing_key(
                 t("2026-11-25T12:30:00Z"),
+                t("2026-11-25T12:30:00Z"),
                 t("2026-11-25T13:00:00Z"),
+                SigningAlg::HS256,
                 "bmV3LWtleQ==",
                 "abc123",
             )
@@ -670,7 +695,8 @@ on_both!(
                 assert!(!text.contains(secret.as_str()));
             }
         }
-        let (current, key) = sealed.current_keys().unwrap().unwrap();
+        let rotated_at = t("2026-11-25T12:30:00Z");
+        let (current, key) = sealed.current_keys(rotated_at).unwrap().unwrap();
         assert_eq!(
             (current.secret.as_str(), key.as_str()),
             (rotated.secret.as_str(), client.as_str())
@@ -686,7 +712,7 @@ on_both!(
             vec![rotated.secret.clone(), signing.secret.clone()]
         );
         // Without the master key the sealed keys cannot be read; with another, refused.
-        let err = store.current_keys().unwrap_err();
+        let err = store.current_keys(now).unwrap_err();
         assert_eq!(
             seal_error(&err),
             Some(&SealError::MasterKeyMissing),
@@ -713,7 +739,7 @@ on_both!(
         );
         let (moved, done) = store.clone().with_master_key(k2.clone()).unwrap();
         assert!(!done.changed());
-        assert_eq!(moved.current_keys().unwrap().unwrap().1, client);
+        assert_eq!(moved.current_keys(now).unwrap().unwrap().1, client);
         assert_eq!(
             moved.verification_keys(now).unwrap().len(),
             2,
@@ -742,7 +768,7 @@ on_both!(
                 )
             })
             .unwrap();
-        let err = moved.current_keys().unwrap_err();
+        let err = moved.current_keys(rotated_at).unwrap_err();
         assert_eq!(
             seal_error(&err),
             Some(&SealError::Altered {
@@ -761,7 +787,9 @@ fn a_new_sqlite_database_and_its_log_are_owner_only() {
     let path = dir.path().join("made").join("g.db");
     let store = Store::open(&path).unwrap();
     store
-        .ensure_keys(t("2026-11-25T12:00:00Z"), || Ok("a2V5".to_string()))
+        .ensure_keys(t("2026-11-25T12:00:00Z"), SigningAlg::ES256, || {
+            Ok("a2V5".to_string())
+        })
         .unwrap();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&path), 0o600);
