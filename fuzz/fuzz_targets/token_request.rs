@@ -17,7 +17,7 @@ fn context() -> Value {
         "signing_key": {"kid": "k", "alg": "ES256"},
         "client_secret_key": STANDARD.encode(b"key"),
         "kdf_iterations": 1,
-        "entropy": STANDARD.encode([1u8; 64]),
+        "entropy": STANDARD.encode([1u8; 80]),
     })
 }
 

@@ -1,6 +1,6 @@
 //! Group commit: every decision's effects and audit entry made durable by one writer thread.
 
-use crate::store::{Applied, Job, LockoutPolicy, Store};
+use crate::store::{Applied, Job, Store};
 
 /// Group commit: one writer thread takes every decision waiting and makes them durable in one
 /// transaction, then answers each. Concurrent requests share the fsync; one alone pays it.
@@ -11,7 +11,7 @@ pub(crate) struct Committer {
 impl Committer {
     const MAX_BATCH: usize = 256;
 
-    pub(crate) fn start(store: Store, lockout: LockoutPolicy) -> Committer {
+    pub(crate) fn start(store: Store) -> Committer {
         let (jobs, mut receiver) = tokio::sync::mpsc::channel::<(
             Job,
             tokio::sync::oneshot::Sender<Result<Applied, String>>,
@@ -28,7 +28,7 @@ impl Committer {
                         }
                     }
                     let (work, replies): (Vec<Job>, Vec<_>) = batch.into_iter().unzip();
-                    match store.apply_batch(&work, lockout) {
+                    match store.apply_batch(&work) {
                         Ok(outcomes) => {
                             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                                 let _ = reply.send(Ok(outcome));

@@ -1,8 +1,8 @@
 //! Settings of `granted serve` and `granted import`: command-line flags first, then `GRANTED_*`
 //! environment variables, then the TOML file of `--config`, then defaults.
 
-use crate::settings::{ConnectionLimits, ServerSettings};
-use crate::store::{Location, LockoutPolicy, MasterKey, PgOptions};
+use crate::settings::{ConnectionLimits, LockoutPolicy, ServerSettings};
+use crate::store::{Location, MasterKey, PgOptions};
 use anyhow::{anyhow, bail, Context, Result};
 use granted_policy::model::Timestamp;
 use granted_policy::token::jwt::SigningAlg;
@@ -246,10 +246,15 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Resolved> {
     };
     let lockout = LockoutPolicy {
         threshold: first!(lockout_threshold, flags, env, file).unwrap_or(lockout_default.threshold),
-        first: first!(lockout_first_seconds, flags, env, file).unwrap_or(lockout_default.first),
-        max: first!(lockout_max_seconds, flags, env, file).unwrap_or(lockout_default.max),
+        first_seconds: first!(lockout_first_seconds, flags, env, file)
+            .unwrap_or(lockout_default.first_seconds),
+        max_seconds: first!(lockout_max_seconds, flags, env, file)
+            .unwrap_or(lockout_default.max_seconds),
     };
-    if lockout.threshold == 0 || lockout.first <= 0 || lockout.max < lockout.first {
+    if lockout.threshold == 0
+        || lockout.first_seconds <= 0
+        || lockout.max_seconds < lockout.first_seconds
+    {
         return Err(anyhow!(
             "the lockout needs threshold ≥ 1 and 0 < first seconds ≤ max seconds"
         ));

@@ -6,10 +6,10 @@ use crate::kdf::KdfPool;
 use crate::settings::{now, ServerSettings};
 use crate::signing::ServerKey;
 use crate::store::Store;
-use granted_policy::model::Timestamp;
-use granted_policy::token::jwt::SigningAlg;
 use crate::throttle::Throttle;
 use anyhow::Result;
+use granted_policy::model::Timestamp;
+use granted_policy::token::jwt::SigningAlg;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -111,8 +111,9 @@ impl Service {
         settings: ServerSettings,
     ) -> Result<Arc<Service>> {
         let now = now(&settings)?;
-        let (current, _) =
-            store.ensure_keys(now, settings.signing_alg, || crate::state::random_base64(32))?;
+        let (current, _) = store.ensure_keys(now, settings.signing_alg, || {
+            crate::state::random_base64(32)
+        })?;
         if current.alg != settings.signing_alg {
             tracing::warn!(
                 current = current.alg.name(),
@@ -121,7 +122,7 @@ impl Service {
             );
         }
         let kdf = KdfPool::start(settings.kdf_threads, settings.login_queue);
-        let committer = Committer::start(store.clone(), settings.lockout);
+        let committer = Committer::start(store.clone());
         let guest: Arc<Guest> = guest.into();
         let sessions = tokio::sync::Semaphore::new(
             (guest.max_instances() as usize)

@@ -1,8 +1,8 @@
 //! What `granted serve` runs with besides the store and the module, and the clock it judges by.
 
-use crate::store::LockoutPolicy;
 use granted_policy::model::Timestamp;
 use granted_policy::token::jwt::SigningAlg;
+pub use granted_policy::token::lockout::LockoutSettings as LockoutPolicy;
 use std::time::{Duration, SystemTime};
 
 /// What the server needs besides the store and the module.
@@ -16,7 +16,8 @@ pub struct ServerSettings {
     pub kdf_threads: usize,
     /// Password requests that may wait for a KDF thread before new ones get a 503.
     pub login_queue: usize,
-    /// Lockout after failed logins.
+    /// Lockout after failed logins: given to the module in the token context, which decides
+    /// what each failure count means (the store only counts).
     pub lockout: LockoutPolicy,
     /// The clock requests are judged by.
     pub clock: Clock,

@@ -105,9 +105,9 @@ impl ServerKey {
                 sig::EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng)
                     .map_err(bad)?,
             ),
-            SigningAlg::EdDSA => Signer::EdDsa(
-                sig::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der).map_err(bad)?,
-            ),
+            SigningAlg::EdDSA => {
+                Signer::EdDsa(sig::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der).map_err(bad)?)
+            }
             SigningAlg::RS256 => Signer::Rs256(sig::RsaKeyPair::from_pkcs8(&der).map_err(bad)?),
             SigningAlg::HS256 => {
                 if der.len() < 32 {
@@ -139,7 +139,11 @@ impl ServerKey {
     pub fn sign(&self, input: &[u8]) -> Result<Vec<u8>> {
         let failed = |_| anyhow!("signing with key `{}` failed", self.kid);
         Ok(match &self.signer {
-            Signer::Es256(key) => key.sign(&self.rng, input).map_err(failed)?.as_ref().to_vec(),
+            Signer::Es256(key) => key
+                .sign(&self.rng, input)
+                .map_err(failed)?
+                .as_ref()
+                .to_vec(),
             Signer::EdDsa(key) => key.sign(input).as_ref().to_vec(),
             Signer::Rs256(key) => {
                 let mut out = vec![0u8; key.public().modulus_len()];

@@ -38,7 +38,8 @@ fn start(store: Store, alg: SigningAlg) -> Running {
         signing_alg: alg,
         ..ServerSettings::default()
     };
-    let service = Service::new(Guest::embedded().expect("module"), store, settings).expect("server");
+    let service =
+        Service::new(Guest::embedded().expect("module"), store, settings).expect("server");
     let text = std::fs::read_to_string("../tests/demo/state.json").expect("demo state");
     service
         .import(&granted_host::state::parse(&text).expect("demo state parses"))
@@ -128,7 +129,10 @@ fn now() -> Timestamp {
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
-        assert!(started.elapsed() < Duration::from_secs(60), "{what}: not after 60 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{what}: not after 60 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -227,8 +231,21 @@ fn all_agree(run: &Running, libraries: &[Library], tokens: &[(&str, bool)]) {
             let seen = post(run, "introspect", &[("token", token)]);
             assert_eq!(seen["active"], *expected, "introspection: {seen}");
             if let Some(claims) = verdict {
-                for claim in ["sub", "client_id", "scope", "iss", "aud", "iat", "exp", "jti"] {
-                    assert_eq!(claims[claim], seen[claim], "{} and introspection on `{claim}`", library.name);
+                for claim in [
+                    "sub",
+                    "client_id",
+                    "scope",
+                    "iss",
+                    "aud",
+                    "iat",
+                    "exp",
+                    "jti",
+                ] {
+                    assert_eq!(
+                        claims[claim], seen[claim],
+                        "{} and introspection on `{claim}`",
+                        library.name
+                    );
                 }
             }
         }
@@ -248,7 +265,10 @@ fn jose_libraries_verify_every_algorithm_before_and_after_a_rotation() {
         ));
         assert_eq!(
             metadata["jwks_uri"],
-            format!("{}/tenants/acme/.well-known/jwks.json", run.service_issuer())
+            format!(
+                "{}/tenants/acme/.well-known/jwks.json",
+                run.service_issuer()
+            )
         );
         let first = access_token(&run);
         let jwks = get(&jwks_uri);
@@ -256,7 +276,10 @@ fn jose_libraries_verify_every_algorithm_before_and_after_a_rotation() {
         assert_eq!(jwks["keys"][0]["alg"], alg.name());
         assert_eq!(jwks["keys"][0]["kid"], kid(&first).as_str());
         for private in ["d", "p", "q", "dp", "dq", "qi", "k"] {
-            assert!(jwks["keys"][0].get(private).is_none(), "{private} in {jwks}");
+            assert!(
+                jwks["keys"][0].get(private).is_none(),
+                "{private} in {jwks}"
+            );
         }
         all_agree(&run, &libraries, &[(&first, true)]);
         // Rotated: published at once, signing two seconds later, the first key verifying for
@@ -345,7 +368,10 @@ fn no_private_key_enters_the_modules_memory() {
 
 #[test]
 fn an_hs256_key_is_never_published() {
-    let run = start(granted_host::testing::store().expect("store"), SigningAlg::HS256);
+    let run = start(
+        granted_host::testing::store().expect("store"),
+        SigningAlg::HS256,
+    );
     let token = access_token(&run);
     assert_eq!(
         get(&format!("{}/tenants/acme/.well-known/jwks.json", run.base)),

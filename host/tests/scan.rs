@@ -16,7 +16,7 @@ fn token_start_input(text: &str) -> String {
     serde_json::json!({
         "context": {
             "client_secret_key": "Z3JhbnRlZC12ZWN0b3JzLWNsaWVudC1zZWNyZXQta2V5",
-            "entropy": base64::engine::general_purpose::STANDARD.encode([7u8; 64]),
+            "entropy": base64::engine::general_purpose::STANDARD.encode([7u8; 80]),
             "issuer": "https://granted.test",
             "kdf_in_module": false,
             "kdf_iterations": 1000,

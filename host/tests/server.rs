@@ -701,3 +701,116 @@ fn requests_beyond_the_instance_pool_wait_instead_of_failing() {
     });
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
 }
+
+/// A user imported with a Django hash (`pbkdf2_sha256$1000$…`): the first login stores a PHC
+/// PBKDF2-SHA256 hash at the server's iterations in its place, in the login's own commit; the
+/// next login verifies against that hash and stores nothing more.
+#[test]
+fn a_login_with_an_imported_django_hash_stores_a_pbkdf2_hash_at_the_current_parameters() {
+    use granted_policy::credentials::password;
+    use granted_policy::token::endpoint::Lookup;
+    const DJANGO: &str =
+        "pbkdf2_sha256$1000$seasalt42$XPaecmkzWf3qPB25Id+BHEcxTNEHi5C3HmcsaNyB2ms=";
+    let store = granted_host::testing::store().expect("store");
+    let settings = ServerSettings {
+        kdf_iterations: 2000,
+        record_decisions: true,
+        ..test_settings()
+    };
+    let srv =
+        Service::new(Guest::embedded().expect("module"), store.clone(), settings).expect("server");
+    let text = std::fs::read_to_string("../tests/demo/state.json").expect("demo state");
+    let mut state: Value = serde_json::from_str(&text).expect("demo state is JSON");
+    let acme = state["tenants"]
+        .as_array_mut()
+        .and_then(|t| t.iter_mut().find(|t| t["tenant"] == "acme"))
+        .expect("acme");
+    acme["users"]
+        .as_array_mut()
+        .expect("users")
+        .push(serde_json::json!({
+            "username": "django", "sign_in": "direct", "disabled": false,
+            "password_changed_at": "2026-11-01T00:00:00Z", "password_hash": DJANGO,
+        }));
+    let state = granted_host::state::parse(&state.to_string()).expect("state parses");
+    srv.import(&state).expect("import");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    runtime.spawn(granted_host::http::serve(
+        srv.clone(),
+        listener,
+        std::future::pending(),
+    ));
+    let run = Running {
+        base: format!("http://{addr}"),
+        _runtime: runtime,
+    };
+    let stored_hash = || {
+        let lookup = Lookup {
+            tenant: "acme".into(),
+            client_id: "crm-1".into(),
+            username: Some("django".into()),
+            refresh_token_sha256: None,
+        };
+        let records = store.records(&lookup).expect("records");
+        records.user.flatten().and_then(|u| u.password_hash)
+    };
+    let effects = |srv: &Service| -> Vec<String> {
+        let decisions = srv.take_decisions();
+        assert_eq!(decisions.len(), 1, "{decisions:?}");
+        decisions[0]["effects"]
+            .as_array()
+            .expect("effects")
+            .iter()
+            .map(|e| e["effect"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let auth = basic("crm-1", "crm-1-secret");
+    let login = [
+        ("grant_type", "password"),
+        ("username", "django"),
+        ("password", "correct horse battery"),
+    ];
+
+    let (status, body) = token(&run, "acme", Some(&auth), &login);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        effects(&srv),
+        [
+            "reset_login_failures",
+            "store_password_hash",
+            "store_refresh_token"
+        ]
+    );
+    let rehashed = stored_hash().expect("a hash is stored");
+    assert!(
+        rehashed.starts_with("$pbkdf2-sha256$i=2000,l=32$"),
+        "{rehashed}"
+    );
+    let parsed = password::parse(&rehashed).expect("the new hash parses");
+    let derived = parsed.derive_here("correct horse battery").expect("derive");
+    assert!(parsed.matches(&derived));
+    assert!(parsed.is_current(&rehashed, 2000));
+
+    // The next login verifies against the new hash, and keeps it.
+    let (status, body) = token(&run, "acme", Some(&auth), &login);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        effects(&srv),
+        ["reset_login_failures", "store_refresh_token"]
+    );
+    assert_eq!(stored_hash().as_deref(), Some(rehashed.as_str()));
+    // A wrong password fails against it as against any hash, and stores nothing.
+    let wrong = [
+        ("grant_type", "password"),
+        ("username", "django"),
+        ("password", "Correct horse battery"),
+    ];
+    let (status, _) = token(&run, "acme", Some(&auth), &wrong);
+    assert_eq!(status, 400);
+    assert_eq!(effects(&srv), ["record_login_failure"]);
+    assert_eq!(stored_hash().as_deref(), Some(rehashed.as_str()));
+}

@@ -50,7 +50,8 @@ pub fn token(input: JsValue) -> Result<JsValue, JsValue> {
 }
 
 /// One token request across its steps, holding what earlier steps parsed: `new TokenFlow(input)`,
-/// `flow.step()` for the first step, then `flow.resume({records})` or `flow.resume({kdf})`.
+/// `flow.step()` for the first step, then `flow.resume({records})`, `flow.resume({kdf})` or (after a
+/// step whose `purpose` is `rehash`) `flow.resume({rehash_kdf})`.
 /// Each object holds its own request, so requests that interleave (awaiting a KDF) stay apart.
 #[wasm_bindgen(js_name = TokenFlow)]
 pub struct JsTokenFlow {

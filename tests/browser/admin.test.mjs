@@ -1,8 +1,8 @@
 // The admin page in headless Chromium (Debian's `chromium`, driven by playwright-core) against a
 // real `granted serve` with the demo state: the digest badge, sign-in, the preview of each sunset
 // case, a rejected revert, saving an irreversible edit, the dashboard; every vector's edit/create
-// through the browser build; the preview of an app installed by 10,000 tenants (its time is
-// measured by `cargo xtask bench preview`, not here).
+// and every sequence (lockout, rehash) through the browser build; the preview of an app
+// installed by 10,000 tenants (its time is measured by `cargo xtask bench preview`, not here).
 // Screenshots go to target/browser-artifacts/.
 //
 // GRANTED_BIN: the `granted` binary (cargo xtask test passes it); CHROMIUM: the browser
@@ -375,6 +375,35 @@ test('every edit and create vector gives the expected preview in Chromium', asyn
   }
   assert.deepEqual(failures, []);
   console.log(`# ${vectors.length} edit/create vectors passed in Chromium`);
+});
+
+test('every sequence vector (lockout, rehash) gives the expected answers in Chromium', async () => {
+  const sequences = [];
+  for (const d of vectorDirs) {
+    for (const name of readdirSync(d).filter((n) => n.endsWith('.json')).sort()) {
+      const vector = JSON.parse(readFileSync(join(d, name), 'utf8'));
+      if (vector.sequence) sequences.push({ name, vector });
+    }
+  }
+  assert.ok(sequences.length >= 5, `${sequences.length} sequence vectors`);
+  const p = await page();
+  await p.evaluate(async () => {
+    const m = await import('/admin/pkg/granted_policy.js');
+    await m.default();
+    window.grantedPolicy = m;
+  });
+  // The module's calls answered by the browser's instance; the Node runner keeps the store,
+  // applies the effects and runs the KDF step (WebCrypto), as a host around the module would.
+  const inPage = (entry) => (input) => p.evaluate(([e, i]) => window.grantedPolicy[e](i), [entry, input]);
+  const browserPolicy = { token: inPage('token'), hashPassword: inPage('hashPassword'), hashClientSecret: inPage('hashClientSecret') };
+  const failures = [];
+  for (const { name, vector } of sequences) {
+    const mismatches = await runVector(browserPolicy, vector);
+    if (mismatches.length) failures.push(`${name}: ${mismatches.join('; ')}`);
+  }
+  await p.context().close();
+  assert.deepEqual(failures, []);
+  console.log(`# ${sequences.length} sequence vectors passed in Chromium`);
 });
 
 // --- one preview for an app installed by 10,000 tenants --------------------------------------------

@@ -1,8 +1,11 @@
 // The vector driver for JavaScript runtimes: the policy through its wasm-bindgen API, records
 // from an in-memory store built from the vector's state, the KDF step through WebCrypto.
-// It mirrors tests/src/driver.rs, which drives the native and wasmtime runtimes.
+// It mirrors tests/src/driver.rs, which drives the native and wasmtime runtimes. The policy's
+// calls are awaited, so a runtime may answer them asynchronously (the browser runner).
 
-const CLIENT_SECRET_KEY = new TextEncoder().encode('granted-vectors-client-secret-key');
+export const CLIENT_SECRET_KEY = new TextEncoder().encode('granted-vectors-client-secret-key');
+// An HS256 key as a JWK, for tests that give the edge handler a key of their own.
+export const SIGNING_KEY = { kty: 'oct', kid: 'vectors-1', alg: 'HS256', k: Buffer.from('granted-vectors-signing-key-32-bytes!!').toString('base64url') };
 // The runner's access-token signing key: ES256 through WebCrypto, as the edge signs. The module
 // only ever sees its kid and algorithm.
 const SIGNING = { kid: 'vectors-1', alg: 'ES256' };
@@ -66,13 +69,30 @@ export async function webCryptoKdf(params, password) {
   return new Uint8Array(bits);
 }
 
-async function seal(policy, state, iterations) {
+/** Entropy for one request, from `seed` so that runs repeat: SHA-512, then half a SHA-256
+ *  (80 bytes, the module's ENTROPY_BYTES). */
+export async function entropy(seed) {
+  const bytes = new TextEncoder().encode(seed);
+  const long = new Uint8Array(await crypto.subtle.digest('SHA-512', bytes));
+  const short = (await sha256(bytes)).slice(0, 16);
+  const out = new Uint8Array(long.length + short.length);
+  out.set(long);
+  out.set(short, long.length);
+  return out;
+}
+
+function plusSeconds(instant, seconds) {
+  return new Date(Date.parse(instant) + seconds * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/** The records a host would hold after loading `state`: secrets and passwords hashed. */
+export async function sealState(policy, state, iterations) {
   const key = b64(CLIENT_SECRET_KEY);
   const clients = [];
   for (const app of state.apps ?? []) {
     const { secrets = {}, ...rest } = app;
     for (const [clientId, secret] of Object.entries(secrets)) {
-      const { secret_hmac } = policy.hashClientSecret({ key, secret });
+      const { secret_hmac } = await policy.hashClientSecret({ key, secret });
       clients.push({ client_id: clientId, secret_hmac, app: rest });
     }
   }
@@ -87,7 +107,7 @@ async function seal(policy, state, iterations) {
       let passwordHash = user.password_hash ?? null;
       if (passwordHash === null && typeof password === 'string') {
         const salt = (await sha256(new TextEncoder().encode(`${tenant.tenant}/${user.username}`))).slice(0, 16);
-        passwordHash = policy.hashPassword({ password, salt: b64(salt), iterations }).hash;
+        passwordHash = (await policy.hashPassword({ password, salt: b64(salt), iterations })).hash;
       }
       users.push({ tenant: tenant.tenant, record: { ...rest, password_hash: passwordHash } });
     }
@@ -96,6 +116,18 @@ async function seal(policy, state, iterations) {
       refreshTokens.push({ status: 'active', ...rest, tenant: tenant.tenant, token_sha256: await refreshHash(clear) });
     }
   }
+  return { tenants, clients, users, refreshTokens };
+}
+
+async function seal(policy, state, iterations) {
+  const { tenants, clients, users, refreshTokens } = await sealState(policy, state, iterations);
+  // Failed logins and locks by tenant and name (known users or not), as a host's store keeps them.
+  const locks = new Map();
+  const lockKey = (tenant, username) => JSON.stringify([tenant, username]);
+  for (const { tenant, record } of users) {
+    if (record.locked_until) locks.set(lockKey(tenant, record.username), { failures: 0, locks: 1, until: record.locked_until });
+  }
+  const findUser = (tenant, username) => users.find((u) => u.tenant === tenant && u.record.username === username)?.record;
   return {
     lookup(lookup) {
       const records = {
@@ -103,12 +135,59 @@ async function seal(policy, state, iterations) {
         client: clients.find((c) => c.client_id === lookup.client_id) ?? null,
       };
       if (lookup.username != null) {
-        records.user = users.find((u) => u.tenant === lookup.tenant && u.record.username === lookup.username)?.record ?? null;
+        const user = findUser(lookup.tenant, lookup.username);
+        const lock = locks.get(lockKey(lookup.tenant, lookup.username));
+        records.user = user ? { ...user, ...(lock || 'locked_until' in user ? { locked_until: lock?.until ?? null } : {}) } : null;
       }
       if (lookup.refresh_token_sha256 != null) {
         records.refresh_token = refreshTokens.find((r) => r.token_sha256 === lookup.refresh_token_sha256) ?? null;
       }
       return records;
+    },
+    /** A decision's effects, applied as a host's store applies them: it counts and stores what
+     *  the module says; a lock's length comes from the effect's schedule. */
+    apply(effects, at) {
+      for (const effect of effects) {
+        const k = lockKey(effect.tenant, effect.username);
+        switch (effect.effect) {
+          case 'record_login_failure': {
+            const lock = locks.get(k) ?? { failures: 0, locks: 0, until: null };
+            const { lock_after: lockAfter, lock_seconds: lengths } = effect.lockout;
+            lock.failures += 1;
+            if (lock.failures >= lockAfter) {
+              lock.until = plusSeconds(at, lengths[Math.min(lock.locks, lengths.length - 1)]);
+              lock.failures = 0;
+              lock.locks += 1;
+            }
+            locks.set(k, lock);
+            break;
+          }
+          case 'reset_login_failures':
+            locks.delete(k);
+            break;
+          case 'store_password_hash': {
+            const user = findUser(effect.tenant, effect.username);
+            if (user && user.password_hash === effect.replaces) user.password_hash = effect.hash;
+            break;
+          }
+          case 'store_refresh_token':
+            refreshTokens.push(effect.record);
+            break;
+          case 'consume_refresh_token':
+            for (const t of refreshTokens) if (t.token_sha256 === effect.token_sha256) t.status = 'used';
+            break;
+          case 'revoke_refresh_family':
+            for (const t of refreshTokens) if (t.family_id === effect.family_id && t.status === 'active') t.status = 'revoked';
+            break;
+          default:
+            throw new Error(`unknown effect ${effect.effect}`);
+        }
+      }
+    },
+    /** The end of the lock in force on (tenant, username) at `at`, or null. */
+    lockedUntil(tenant, username, at) {
+      const until = locks.get(lockKey(tenant, username))?.until;
+      return until && Date.parse(until) > Date.parse(at) ? until : null;
     },
   };
 }
@@ -138,32 +217,67 @@ export function httpRequest(spec) {
   return { method: 'POST', tenant: spec.tenant, headers, body_base64: b64(new TextEncoder().encode(body)) };
 }
 
-async function runToken(policy, vector, iterations, kdfInModule) {
-  const store = await seal(policy, vector.state, iterations);
-  const entropy = new Uint8Array(await crypto.subtle.digest('SHA-512', new TextEncoder().encode(vector.name)));
+/** One token request through the module's steps as a host drives them: the `done` step. */
+async function decide(policy, vector, store, spec, now, seed, iterations, kdfInModule) {
   const input = {
-    request: httpRequest(vector.token_request),
+    request: httpRequest(spec),
     context: {
-      now: vector.now,
+      now,
       issuer: 'https://granted.test',
       signing_key: SIGNING,
       client_secret_key: b64(CLIENT_SECRET_KEY),
       kdf_iterations: iterations,
       kdf_in_module: kdfInModule,
-      entropy: b64(entropy),
+      entropy: b64(await entropy(seed)),
       ...(vector.sunset ? { sunset: vector.sunset } : {}),
+      ...(vector.lockout ? { lockout: vector.lockout } : {}),
     },
     records: {},
   };
   for (let i = 0; i < 6; i++) {
-    const step = policy.token(input);
+    const step = await policy.token(input);
     if (step.step === 'need_records') input.records = store.lookup(step.lookup);
-    else if (step.step === 'need_kdf') input.kdf = { derived: b64(await webCryptoKdf(step.kdf, step.password)) };
-    else if (step.step === 'need_signature') input.signature = await sign(step);
+    else if (step.step === 'need_kdf') {
+      // A `rehash` step's output goes to rehash_kdf, a verification's to kdf.
+      const derived = { derived: b64(await webCryptoKdf(step.kdf, step.password)) };
+      if (step.purpose === 'rehash') input.rehash_kdf = derived;
+      else input.kdf = derived;
+    } else if (step.step === 'need_signature') input.signature = await sign(step);
     else if (step.step === 'done') return step;
     else throw new Error(`unknown step ${JSON.stringify(step)}`);
   }
   throw new Error('token did not finish in 6 steps');
+}
+
+/** The request a sequence's step sends: the sequence's, with the step's form changes. */
+export function stepRequest(sequence, step) {
+  return { ...sequence.token_request, form: { ...sequence.token_request.form, ...(step.form ?? {}) } };
+}
+
+/** Runs a sequence vector against `runtime`: `decide(spec, at, seed)` answers a done step
+ *  ({response, audit, effects}) with its effects applied to the runtime's store, and
+ *  `lockedUntil(tenant, username, at)` reads the lock in force from that store. Answers the
+ *  mismatches. */
+export async function runSequence(vector, runtime) {
+  const out = [];
+  let at = vector.now;
+  let sent = 0;
+  for (const [i, step] of vector.sequence.steps.entries()) {
+    if (step.at) at = step.at;
+    const spec = stepRequest(vector.sequence, step);
+    const repeat = step.repeat ?? 1;
+    for (let n = 1; n <= repeat; n += 1) {
+      sent += 1;
+      const done = await runtime.decide(spec, at, `${vector.name}#${sent}`);
+      const mismatches = checkToken(step.expect ?? {}, done);
+      if (n === repeat && step.locked_until !== undefined) {
+        const lock = await runtime.lockedUntil(spec.tenant, spec.form?.username ?? '', at);
+        check(mismatches, 'locked_until', step.locked_until, lock);
+      }
+      for (const m of mismatches) out.push(`step ${i + 1} (${step.name ?? ''}) #${n}: ${m}`);
+    }
+  }
+  return out;
 }
 
 function check(out, what, expected, actual) {
@@ -173,43 +287,63 @@ function check(out, what, expected, actual) {
   }
 }
 
+/** Compares a done step ({response: {status, headers, body}, audit, effects}) with a token
+ *  request's `expect`; answers the mismatches. */
+export function checkToken(expect, step) {
+  const out = [];
+  const { response, audit } = step;
+  const body = JSON.parse(response.body);
+  const header = (name) => response.headers.find(([n]) => n.toLowerCase() === name)?.[1];
+  if (header('cache-control') !== 'no-store') out.push('response: `Cache-Control: no-store` is missing');
+  if (header('pragma') !== 'no-cache') out.push('response: `Pragma: no-cache` is missing');
+  if (response.status !== 200 && (typeof body.error !== 'string' || typeof body.error_description !== 'string')) {
+    out.push(`error body lacks error or error_description: ${response.body}`);
+  }
+  check(out, 'status', expect.status, response.status);
+  check(out, 'error', expect.error, body.error ?? null);
+  check(out, 'reason', expect.reason, audit.reason);
+  check(out, 'scope', expect.scope, body.scope ?? null);
+  check(out, 'refresh_token', expect.refresh_token, typeof body.refresh_token === 'string');
+  check(out, 'cause', expect.cause, audit.cause);
+  check(out, 'rule', expect.rule, audit.rule);
+  check(out, 'www_authenticate', expect.www_authenticate, (header('www-authenticate') ?? '').startsWith('Basic realm='));
+  if (expect.error_description_contains !== undefined && !(body.error_description ?? '').includes(expect.error_description_contains)) {
+    out.push(`error_description ${JSON.stringify(body.error_description)} does not contain ${JSON.stringify(expect.error_description_contains)}`);
+  }
+  check(out, 'effects', expect.effects, step.effects.map((e) => e.effect));
+  return out;
+}
+
 /** Runs one vector; answers the list of mismatches (empty: it passed). */
 export async function runVector(policy, vector, { iterations = 1000, kdfInModule = false } = {}) {
-  const kinds = ['token_request', 'edit', 'create'].filter((k) => vector[k] !== undefined);
-  if (kinds.length !== 1) throw new Error('a vector has exactly one of token_request, edit and create');
+  const kinds = ['token_request', 'edit', 'create', 'sequence'].filter((k) => vector[k] !== undefined);
+  if (kinds.length !== 1) throw new Error('a vector has exactly one of token_request, edit, create and sequence');
   const expect = vector.expect ?? {};
   const out = [];
   if (vector.token_request) {
-    const step = await runToken(policy, vector, iterations, kdfInModule);
-    const { response, audit } = step;
-    const body = JSON.parse(response.body);
-    const header = (name) => response.headers.find(([n]) => n.toLowerCase() === name)?.[1];
-    if (header('cache-control') !== 'no-store') out.push('response: `Cache-Control: no-store` is missing');
-    if (header('pragma') !== 'no-cache') out.push('response: `Pragma: no-cache` is missing');
-    if (response.status !== 200 && (typeof body.error !== 'string' || typeof body.error_description !== 'string')) {
-      out.push(`error body lacks error or error_description: ${response.body}`);
+    const store = await seal(policy, vector.state, iterations);
+    const step = await decide(policy, vector, store, vector.token_request, vector.now, vector.name, iterations, kdfInModule);
+    out.push(...checkToken(expect, step));
+    const { access_token: token } = JSON.parse(step.response.body);
+    if (typeof token === 'string' && !(await signedByRunner(token))) {
+      out.push(`access token not signed by the runner's key: ${token}`);
     }
-    check(out, 'status', expect.status, response.status);
-    check(out, 'error', expect.error, body.error ?? null);
-    check(out, 'reason', expect.reason, audit.reason);
-    check(out, 'scope', expect.scope, body.scope ?? null);
-    check(out, 'refresh_token', expect.refresh_token, typeof body.refresh_token === 'string');
-    check(out, 'cause', expect.cause, audit.cause);
-    check(out, 'rule', expect.rule, audit.rule);
-    check(out, 'www_authenticate', expect.www_authenticate, (header('www-authenticate') ?? '').startsWith('Basic realm='));
-    if (expect.error_description_contains !== undefined && !(body.error_description ?? '').includes(expect.error_description_contains)) {
-      out.push(`error_description ${JSON.stringify(body.error_description)} does not contain ${JSON.stringify(expect.error_description_contains)}`);
-    }
-    check(out, 'effects', expect.effects, step.effects.map((e) => e.effect));
-    if (typeof body.access_token === 'string' && !(await signedByRunner(body.access_token))) {
-      out.push(`access token not signed by the runner's key: ${body.access_token}`);
-    }
+  } else if (vector.sequence) {
+    const store = await seal(policy, vector.state, iterations);
+    out.push(...await runSequence(vector, {
+      async decide(spec, at, seed) {
+        const step = await decide(policy, vector, store, spec, at, seed, iterations, kdfInModule);
+        store.apply(step.effects, at);
+        return step;
+      },
+      lockedUntil: (tenant, username, at) => store.lockedUntil(tenant, username, at),
+    }));
   } else {
     const input = { state: vector.state, now: vector.now };
     if (vector.sunset) input.sunset = vector.sunset;
     if (vector.edit) input.edit = vector.edit;
     if (vector.create) input.create = vector.create;
-    const preview = policy.preview(input);
+    const preview = await policy.preview(input);
     check(out, 'accepted', expect.accepted, preview.accepted);
     check(out, 'reason', expect.reason, preview.reason);
     check(out, 'password_eligible_after', expect.password_eligible_after, preview.password_eligible_after);

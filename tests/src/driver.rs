@@ -1,13 +1,16 @@
 //! Runs one vector against a [`Runtime`]: builds the store from `state`, drives the token
 //! endpoint's steps as a host would, and compares the outcome with `expect`.
 
-use crate::format::{Expect, HeaderValue, State, TokenRequestSpec, Vector};
+use crate::format::{Expect, HeaderValue, Sequence, State, TokenRequestSpec, Vector};
 use crate::{Runtime, Session};
 use anyhow::{anyhow, bail, Context, Result};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+use granted_policy::model::Timestamp;
+use granted_policy::token::lockout::LockSchedule;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256, Sha512};
+use std::collections::BTreeMap;
 
 /// The runner's settings; no expectation depends on them.
 #[derive(Clone, Debug)]
@@ -115,24 +118,28 @@ pub fn run_vector(rt: &dyn Runtime, vector: &Vector, settings: &Settings) -> Res
         vector.token_request.is_some(),
         vector.edit.is_some(),
         vector.create.is_some(),
+        vector.sequence.is_some(),
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
-        bail!("a vector has exactly one of `token_request`, `edit` and `create`");
+        bail!("a vector has exactly one of `token_request`, `edit`, `create` and `sequence`");
     }
     let mut mismatches = Vec::new();
     if let Some(request) = &vector.token_request {
         let decision = run_token(rt, vector, request, settings)?;
         check_token(&vector.expect, &decision, &mut mismatches)?;
         // An access token is the runner's signature over what the module wrote.
-        let body: Value = serde_json::from_str(
-            decision["response"]["body"].as_str().unwrap_or_default(),
-        )
-        .unwrap_or_default();
+        let body: Value =
+            serde_json::from_str(decision["response"]["body"].as_str().unwrap_or_default())
+                .unwrap_or_default();
         if let Some(token) = body["access_token"].as_str() {
             if !signed_by_runner(token) {
-                mismatches.push(format!("access token not signed by the runner's key: {token}"));
+                mismatches.push(format!(
+                    "access token not signed by the runner's key: {token}"
+                ));
             }
         }
+    } else if let Some(sequence) = &vector.sequence {
+        mismatches = run_sequence(rt, vector, sequence, settings)?;
     } else {
         let mut input = json!({"state": vector.state, "now": vector.now});
         if let Some(s) = &vector.sunset {
@@ -150,12 +157,23 @@ pub fn run_vector(rt: &dyn Runtime, vector: &Vector, settings: &Settings) -> Res
     Ok(Outcome { mismatches })
 }
 
-/// The store a host would hold after loading `state`: secrets and passwords hashed.
+/// The store a host would hold after loading `state`: secrets and passwords hashed; for a
+/// sequence, changed by each decision's effects.
 struct Store {
     tenants: Vec<Value>,
     clients: Vec<Value>,
     users: Vec<(String, Value)>,
     refresh_tokens: Vec<Value>,
+    /// Failed-login counts and locks by (tenant, username), known users or not.
+    locks: BTreeMap<(String, String), Lock>,
+}
+
+/// A user's (or unknown name's) failed logins, as a host's store keeps them.
+#[derive(Default)]
+struct Lock {
+    failures: u32,
+    locks: u64,
+    until: Option<Timestamp>,
 }
 
 fn seal(rt: &dyn Runtime, state: &Value, settings: &Settings) -> Result<Store> {
@@ -185,6 +203,7 @@ fn seal(rt: &dyn Runtime, state: &Value, settings: &Settings) -> Result<Store> {
     let mut tenants = Vec::new();
     let mut users = Vec::new();
     let mut refresh_tokens = Vec::new();
+    let mut locks = BTreeMap::new();
     for tenant in &typed.tenants {
         let mut record: Map<String, Value> = tenant.rest.clone().into_iter().collect();
         record.insert("tenant".into(), json!(tenant.tenant));
@@ -207,6 +226,16 @@ fn seal(rt: &dyn Runtime, state: &Value, settings: &Settings) -> Result<Store> {
                 (None, None) => None,
             };
             record.insert("password_hash".into(), json!(hash));
+            // A lock in the state is loaded as a host's import loads it: one lock so far.
+            let until = record.get("locked_until").and_then(Value::as_str);
+            if let Some(until) = until.and_then(Timestamp::parse) {
+                let lock = Lock {
+                    failures: 0,
+                    locks: 1,
+                    until: Some(until),
+                };
+                locks.insert((tenant.tenant.clone(), user.username.clone()), lock);
+            }
             users.push((tenant.tenant.clone(), Value::Object(record)));
         }
         for token in &tenant.refresh_tokens {
@@ -222,7 +251,16 @@ fn seal(rt: &dyn Runtime, state: &Value, settings: &Settings) -> Result<Store> {
         clients,
         users,
         refresh_tokens,
+        locks,
     })
+}
+
+/// Bytes of entropy a runner hands the module per request, derived from `seed` (the vector's
+/// name) so that runs repeat: SHA-512 then the first half of SHA-256.
+pub fn entropy(seed: &str) -> Vec<u8> {
+    let mut bytes = Sha512::digest(seed.as_bytes()).to_vec();
+    bytes.extend_from_slice(&Sha256::digest(seed.as_bytes())[..16]);
+    bytes
 }
 
 /// How a store keys refresh tokens: SHA-256, base64url without padding.
@@ -289,22 +327,91 @@ fn run_token(
     settings: &Settings,
 ) -> Result<Value> {
     let store = seal(rt, &vector.state, settings)?;
-    let entropy = Sha512::digest(vector.name.as_bytes());
+    decide(
+        rt,
+        vector,
+        &store,
+        spec,
+        &vector.now,
+        &vector.name,
+        settings,
+    )
+}
+
+/// A sequence: each step's requests decided on one store, their effects applied, the answers
+/// and the user's lock compared with the step's expectations.
+fn run_sequence(
+    rt: &dyn Runtime,
+    vector: &Vector,
+    sequence: &Sequence,
+    settings: &Settings,
+) -> Result<Vec<String>> {
+    let mut store = seal(rt, &vector.state, settings)?;
+    let mut mismatches = Vec::new();
+    let mut at = vector.now.clone();
+    let mut sent = 0;
+    for (i, step) in sequence.steps.iter().enumerate() {
+        if let Some(step_at) = &step.at {
+            at = step_at.clone();
+        }
+        let spec = sequence.request(step);
+        for n in 1..=step.repeat {
+            sent += 1;
+            let seed = format!("{}#{sent}", vector.name);
+            let decision = decide(rt, vector, &store, &spec, &at, &seed, settings)?;
+            let mut out = Vec::new();
+            check_token(&step.expect, &decision, &mut out)?;
+            store.apply(&decision["effects"], &at)?;
+            let last = n == step.repeat;
+            if let (Some(expected), true) = (&step.locked_until, last) {
+                let form = spec.form.as_ref();
+                let username = form.and_then(|f| f.get("username"));
+                let lock = store.lock_in_force(&spec.tenant, username, &at)?;
+                if *expected != json!(lock) {
+                    out.push(format!(
+                        "locked_until: expected {expected}, got {}",
+                        json!(lock)
+                    ));
+                }
+            }
+            let label = step.name.as_deref().unwrap_or_default();
+            mismatches.extend(
+                out.into_iter()
+                    .map(|m| format!("step {} ({label}) #{n}: {m}", i + 1)),
+            );
+        }
+    }
+    Ok(mismatches)
+}
+
+/// One token request through the module's steps as a host drives them; answers the `done` step.
+fn decide(
+    rt: &dyn Runtime,
+    vector: &Vector,
+    store: &Store,
+    spec: &TokenRequestSpec,
+    now: &str,
+    seed: &str,
+    settings: &Settings,
+) -> Result<Value> {
     let mut input = json!({
         "request": http_request(spec)?,
         "context": {
-            "now": vector.now,
+            "now": now,
             "issuer": "https://granted.test",
             "signing_key": {"kid": SIGNING_KID, "alg": SIGNING_ALG},
             "client_secret_key": STANDARD.encode(CLIENT_SECRET_KEY),
             "kdf_iterations": settings.iterations,
             "kdf_in_module": settings.kdf_in_module,
-            "entropy": STANDARD.encode(entropy),
+            "entropy": STANDARD.encode(entropy(seed)),
         },
         "records": {},
     });
     if let Some(s) = &vector.sunset {
         input["context"]["sunset"] = json!(s);
+    }
+    if let Some(lockout) = &vector.lockout {
+        input["context"]["lockout"] = lockout.clone();
     }
     if settings.flow {
         // One instance for the request; each step sends only what it adds.
@@ -316,7 +423,9 @@ fn run_token(
                 Some("need_kdf") => {
                     let derived =
                         rt.kdf(&step["kdf"], step["password"].as_str().unwrap_or_default())?;
-                    json!({"kdf": {"derived": STANDARD.encode(derived)}})
+                    let mut more = json!({});
+                    more[kdf_slot(&step)] = json!({"derived": STANDARD.encode(derived)});
+                    more
                 }
                 Some("need_signature") => json!({"signature": sign(&step)?}),
                 Some("done") => return Ok(step),
@@ -336,7 +445,7 @@ fn run_token(
             Some("need_kdf") => {
                 let derived =
                     rt.kdf(&step["kdf"], step["password"].as_str().unwrap_or_default())?;
-                input["kdf"] = json!({"derived": STANDARD.encode(derived)});
+                input[kdf_slot(&step)] = json!({"derived": STANDARD.encode(derived)});
             }
             Some("need_signature") => input["signature"] = json!(sign(&step)?),
             Some("done") => return Ok(step),
@@ -346,7 +455,88 @@ fn run_token(
     bail!("`token` did not finish in 6 steps")
 }
 
+/// Where a KDF step's output goes: `rehash_kdf` for a `rehash` step, else `kdf`.
+fn kdf_slot(step: &Value) -> &'static str {
+    match step["purpose"].as_str() {
+        Some("rehash") => "rehash_kdf",
+        _ => "kdf",
+    }
+}
+
 impl Store {
+    /// Applies a decision's effects as a host's store does: it counts and stores what the
+    /// module says, and decides nothing (a lock's length comes from the effect's schedule).
+    fn apply(&mut self, effects: &Value, at: &str) -> Result<()> {
+        let at = Timestamp::parse(at).ok_or_else(|| anyhow!("bad instant `{at}`"))?;
+        for effect in effects.as_array().into_iter().flatten() {
+            let text = |field: &str| effect[field].as_str().unwrap_or_default().to_string();
+            let who = (text("tenant"), text("username"));
+            match effect["effect"].as_str() {
+                Some("record_login_failure") => {
+                    let schedule: LockSchedule = serde_json::from_value(effect["lockout"].clone())
+                        .context("`record_login_failure` without a lock schedule")?;
+                    let lock = self.locks.entry(who).or_default();
+                    lock.failures += 1;
+                    if let Some(seconds) = schedule.length(lock.locks) {
+                        if lock.failures >= schedule.lock_after {
+                            lock.failures = 0;
+                            lock.locks += 1;
+                            lock.until = Some(at.plus_seconds(seconds));
+                        }
+                    }
+                }
+                Some("reset_login_failures") => {
+                    self.locks.remove(&who);
+                }
+                Some("store_password_hash") => {
+                    let user = self.users.iter_mut().find(|(t, u)| {
+                        *t == who.0 && u["username"].as_str() == Some(who.1.as_str())
+                    });
+                    if let Some((_, user)) = user {
+                        if user["password_hash"] == effect["replaces"] {
+                            user["password_hash"] = effect["hash"].clone();
+                        }
+                    }
+                }
+                Some("store_refresh_token") => self.refresh_tokens.push(effect["record"].clone()),
+                Some("consume_refresh_token") => {
+                    for token in &mut self.refresh_tokens {
+                        if token["token_sha256"] == effect["token_sha256"] {
+                            token["status"] = json!("used");
+                        }
+                    }
+                }
+                Some("revoke_refresh_family") => {
+                    for token in &mut self.refresh_tokens {
+                        if token["family_id"] == effect["family_id"] && token["status"] == "active"
+                        {
+                            token["status"] = json!("revoked");
+                        }
+                    }
+                }
+                other => bail!("unknown effect {other:?}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// The end of the lock in force on (`tenant`, `username`) at `at`, if any.
+    fn lock_in_force(
+        &self,
+        tenant: &str,
+        username: Option<&String>,
+        at: &str,
+    ) -> Result<Option<String>> {
+        let at = Timestamp::parse(at).ok_or_else(|| anyhow!("bad instant `{at}`"))?;
+        let key = (tenant.to_string(), username.cloned().unwrap_or_default());
+        Ok(self
+            .locks
+            .get(&key)
+            .and_then(|l| l.until)
+            .filter(|until| at < *until)
+            .map(Timestamp::to_rfc3339))
+    }
+
     fn lookup(&self, lookup: &Value) -> Value {
         let tenant = lookup["tenant"].as_str().unwrap_or_default();
         let client_id = lookup["client_id"].as_str().unwrap_or_default();
@@ -365,7 +555,16 @@ impl Store {
                 .users
                 .iter()
                 .find(|(t, u)| t == tenant && u["username"].as_str() == Some(username))
-                .map(|(_, u)| u.clone())
+                .map(|(_, u)| {
+                    let mut user = u.clone();
+                    let key = (tenant.to_string(), username.to_string());
+                    if let Some(lock) = self.locks.get(&key) {
+                        user["locked_until"] = json!(lock.until.map(Timestamp::to_rfc3339));
+                    } else if user.get("locked_until").is_some() {
+                        user["locked_until"] = Value::Null;
+                    }
+                    user
+                })
                 .unwrap_or(Value::Null);
         }
         if let Some(hash) = lookup["refresh_token_sha256"].as_str() {

@@ -27,11 +27,73 @@ pub struct Vector {
     /// …or an edit…
     #[serde(default)]
     pub edit: Option<Value>,
-    /// …or a creation.
+    /// …or a creation…
     #[serde(default)]
     pub create: Option<Value>,
-    /// What must hold.
+    /// …or (extension) a sequence of token requests on one store.
+    #[serde(default)]
+    pub sequence: Option<Sequence>,
+    /// Extension: the lockout settings the runtime runs with (the token context's `lockout`:
+    /// `threshold`, `first_seconds`, `max_seconds`); its defaults when absent.
+    #[serde(default)]
+    pub lockout: Option<Value>,
+    /// What must hold; a sequence has its expectations in its steps.
+    #[serde(default)]
     pub expect: Expect,
+}
+
+/// Extension: token requests sent one after the other to one store, each decision's effects
+/// applied before the next request, as a host applies them (failures counted, locks set,
+/// hashes replaced, refresh tokens stored and consumed).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sequence {
+    /// The request every step sends, before the step's changes.
+    pub token_request: TokenRequestSpec,
+    /// The steps, in order.
+    pub steps: Vec<SequenceStep>,
+}
+
+/// One step of a [`Sequence`].
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SequenceStep {
+    /// What the step shows.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The instant it is judged at; the previous step's (the vector's `now` at first) when absent.
+    #[serde(default)]
+    pub at: Option<String>,
+    /// Form parameters that replace the sequence's request's (`password`, `username`, …).
+    #[serde(default)]
+    pub form: BTreeMap<String, String>,
+    /// How many times the request is sent, each answer checked against `expect`.
+    #[serde(default = "one")]
+    pub repeat: u32,
+    /// What each answer must hold, as a token request's `expect`.
+    #[serde(default)]
+    pub expect: Expect,
+    /// The lock in force on the request's user after the step, at its instant: its end, or
+    /// `null` for none. Not checked when absent.
+    #[serde(default, deserialize_with = "present")]
+    pub locked_until: Option<Value>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Sequence {
+    /// The request step `step` sends: the sequence's, with the step's form parameters.
+    pub fn request(&self, step: &SequenceStep) -> TokenRequestSpec {
+        let mut spec = self.token_request.clone();
+        if let Some(form) = spec.form.as_mut() {
+            for (k, v) in &step.form {
+                form.insert(k.clone(), v.clone());
+            }
+        }
+        spec
+    }
 }
 
 /// `state`, as the runner reads it to build its store.

@@ -88,7 +88,7 @@ fn kdf_step(username: &str) -> serde_json::Value {
         "context": {
             "now": "2026-11-25T12:00:00Z", "issuer": "https://granted.test",
             "signing_key": {"kid": "k", "alg": "ES256"},
-            "client_secret_key": key, "entropy": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM=",
+            "client_secret_key": key, "entropy": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjMwMTIzNDU2Nzg5MDEyMzQ1",
         },
         "records": {
             "tenant": {"tenant": "acme", "sso_required": false, "installs": [{"app_id": "crm", "rev": 1}]},

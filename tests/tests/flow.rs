@@ -80,7 +80,7 @@ fn a_resume_with_nothing_started_or_after_the_end_is_refused() {
             "issuer": "https://granted.test",
             "signing_key": {"kid": "k", "alg": "ES256"},
             "client_secret_key": "a2V5",
-            "entropy": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWYwMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1Njc4OWFiY2RlZg=="
+            "entropy": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWYwMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
         }
     });
     let out = Native

@@ -5,8 +5,10 @@
 //
 // env (see www/edge/README.md):
 //   GRANTED_STORE              the store: get(key), put(key, value), increment(key) (atomic)
-//   GRANTED_SIGNING_KEY        {kid, secret}: signs access tokens (JSON text or object)
-//   GRANTED_VERIFICATION_KEYS  [{kid, secret}]: keys whose tokens still verify (optional)
+//   GRANTED_SIGNING_KEY        a private JWK with `kid` and `alg` (ES256, EdDSA, RS256 or HS256):
+//                              signs access tokens through WebCrypto (JSON text or object)
+//   GRANTED_VERIFICATION_KEYS  [JWK]: every key whose tokens may still be live, public halves
+//                              (the JWKS served; optional: the signing key's public half)
 //   GRANTED_CLIENT_SECRET_KEY  base64: the key client secrets are HMACed under
 //   GRANTED_ISSUER             this server's base URL
 //   GRANTED_WASM               the module (a WebAssembly.Module, or its bytes); else fetched
@@ -84,6 +86,29 @@ const prepared = new WeakMap();
 let moduleReady = null;
 let moduleDigest = null;
 
+/** How WebCrypto imports and signs with a key of each JWS algorithm. */
+const SIGNING_ALGORITHMS = {
+  ES256: { import: { name: 'ECDSA', namedCurve: 'P-256' }, sign: { name: 'ECDSA', hash: 'SHA-256' } },
+  EdDSA: { import: { name: 'Ed25519' }, sign: { name: 'Ed25519' } },
+  RS256: { import: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, sign: { name: 'RSASSA-PKCS1-v1_5' } },
+  HS256: { import: { name: 'HMAC', hash: 'SHA-256' }, sign: { name: 'HMAC' } },
+};
+
+/** The public half of a JWK for the JWKS; null for a symmetric (HS256) key, never published. */
+function publicJwk(jwk) {
+  if (!jwk || jwk.kty === 'oct') return null;
+  const { d, p, q, dp, dq, qi, k, oth, key_ops, ...rest } = jwk;
+  return { ...rest, use: 'sig' };
+}
+
+/** The host's part of `need_signature`: the signature over the signing input, base64url. */
+async function sign(settings, step) {
+  const { signing } = settings;
+  if (step.kid !== signing.kid || step.alg !== signing.alg) throw new Error(`the module asked for a signature by key ${step.kid}`);
+  const signature = new Uint8Array(await crypto.subtle.sign(signing.algorithm.sign, signing.key, encoder.encode(step.signing_input)));
+  return b64(signature).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
 export async function ready(env) {
   if (prepared.has(env)) return prepared.get(env);
   checkStore(env.GRANTED_STORE);
@@ -98,24 +123,36 @@ export async function ready(env) {
     })();
   }
   await moduleReady;
-  const signing = parsed(env.GRANTED_SIGNING_KEY);
-  if (!signing?.kid || !signing?.secret) throw new Error('env.GRANTED_SIGNING_KEY must be {"kid", "secret"}');
+  const jwk = parsed(env.GRANTED_SIGNING_KEY);
+  const algorithm = SIGNING_ALGORITHMS[jwk?.alg];
+  if (!jwk?.kid || !algorithm) throw new Error('env.GRANTED_SIGNING_KEY must be a private JWK with `kid` and `alg` (ES256, EdDSA, RS256 or HS256)');
+  // Imported once, not extractable: the private key stays in WebCrypto, never in the module.
+  const signing = {
+    kid: jwk.kid,
+    alg: jwk.alg,
+    algorithm,
+    key: await crypto.subtle.importKey('jwk', { ...jwk, key_ops: ['sign'] }, algorithm.import, false, ['sign']),
+  };
+  const published = (parsed(env.GRANTED_VERIFICATION_KEYS) ?? [jwk]).map(publicJwk).filter(Boolean);
   if (!env.GRANTED_CLIENT_SECRET_KEY) throw new Error('env.GRANTED_CLIENT_SECRET_KEY is missing');
   if (!env.GRANTED_ISSUER) throw new Error('env.GRANTED_ISSUER is missing');
   const settings = {
     store: env.GRANTED_STORE,
     signing,
-    verification: parsed(env.GRANTED_VERIFICATION_KEYS) ?? [signing],
+    // The JWKS, and the keys the revocation endpoint's context names (`kid` and `alg` only).
+    jwks: { keys: published },
+    verification: (parsed(env.GRANTED_VERIFICATION_KEYS) ?? [jwk]).map((k) => ({ kid: k.kid, alg: k.alg })),
     clientSecretKey: env.GRANTED_CLIENT_SECRET_KEY,
     issuer: String(env.GRANTED_ISSUER).replace(/\/+$/, ''),
     kdfIterations: number(env.GRANTED_KDF_ITERATIONS, 600000),
     accessTtl: number(env.GRANTED_ACCESS_TOKEN_TTL, 3600),
     refreshTtl: number(env.GRANTED_REFRESH_TOKEN_TTL, 30 * 24 * 3600),
     sunset: env.GRANTED_SUNSET || undefined,
+    // The token context's lockout settings; the module turns them into each failure's schedule.
     lockout: {
       threshold: Math.max(1, number(env.GRANTED_LOCKOUT_THRESHOLD, 5)),
-      first: Math.max(1, number(env.GRANTED_LOCKOUT_FIRST_SECONDS, 60)),
-      max: Math.max(1, number(env.GRANTED_LOCKOUT_MAX_SECONDS, 3600)),
+      first_seconds: Math.max(1, number(env.GRANTED_LOCKOUT_FIRST_SECONDS, 60)),
+      max_seconds: Math.max(1, number(env.GRANTED_LOCKOUT_MAX_SECONDS, 3600)),
     },
     fixedNow: env.GRANTED_FIXED_NOW || undefined,
     audit: typeof env.GRANTED_AUDIT === 'function' ? env.GRANTED_AUDIT : null,
@@ -199,7 +236,7 @@ async function records(store, lookup, at) {
 /** Applies a decision's effects; 'race' when it must be decided again (a refresh token used by a
  *  concurrent request, or a success meeting a lock set meanwhile). */
 async function apply(settings, effects, at) {
-  const { store, lockout } = settings;
+  const { store } = settings;
   for (const effect of effects) {
     if (effect.effect === 'reset_login_failures' && await lockedUntil(store, effect.tenant, effect.username, at)) {
       return 'race';
@@ -224,11 +261,24 @@ async function apply(settings, effects, at) {
         await store.put(key.familyRevoked(effect.family_id), true);
         break;
       case 'record_login_failure': {
+        // The module says what the count means (effect.lockout: lock_after, lock_seconds); the
+        // store only counts. The counter is never set back at a lock, so a lock falls on every
+        // lock_after-th failure, and each lock takes the next length of the schedule (the last
+        // one for every later lock). Both counters are atomic: concurrent failures all count.
+        const { lock_after: lockAfter, lock_seconds: lengths } = effect.lockout;
         const n = await store.increment(key.failures(effect.tenant, effect.username));
-        if (n % lockout.threshold === 0) {
+        if (n % lockAfter === 0) {
           const locks = await store.increment(key.locks(effect.tenant, effect.username));
-          const seconds = Math.min(lockout.first * 2 ** Math.min(locks - 1, 30), lockout.max);
+          const seconds = lengths[Math.min(locks, lengths.length) - 1];
           await store.put(key.lockedUntil(effect.tenant, effect.username), plusSeconds(at, seconds));
+        }
+        break;
+      }
+      case 'store_password_hash': {
+        // A hash at the current parameters in place of the one that verified, unless it changed.
+        const user = await store.get(key.user(effect.tenant, effect.username));
+        if (user && user.password_hash === effect.replaces) {
+          await store.put(key.user(effect.tenant, effect.username), { ...user, password_hash: effect.hash });
         }
         break;
       }
@@ -279,8 +329,11 @@ function respond(response) {
   return new Response(response.body, { status: response.status, headers: response.headers });
 }
 
+/** Bytes of entropy a token request needs (the module's ENTROPY_BYTES). */
+const ENTROPY_BYTES = 80;
+
 function entropy() {
-  return b64(crypto.getRandomValues(new Uint8Array(64)));
+  return b64(crypto.getRandomValues(new Uint8Array(ENTROPY_BYTES)));
 }
 
 function auditEntry(kind, audit, at) {
@@ -305,8 +358,8 @@ async function decideToken(settings, raw, ctx) {
   const at = now(settings);
   const context = {
     now: at, issuer: settings.issuer, access_token_ttl: settings.accessTtl, refresh_token_ttl: settings.refreshTtl,
-    signing_key: settings.signing, client_secret_key: settings.clientSecretKey,
-    kdf_iterations: settings.kdfIterations, entropy: entropy(),
+    signing_key: { kid: settings.signing.kid, alg: settings.signing.alg }, client_secret_key: settings.clientSecretKey,
+    kdf_iterations: settings.kdfIterations, lockout: settings.lockout, entropy: entropy(),
   };
   if (settings.sunset) context.sunset = settings.sunset;
   const flow = new TokenFlow({ request: raw, context });
@@ -316,7 +369,11 @@ async function decideToken(settings, raw, ctx) {
       if (step.step === 'need_records') {
         step = flow.resume({ records: await records(settings.store, step.lookup, at) });
       } else if (step.step === 'need_kdf') {
-        step = flow.resume({ kdf: { derived: await pbkdf2(step.kdf, step.password) } });
+        // `rehash`: the password verified against an outdated hash and is hashed again.
+        const derived = { derived: await pbkdf2(step.kdf, step.password) };
+        step = flow.resume(step.purpose === 'rehash' ? { rehash_kdf: derived } : { kdf: derived });
+      } else if (step.step === 'need_signature') {
+        step = flow.resume({ signature: await sign(settings, step) });
       } else if (step.step === 'done') {
         if (await apply(settings, step.effects, at) === 'race') return null;
         settings.decisions?.({ audit: step.audit, effects: step.effects });
@@ -370,6 +427,7 @@ async function metadata(settings, tenant) {
     issuer,
     token_endpoint: `${issuer}/connect/token`,
     revocation_endpoint: `${issuer}/connect/revocation`,
+    jwks_uri: `${issuer}/.well-known/jwks.json`,
     grant_types_supported: ['password', 'client_credentials', 'refresh_token'],
     token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
     revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
@@ -408,6 +466,12 @@ export default {
         console.error(`granted edge: ${e.message}`);
         return unavailable('the token service could not answer; try again');
       }
+    }
+    m = path.match(/^\/tenants\/([^/]+)\/\.well-known\/jwks\.json$/);
+    if (m && request.method === 'GET') {
+      const tenant = tenantOf(m[1]);
+      if (tenant === null || !(await settings.store.get(key.tenant(tenant)))) return oauthError(404, 'not_found', 'no such tenant');
+      return json(200, settings.jwks);
     }
     m = path.match(/^\/tenants\/([^/]+)\/\.well-known\/oauth-authorization-server$/)
       ?? path.match(/^\/\.well-known\/oauth-authorization-server\/tenants\/([^/]+)$/);

@@ -350,7 +350,7 @@ fn test() -> Result<()> {
             .args(&dirs),
     )?;
 
-    step("the edge against the host: the same 500 generated requests, the same answers");
+    step("the edge against the host: the same 500 generated requests, the same answers; the sequence vectors through the edge handler");
     build_test_granted()?;
     run_cmd(
         Command::new("node")

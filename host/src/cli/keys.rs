@@ -27,7 +27,9 @@ pub fn rotate(settings: SettingFlags) -> Result<ExitCode> {
     let resolved = settings.resolve()?;
     let store = open_store(&resolved)?;
     let now = Timestamp::parse(
-        &time::OffsetDateTime::now_utc().replace_nanosecond(0)?.format(&time::format_description::well_known::Rfc3339)?,
+        &time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)?
+            .format(&time::format_description::well_known::Rfc3339)?,
     )
     .context("the clock")?;
     let server = &resolved.server;

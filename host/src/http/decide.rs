@@ -58,7 +58,7 @@ pub(crate) fn raw_request(
 }
 
 /// The input of `token_resume`: what the host adds after a step.
-#[derive(serde::Serialize, Default)]
+#[derive(Default, serde::Serialize)]
 pub(crate) struct Resume {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) records: Option<Records>,
@@ -66,6 +66,9 @@ pub(crate) struct Resume {
     pub(crate) kdf: Option<KdfOutput>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) signature: Option<String>,
+    /// The output of a KDF step whose purpose is `rehash`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) rehash_kdf: Option<KdfOutput>,
 }
 
 /// The module's answer to `entry`, read straight into `T` (the `ok` of its envelope).

@@ -55,7 +55,10 @@ pub(crate) async fn metadata(
 /// `GET /tenants/{tenant}/.well-known/jwks.json`: every public key whose tokens may be live.
 /// Caches may keep it for half the publication delay (at most five minutes): a new key is in
 /// every cache before it signs.
-pub(crate) async fn jwks(State(server): State<Arc<Service>>, Path(tenant): Path<String>) -> Response {
+pub(crate) async fn jwks(
+    State(server): State<Arc<Service>>,
+    Path(tenant): Path<String>,
+) -> Response {
     if let Some(refused) = known_tenant(&server, &tenant).await {
         return refused;
     }

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use granted_policy::token::endpoint::{KdfOutput, TokenStep};
+use granted_policy::token::endpoint::{KdfOutput, KdfPurpose, TokenStep, ENTROPY_BYTES};
 use serde_json::{json, Value};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -59,7 +59,7 @@ async fn decide(
     let at = now(settings).map_err(Failure::Clock)?;
     let keys = server.keys().await.map_err(Failure::Store)?;
     let signing = &keys.signing;
-    let entropy = crate::state::random_base64(64).map_err(Failure::Store)?;
+    let entropy = crate::state::random_base64(ENTROPY_BYTES).map_err(Failure::Store)?;
     let mut context = json!({
         "now": at,
         "issuer": settings.issuer,
@@ -68,6 +68,7 @@ async fn decide(
         "signing_key": {"kid": signing.kid(), "alg": signing.alg()},
         "client_secret_key": keys.client_secret_key,
         "kdf_iterations": settings.kdf_iterations,
+        "lockout": settings.lockout,
         "entropy": entropy,
     });
     if let Some(sunset) = settings.sunset {
@@ -91,13 +92,24 @@ async fn decide(
                     ..Resume::default()
                 }
             }
-            TokenStep::NeedKdf { kdf, password } => {
+            TokenStep::NeedKdf {
+                kdf,
+                password,
+                purpose,
+            } => {
                 let derived = server.kdf.run(kdf, password).await?;
-                Resume {
-                    kdf: Some(KdfOutput {
-                        derived: STANDARD.encode(derived),
-                    }),
-                    ..Resume::default()
+                let output = Some(KdfOutput {
+                    derived: STANDARD.encode(derived),
+                });
+                match purpose {
+                    KdfPurpose::Verify => Resume {
+                        kdf: output,
+                        ..Resume::default()
+                    },
+                    KdfPurpose::Rehash => Resume {
+                        rehash_kdf: output,
+                        ..Resume::default()
+                    },
                 }
             }
             TokenStep::NeedSignature {

@@ -1,7 +1,7 @@
 //! The server keys: access-token signing keys (each published before it signs, and kept while its tokens live) and the client-secret key, sealed under the master key when the store has one (`seal.rs`).
 
-use super::seal::{self, MasterKey};
 use super::db::Row;
+use super::seal::{self, MasterKey};
 use super::*;
 use granted_policy::token::jwt::SigningAlg;
 use zeroize::Zeroizing;
@@ -45,7 +45,8 @@ fn new_signing_secret(
     }
 }
 
-const SIGNING_COLUMNS: &str = "SELECT kid, secret, alg, COALESCE(sign_from, created_at), verify_until
+const SIGNING_COLUMNS: &str =
+    "SELECT kid, secret, alg, COALESCE(sign_from, created_at), verify_until
      FROM server_keys WHERE purpose = 'signing'";
 
 type SigningRow = (String, String, Option<String>, String, Option<String>);
@@ -218,7 +219,8 @@ pub(super) fn insert_key(
 }
 
 /// The key that signs at `now`: of those whose time to sign has come, the last to start (of two
-/// starting at once, the one not replaced).
+/// starting at once, the one not replaced). A clock earlier than every key (a test's fixed
+/// instant, a clock set back) signs with the first key rather than with none.
 pub(super) fn current_signing_key(
     db: &Db<'_>,
     master: Option<&MasterKey>,
@@ -233,6 +235,16 @@ pub(super) fn current_signing_key(
         &[&now.to_rfc3339()],
         signing_row,
     )?;
+    let row = match row {
+        Some(row) => Some(row),
+        None => db.opt(
+            &format!(
+                "{SIGNING_COLUMNS} ORDER BY COALESCE(sign_from, created_at), created_at LIMIT 1"
+            ),
+            &[],
+            signing_row,
+        )?,
+    };
     row.map(|row| open_signing(master, row)).transpose()
 }
 

@@ -53,7 +53,7 @@ use schema::*;
 pub use seal::{MasterKey, SealError, MASTER_KEY_LEN};
 pub use throttle::{Failure as ThrottleFailure, ThrottleCheck};
 use tokens::*;
-pub use tokens::{Applied, Job, LockoutPolicy};
+pub use tokens::{Applied, Job};
 
 /// Read-only connections of a file database.
 const READERS: usize = 4;

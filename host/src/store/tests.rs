@@ -8,6 +8,12 @@ fn t(s: &str) -> Timestamp {
     Timestamp::parse(s).unwrap()
 }
 
+/// The lock schedule the module gives with the default settings (5 failures; 60 s doubling to
+/// an hour).
+fn default_schedule() -> granted_policy::token::lockout::LockSchedule {
+    granted_policy::token::lockout::schedule(&Default::default())
+}
+
 /// Runs a test on a fresh store of each backend: `$name::sqlite` and `$name::postgres`.
 macro_rules! on_both {
     ($name:ident, $test:expr) => {
@@ -342,11 +348,7 @@ fn two_hosts_race_for_one_refresh_token(a: Store, b: Store) {
                         now,
                     };
                     barrier.wait();
-                    store
-                        .apply_batch(&[job], LockoutPolicy::default())
-                        .unwrap()
-                        .pop()
-                        .unwrap()
+                    store.apply_batch(&[job]).unwrap().pop().unwrap()
                 })
             })
             .collect();
@@ -392,7 +394,7 @@ fn two_hosts_append_to_one_audit_chain(a: Store, b: Store) {
                         audit: Some(("token".into(), format!("{{\"host\":{i},\"n\":{n}}}"))),
                         now,
                     };
-                    let outcome = store.apply_batch(&[job], LockoutPolicy::default());
+                    let outcome = store.apply_batch(&[job]);
                     assert_eq!(outcome.unwrap(), vec![Applied::Done], "host {i}, entry {n}");
                 }
             })
@@ -436,33 +438,69 @@ on_two_hosts!(
     refresh_race_across_hosts,
     two_hosts_race_for_one_refresh_token
 );
+on_two_hosts!(
+    failure_counts_across_hosts,
+    two_hosts_count_failures_at_once
+);
+
+/// Two stores on one database counting failed logins for one user at once: none is lost, so
+/// ten failures with `lock_after` 10 make exactly one lock.
+fn two_hosts_count_failures_at_once(a: Store, b: Store) {
+    let now = t("2026-11-25T12:00:00Z");
+    let schedule = granted_policy::token::lockout::schedule(
+        &granted_policy::token::lockout::LockoutSettings {
+            threshold: 10,
+            ..Default::default()
+        },
+    );
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let hosts: Vec<_> = [a.clone(), b]
+        .into_iter()
+        .map(|store| {
+            let barrier = barrier.clone();
+            let fail = Effect::RecordLoginFailure {
+                tenant: "acme".into(),
+                username: "alice".into(),
+                lockout: schedule.clone(),
+            };
+            std::thread::spawn(move || {
+                barrier.wait();
+                for _ in 0..5 {
+                    let outcome = store.apply(std::slice::from_ref(&fail), now).unwrap();
+                    assert_eq!(outcome, Applied::Done);
+                }
+            })
+        })
+        .collect();
+    for host in hosts {
+        host.join().unwrap();
+    }
+    assert_eq!(
+        a.locked_until("acme", "alice").unwrap(),
+        Some(t("2026-11-25T12:01:00Z"))
+    );
+}
 
 on_both!(
     failures_lock_after_the_threshold_and_the_lock_doubles,
     |store| {
-        let policy = LockoutPolicy::default();
         let now = t("2026-11-25T12:00:00Z");
         let fail = Effect::RecordLoginFailure {
             tenant: "acme".into(),
             username: "nobody".into(),
+            lockout: default_schedule(),
         };
         for _ in 0..4 {
-            store
-                .apply(std::slice::from_ref(&fail), now, policy)
-                .unwrap();
+            store.apply(std::slice::from_ref(&fail), now).unwrap();
         }
         assert_eq!(store.locked_until("acme", "nobody").unwrap(), None);
-        store
-            .apply(std::slice::from_ref(&fail), now, policy)
-            .unwrap();
+        store.apply(std::slice::from_ref(&fail), now).unwrap();
         assert_eq!(
             store.locked_until("acme", "nobody").unwrap(),
             Some(t("2026-11-25T12:01:00Z"))
         );
         for _ in 0..5 {
-            store
-                .apply(std::slice::from_ref(&fail), now, policy)
-                .unwrap();
+            store.apply(std::slice::from_ref(&fail), now).unwrap();
         }
         assert_eq!(
             store.locked_until("acme", "nobody").unwrap(),
@@ -473,10 +511,10 @@ on_both!(
             username: "nobody".into(),
         }];
         // A success that meets a lock set meanwhile is undone, to be decided again.
-        assert_eq!(store.apply(&reset, now, policy).unwrap(), Applied::LockRace);
+        assert_eq!(store.apply(&reset, now).unwrap(), Applied::LockRace);
         assert!(store.locked_until("acme", "nobody").unwrap().is_some());
         let later = t("2026-11-25T12:03:00Z");
-        assert_eq!(store.apply(&reset, later, policy).unwrap(), Applied::Done);
+        assert_eq!(store.apply(&reset, later).unwrap(), Applied::Done);
         assert_eq!(store.locked_until("acme", "nobody").unwrap(), None);
     }
 );
@@ -560,6 +598,7 @@ on_both!(
         let fail = Effect::RecordLoginFailure {
             tenant: "acme".into(),
             username: "al\0ice".into(),
+            lockout: default_schedule(),
         };
         for _ in 0..5 {
             let job = Job {
@@ -567,10 +606,7 @@ on_both!(
                 audit: Some(("token".into(), r#"{"tenant":"ac\u0000me"}"#.into())),
                 now,
             };
-            assert_eq!(
-                store.apply_batch(&[job], LockoutPolicy::default()).unwrap(),
-                vec![Applied::Done]
-            );
+            assert_eq!(store.apply_batch(&[job]).unwrap(), vec![Applied::Done]);
         }
         assert!(store.locked_until("acme", "al\0ice").unwrap().is_some());
         assert_eq!(store.locked_until("acme", "alice").unwrap(), None);
@@ -802,3 +838,50 @@ fn a_new_sqlite_database_and_its_log_are_owner_only() {
     drop(Store::open(&path).unwrap());
     assert_eq!(mode(&path), 0o640);
 }
+on_both!(
+    a_new_password_hash_is_stored_only_over_the_hash_that_verified,
+    |store| {
+        use granted_policy::model::{SignIn, TenantRecord, UserRecord};
+        let now = t("2026-11-25T12:00:00Z");
+        let tenant = TenantRecord {
+            tenant: "acme".into(),
+            sso_required: false,
+            password_max_age_days: None,
+            installs: vec![],
+        };
+        let user = UserRecord {
+            username: "alice".into(),
+            sign_in: SignIn::Direct,
+            password_hash: Some("pbkdf2_sha256$1000$salt$old".into()),
+            password_changed_at: Some(now),
+            disabled: false,
+            locked_until: None,
+        };
+        store
+            .write(|w| {
+                w.put_tenant(&tenant)?;
+                w.put_user("acme", &user)
+            })
+            .unwrap();
+        let stored = || store.write(|w| w.password_hash("acme", "alice")).unwrap();
+        let rehash = |replaces: &str, hash: &str| Effect::StorePasswordHash {
+            tenant: "acme".into(),
+            username: "alice".into(),
+            hash: hash.into(),
+            replaces: replaces.into(),
+        };
+        // A password changed since the login verified: the new one stays.
+        let stale = [rehash(
+            "pbkdf2_sha256$1000$salt$other",
+            "$pbkdf2-sha256$i=1000,l=32$a$b",
+        )];
+        assert_eq!(store.apply(&stale, now).unwrap(), Applied::Done);
+        assert_eq!(stored().as_deref(), Some("pbkdf2_sha256$1000$salt$old"));
+        let current = [rehash(
+            "pbkdf2_sha256$1000$salt$old",
+            "$pbkdf2-sha256$i=1000,l=32$a$b",
+        )];
+        assert_eq!(store.apply(&current, now).unwrap(), Applied::Done);
+        assert_eq!(stored().as_deref(), Some("$pbkdf2-sha256$i=1000,l=32$a$b"));
+    }
+);

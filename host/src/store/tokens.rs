@@ -1,7 +1,8 @@
-//! A decision's effects, applied in one transaction with its audit entry (group commit): refresh-token rotation and reuse, login failures and lockouts.
+//! A decision's effects, applied in one transaction with its audit entry (group commit): refresh-token rotation and reuse, login failures and lockouts, password hashes made again.
 
 use super::*;
 use granted_policy::token::endpoint::Effect;
+use granted_policy::token::lockout::LockSchedule;
 
 /// One decision to make durable: its effects and its audit entry, applied together.
 #[derive(Clone, Debug)]
@@ -12,28 +13,6 @@ pub struct Job {
     pub audit: Option<(String, String)>,
     /// The decision's instant.
     pub now: Timestamp,
-}
-
-/// How failed logins lock a user out: `threshold` consecutive failures lock for `first`
-/// seconds, each further lock doubles it, up to `max` seconds.
-#[derive(Clone, Copy, Debug)]
-pub struct LockoutPolicy {
-    /// Failures before the first lock.
-    pub threshold: u32,
-    /// The first lock, in seconds.
-    pub first: i64,
-    /// The longest lock, in seconds.
-    pub max: i64,
-}
-
-impl Default for LockoutPolicy {
-    fn default() -> Self {
-        LockoutPolicy {
-            threshold: 5,
-            first: 60,
-            max: 3600,
-        }
-    }
 }
 
 /// The outcome of applying a decision's effects.
@@ -76,18 +55,13 @@ impl Store {
     }
 
     /// Applies a decision's effects in one transaction (see [`Store::apply_batch`]).
-    pub fn apply(
-        &self,
-        effects: &[Effect],
-        now: Timestamp,
-        lockout: LockoutPolicy,
-    ) -> Result<Applied> {
+    pub fn apply(&self, effects: &[Effect], now: Timestamp) -> Result<Applied> {
         let job = Job {
             effects: effects.to_vec(),
             audit: None,
             now,
         };
-        self.apply_batch(std::slice::from_ref(&job), lockout)?
+        self.apply_batch(std::slice::from_ref(&job))?
             .pop()
             .ok_or_else(|| anyhow!("no outcome"))
     }
@@ -96,7 +70,7 @@ impl Store {
     /// audit entry together, or none of them. A refresh token that is no longer active when it
     /// is consumed (a concurrent request used it) undoes that decision, revokes the token's
     /// family and reports [`Applied::RefreshRace`] for it; the others are unaffected.
-    pub fn apply_batch(&self, jobs: &[Job], lockout: LockoutPolicy) -> Result<Vec<Applied>> {
+    pub fn apply_batch(&self, jobs: &[Job]) -> Result<Vec<Applied>> {
         let (outcomes, new_locks) = self.write_tx(|db| {
             let (mut seq, mut prev) = audit_head(db)?;
             let mut outcomes = Vec::with_capacity(jobs.len());
@@ -110,7 +84,7 @@ impl Store {
                     "RELEASE SAVEPOINT job; SAVEPOINT job"
                 })?;
                 let mut locks = 0;
-                let outcome = match apply_effects(db, &job.effects, job.now, lockout, &mut locks) {
+                let outcome = match apply_effects(db, &job.effects, job.now, &mut locks) {
                     Ok(None) => match &job.audit {
                         Some((kind, entry)) => {
                             let sha = audit_hash(&prev, entry);
@@ -167,7 +141,6 @@ pub(super) fn apply_effects(
     db: &Db<'_>,
     effects: &[Effect],
     now: Timestamp,
-    lockout: LockoutPolicy,
     locks_set: &mut u64,
 ) -> Result<Option<Race>> {
     for effect in effects {
@@ -190,10 +163,27 @@ pub(super) fn apply_effects(
                     &[family_id],
                 )?;
             }
-            Effect::RecordLoginFailure { tenant, username } => {
+            Effect::RecordLoginFailure {
+                tenant,
+                username,
+                lockout,
+            } => {
                 if record_failure(db, tenant, username, now, lockout)? {
                     *locks_set += 1;
                 }
+            }
+            Effect::StorePasswordHash {
+                tenant,
+                username,
+                hash,
+                replaces,
+            } => {
+                // Only over the hash that verified: a password changed meanwhile stays.
+                db.exec(
+                    "UPDATE users SET password_hash = ?3
+                     WHERE tenant = ?1 AND username = ?2 AND password_hash = ?4",
+                    &[tenant, username, hash, replaces],
+                )?;
             }
             Effect::ResetLoginFailures { tenant, username } => {
                 if locked_until(db, tenant, username)?.is_some_and(|until| now < until) {
@@ -244,12 +234,16 @@ pub(super) fn insert_refresh(db: &Db<'_>, r: &RefreshTokenRecord) -> Result<()> 
     Ok(())
 }
 
+/// Counts one failed login and locks as the module's `schedule` says (the store decides
+/// nothing: it counts, and looks the lock's length up). Race-free because write transactions
+/// are serial (SQLite's one writer, PostgreSQL's advisory lock): the read and the write of the
+/// count are one step for every other writer.
 pub(super) fn record_failure(
     db: &Db<'_>,
     tenant: &str,
     username: &str,
     now: Timestamp,
-    policy: LockoutPolicy,
+    schedule: &LockSchedule,
 ) -> Result<bool> {
     let row: Option<(u32, u32)> = db.opt(
         "SELECT failures, locks FROM login_failures WHERE tenant = ?1 AND username = ?2",
@@ -258,16 +252,13 @@ pub(super) fn record_failure(
     )?;
     let (failures, locks) = row.unwrap_or((0, 0));
     let failures = failures.saturating_add(1);
-    let (failures, locks, until) = if failures >= policy.threshold.max(1) {
-        // Lock, doubling each time, up to the maximum; the count starts again.
-        let seconds = policy
-            .first
-            .saturating_mul(1i64 << locks.min(30))
-            .min(policy.max)
-            .max(1);
-        (0, locks.saturating_add(1), Some(now.plus_seconds(seconds)))
-    } else {
-        (failures, locks, None)
+    let length = schedule.length(u64::from(locks));
+    let (failures, locks, until) = match length {
+        // The count reached the schedule's: lock for this lock's length; the count starts again.
+        Some(seconds) if failures >= schedule.lock_after => {
+            (0, locks.saturating_add(1), Some(now.plus_seconds(seconds)))
+        }
+        _ => (failures, locks, None),
     };
     db.exec(
         "INSERT INTO login_failures (tenant, username, failures, locks, locked_until)

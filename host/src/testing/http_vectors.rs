@@ -6,7 +6,10 @@
 //! runners. An `edit` or `create` vector goes through the admin API: its preview is compared with
 //! `expect` like the module's, then it is saved, and an accepted one must be stored under that
 //! same preview (201, one more revision), a rejected one refused with its reason (422, or 409 for
-//! an existing app) with nothing stored.
+//! an existing app) with nothing stored. A `sequence` vector sends its steps' requests to one
+//! database, the server started again with each step's instant as its clock, and reads the
+//! user's lock from the store after each step; the edge, whose clock is fixed per process, skips
+//! them (`tests/edge/sequences.test.mjs` runs them through its handler).
 
 use crate::guest::Guest;
 use crate::service::Service;
@@ -41,7 +44,7 @@ pub struct HttpSummary {
     pub passed: usize,
     /// Failed.
     pub failed: usize,
-    /// Neither a token request nor an edit or creation.
+    /// Neither a token request nor an edit, a creation or a sequence; or a sequence on the edge.
     pub skipped: usize,
 }
 
@@ -76,7 +79,23 @@ pub fn run_dir(
                 continue;
             }
         };
-        let outcome = if vector.token_request.is_some() {
+        let outcome = if vector.sequence.is_some() {
+            match target {
+                Target::Host => run_sequence(&runtime, guest.clone(), &vector, None),
+                Target::HostOnPostgres(pg) => {
+                    run_sequence(&runtime, guest.clone(), &vector, Some(pg))
+                }
+                Target::Edge(_) => {
+                    summary.skipped += 1;
+                    writeln!(
+                        out,
+                        "skip {name}: a sequence needs a clock per step, and the edge's is fixed \
+                         per process (tests/edge/sequences.test.mjs runs it through the handler)"
+                    )?;
+                    continue;
+                }
+            }
+        } else if vector.token_request.is_some() {
             match target {
                 Target::Host => run_one(&runtime, guest.clone(), &vector, None),
                 Target::HostOnPostgres(pg) => run_one(&runtime, guest.clone(), &vector, Some(pg)),
@@ -168,11 +187,19 @@ fn start(
         Some(s) => Some(Timestamp::parse(s).ok_or_else(|| anyhow!("bad `sunset`"))?),
         None => None,
     };
+    let lockout = match &vector.lockout {
+        Some(settings) => serde_json::from_value(settings.clone()).context("bad `lockout`")?,
+        None => Default::default(),
+    };
     let settings = ServerSettings {
         kdf_iterations: granted_vectors::driver::Settings::default().iterations,
         clock: crate::settings::Clock::Fixed(now),
         sunset,
+        lockout,
         record_decisions: true,
+        // The host's throttle (per client and source address, not a rule of the module) is
+        // set out of reach: a sequence sends more failures from one address than it allows.
+        throttle_failures: 1_000_000,
         ..ServerSettings::default()
     };
     // A fresh database per vector, as `granted serve` keeps one (a file with its WAL, or a
@@ -202,6 +229,15 @@ fn start(
     let state = crate::state::parse(&serde_json::to_string(&vector.state)?)
         .context("the vector's state does not import")?;
     server.import(&state)?;
+    serve(runtime, server, cleanup)
+}
+
+/// Serves `server` on a free loopback port.
+fn serve(
+    runtime: &tokio::runtime::Runtime,
+    server: Arc<Service>,
+    cleanup: RemoveOnDrop,
+) -> Result<VectorServer> {
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -223,6 +259,87 @@ impl VectorServer {
         let _ = runtime.block_on(self.serving);
         self.server
     }
+
+    /// The same database served again by a server whose clock is `now`.
+    fn restart_at(
+        self,
+        runtime: &tokio::runtime::Runtime,
+        guest: Arc<Guest>,
+        now: Timestamp,
+    ) -> Result<VectorServer> {
+        let VectorServer {
+            server,
+            stop,
+            serving,
+            _cleanup: cleanup,
+            ..
+        } = self;
+        let _ = stop.send(());
+        let _ = runtime.block_on(serving);
+        let settings = ServerSettings {
+            clock: crate::settings::Clock::Fixed(now),
+            ..server.settings.clone()
+        };
+        let store = server.store.clone();
+        drop(server);
+        serve(runtime, Service::new(guest, store, settings)?, cleanup)
+    }
+}
+
+/// A sequence vector over HTTP: each step's requests to one database, the server's clock at the
+/// step's instant; the answers and recorded decisions checked as a token vector's, and the
+/// user's lock read from the store after the step.
+fn run_sequence(
+    runtime: &tokio::runtime::Runtime,
+    guest: Arc<Guest>,
+    vector: &Vector,
+    pg: Option<&Arc<PgServer>>,
+) -> Result<Vec<String>> {
+    let sequence = vector
+        .sequence
+        .as_ref()
+        .ok_or_else(|| anyhow!("not a sequence vector"))?;
+    let mut running = start(runtime, guest.clone(), vector, pg)?;
+    let mut at = Timestamp::parse(&vector.now).ok_or_else(|| anyhow!("bad `now`"))?;
+    let mut mismatches = Vec::new();
+    for (i, step) in sequence.steps.iter().enumerate() {
+        if let Some(text) = &step.at {
+            let step_at = Timestamp::parse(text).ok_or_else(|| anyhow!("bad `at` `{text}`"))?;
+            if step_at != at {
+                at = step_at;
+                running = running.restart_at(runtime, guest.clone(), at)?;
+            }
+        }
+        let spec = sequence.request(step);
+        let request = granted_vectors::driver::http_request(&spec)?;
+        for n in 1..=step.repeat {
+            let answer = send(running.addr, &request)?;
+            let decisions = running.server.take_decisions();
+            let mut out = check_answer(answer, &decisions, "server", &step.expect)?;
+            if let (Some(expected), true) = (&step.locked_until, n == step.repeat) {
+                let username = spec.form.as_ref().and_then(|f| f.get("username"));
+                let until = running
+                    .server
+                    .store
+                    .locked_until(&spec.tenant, username.map_or("", String::as_str))?
+                    .filter(|until| at < *until)
+                    .map(Timestamp::to_rfc3339);
+                if *expected != json!(until) {
+                    out.push(format!(
+                        "locked_until: expected {expected}, got {}",
+                        json!(until)
+                    ));
+                }
+            }
+            let label = step.name.as_deref().unwrap_or_default();
+            mismatches.extend(
+                out.into_iter()
+                    .map(|m| format!("step {} ({label}) #{n}: {m}", i + 1)),
+            );
+        }
+    }
+    running.stop(runtime);
+    Ok(mismatches)
 }
 
 fn run_one(
@@ -239,15 +356,15 @@ fn run_one(
     let request = granted_vectors::driver::http_request(spec)?;
     let answer = send(running.addr, &request);
     let server = running.stop(runtime);
-    check_answer(vector, answer?, &server.take_decisions(), "server")
+    check_answer(answer?, &server.take_decisions(), "server", &vector.expect)
 }
 
-/// Compares an answer and the one decision recorded for it with what the vector expects.
+/// Compares an answer and the one decision recorded for it with `expect`.
 fn check_answer(
-    vector: &Vector,
     (status, headers, body): Answer,
     decisions: &[Value],
     who: &str,
+    expect: &granted_vectors::format::Expect,
 ) -> Result<Vec<String>> {
     let decision = match decisions {
         [one] => one,
@@ -262,7 +379,7 @@ fn check_answer(
         "effects": decision["effects"],
     });
     let mut mismatches = Vec::new();
-    granted_vectors::driver::check_token(&vector.expect, &step, &mut mismatches)?;
+    granted_vectors::driver::check_token(expect, &step, &mut mismatches)?;
     Ok(mismatches)
 }
 
@@ -358,7 +475,7 @@ fn run_edge(
         .lines()
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?;
-    check_answer(vector, (status, headers, body), &decisions, "edge")
+    check_answer((status, headers, body), &decisions, "edge", &vector.expect)
 }
 
 /// Status, headers and JSON body of an admin API answer.

@@ -19,6 +19,14 @@ const PHC_B64: GeneralPurpose = GeneralPurpose::new(
 /// The iteration count OWASP recommends for PBKDF2-HMAC-SHA256, our default.
 pub const DEFAULT_ITERATIONS: u32 = 600_000;
 
+/// Length of the PBKDF2-SHA256 keys this server stores.
+pub const CURRENT_LENGTH: usize = 32;
+
+/// The iteration count of the hashes a server writes, kept within what the KDF accepts.
+pub fn current_iterations(configured: u32) -> u32 {
+    configured.clamp(1, kdf::MAX_ITERATIONS)
+}
+
 /// A stored hash, parsed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredHash {
@@ -61,6 +69,16 @@ impl StoredHash {
             self.iterations,
             self.hash.len(),
         )
+    }
+
+    /// Whether `stored`, the text this hash was read from, is exactly what this server writes
+    /// at `iterations`: a PHC PBKDF2-SHA256 string of a 32-byte key. Anything else (Django's
+    /// form, SHA-512, another iteration count or length) is hashed again after a login.
+    pub fn is_current(&self, stored: &str, iterations: u32) -> bool {
+        self.algorithm == KdfAlgorithm::Pbkdf2Sha256
+            && self.iterations == iterations
+            && self.hash.len() == CURRENT_LENGTH
+            && stored == phc_string(self.algorithm, self.iterations, &self.salt, &self.hash)
     }
 
     /// Whether `derived` (the KDF's output for the presented password) matches, in constant time.
@@ -172,7 +190,7 @@ pub fn hash_password(
 pub fn dummy_hash(iterations: u32) -> StoredHash {
     StoredHash {
         algorithm: KdfAlgorithm::Pbkdf2Sha256,
-        iterations: iterations.clamp(1, kdf::MAX_ITERATIONS),
+        iterations: current_iterations(iterations),
         salt: b"granted-dummy-salt".to_vec(),
         hash: vec![0u8; 32],
     }
@@ -236,6 +254,19 @@ mod tests {
         let stored = format!("$pbkdf2-sha256$6400${}${}", ab64(&salt), ab64(&dk));
         assert!(verify(&stored, "password"));
         assert!(!verify(&stored, "Password"));
+    }
+
+    #[test]
+    fn only_phc_sha256_at_the_current_iterations_is_current() {
+        let ours =
+            hash_password(KdfAlgorithm::Pbkdf2Sha256, "pw", b"0123456789abcdef", 1000).unwrap();
+        assert!(parse(&ours).unwrap().is_current(&ours, 1000));
+        assert!(!parse(&ours).unwrap().is_current(&ours, 2000));
+        let sha512 = hash_password(KdfAlgorithm::Pbkdf2Sha512, "pw", b"salt", 1000).unwrap();
+        assert!(!parse(&sha512).unwrap().is_current(&sha512, 1000));
+        let dk = kdf::derive(KdfAlgorithm::Pbkdf2Sha256, b"pw", b"seasalt", 1000, 32).unwrap();
+        let django = format!("pbkdf2_sha256$1000$seasalt${}", STANDARD.encode(dk));
+        assert!(!parse(&django).unwrap().is_current(&django, 1000));
     }
 
     #[test]

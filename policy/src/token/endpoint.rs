@@ -4,6 +4,7 @@
 
 use super::judge::End;
 pub use super::jwt::SigningAlg;
+use super::lockout::{LockSchedule, LockoutSettings};
 use super::request::{self, HttpRequest, TokenRequest};
 use super::response::HttpResponse;
 use super::rules::judge_request;
@@ -18,8 +19,12 @@ use base64::Engine as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Bytes of host entropy every call needs: refresh token (32), `jti` (16), family id (16).
-pub const ENTROPY_BYTES: usize = 64;
+/// Bytes of host entropy every call needs: refresh token (32), `jti` (16), family id (16), and
+/// the salt of a password hash made again at the current parameters (16).
+pub const ENTROPY_BYTES: usize = 80;
+
+/// Where in the entropy the salt of a new password hash is taken from.
+pub(super) const REHASH_SALT: std::ops::Range<usize> = 64..80;
 
 /// What the host hands in besides the request: time, keys, entropy and settings.
 #[derive(Clone, Deserialize, Serialize)]
@@ -44,9 +49,14 @@ pub struct TokenContext {
     pub signing_key: SigningKey,
     /// The server key client secrets are HMACed under, base64.
     pub client_secret_key: String,
-    /// Iterations of the dummy hash checked for unknown users (match the users' hashes).
+    /// Iterations of the PBKDF2-SHA256 hashes this server writes, and of the dummy hash checked
+    /// for unknown users. A password that verifies against a hash of other parameters is hashed
+    /// again with these.
     #[serde(default = "default_iterations")]
     pub kdf_iterations: u32,
+    /// How failed logins lock a user out; RULES.md's defaults when absent.
+    #[serde(default)]
+    pub lockout: LockoutSettings,
     /// Run the KDF in the module instead of asking the host (for runtimes with no fast PBKDF2).
     #[serde(default)]
     pub kdf_in_module: bool,
@@ -147,6 +157,9 @@ pub struct TokenInput {
     /// The host's signature over the access token's signing input (`need_signature`), base64url.
     #[serde(default)]
     pub signature: Option<String>,
+    /// The output of the KDF step whose purpose is `rehash`, once the host ran it.
+    #[serde(default)]
+    pub rehash_kdf: Option<KdfOutput>,
 }
 
 impl std::fmt::Debug for KdfOutput {
@@ -172,12 +185,15 @@ pub struct Lookup {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "effect", rename_all = "snake_case")]
 pub enum Effect {
-    /// A password check failed for this user: count it toward a lockout.
+    /// A password check failed for this user: count it, and lock the user as `lockout` says
+    /// when the count reaches its `lock_after`.
     RecordLoginFailure {
         /// The tenant.
         tenant: String,
         /// The username as sent.
         username: String,
+        /// What the count means: when it locks, and for how long.
+        lockout: LockSchedule,
     },
     /// The user signed in: reset the failure count.
     ResetLoginFailures {
@@ -200,6 +216,19 @@ pub enum Effect {
     RevokeRefreshFamily {
         /// The family.
         family_id: String,
+    },
+    /// The password verified against a hash of other parameters than this server's: store
+    /// `hash` (PHC, at the current parameters) in its place, if the user's hash is still
+    /// `replaces` (a password changed meanwhile stays).
+    StorePasswordHash {
+        /// The tenant.
+        tenant: String,
+        /// The user.
+        username: String,
+        /// The new hash, a PHC string.
+        hash: String,
+        /// The hash it replaces, as stored.
+        replaces: String,
     },
 }
 
@@ -248,12 +277,16 @@ pub enum TokenStep {
         /// What to look up.
         lookup: Lookup,
     },
-    /// Run this KDF on `password`, put the result in `kdf`, call again.
+    /// Run this KDF on `password`, put the result in `kdf` (or `rehash_kdf` when `purpose` is
+    /// `rehash`), call again.
     NeedKdf {
         /// The parameters.
         kdf: KdfParams,
         /// The password the client sent.
         password: String,
+        /// Which input the output goes to; `verify` (`kdf`) when absent.
+        #[serde(default, skip_serializing_if = "KdfPurpose::is_verify")]
+        purpose: KdfPurpose,
     },
     /// Sign `signing_input` with key `kid` (algorithm `alg`), put the signature in `signature`
     /// (base64url), call again.
@@ -281,6 +314,24 @@ pub enum TokenStep {
     Done(Box<Decision>),
 }
 
+/// What a KDF step is for: checking the password, or hashing it again at current parameters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KdfPurpose {
+    /// Check the password against the stored hash (or the dummy); the output goes to `kdf`.
+    #[default]
+    Verify,
+    /// Hash the verified password at the current parameters; the output goes to `rehash_kdf`.
+    Rehash,
+}
+
+impl KdfPurpose {
+    /// Whether this is the verification step (the default, left out of the JSON).
+    pub fn is_verify(&self) -> bool {
+        *self == KdfPurpose::Verify
+    }
+}
+
 impl std::fmt::Debug for TokenStep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -289,9 +340,10 @@ impl std::fmt::Debug for TokenStep {
                 .field("lookup", lookup)
                 .finish(),
             // The password never reaches a log through Debug.
-            TokenStep::NeedKdf { kdf, .. } => f
+            TokenStep::NeedKdf { kdf, purpose, .. } => f
                 .debug_struct("NeedKdf")
                 .field("kdf", kdf)
+                .field("purpose", purpose)
                 .finish_non_exhaustive(),
             TokenStep::NeedSignature { alg, kid, .. } => f
                 .debug_struct("NeedSignature")
@@ -376,6 +428,9 @@ pub struct TokenResume {
     /// The signature asked for by `need_signature`, base64url.
     #[serde(default)]
     pub signature: Option<String>,
+    /// The output of a `rehash` KDF step.
+    #[serde(default)]
+    pub rehash_kdf: Option<KdfOutput>,
 }
 
 impl TokenFlow {
@@ -406,6 +461,7 @@ impl TokenFlow {
             records: new,
             kdf,
             signature,
+            rehash_kdf,
         } = more;
         if new.tenant.is_some() {
             records.tenant = new.tenant;
@@ -424,6 +480,9 @@ impl TokenFlow {
         }
         if signature.is_some() {
             self.input.signature = signature;
+        }
+        if rehash_kdf.is_some() {
+            self.input.rehash_kdf = rehash_kdf;
         }
         self.step()
     }

@@ -2,10 +2,10 @@
 //! (`need_signature`), then the token, the refresh token minted and its record to store.
 
 use super::endpoint::{refresh_token_sha256, Decision, Effect, Keys, TokenContext, TokenStep};
-use crate::error::PolicyError;
 use super::judge::Judge;
 use super::jwt::{self, AccessClaims};
 use super::response::{self, TokenBody};
+use crate::error::PolicyError;
 use crate::model::{GrantType, RefreshStatus, RefreshTokenRecord, TenantRecord};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;

@@ -233,7 +233,10 @@ mod tests {
             // A signature of another algorithm's length is not one of ours.
             assert!(parse(&finish(input, &vec![1u8; len + 1])).is_none());
         }
-        let rs = finish(signing_input(&claims(), "k", SigningAlg::RS256), &[2u8; 256]);
+        let rs = finish(
+            signing_input(&claims(), "k", SigningAlg::RS256),
+            &[2u8; 256],
+        );
         assert_eq!(parse(&rs).unwrap().alg, SigningAlg::RS256);
         assert!(parse("a.b").is_none());
         assert!(parse("a.b.c.d").is_none());

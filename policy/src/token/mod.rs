@@ -4,6 +4,7 @@ pub mod endpoint;
 mod issue;
 mod judge;
 pub mod jwt;
+pub mod lockout;
 pub mod manage;
 pub mod request;
 pub mod response;

@@ -2,16 +2,18 @@
 //! [`judge_request`] reads as the T-table.
 
 use super::endpoint::{
-    keys, refresh_token_sha256, Effect, KdfOutput, Keys, Lookup, Memo, TokenContext, TokenInput,
-    TokenStep,
+    keys, refresh_token_sha256, Effect, KdfOutput, KdfPurpose, Keys, Lookup, Memo, TokenContext,
+    TokenInput, TokenStep, REHASH_SALT,
 };
 use super::issue::{issue, IssueArgs};
 use super::judge::{
     deny_client, deny_ineligible, deny_mismatch, End, Judge, Verdict, INVALID_CLIENT,
     INVALID_REFRESH, INVALID_USER,
 };
+use super::lockout;
 use super::request::{self, quote, AuthMethod, HttpRequest, TokenRequest};
 use crate::credentials::client_secret::verify_client_secret;
+use crate::credentials::kdf::{KdfAlgorithm, KdfParams};
 use crate::credentials::password::{self, StoredHash};
 use crate::error::PolicyError;
 use crate::model::{
@@ -116,10 +118,11 @@ pub(super) fn judge_request(input: &TokenInput, memo: &mut Memo) -> Verdict<Toke
     }
     let user = input.records.user.as_ref().and_then(Option::as_ref);
     let user = user.filter(|u| Some(u.username.as_str()) == found.username);
+    let mut outdated_hash = None;
     match grant {
         Grant::Password => {
             let password = req.param("password").unwrap_or_default();
-            t8_password(input, user, pinned.tenant, password, stored_hash, &judge)?;
+            outdated_hash = t8_password(input, user, pinned.tenant, password, stored_hash, &judge)?;
             effects.push(login_succeeded(pinned.tenant, found.username));
         }
         Grant::Refresh if found.username.is_some() => t8_user_still_able(ctx, user, &judge)?,
@@ -127,6 +130,17 @@ pub(super) fn judge_request(input: &TokenInput, memo: &mut Memo) -> Verdict<Toke
     }
     if password_path {
         t9_password_age(ctx, pinned.tenant, user, &judge)?;
+    }
+    if let (Some(replaces), Some(user)) = (outdated_hash, user) {
+        let password = req.param("password").unwrap_or_default();
+        effects.push(rehash(
+            input,
+            keys,
+            pinned.tenant,
+            user,
+            password,
+            replaces,
+        )?);
     }
     Ok(issue(IssueArgs {
         judge: &judge,
@@ -496,7 +510,9 @@ fn t7_no_sso(tenant: &TenantRecord, judge: &Judge<'_>) -> Verdict<()> {
 
 /// T8 for the password grant: the password is checked against the user's stored hash, or a
 /// dummy hash of the same cost when there is none, so every failure costs the same KDF work and
-/// gets the same answer. A failure is counted for the lockout.
+/// gets the same answer. A failure is counted for the lockout, with the lock schedule of the
+/// context's settings. A success answers the stored hash when it is not what this server
+/// writes now (imported, or older parameters): it is to be hashed again.
 fn t8_password(
     input: &TokenInput,
     user: Option<&UserRecord>,
@@ -504,7 +520,7 @@ fn t8_password(
     password: &str,
     memo_stored_hash: &mut Option<(String, Option<StoredHash>)>,
     judge: &Judge<'_>,
-) -> Verdict<()> {
+) -> Verdict<Option<String>> {
     let ctx = &input.context;
     let stored_text = user
         .filter(|u| u.sign_in == SignIn::Direct)
@@ -539,7 +555,12 @@ fn t8_password(
         Some("wrong_password")
     });
     let Some(cause) = cause else {
-        return Ok(());
+        let iterations = password::current_iterations(ctx.kdf_iterations);
+        let outdated = stored_text
+            .zip(stored)
+            .filter(|(text, hash)| !hash.is_current(text, iterations))
+            .map(|(text, _)| text.to_string());
+        return Ok(outdated);
     };
     let effects = if verified {
         Vec::new()
@@ -547,6 +568,7 @@ fn t8_password(
         vec![Effect::RecordLoginFailure {
             tenant: tenant.tenant.clone(),
             username: judge.username.unwrap_or_default().to_string(),
+            lockout: lockout::schedule(&ctx.lockout),
         }]
     };
     Err(End::Step(judge.deny(
@@ -558,6 +580,58 @@ fn t8_password(
         cause,
         effects,
     )))
+}
+
+/// After a login whose password verified against an outdated hash (T8) and is not expired (T9):
+/// the password hashed again at the current parameters (PBKDF2-SHA256, the context's
+/// iterations, a salt from the host's entropy), to be stored in place of `replaces`. Natively a
+/// second KDF step, asked of the host like the first.
+fn rehash(
+    input: &TokenInput,
+    keys: &Keys,
+    tenant: &TenantRecord,
+    user: &UserRecord,
+    password: &str,
+    replaces: String,
+) -> Verdict<Effect> {
+    let ctx = &input.context;
+    let iterations = password::current_iterations(ctx.kdf_iterations);
+    let salt = keys.entropy.get(REHASH_SALT).unwrap_or_default();
+    let params = KdfParams {
+        algorithm: KdfAlgorithm::Pbkdf2Sha256,
+        salt: STANDARD.encode(salt),
+        iterations,
+        length: password::CURRENT_LENGTH,
+    };
+    let derived = if ctx.kdf_in_module {
+        params.derive(password.as_bytes()).unwrap_or_default()
+    } else {
+        match &input.rehash_kdf {
+            Some(out) => STANDARD.decode(out.derived.as_bytes()).map_err(|_| {
+                PolicyError::InvalidInput("`rehash_kdf.derived` is not base64".into())
+            })?,
+            None => {
+                return Err(End::Step(TokenStep::NeedKdf {
+                    kdf: params,
+                    password: password.to_string(),
+                    purpose: KdfPurpose::Rehash,
+                }))
+            }
+        }
+    };
+    if derived.len() != password::CURRENT_LENGTH {
+        return Err(PolicyError::InvalidInput(format!(
+            "`rehash_kdf.derived` must be {} bytes",
+            password::CURRENT_LENGTH
+        ))
+        .into());
+    }
+    Ok(Effect::StorePasswordHash {
+        tenant: tenant.tenant.clone(),
+        username: user.username.clone(),
+        hash: password::phc_string(KdfAlgorithm::Pbkdf2Sha256, iterations, salt, &derived),
+        replaces,
+    })
 }
 
 /// The effect of a password that verified: the user's failed logins are forgotten.
@@ -668,6 +742,7 @@ fn derive(
         None => Ok(Derived::AskHost(TokenStep::NeedKdf {
             kdf: check.kdf_params(),
             password: password.to_string(),
+            purpose: KdfPurpose::Verify,
         })),
     }
 }
