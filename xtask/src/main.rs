@@ -359,6 +359,14 @@ fn test() -> Result<()> {
             .env("GRANTED_BIN", target_dir().join("debug/granted")),
     )?;
 
+    step("panva/jose on the access tokens of the edge and of the host sharing keys, per algorithm");
+    run_cmd(
+        Command::new("node")
+            .current_dir(root())
+            .args(["--test", "--test-reporter=spec", "tests/jose/"])
+            .env("GRANTED_BIN", target_dir().join("debug/granted")),
+    )?;
+
     step("node --test: every vector through the _bg.wasm under Node (wasm-bindgen API)");
     run_cmd(
         Command::new("node")
@@ -607,6 +615,30 @@ fn apt_install(package: &str, why: &str) -> Result<()> {
     .with_context(|| format!("{package} is needed for {why} (apt-get install {package})"))
 }
 
+/// Builds the release bench `name` of the granted package and answers its executable (cargo
+/// prints it on `--no-run`'s standard error).
+fn bench_binary(name: &str) -> Result<PathBuf> {
+    let out = cargo()
+        .args(["bench", "--package", "granted", "--bench", name, "--no-run"])
+        .output()
+        .with_context(|| format!("building bench {name}"))?;
+    if !out.status.success() {
+        bail!(
+            "building bench {name} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    text.lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Executable ")
+                .and_then(|rest| rest.rsplit_once('(')?.1.strip_suffix(')'))
+        })
+        .map(PathBuf::from)
+        .ok_or_else(|| anyhow::anyhow!("cargo did not name bench {name}'s executable: {text}"))
+}
+
 /// `cargo xtask bench`: the side-by-side run (`bench/run.mjs`), then `bench policy`.
 fn bench_all() -> Result<()> {
     wasm()?;
@@ -632,6 +664,8 @@ fn bench_all() -> Result<()> {
         "--example",
         "kdf_time",
     ]))?;
+    step("building the signing bench (release)");
+    let signing_bench = bench_binary("signing")?;
     step("building granted with its test machinery (a throwaway PostgreSQL server for the bench)");
     let testing = build_test_granted()?;
     step("the peer's npm packages (bench/peer/package-lock.json)");
@@ -652,7 +686,9 @@ fn bench_all() -> Result<()> {
             .arg("--kdf-time")
             .arg(target_dir().join("release/examples/kdf_time"))
             .arg("--testing-granted")
-            .arg(testing),
+            .arg(testing)
+            .arg("--signing-bench")
+            .arg(signing_bench),
     )?;
     bench_policy()?;
     bench_preview()
