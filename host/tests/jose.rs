@@ -380,3 +380,62 @@ fn an_hs256_key_is_never_published() {
     let seen = post(&run, "introspect", &[("token", &token)]);
     assert_eq!(seen["active"], true, "{seen}");
 }
+
+mod common;
+
+#[test]
+fn no_private_key_in_the_servers_log_or_in_export() {
+    for alg in ["ES256", "RS256"] {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = dir.path().join("g.db");
+        let log = dir.path().join("serve.log");
+        let status = Command::new(common::GRANTED)
+            .args(["import", "--kdf-iterations", "1000", "--db"])
+            .arg(&db)
+            .arg("../tests/demo/state.json")
+            .env("GRANTED_SIGNING_ALG", alg)
+            .status()
+            .expect("import");
+        assert!(status.success());
+        let served = common::serve_with(&db, &log, None, &[("GRANTED_SIGNING_ALG", alg)]);
+        let (status, body) = common::token(
+            &served.base,
+            "acme",
+            ("sync-1", "sync-1-secret"),
+            "grant_type=client_credentials",
+        );
+        assert_eq!(status, 200, "{body}");
+        let token = body["access_token"].as_str().expect("a token");
+        let (status, seen) = common::post(
+            &served.base,
+            "/tenants/acme/connect/introspect",
+            &common::basic("sync-1", "sync-1-secret"),
+            &format!("token={token}"),
+        )
+        .expect("introspection");
+        assert_eq!((status, &seen["active"]), (200, &json!(true)), "{seen}");
+        drop(served);
+        let out = Command::new(common::GRANTED)
+            .args(["export", "--db"])
+            .arg(&db)
+            .output()
+            .expect("export");
+        assert!(out.status.success());
+        let store = Store::open(&db).expect("store");
+        let keys = store.verification_keys(now()).expect("keys");
+        assert!(!keys.is_empty());
+        let log = std::fs::read(&log).expect("log");
+        assert!(!log.is_empty(), "the server logged nothing");
+        for key in keys {
+            let opened = ServerKey::open(&key.kid, key.alg, &key.secret).expect("opens");
+            for form in private_forms(&opened, &key.secret) {
+                let found = |bytes: &[u8]| bytes.windows(form.len()).any(|w| w == form.as_slice());
+                assert!(!found(&log), "{alg}: a private key form is in the log");
+                assert!(
+                    !found(&out.stdout),
+                    "{alg}: a private key form is in the export"
+                );
+            }
+        }
+    }
+}
