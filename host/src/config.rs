@@ -66,6 +66,8 @@ pub struct Layer {
     pub idle_timeout_seconds: Option<u64>,
     /// Connections open at once.
     pub max_connections: Option<usize>,
+    /// Seconds over which refusals before client authentication are aggregated (0: none).
+    pub audit_aggregate_seconds: Option<u64>,
     /// A file holding the master key (32 bytes in standard base64), readable by its owner only.
     pub master_key_file: Option<std::path::PathBuf>,
     /// The master key itself: only from `GRANTED_MASTER_KEY`, never from a file of settings.
@@ -130,6 +132,7 @@ pub fn from_env() -> Result<Layer> {
         body_timeout_seconds: env_var("GRANTED_BODY_TIMEOUT_SECONDS")?,
         idle_timeout_seconds: env_var("GRANTED_IDLE_TIMEOUT_SECONDS")?,
         max_connections: env_var("GRANTED_MAX_CONNECTIONS")?,
+        audit_aggregate_seconds: env_var("GRANTED_AUDIT_AGGREGATE_SECONDS")?,
         master_key_file: env_var("GRANTED_MASTER_KEY_FILE")?,
         master_key: master_key_from_env("GRANTED_MASTER_KEY")?,
     })
@@ -316,6 +319,16 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Resolved> {
                 None => defaults.throttle_source_failures,
             },
             connections,
+            audit_aggregate_window: match first!(audit_aggregate_seconds, flags, env, file) {
+                None => defaults.audit_aggregate_window,
+                Some(0) => None,
+                Some(s) if s <= 3600 => Some(Duration::from_secs(s)),
+                Some(s) => {
+                    return Err(anyhow!(
+                        "audit_aggregate_seconds must be between 0 and 3600, not {s}"
+                    ))
+                }
+            },
         },
     })
 }

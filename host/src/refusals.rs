@@ -11,8 +11,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// How long a window of aggregation lasts.
-pub(crate) const WINDOW: Duration = Duration::from_secs(10);
+/// How long a window of aggregation lasts by default (`audit_aggregate_seconds`).
+pub const WINDOW: Duration = Duration::from_secs(10);
 
 /// Windows open at once at most; past it, a refusal from a new source is written on its own.
 const MAX_OPEN: usize = 10_000;
@@ -37,9 +37,10 @@ struct Tally {
 }
 
 /// The open windows.
-#[derive(Default)]
 pub(crate) struct Refusals {
     open: Mutex<HashMap<(IpAddr, String), Tally>>,
+    /// How long a window lasts; none: every refusal is written on its own.
+    window: Option<Duration>,
 }
 
 /// Whether an audit record is a refusal before client authentication.
@@ -48,6 +49,14 @@ pub(crate) fn before_client_auth(rule: &str, decision: &str) -> bool {
 }
 
 impl Refusals {
+    /// Windows of `window`; none writes every refusal on its own.
+    pub(crate) fn new(window: Option<Duration>) -> Refusals {
+        Refusals {
+            open: Mutex::default(),
+            window,
+        }
+    }
+
     /// Counts a refusal from `source` for `reason`, at `at` (`now` for the window).
     pub(crate) fn admit(
         &self,
@@ -57,12 +66,15 @@ impl Refusals {
         at: Timestamp,
         now: Instant,
     ) -> Admit {
+        let Some(window) = self.window else {
+            return Admit::Write;
+        };
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let key = (source, crate::throttle::clip(reason));
         if let Some(tally) = open.get_mut(&key) {
             // An open window counts; so does one that ended with counts not yet written (the
             // writer takes it within a second).
-            if now.duration_since(tally.opened) < WINDOW || tally.counted > 0 {
+            if now.duration_since(tally.opened) < window || tally.counted > 0 {
                 tally.counted += 1;
                 tally.first.get_or_insert(at);
                 tally.last = Some(at);
@@ -92,10 +104,11 @@ impl Refusals {
         all: bool,
         policy_sha256: &str,
     ) -> Vec<(Timestamp, Value)> {
+        let window = self.window.unwrap_or_default();
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let ended: Vec<(IpAddr, String)> = open
             .iter()
-            .filter(|(_, t)| all || now.duration_since(t.opened) >= WINDOW)
+            .filter(|(_, t)| all || now.duration_since(t.opened) >= window)
             .map(|(k, _)| k.clone())
             .collect();
         let mut entries = Vec::new();
@@ -138,7 +151,7 @@ mod tests {
 
     #[test]
     fn a_flood_from_one_source_is_one_entry_and_one_aggregate_per_window() {
-        let refusals = Refusals::default();
+        let refusals = Refusals::new(Some(WINDOW));
         let source: IpAddr = [10, 0, 0, 1].into();
         let at = granted_policy::model::default_sunset();
         let start = Instant::now();
@@ -163,5 +176,18 @@ mod tests {
             refusals.admit(source, "T2", "unsupported_grant_type", at, later),
             Admit::Write
         );
+    }
+
+    #[test]
+    fn without_a_window_every_refusal_is_written() {
+        let refusals = Refusals::new(None);
+        let source: IpAddr = [10, 0, 0, 1].into();
+        let at = granted_policy::model::default_sunset();
+        for _ in 0..3 {
+            assert_eq!(
+                refusals.admit(source, "T1", "malformed_request", at, Instant::now()),
+                Admit::Write
+            );
+        }
     }
 }

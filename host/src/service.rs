@@ -133,6 +133,7 @@ impl Service {
             start_retention(store.clone(), settings.clone(), days);
         }
         let throttle = Throttle::new(&store, &settings);
+        let refusal_window = settings.audit_aggregate_window;
         Ok(Arc::new(Service {
             guest,
             store,
@@ -143,7 +144,7 @@ impl Service {
             committer,
             metrics: crate::metrics::Metrics::default(),
             connections: Arc::default(),
-            refusals: crate::refusals::Refusals::default(),
+            refusals: crate::refusals::Refusals::new(refusal_window),
             sessions,
             keys: std::sync::Mutex::new(None),
             #[cfg(feature = "testing")]

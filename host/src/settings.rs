@@ -48,6 +48,9 @@ pub struct ServerSettings {
     pub throttle_source_failures: u32,
     /// How the server treats its connections.
     pub connections: ConnectionLimits,
+    /// The window over which refusals before client authentication are aggregated in the audit
+    /// log, per source and reason; none: each is written on its own.
+    pub audit_aggregate_window: Option<Duration>,
 }
 
 /// Limits on connections: slow and idle clients cannot hold the server's sockets.
@@ -122,6 +125,7 @@ impl Default for ServerSettings {
             audit_retention_days: None,
             throttle_source_failures: 100,
             connections: ConnectionLimits::default(),
+            audit_aggregate_window: Some(crate::refusals::WINDOW),
         }
     }
 }

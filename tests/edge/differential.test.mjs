@@ -43,8 +43,10 @@ before(async () => {
   children.push(spawn(granted, ['serve', '--db', db, '--listen', `127.0.0.1:${hostPort}`, '--kdf-iterations', '1000',
     '--issuer', ISSUER, '--fixed-now', NOW], {
     // The edge does not throttle by source address (see www/edge/README.md); the host's
-    // throttle is set out of reach so that the two answer the same requests.
-    env: { ...process.env, GRANTED_ADMIN_TOKEN: TOKEN, GRANTED_THROTTLE_FAILURES: '1000000', GRANTED_LOG: 'warn' },
+    // throttles are set out of reach so that the two answer the same requests, and every
+    // refusal is audited on its own (no aggregation) so that the two logs line up.
+    env: { ...process.env, GRANTED_ADMIN_TOKEN: TOKEN, GRANTED_THROTTLE_FAILURES: '1000000',
+      GRANTED_THROTTLE_SOURCE_FAILURES: '1000000', GRANTED_AUDIT_AGGREGATE_SECONDS: '0', GRANTED_LOG: 'warn' },
     stdio: 'ignore',
   }));
   children.push(spawn(process.execPath, [join(root, 'www/edge/serve.mjs'), '--snapshot', join(dir, 'snapshot.json'),
