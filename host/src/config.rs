@@ -229,7 +229,6 @@ macro_rules! first {
 /// Layers, most important first, resolved with defaults and checked.
 pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Resolved> {
     let defaults = ServerSettings::default();
-    let lockout_default = LockoutPolicy::default();
     let listen = first!(listen, flags, env, file)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
     let issuer = first!(issuer, flags, env, file).unwrap_or_else(|| format!("http://{listen}"));
@@ -247,21 +246,7 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Resolved> {
         ),
         None => None,
     };
-    let lockout = LockoutPolicy {
-        threshold: first!(lockout_threshold, flags, env, file).unwrap_or(lockout_default.threshold),
-        first_seconds: first!(lockout_first_seconds, flags, env, file)
-            .unwrap_or(lockout_default.first_seconds),
-        max_seconds: first!(lockout_max_seconds, flags, env, file)
-            .unwrap_or(lockout_default.max_seconds),
-    };
-    if lockout.threshold == 0
-        || lockout.first_seconds <= 0
-        || lockout.max_seconds < lockout.first_seconds
-    {
-        return Err(anyhow!(
-            "the lockout needs threshold ≥ 1 and 0 < first seconds ≤ max seconds"
-        ));
-    }
+    let lockout = lockout(flags, env, file)?;
     let connections = connection_limits(flags, env, file)?;
     let master_key = master_key([flags, env, file])?;
     Ok(Resolved {
@@ -319,17 +304,39 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Resolved> {
                 None => defaults.throttle_source_failures,
             },
             connections,
-            audit_aggregate_window: match first!(audit_aggregate_seconds, flags, env, file) {
-                None => defaults.audit_aggregate_window,
-                Some(0) => None,
-                Some(s) if s <= 3600 => Some(Duration::from_secs(s)),
-                Some(s) => {
-                    return Err(anyhow!(
-                        "audit_aggregate_seconds must be between 0 and 3600, not {s}"
-                    ))
-                }
-            },
+            audit_aggregate_window: aggregate_window(flags, env, file)?,
         },
+    })
+}
+
+/// The lockout after failed logins: threshold ≥ 1 and 0 < first seconds ≤ max seconds.
+fn lockout(flags: &Layer, env: &Layer, file: &Layer) -> Result<LockoutPolicy> {
+    let lockout_default = LockoutPolicy::default();
+    let lockout = LockoutPolicy {
+        threshold: first!(lockout_threshold, flags, env, file).unwrap_or(lockout_default.threshold),
+        first_seconds: first!(lockout_first_seconds, flags, env, file)
+            .unwrap_or(lockout_default.first_seconds),
+        max_seconds: first!(lockout_max_seconds, flags, env, file)
+            .unwrap_or(lockout_default.max_seconds),
+    };
+    if lockout.threshold == 0
+        || lockout.first_seconds <= 0
+        || lockout.max_seconds < lockout.first_seconds
+    {
+        return Err(anyhow!(
+            "the lockout needs threshold ≥ 1 and 0 < first seconds ≤ max seconds"
+        ));
+    }
+    Ok(lockout)
+}
+
+/// The window of the refusals' aggregate audit entries: none for 0, at most an hour.
+fn aggregate_window(flags: &Layer, env: &Layer, file: &Layer) -> Result<Option<Duration>> {
+    Ok(match first!(audit_aggregate_seconds, flags, env, file) {
+        None => ServerSettings::default().audit_aggregate_window,
+        Some(0) => None,
+        Some(s) if s <= 3600 => Some(Duration::from_secs(s)),
+        Some(s) => bail!("audit_aggregate_seconds must be between 0 and 3600, not {s}"),
     })
 }
 

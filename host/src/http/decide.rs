@@ -151,24 +151,7 @@ pub(crate) async fn finish(
         .settings
         .record_decisions
         .then(|| json!({"audit": &audit, "effects": &effects}));
-    // The audit entry as stored and hashed: the module's record, where the request came from,
-    // and which module decided.
-    let entry = json!({
-        "at": at,
-        "kind": kind,
-        "decision": audit.decision,
-        "rule": audit.rule,
-        "reason": audit.reason,
-        "cause": audit.cause,
-        "grant_type": audit.grant_type,
-        "tenant": audit.tenant,
-        "app_id": audit.app_id,
-        "client_id": audit.client_id.as_deref().map(clip),
-        "username": audit.username.as_deref().map(clip),
-        "pinned_rev": audit.pinned_rev,
-        "source": source.to_string(),
-        "policy_sha256": server.policy_sha256(),
-    });
+    let entry = audit_entry(server, &audit, at, kind, source);
     // A refusal before client authentication, after the first of its window from this source,
     // is counted in an aggregate entry instead (`refusals`): it changes nothing else.
     let counted = crate::refusals::before_client_auth(&audit.rule, &audit.decision)
@@ -211,6 +194,39 @@ pub(crate) async fn finish(
     if counted {
         return Ok(Some(http_response(&response)));
     }
+    log_decision(server, &audit, kind, source);
+    Ok(Some(http_response(&response)))
+}
+
+/// The audit entry as stored and hashed: the module's record, where the request came from, and
+/// which module decided.
+fn audit_entry(
+    server: &Service,
+    audit: &Audit,
+    at: Timestamp,
+    kind: &str,
+    source: IpAddr,
+) -> Value {
+    json!({
+        "at": at,
+        "kind": kind,
+        "decision": audit.decision,
+        "rule": audit.rule,
+        "reason": audit.reason,
+        "cause": audit.cause,
+        "grant_type": audit.grant_type,
+        "tenant": audit.tenant,
+        "app_id": audit.app_id,
+        "client_id": audit.client_id.as_deref().map(clip),
+        "username": audit.username.as_deref().map(clip),
+        "pinned_rev": audit.pinned_rev,
+        "source": source.to_string(),
+        "policy_sha256": server.policy_sha256(),
+    })
+}
+
+/// The decision's line in the log (`granted::audit`; no secret, only the audit record's fields).
+fn log_decision(server: &Service, audit: &Audit, kind: &str, source: IpAddr) {
     tracing::info!(
         target: "granted::audit",
         kind,
@@ -226,7 +242,6 @@ pub(crate) async fn finish(
         policy = server.policy_sha256(),
         "token decision"
     );
-    Ok(Some(http_response(&response)))
 }
 
 /// Counts a failed client or user authentication toward throttling.

@@ -25,6 +25,9 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
+use super::http_admin::{run_edit, url_segment};
+use super::http_edge::run_edge;
+
 /// What the vectors are sent to.
 #[derive(Clone)]
 pub enum Target {
@@ -146,7 +149,7 @@ pub fn run_dir(
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// A vector's database, removed when dropped: a directory, or a PostgreSQL database.
-enum RemoveOnDrop {
+pub(super) enum RemoveOnDrop {
     Dir(std::path::PathBuf),
     Database(Arc<PgServer>, String),
 }
@@ -165,18 +168,18 @@ impl Drop for RemoveOnDrop {
 }
 
 /// A server for one vector: its state in a fresh database file, its `now` as the clock.
-struct VectorServer {
-    server: Arc<Service>,
-    addr: std::net::SocketAddr,
+pub(super) struct VectorServer {
+    pub(super) server: Arc<Service>,
+    pub(super) addr: std::net::SocketAddr,
     stop: tokio::sync::oneshot::Sender<()>,
     serving: tokio::task::JoinHandle<Result<()>>,
-    _cleanup: RemoveOnDrop,
+    pub(super) _cleanup: RemoveOnDrop,
 }
 
 /// The admin token of the servers `granted vectors --http` starts.
-const ADMIN_TOKEN: &str = "granted-vectors-admin-token-0123456789abcdef";
+pub(super) const ADMIN_TOKEN: &str = "granted-vectors-admin-token-0123456789abcdef";
 
-fn start(
+pub(super) fn start(
     runtime: &tokio::runtime::Runtime,
     guest: Arc<Guest>,
     vector: &Vector,
@@ -254,7 +257,7 @@ fn serve(
 }
 
 impl VectorServer {
-    fn stop(self, runtime: &tokio::runtime::Runtime) -> Arc<Service> {
+    pub(super) fn stop(self, runtime: &tokio::runtime::Runtime) -> Arc<Service> {
         let _ = self.stop.send(());
         let _ = runtime.block_on(self.serving);
         self.server
@@ -360,7 +363,7 @@ fn run_one(
 }
 
 /// Compares an answer and the one decision recorded for it with `expect`.
-fn check_answer(
+pub(super) fn check_answer(
     (status, headers, body): Answer,
     decisions: &[Value],
     who: &str,
@@ -383,244 +386,12 @@ fn check_answer(
     Ok(mismatches)
 }
 
-/// A child process killed when dropped.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A token vector against the edge handler: the vector's state, imported as the host does,
-/// exported as an edge snapshot with the host's keys, served by `node serve.mjs` with the
-/// vector's `now`; the request sent byte for byte, the decision read from its decisions log.
-fn run_edge(
-    runtime: &tokio::runtime::Runtime,
-    guest: Arc<Guest>,
-    vector: &Vector,
-    serve: &Path,
-) -> Result<Vec<String>> {
-    let spec = vector
-        .token_request
-        .as_ref()
-        .ok_or_else(|| anyhow!("not a token vector"))?;
-    let running = start(runtime, guest, vector, None)?;
-    let RemoveOnDrop::Dir(dir) = &running._cleanup else {
-        bail!("the edge's files need a directory");
-    };
-    let dir = dir.clone();
-    let now = Timestamp::parse(&vector.now).ok_or_else(|| anyhow!("bad `now`"))?;
-    let store = &running.server.store;
-    let snapshot = crate::state::export_edge(store, now, running.server.policy_sha256())?;
-    let secrets = crate::state::edge_secrets(store, now)?;
-    let (snapshot_file, secrets_file, decisions_file) = (
-        dir.join("edge-snapshot.json"),
-        dir.join("edge-secrets.json"),
-        dir.join("edge-decisions.jsonl"),
-    );
-    std::fs::write(&snapshot_file, snapshot.to_string())?;
-    std::fs::write(&secrets_file, secrets.to_string())?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut command = std::process::Command::new("node");
-    command
-        .arg(serve)
-        .arg("--snapshot")
-        .arg(&snapshot_file)
-        .arg("--secrets")
-        .arg(&secrets_file)
-        .args([
-            "--listen",
-            &listen,
-            "--issuer",
-            &ServerSettings::default().issuer,
-        ])
-        .args([
-            "--kdf-iterations",
-            &granted_vectors::driver::Settings::default()
-                .iterations
-                .to_string(),
-        ])
-        .args(["--fixed-now", &vector.now])
-        .arg("--decisions-log")
-        .arg(&decisions_file)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    if let Some(sunset) = &vector.sunset {
-        command.env("GRANTED_SUNSET", sunset);
-    }
-    let _edge = Child(
-        command
-            .spawn()
-            .context("could not start node (Node.js 20 is needed)")?,
-    );
-    let addr: std::net::SocketAddr = listen.parse()?;
-    let started = std::time::Instant::now();
-    while std::net::TcpStream::connect(addr).is_err() {
-        if started.elapsed() > std::time::Duration::from_secs(20) {
-            bail!("the edge handler did not start on {listen}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let request = granted_vectors::driver::http_request(spec)?;
-    let (status, headers, body) = send(addr, &request)?;
-    // The edge writes each decision before it answers; read it before the directory goes.
-    let log = std::fs::read_to_string(&decisions_file).unwrap_or_default();
-    running.stop(runtime);
-    let decisions: Vec<Value> = log
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
-    check_answer((status, headers, body), &decisions, "edge", &vector.expect)
-}
-
-/// Status, headers and JSON body of an admin API answer.
-type JsonAnswer = (u16, Vec<(String, String)>, Value);
-
-/// An admin API call: status, headers, body as JSON.
-fn admin(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    extra: &[(&str, String)],
-    body: Option<&Value>,
-) -> Result<JsonAnswer> {
-    let mut headers = vec![("Authorization".to_string(), format!("Bearer {ADMIN_TOKEN}"))];
-    if body.is_some() {
-        headers.push(("Content-Type".into(), "application/json".into()));
-    }
-    headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-    let (status, headers, text) = http(
-        addr,
-        method,
-        &format!("/admin/api/v1{path}"),
-        &headers,
-        &bytes,
-    )?;
-    let value = serde_json::from_str(&text)
-        .with_context(|| format!("{method} {path} answered {status} with no JSON: {text}"))?;
-    Ok((status, headers, value))
-}
-
-/// An `edit` or `create` vector through the admin API: preview, then save.
-fn run_edit(
-    runtime: &tokio::runtime::Runtime,
-    guest: Arc<Guest>,
-    vector: &Vector,
-    pg: Option<&Arc<PgServer>>,
-) -> Result<Vec<String>> {
-    let running = start(runtime, guest, vector, pg)?;
-    let outcome = edit_over_http(running.addr, vector);
-    running.stop(runtime);
-    outcome
-}
-
-fn edit_over_http(addr: std::net::SocketAddr, vector: &Vector) -> Result<Vec<String>> {
-    let mut mismatches = Vec::new();
-    // What the API takes: the proposal without the secret (the server makes secrets).
-    let (proposal, app_id) = match (&vector.edit, &vector.create) {
-        (Some(p), None) | (None, Some(p)) => {
-            let mut body = p.clone();
-            let app_id = body["app_id"].as_str().unwrap_or_default().to_string();
-            if let Some(map) = body.as_object_mut() {
-                map.remove("secret");
-                if vector.edit.is_some() {
-                    map.remove("app_id");
-                }
-            }
-            (body, app_id)
-        }
-        _ => bail!("neither `edit` nor `create`"),
-    };
-    let segment = url_segment(&app_id);
-    let before = admin(addr, "GET", &format!("/apps/{segment}"), &[], None)?;
-    let (preview_path, save_path) = if vector.edit.is_some() {
-        (
-            format!("/apps/{segment}/preview"),
-            format!("/apps/{segment}/revisions"),
-        )
-    } else {
-        ("/previews/create".to_string(), "/apps".to_string())
-    };
-    let (status, _, answer) = admin(addr, "POST", &preview_path, &[], Some(&proposal))?;
-    if status != 200 {
-        mismatches.push(format!("preview: status {status}: {answer}"));
-        return Ok(mismatches);
-    }
-    let preview = &answer["preview"];
-    granted_vectors::driver::check_preview(&vector.expect, preview, &mut mismatches);
-
-    let mut extra = Vec::new();
-    if vector.edit.is_some() {
-        let etag = before
-            .1
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("etag"))
-            .map(|(_, v)| v.clone())
-            .ok_or_else(|| anyhow!("GET /apps/{app_id} has no ETag ({})", before.0))?;
-        extra.push(("If-Match", etag));
-    }
-    let (status, _, saved) = admin(addr, "POST", &save_path, &extra, Some(&proposal))?;
-    let after = admin(addr, "GET", &format!("/apps/{segment}"), &[], None)?;
-    let revisions = |answer: &Value| answer["revisions"].as_array().map(Vec::len).unwrap_or(0);
-    if preview["accepted"] == true {
-        if status != 201 {
-            mismatches.push(format!("save: status {status}, expected 201: {saved}"));
-        }
-        if saved["preview"] != *preview {
-            mismatches.push("save: stored under another preview than the one shown".into());
-        }
-        if revisions(&after.2) != revisions(&before.2) + 1 {
-            mismatches.push(format!(
-                "save: {} revisions before, {} after",
-                revisions(&before.2),
-                revisions(&after.2)
-            ));
-        }
-    } else {
-        let wanted = if preview["reason"] == "app_id_taken" {
-            409
-        } else {
-            422
-        };
-        if status != wanted {
-            mismatches.push(format!("save: status {status}, expected {wanted}: {saved}"));
-        }
-        if saved["reason"] != preview["reason"] {
-            mismatches.push(format!(
-                "save: reason {} differs from the preview's {}",
-                saved["reason"], preview["reason"]
-            ));
-        }
-        if after.0 != before.0 || revisions(&after.2) != revisions(&before.2) {
-            mismatches.push("save: a rejected change changed the app".into());
-        }
-    }
-    Ok(mismatches)
-}
-
-fn url_segment(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// Sends the raw request over a plain socket, as given (method, repeated headers and all), and
 /// reads the whole answer: status, headers, body.
 /// Status, headers and body of an HTTP answer.
-type Answer = (u16, Vec<(String, String)>, String);
+pub(super) type Answer = (u16, Vec<(String, String)>, String);
 
-fn send(addr: std::net::SocketAddr, request: &Value) -> Result<Answer> {
+pub(super) fn send(addr: std::net::SocketAddr, request: &Value) -> Result<Answer> {
     let method = request["method"].as_str().unwrap_or("POST");
     let tenant = request["tenant"].as_str().unwrap_or_default();
     let body = STANDARD.decode(request["body_base64"].as_str().unwrap_or_default())?;
@@ -636,7 +407,7 @@ fn send(addr: std::net::SocketAddr, request: &Value) -> Result<Answer> {
 
 /// One HTTP/1.1 exchange on a plain socket: the headers as given (repeated ones and all), then
 /// the whole answer.
-fn http(
+pub(super) fn http(
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,

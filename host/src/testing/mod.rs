@@ -9,6 +9,8 @@
 //! All of `testing` is test machinery, built only with the `testing` feature (tests and xtask
 //! turn it on): the release binary has no `initdb`, no user switching, no vector runner.
 
+mod http_admin;
+mod http_edge;
 pub mod http_vectors;
 pub mod wasmtime_runner;
 
