@@ -3,6 +3,7 @@
 //
 //   node bench/run.mjs --granted target/release/granted --ceiling target/release/examples/ceiling
 //     --kdf-time target/release/examples/kdf_time --testing-granted target/debug/granted
+//     --signing-bench target/release/deps/signing-… (host/benches/signing.rs, built by xtask)
 //     [--seconds 5] [--iterations 600000]
 //
 // Writes bench/results/bench.md (tables, goals) and bench/results/bench.svg (answers/s against
@@ -53,12 +54,12 @@ function peakRssMiB(pid) {
 const db = join(dir, 'granted.db');
 execFileSync(granted, ['import', '--kdf-iterations', String(ITERATIONS), '--db', db, join(root, 'tests/demo/state.json')], { stdio: 'ignore' });
 
-/** `granted serve` on `store` (a SQLite file or a PostgreSQL URL). */
-async function grantedServe(store) {
+/** `granted serve` on `store` (a SQLite file or a PostgreSQL URL); `env` adds settings. */
+async function grantedServe(store, env = {}) {
   const port = await freePort();
   const child = spawn(granted, ['serve', '--db', store, '--listen', `127.0.0.1:${port}`, '--kdf-iterations', String(ITERATIONS)], {
     env: { ...process.env, GRANTED_CACHE_DIR: join(dir, 'cache'), GRANTED_LOG: 'error', GRANTED_THROTTLE_FAILURES: '1000000',
-      GRANTED_ADMIN_TOKEN: 'bench-admin-token-0123456789abcdef-0123' },
+      GRANTED_ADMIN_TOKEN: 'bench-admin-token-0123456789abcdef-0123', ...env },
     stdio: 'ignore',
   });
   const base = `http://127.0.0.1:${port}`;
@@ -66,8 +67,17 @@ async function grantedServe(store) {
   return { child, base, token: `${base}/tenants/acme/connect/token`, introspect: `${base}/tenants/acme/connect/introspect` };
 }
 
+// One database per signing algorithm, its first key made for that algorithm.
+const ALGS = ['HS256', 'ES256', 'EdDSA', 'RS256'];
+const algDb = (alg) => join(dir, `granted-${alg}.db`);
+for (const alg of ALGS) {
+  execFileSync(granted, ['import', '--kdf-iterations', String(ITERATIONS), '--db', algDb(alg), join(root, 'tests/demo/state.json')],
+    { stdio: 'ignore', env: { ...process.env, GRANTED_SIGNING_ALG: alg } });
+}
+
 const kinds = {
   host: () => grantedServe(db),
+  ...Object.fromEntries(ALGS.map((alg) => [`host-${alg}`, () => grantedServe(algDb(alg), { GRANTED_SIGNING_ALG: alg })])),
   ceiling: async () => {
     const port = await freePort();
     const child = spawn(ceilingBin, [`127.0.0.1:${port}`], { stdio: 'ignore' });
@@ -201,6 +211,17 @@ results.hostIntrospection = await withServer('host', async (s) => {
 });
 log(`host introspection: ${results.hostIntrospection.rps.toFixed(0)}/s`);
 
+// 5b. client_credentials per signing algorithm, one after another in this run, and each
+// signature's own cost (host/benches/signing.rs: ring, and RustCrypto's p256 for ES256).
+results.algs = {};
+for (const alg of ALGS) {
+  results.algs[alg] = await withServer(`host-${alg}`, async (s) => wrk(s.token, 16, { body: 'grant_type=client_credentials', auth: SYNC }));
+  log(`client_credentials signed ${alg}: ${results.algs[alg].rps.toFixed(0)}/s`);
+}
+results.signatures = opts['signing-bench']
+  ? execFileSync(resolve(opts['signing-bench']), SECONDS < 5 ? ['--quick'] : [], { encoding: 'utf8' })
+  : '(no --signing-bench given)\n';
+
 // 6. client_credentials p99 alone, then while a password flood saturates the KDF pool.
 results.flood = await withServer('host', async (s) => {
   const alone = await wrk(s.token, 16, { body: 'grant_type=client_credentials', auth: SYNC, seconds: Math.max(10, SECONDS) });
@@ -294,6 +315,13 @@ lines.push(row('`granted serve` introspection', results.hostIntrospection, resul
 lines.push(row('`granted serve` client_credentials alone (flood run)', results.flood.alone, results.flood.rss));
 lines.push(row('`granted serve` client_credentials during a password flood', results.flood.during, results.flood.rss));
 lines.push(row('the password flood itself', results.flood.floodResult, results.flood.rss));
+lines.push('\n## Access-token signatures\n');
+lines.push('`client_credentials` at 16 connections, each on a database whose signing key is of one algorithm (HS256 only for existing deployments; ES256 is the default), in this run:\n');
+lines.push('| run | connections | answers/s | p50 | p99 | p99.9 | failed | peak RSS of the server |');
+lines.push('| --- | --- | --- | --- | --- | --- | --- | --- |');
+for (const alg of ALGS) lines.push(row(`\`granted serve\` client_credentials, ${alg}`, results.algs[alg], results.algs[alg].rss));
+lines.push('\nOne signature and one verification natively, median of rounds (`cargo bench -p granted --bench signing`):\n');
+lines.push(results.signatures);
 lines.push('\n## SQLite and PostgreSQL\n');
 lines.push('One `granted serve` on SQLite (from the runs above), then on PostgreSQL (a throwaway server on this machine, `fsync` off as for tests), then two hosts on that one database, each under its own `wrk` (answers/s summed, latencies the worse of the two). Everything shares the same cores.\n');
 lines.push('| run | connections | answers/s | p50 | p99 | p99.9 | failed | peak RSS of the server |');

@@ -3,7 +3,7 @@
 //! answer without panicking or trapping.
 #![no_main]
 
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use granted_policy::api;
 use granted_policy::token::endpoint::refresh_token_sha256;
@@ -14,7 +14,7 @@ fn context() -> Value {
     json!({
         "now": "2026-11-25T12:00:00Z",
         "issuer": "https://granted.test",
-        "signing_key": {"kid": "k", "secret": STANDARD.encode([7u8; 32])},
+        "signing_key": {"kid": "k", "alg": "ES256"},
         "client_secret_key": STANDARD.encode(b"key"),
         "kdf_iterations": 1,
         "entropy": STANDARD.encode([1u8; 80]),
@@ -64,10 +64,15 @@ fuzz_target!(|data: &[u8]| {
     };
     // Nothing found, then a real tenant, client and user (so that T3–T9 and refresh are reached).
     let empty = json!({"tenant": null, "client": null, "user": null, "refresh_token": null});
-    for records in [json!({}), empty, found()] {
+    // With the host's signature too, so that a success is answered in full.
+    let signature = URL_SAFE_NO_PAD.encode([7u8; 64]);
+    for (records, signed) in [(json!({}), false), (empty, false), (found(), false), (found(), true)] {
         let mut context = context();
         context["kdf_in_module"] = json!(true);
-        let input = json!({"request": request, "context": context, "records": records});
+        let mut input = json!({"request": request, "context": context, "records": records});
+        if signed {
+            input["signature"] = json!(signature);
+        }
         let out = api::call("token", &serde_json::to_vec(&input).unwrap_or_default());
         assert!(
             serde_json::from_slice::<Value>(&out).is_ok(),

@@ -5,6 +5,7 @@ use crate::settings::{ConnectionLimits, LockoutPolicy, ServerSettings};
 use crate::store::{Location, MasterKey, PgOptions};
 use anyhow::{anyhow, bail, Context, Result};
 use granted_policy::model::Timestamp;
+use granted_policy::token::jwt::SigningAlg;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -41,6 +42,10 @@ pub struct Layer {
     pub access_token_ttl: Option<u32>,
     /// Refresh-token lifetime, seconds.
     pub refresh_token_ttl: Option<u32>,
+    /// The algorithm of new signing keys: `ES256` (the default), `EdDSA`, `RS256` or `HS256`.
+    pub signing_alg: Option<String>,
+    /// Seconds a new signing key is published before it signs.
+    pub key_publish_seconds: Option<u32>,
     /// The sunset instant (RFC 3339).
     pub sunset: Option<String>,
     /// Failed authentications per client and source address before 429s.
@@ -115,6 +120,8 @@ pub fn from_env() -> Result<Layer> {
         lockout_max_seconds: env_var("GRANTED_LOCKOUT_MAX_SECONDS")?,
         access_token_ttl: env_var("GRANTED_ACCESS_TOKEN_TTL")?,
         refresh_token_ttl: env_var("GRANTED_REFRESH_TOKEN_TTL")?,
+        signing_alg: env_var("GRANTED_SIGNING_ALG")?,
+        key_publish_seconds: env_var("GRANTED_KEY_PUBLISH_SECONDS")?,
         sunset: env_var("GRANTED_SUNSET")?,
         throttle_failures: env_var("GRANTED_THROTTLE_FAILURES")?,
         throttle_window_seconds: env_var("GRANTED_THROTTLE_WINDOW_SECONDS")?,
@@ -273,6 +280,14 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Resolved> {
                 .unwrap_or(defaults.access_token_ttl),
             refresh_token_ttl: first!(refresh_token_ttl, flags, env, file)
                 .unwrap_or(defaults.refresh_token_ttl),
+            signing_alg: match first!(signing_alg, flags, env, file) {
+                None => defaults.signing_alg,
+                Some(name) => SigningAlg::from_name(&name).ok_or_else(|| {
+                    anyhow!("signing_alg is `ES256`, `EdDSA`, `RS256` or `HS256`, not `{name}`")
+                })?,
+            },
+            key_publish_seconds: first!(key_publish_seconds, flags, env, file)
+                .unwrap_or(defaults.key_publish_seconds),
             record_decisions: false,
             throttle_failures: first!(throttle_failures, flags, env, file)
                 .unwrap_or(defaults.throttle_failures),

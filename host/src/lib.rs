@@ -12,6 +12,7 @@ pub mod preview;
 pub mod refusals;
 pub mod service;
 pub mod settings;
+pub mod signing;
 pub mod state;
 pub mod store;
 #[cfg(feature = "testing")]

@@ -4,9 +4,12 @@ use crate::commit::Committer;
 use crate::guest::Guest;
 use crate::kdf::KdfPool;
 use crate::settings::{now, ServerSettings};
+use crate::signing::ServerKey;
 use crate::store::Store;
 use crate::throttle::Throttle;
 use anyhow::Result;
+use granted_policy::model::Timestamp;
+use granted_policy::token::jwt::SigningAlg;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,7 +41,66 @@ pub struct Service {
     /// waits for one instead of failing (a few are kept for the admin API).
     pub(crate) sessions: tokio::sync::Semaphore,
     /// The keys last read, and when.
-    keys: std::sync::Mutex<Option<(Instant, (crate::store::SigningKey, String))>>,
+    keys: std::sync::Mutex<Option<(Instant, Arc<KeyRing>)>>,
+    /// Copies of the module's memory at the end of each token and manage request, when a test
+    /// asked for them ([`Service::probe_memory`]).
+    #[cfg(feature = "testing")]
+    memory_probe: std::sync::Mutex<Option<Vec<Vec<u8>>>>,
+}
+
+/// The server keys as requests use them, opened: the key that signs, every key published (the
+/// JWKS, and what introspection verifies with), and the client-secret key.
+pub struct KeyRing {
+    /// The key that signs now.
+    pub signing: Arc<ServerKey>,
+    /// Every key whose tokens may still be live, newest first (the signing key among them).
+    pub published: Vec<Arc<ServerKey>>,
+    /// The key client secrets are HMACed under, base64.
+    pub client_secret_key: String,
+}
+
+impl KeyRing {
+    /// The published key `kid`, if its algorithm is `alg`.
+    pub fn published(&self, kid: &str, alg: SigningAlg) -> Option<&ServerKey> {
+        self.published
+            .iter()
+            .find(|k| k.kid() == kid && k.alg() == alg)
+            .map(|k| &**k)
+    }
+
+    /// Reads the keys at `now` from `store`, opening only those `earlier` does not hold.
+    pub fn read(store: &Store, now: Timestamp, earlier: Option<&KeyRing>) -> Result<KeyRing> {
+        let (signing, client_secret_key) = store
+            .current_keys(now)?
+            .ok_or_else(|| anyhow::anyhow!("no server keys"))?;
+        let open = |key: &crate::store::SigningKey| -> Result<Arc<ServerKey>> {
+            let known = earlier
+                .into_iter()
+                .flat_map(|r| r.published.iter())
+                .find(|k| k.kid() == key.kid && k.alg() == key.alg);
+            if let Some(known) = known {
+                return Ok(known.clone());
+            }
+            Ok(Arc::new(ServerKey::open(&key.kid, key.alg, &key.secret)?))
+        };
+        let published = store
+            .verification_keys(now)?
+            .iter()
+            .map(open)
+            .collect::<Result<Vec<_>>>()?;
+        let signing = match published
+            .iter()
+            .find(|k| k.kid() == signing.kid && k.alg() == signing.alg)
+        {
+            Some(key) => key.clone(),
+            None => open(&signing)?,
+        };
+        Ok(KeyRing {
+            signing,
+            published,
+            client_secret_key,
+        })
+    }
 }
 
 impl Service {
@@ -49,7 +111,16 @@ impl Service {
         settings: ServerSettings,
     ) -> Result<Arc<Service>> {
         let now = now(&settings)?;
-        store.ensure_keys(now, || crate::state::random_base64(32))?;
+        let (current, _) = store.ensure_keys(now, settings.signing_alg, || {
+            crate::state::random_base64(32)
+        })?;
+        if current.alg != settings.signing_alg {
+            tracing::warn!(
+                current = current.alg.name(),
+                configured = settings.signing_alg.name(),
+                "access tokens are signed with the current key's algorithm; run `granted keys rotate` to move to the configured one"
+            );
+        }
         let kdf = KdfPool::start(settings.kdf_threads, settings.login_queue);
         let committer = Committer::start(store.clone());
         let guest: Arc<Guest> = guest.into();
@@ -76,15 +147,17 @@ impl Service {
             refusals: crate::refusals::Refusals::new(refusal_window),
             sessions,
             keys: std::sync::Mutex::new(None),
+            #[cfg(feature = "testing")]
+            memory_probe: std::sync::Mutex::new(None),
         }))
     }
 
     /// Imports a state file: client secrets HMACed by the module under the server key,
     /// clear passwords hashed natively with the configured iterations.
     pub fn import(&self, state: &crate::state::StateFile) -> Result<crate::state::Imported> {
-        let (_, key) = self
+        let key = self
             .store
-            .current_keys()?
+            .client_secret_key()?
             .ok_or_else(|| anyhow::anyhow!("no server keys"))?;
         let guest = &self.guest;
         let hmac = move |secret: &str| -> Result<String> {
@@ -110,23 +183,59 @@ impl Service {
         std::mem::take(&mut *self.decisions.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// The signing key and the client-secret key, read from the store at most once per
-    /// [`KEYS_FRESH`]: a key rotated with `granted keys rotate` is used within that time.
-    pub(crate) async fn current_keys(&self) -> Result<(crate::store::SigningKey, String)> {
-        {
+    /// The server keys, read from the store at most once per [`KEYS_FRESH`]: a key rotated
+    /// with `granted keys rotate` is published, and starts signing when its time comes, within
+    /// that time.
+    pub(crate) async fn keys(&self) -> Result<Arc<KeyRing>> {
+        let earlier = {
             let cached = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((read_at, keys)) = cached.as_ref() {
-                if read_at.elapsed() < KEYS_FRESH {
-                    return Ok(keys.clone());
-                }
+            match cached.as_ref() {
+                Some((read_at, keys)) if read_at.elapsed() < KEYS_FRESH => return Ok(keys.clone()),
+                Some((_, keys)) => Some(keys.clone()),
+                None => None,
             }
-        }
+        };
         let store = self.store.clone();
-        let keys = tokio::task::spawn_blocking(move || store.current_keys())
-            .await??
-            .ok_or_else(|| anyhow::anyhow!("no server keys"))?;
+        let at = now(&self.settings)?;
+        let keys = tokio::task::spawn_blocking(move || {
+            KeyRing::read(&store, at, earlier.as_deref()).map(Arc::new)
+        })
+        .await??;
         *self.keys.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), keys.clone()));
         Ok(keys)
+    }
+
+    /// Keeps a copy of the module's linear memory at the end of every token and manage request
+    /// from now on (tests: no private key ever enters it).
+    #[cfg(feature = "testing")]
+    pub fn probe_memory(&self) {
+        *self.memory_probe.lock().unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());
+    }
+
+    /// The memory copies kept since [`Service::probe_memory`]; emptied.
+    #[cfg(feature = "testing")]
+    pub fn take_memory(&self) -> Vec<Vec<u8>> {
+        self.memory_probe
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// A copy of `session`'s memory for [`Service::take_memory`], when a test asked for it.
+    pub(crate) fn note_memory(&self, session: &crate::guest::Session) {
+        #[cfg(feature = "testing")]
+        if let Some(kept) = self
+            .memory_probe
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            kept.push(session.memory_snapshot());
+        }
+        #[cfg(not(feature = "testing"))]
+        let _ = session;
     }
 
     /// The policy module's SHA-256.

@@ -1,6 +1,7 @@
 //! What `granted serve` runs with besides the store and the module, and the clock it judges by.
 
 use granted_policy::model::Timestamp;
+use granted_policy::token::jwt::SigningAlg;
 pub use granted_policy::token::lockout::LockoutSettings as LockoutPolicy;
 use std::time::{Duration, SystemTime};
 
@@ -26,6 +27,10 @@ pub struct ServerSettings {
     pub access_token_ttl: u32,
     /// Refresh-token lifetime, seconds.
     pub refresh_token_ttl: u32,
+    /// The algorithm of new signing keys (ES256 by default; HS256 only for existing deployments).
+    pub signing_alg: SigningAlg,
+    /// How long a new key is published in the JWKS before it signs, seconds.
+    pub key_publish_seconds: u32,
     /// Keep every decision's audit record and effects in memory (`granted vectors --http`).
     pub record_decisions: bool,
     /// Failed client or user authentications from one client and source address within
@@ -111,6 +116,8 @@ impl Default for ServerSettings {
             sunset: None,
             access_token_ttl: 3600,
             refresh_token_ttl: 30 * 24 * 3600,
+            signing_alg: SigningAlg::ES256,
+            key_publish_seconds: 3600,
             record_decisions: false,
             throttle_failures: 20,
             throttle_window_seconds: 60,

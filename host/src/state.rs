@@ -556,20 +556,27 @@ pub fn export_edge(
     }))
 }
 
-/// The keys the edge handler takes from its environment: the current signing key, every key
-/// that still verifies, and the client-secret key.
+/// The keys the edge handler takes from its environment, as JWKs (the form WebCrypto's
+/// `importKey` takes): the signing key current at `now` with its private half, every key that
+/// still verifies (public halves; an HS256 key is its secret), and the client-secret key.
 pub fn edge_secrets(store: &Store, now: Timestamp) -> Result<serde_json::Value> {
+    use crate::signing::ServerKey;
     use serde_json::json;
-    let (signing, client_secret_key) = store.current_keys()?.ok_or_else(|| {
+    let (signing, client_secret_key) = store.current_keys(now)?.ok_or_else(|| {
         anyhow!("the database has no server keys yet: start `granted serve` once")
     })?;
-    let verification: Vec<serde_json::Value> = store
-        .verification_keys(now)?
-        .into_iter()
-        .map(|k| json!({"kid": k.kid, "secret": k.secret}))
-        .collect();
+    let signing = ServerKey::open(&signing.kid, signing.alg, &signing.secret)?;
+    let mut verification = Vec::new();
+    for key in store.verification_keys(now)? {
+        let key = ServerKey::open(&key.kid, key.alg, &key.secret)?;
+        verification.push(match key.public_jwk() {
+            Some(public) => public,
+            None => serde_json::from_str(&key.private_jwk()?)?,
+        });
+    }
+    let private: serde_json::Value = serde_json::from_str(&signing.private_jwk()?)?;
     Ok(json!({
-        "GRANTED_SIGNING_KEY": {"kid": signing.kid, "secret": signing.secret},
+        "GRANTED_SIGNING_KEY": private,
         "GRANTED_VERIFICATION_KEYS": verification,
         "GRANTED_CLIENT_SECRET_KEY": client_secret_key,
     }))

@@ -7,6 +7,7 @@ mod common;
 use granted_host::settings::{Clock, ServerSettings};
 use granted_host::store::{PgOptions, Store};
 use granted_policy::model::Timestamp;
+use granted_policy::token::jwt::SigningAlg;
 use serde_json::{json, Value};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -255,8 +256,10 @@ fn a_key_rotated_on_one_host_signs_on_the_other_within_seconds() {
         .store
         .rotate_signing_key(
             now,
+            now,
             now.plus_seconds(3600),
-            &granted_host::state::random_base64(32).expect("entropy"),
+            SigningAlg::ES256,
+            &granted_host::signing::generate(SigningAlg::ES256).expect("a key"),
             "rotated1",
         )
         .expect("rotate");

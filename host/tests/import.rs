@@ -146,8 +146,15 @@ fn keys_rotate_adds_a_signing_key_and_keeps_the_old_one_for_verification() {
     let db = new_db(dir.path(), "g.db");
     assert!(granted(&["import", DEMO], &db).status.success());
     let before = open(&db);
-    let now = granted_policy::model::Timestamp::parse("2026-01-01T00:00:00Z").unwrap();
-    let (old, _) = before.current_keys().unwrap().unwrap();
+    let now = granted_policy::model::Timestamp::parse(
+        &time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .expect("whole seconds")
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap(),
+    )
+    .unwrap();
+    let (old, _) = before.current_keys(now).unwrap().unwrap();
     drop(before);
     let out = granted(&["keys", "rotate"], &db);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -157,10 +164,18 @@ fn keys_rotate_adds_a_signing_key_and_keeps_the_old_one_for_verification() {
         String::from_utf8_lossy(&out.stderr)
     );
     let store = open(&db);
-    let (new, _) = store.current_keys().unwrap().unwrap();
+    // The new key is published now and signs after the publication delay (an hour).
+    let (still, _) = store.current_keys(now).unwrap().unwrap();
+    assert_eq!(still.kid, old.kid);
+    let (new, _) = store
+        .current_keys(now.plus_seconds(3600 + 60))
+        .unwrap()
+        .unwrap();
     assert_ne!(new.kid, old.kid);
+    assert_eq!(new.alg.name(), "ES256");
     assert!(stdout.contains(&new.kid), "{stdout}");
-    // Both verify now (the old one until its last token expires, an hour from the rotation).
+    // Both verify now (the old one until its last token expires, an hour after the new one
+    // starts signing).
     let kids: Vec<String> = store
         .verification_keys(now)
         .unwrap()

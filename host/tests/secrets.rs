@@ -8,7 +8,7 @@
 
 mod common;
 
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use common::{agent, basic, free_port, post, GRANTED};
 use serde_json::Value;
@@ -71,18 +71,45 @@ fn clear_keys(db: &str, dir: &Path, env: &[(&str, &str)]) -> Vec<String> {
     let mode = std::fs::metadata(&secrets).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the edge secrets file is owner-only");
     let keys: Value = serde_json::from_str(&std::fs::read_to_string(&secrets).unwrap()).unwrap();
-    let mut all = vec![
-        keys["GRANTED_SIGNING_KEY"]["secret"]
-            .as_str()
-            .unwrap()
-            .to_string(),
+    // Every server key as stored (opened with the master key when there is one: standard base64
+    // of PKCS#8 DER, or of an HMAC key), the client-secret key, and the private members of the
+    // edge's JWKs as standard base64 of their bytes.
+    let mut store = granted_host::store::Store::at(
+        &granted_host::store::Location::parse(db),
+        &granted_host::store::PgOptions::default(),
+    )
+    .unwrap();
+    if let Some((_, master)) = env.iter().find(|(name, _)| *name == "GRANTED_MASTER_KEY") {
+        let master = granted_host::store::MasterKey::from_base64(
+            &zeroize::Zeroizing::new(master.to_string()),
+            "GRANTED_MASTER_KEY",
+        )
+        .unwrap();
+        store = store.with_master_key(master).unwrap().0;
+    }
+    let far = granted_policy::model::Timestamp::parse("2000-01-01T00:00:00Z").unwrap();
+    let mut all: Vec<String> = store
+        .verification_keys(far)
+        .unwrap()
+        .into_iter()
+        .map(|k| k.secret)
+        .collect();
+    drop(store);
+    all.push(
         keys["GRANTED_CLIENT_SECRET_KEY"]
             .as_str()
             .unwrap()
             .to_string(),
-    ];
-    for key in keys["GRANTED_VERIFICATION_KEYS"].as_array().unwrap() {
-        all.push(key["secret"].as_str().unwrap().to_string());
+    );
+    assert!(
+        keys["GRANTED_SIGNING_KEY"]["d"].is_string(),
+        "the signing key is a private JWK: {}",
+        keys["GRANTED_SIGNING_KEY"]["kid"]
+    );
+    for member in ["d", "p", "q", "dp", "dq", "qi", "k"] {
+        if let Some(text) = keys["GRANTED_SIGNING_KEY"][member].as_str() {
+            all.push(STANDARD.encode(URL_SAFE_NO_PAD.decode(text).unwrap()));
+        }
     }
     all.sort();
     all.dedup();
@@ -156,7 +183,11 @@ fn with_a_master_key_no_server_key_is_in_the_database_file_in_clear() {
     import(db_text, &env);
     succeeded(&granted(&["keys", "rotate"], db_text, &env));
     let keys = clear_keys(db_text, dir.path(), &env);
-    assert_eq!(keys.len(), 3, "two signing keys and the client-secret key");
+    assert_eq!(
+        keys.len(),
+        4,
+        "two signing keys, the client-secret key, the edge's private scalar"
+    );
     assert_not_in_file(&db, &keys);
 }
 
@@ -169,11 +200,13 @@ fn keys_stored_in_clear_are_sealed_by_the_first_command_with_a_master_key() {
     let db_text = db.to_str().unwrap();
     import(db_text, &[]);
     let keys = clear_keys(db_text, dir.path(), &[]);
-    assert_eq!(keys.len(), 2);
-    assert!(
-        file_bytes(&db)
-            .windows(keys[0].len())
-            .any(|w| w == keys[0].as_bytes()),
+    assert_eq!(keys.len(), 3);
+    let in_file = keys
+        .iter()
+        .filter(|k| file_bytes(&db).windows(k.len()).any(|w| w == k.as_bytes()))
+        .count();
+    assert_eq!(
+        in_file, 2,
         "without a master key the keys are in the file in clear"
     );
     let out = granted(&["keys", "rotate"], db_text, &env);

@@ -7,6 +7,7 @@ use granted_host::service::Service;
 use granted_host::settings::{Clock, ServerSettings};
 use granted_host::store::Store;
 use granted_policy::model::Timestamp;
+use granted_policy::token::jwt::SigningAlg;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -344,11 +345,14 @@ fn a_rotated_key_signs_new_tokens_and_old_ones_still_verify() {
     let (_, before) = token(&run, "acme", Some(&crm), &ALICE);
     let old = before["access_token"].as_str().unwrap().to_string();
     let now = Timestamp::parse("2026-11-25T12:00:00Z").unwrap();
+    // Signing from now (no publication delay), with another algorithm than the first key's.
     let new = store
         .rotate_signing_key(
             now,
+            now,
             now.plus_seconds(3600),
-            "bmV3LXNpZ25pbmcta2V5LW9mLTMyLWJ5dGVzLWF0LWxlYXN0",
+            SigningAlg::EdDSA,
+            &granted_host::signing::generate(SigningAlg::EdDSA).unwrap(),
             "rotated",
         )
         .unwrap();

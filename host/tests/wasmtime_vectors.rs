@@ -110,7 +110,7 @@ fn a_password_request_never_grows_the_modules_memory() {
     };
     granted_vectors::driver::run_vector(&recorder, &vector, &settings).expect("vector runs");
     let calls = recorder.0.into_inner();
-    assert_eq!(calls.len(), 3, "start, records, KDF");
+    assert_eq!(calls.len(), 4, "start, records, KDF, signature");
     let guest = Guest::embedded().expect("the embedded module loads");
     let mut session = guest.session().expect("instance");
     let before = session.memory_size();

@@ -101,7 +101,9 @@ pub fn token_resume(more: TokenResume) -> Result<TokenStep, PolicyError> {
 fn keep_flow(flow: Box<TokenFlow>, step: &Result<TokenStep, PolicyError>) {
     let more = matches!(
         step,
-        Ok(TokenStep::NeedRecords { .. } | TokenStep::NeedKdf { .. })
+        Ok(TokenStep::NeedRecords { .. }
+            | TokenStep::NeedKdf { .. }
+            | TokenStep::NeedSignature { .. })
     );
     with_flow(|f| *f.borrow_mut() = more.then_some(flow));
 }

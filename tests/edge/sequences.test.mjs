@@ -43,7 +43,7 @@ async function edgeRuntime(vector) {
   const store = new MemoryStore(await snapshot(vector.state));
   const base = {
     GRANTED_STORE: store,
-    GRANTED_SIGNING_KEY: { kid: 'vectors-1', secret: b64(SIGNING_KEY) },
+    GRANTED_SIGNING_KEY: SIGNING_KEY,
     GRANTED_CLIENT_SECRET_KEY: b64(CLIENT_SECRET_KEY),
     GRANTED_ISSUER: 'https://granted.test',
     GRANTED_WASM: wasm,

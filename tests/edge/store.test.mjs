@@ -11,7 +11,7 @@ import { MemoryStore } from '../../www/edge/memory-store.mjs';
 const here = dirname(fileURLToPath(import.meta.url));
 const wasm = readFileSync(join(here, '../../www/pkg/granted_policy_bg.wasm'));
 const keys = {
-  GRANTED_SIGNING_KEY: JSON.stringify({ kid: 'k1', secret: Buffer.from('signing-key-signing-key-32-bytes').toString('base64') }),
+  GRANTED_SIGNING_KEY: JSON.stringify({ kty: 'oct', kid: 'k1', alg: 'HS256', k: Buffer.from('signing-key-signing-key-32-bytes').toString('base64url') }),
   GRANTED_CLIENT_SECRET_KEY: Buffer.from('client-secret-key').toString('base64'),
   GRANTED_ISSUER: 'https://edge.test',
   GRANTED_WASM: wasm,

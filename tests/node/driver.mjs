@@ -4,7 +4,32 @@
 // calls are awaited, so a runtime may answer them asynchronously (the browser runner).
 
 export const CLIENT_SECRET_KEY = new TextEncoder().encode('granted-vectors-client-secret-key');
-export const SIGNING_KEY = new TextEncoder().encode('granted-vectors-signing-key-32-bytes!!');
+// An HS256 key as a JWK, for tests that give the edge handler a key of their own.
+export const SIGNING_KEY = { kty: 'oct', kid: 'vectors-1', alg: 'HS256', k: Buffer.from('granted-vectors-signing-key-32-bytes!!').toString('base64url') };
+// The runner's access-token signing key: ES256 through WebCrypto, as the edge signs. The module
+// only ever sees its kid and algorithm.
+const SIGNING = { kid: 'vectors-1', alg: 'ES256' };
+const ECDSA = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+let signingPair;
+async function signingKeys() {
+  signingPair ??= await crypto.subtle.generateKey(ECDSA, false, ['sign', 'verify']);
+  return signingPair;
+}
+
+/** The host's answer to `need_signature`: the runner's signature, base64url. */
+async function sign(step) {
+  if (step.kid !== SIGNING.kid || step.alg !== SIGNING.alg) throw new Error(`a signature by another key: ${JSON.stringify(step)}`);
+  const { privateKey } = await signingKeys();
+  return b64url(new Uint8Array(await crypto.subtle.sign(ECDSA, privateKey, new TextEncoder().encode(step.signing_input))));
+}
+
+/** Whether `token` carries the runner key's valid signature over its header and claims. */
+async function signedByRunner(token) {
+  const at = token.lastIndexOf('.');
+  const { publicKey } = await signingKeys();
+  return crypto.subtle.verify(ECDSA, publicKey, Buffer.from(token.slice(at + 1), 'base64url'),
+    new TextEncoder().encode(token.slice(0, at)));
+}
 
 export const b64 = (bytes) => Buffer.from(bytes).toString('base64');
 const b64url = (bytes) => Buffer.from(bytes).toString('base64url');
@@ -199,7 +224,7 @@ async function decide(policy, vector, store, spec, now, seed, iterations, kdfInM
     context: {
       now,
       issuer: 'https://granted.test',
-      signing_key: { kid: 'vectors-1', secret: b64(SIGNING_KEY) },
+      signing_key: SIGNING,
       client_secret_key: b64(CLIENT_SECRET_KEY),
       kdf_iterations: iterations,
       kdf_in_module: kdfInModule,
@@ -217,7 +242,8 @@ async function decide(policy, vector, store, spec, now, seed, iterations, kdfInM
       const derived = { derived: b64(await webCryptoKdf(step.kdf, step.password)) };
       if (step.purpose === 'rehash') input.rehash_kdf = derived;
       else input.kdf = derived;
-    } else if (step.step === 'done') return step;
+    } else if (step.step === 'need_signature') input.signature = await sign(step);
+    else if (step.step === 'done') return step;
     else throw new Error(`unknown step ${JSON.stringify(step)}`);
   }
   throw new Error('token did not finish in 6 steps');
@@ -298,6 +324,10 @@ export async function runVector(policy, vector, { iterations = 1000, kdfInModule
     const store = await seal(policy, vector.state, iterations);
     const step = await decide(policy, vector, store, vector.token_request, vector.now, vector.name, iterations, kdfInModule);
     out.push(...checkToken(expect, step));
+    const { access_token: token } = JSON.parse(step.response.body);
+    if (typeof token === 'string' && !(await signedByRunner(token))) {
+      out.push(`access token not signed by the runner's key: ${token}`);
+    }
   } else if (vector.sequence) {
     const store = await seal(policy, vector.state, iterations);
     out.push(...await runSequence(vector, {

@@ -4,7 +4,7 @@
 use crate::format::{Expect, HeaderValue, Sequence, State, TokenRequestSpec, Vector};
 use crate::{Runtime, Session};
 use anyhow::{anyhow, bail, Context, Result};
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use granted_policy::model::Timestamp;
 use granted_policy::token::lockout::LockSchedule;
@@ -36,8 +36,50 @@ impl Default for Settings {
 
 /// The server key client secrets are HMACed under, in the runner's store.
 pub const CLIENT_SECRET_KEY: &[u8] = b"granted-vectors-client-secret-key";
-/// The runner's access-token signing key.
-pub const SIGNING_KEY: &[u8] = b"granted-vectors-signing-key-32-bytes!!";
+/// The `kid` of the runner's access-token signing key.
+pub const SIGNING_KID: &str = "vectors-1";
+/// Its algorithm.
+pub const SIGNING_ALG: &str = "EdDSA";
+
+/// The runner's access-token signing key, made once per process and held as a host holds it
+/// (the module only ever sees its `kid`). Ed25519, whose signatures are deterministic, so that
+/// a flow and stateless calls still answer byte for byte alike (`tests/flow.rs`); the host's
+/// tests cover every algorithm.
+fn signing_key() -> Result<&'static ring::signature::Ed25519KeyPair> {
+    use ring::signature::Ed25519KeyPair;
+    static KEY: std::sync::OnceLock<Option<Ed25519KeyPair>> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let der = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).ok()?;
+        Ed25519KeyPair::from_pkcs8(der.as_ref()).ok()
+    })
+    .as_ref()
+    .ok_or_else(|| anyhow!("could not make the runner's signing key"))
+}
+
+/// The host's answer to `need_signature`: the runner's signature, base64url.
+pub fn sign(step: &Value) -> Result<String> {
+    if step["alg"] != SIGNING_ALG || step["kid"] != SIGNING_KID {
+        bail!("the module asked for a signature by another key: {step}");
+    }
+    let input = step["signing_input"]
+        .as_str()
+        .ok_or_else(|| anyhow!("`need_signature` without `signing_input`"))?;
+    Ok(URL_SAFE_NO_PAD.encode(signing_key()?.sign(input.as_bytes()).as_ref()))
+}
+
+/// Whether `token` carries the runner key's valid signature over its header and claims.
+pub fn signed_by_runner(token: &str) -> bool {
+    use ring::signature::{KeyPair as _, UnparsedPublicKey, ED25519};
+    let Some((input, signature)) = token.rsplit_once('.') else {
+        return false;
+    };
+    let (Ok(key), Ok(signature)) = (signing_key(), URL_SAFE_NO_PAD.decode(signature)) else {
+        return false;
+    };
+    UnparsedPublicKey::new(&ED25519, key.public_key().as_ref())
+        .verify(input.as_bytes(), &signature)
+        .is_ok()
+}
 
 /// A vector's outcome: empty `mismatches` means it passed.
 #[derive(Clone, Debug)]
@@ -85,6 +127,17 @@ pub fn run_vector(rt: &dyn Runtime, vector: &Vector, settings: &Settings) -> Res
     if let Some(request) = &vector.token_request {
         let decision = run_token(rt, vector, request, settings)?;
         check_token(&vector.expect, &decision, &mut mismatches)?;
+        // An access token is the runner's signature over what the module wrote.
+        let body: Value =
+            serde_json::from_str(decision["response"]["body"].as_str().unwrap_or_default())
+                .unwrap_or_default();
+        if let Some(token) = body["access_token"].as_str() {
+            if !signed_by_runner(token) {
+                mismatches.push(format!(
+                    "access token not signed by the runner's key: {token}"
+                ));
+            }
+        }
     } else if let Some(sequence) = &vector.sequence {
         mismatches = run_sequence(rt, vector, sequence, settings)?;
     } else {
@@ -346,7 +399,7 @@ fn decide(
         "context": {
             "now": now,
             "issuer": "https://granted.test",
-            "signing_key": {"kid": "vectors-1", "secret": STANDARD.encode(SIGNING_KEY)},
+            "signing_key": {"kid": SIGNING_KID, "alg": SIGNING_ALG},
             "client_secret_key": STANDARD.encode(CLIENT_SECRET_KEY),
             "kdf_iterations": settings.iterations,
             "kdf_in_module": settings.kdf_in_module,
@@ -374,6 +427,7 @@ fn decide(
                     more[kdf_slot(&step)] = json!({"derived": STANDARD.encode(derived)});
                     more
                 }
+                Some("need_signature") => json!({"signature": sign(&step)?}),
                 Some("done") => return Ok(step),
                 _ => bail!("`token_start` answered an unknown step: {step}"),
             };
@@ -393,6 +447,7 @@ fn decide(
                     rt.kdf(&step["kdf"], step["password"].as_str().unwrap_or_default())?;
                 input[kdf_slot(&step)] = json!({"derived": STANDARD.encode(derived)});
             }
+            Some("need_signature") => input["signature"] = json!(sign(&step)?),
             Some("done") => return Ok(step),
             _ => bail!("`token` answered an unknown step: {step}"),
         }

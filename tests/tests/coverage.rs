@@ -87,7 +87,7 @@ fn kdf_step(username: &str) -> serde_json::Value {
         "request": http_request(&spec).unwrap(),
         "context": {
             "now": "2026-11-25T12:00:00Z", "issuer": "https://granted.test",
-            "signing_key": {"kid": "k", "secret": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="},
+            "signing_key": {"kid": "k", "alg": "ES256"},
             "client_secret_key": key, "entropy": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjMwMTIzNDU2Nzg5MDEyMzQ1",
         },
         "records": {

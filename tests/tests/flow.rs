@@ -78,7 +78,7 @@ fn a_resume_with_nothing_started_or_after_the_end_is_refused() {
         "context": {
             "now": "2026-11-25T12:00:00Z",
             "issuer": "https://granted.test",
-            "signing_key": {"kid": "k", "secret": "c2lnbmluZy1rZXktb2YtYXQtbGVhc3QtMzItYnl0ZXMhIQ=="},
+            "signing_key": {"kid": "k", "alg": "ES256"},
             "client_secret_key": "a2V5",
             "entropy": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWYwMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
         }

@@ -5,8 +5,10 @@
 //
 // env (see www/edge/README.md):
 //   GRANTED_STORE              the store: get(key), put(key, value), increment(key) (atomic)
-//   GRANTED_SIGNING_KEY        {kid, secret}: signs access tokens (JSON text or object)
-//   GRANTED_VERIFICATION_KEYS  [{kid, secret}]: keys whose tokens still verify (optional)
+//   GRANTED_SIGNING_KEY        a private JWK with `kid` and `alg` (ES256, EdDSA, RS256 or HS256):
+//                              signs access tokens through WebCrypto (JSON text or object)
+//   GRANTED_VERIFICATION_KEYS  [JWK]: every key whose tokens may still be live, public halves
+//                              (the JWKS served; optional: the signing key's public half)
 //   GRANTED_CLIENT_SECRET_KEY  base64: the key client secrets are HMACed under
 //   GRANTED_ISSUER             this server's base URL
 //   GRANTED_WASM               the module (a WebAssembly.Module, or its bytes); else fetched
@@ -84,6 +86,29 @@ const prepared = new WeakMap();
 let moduleReady = null;
 let moduleDigest = null;
 
+/** How WebCrypto imports and signs with a key of each JWS algorithm. */
+const SIGNING_ALGORITHMS = {
+  ES256: { import: { name: 'ECDSA', namedCurve: 'P-256' }, sign: { name: 'ECDSA', hash: 'SHA-256' } },
+  EdDSA: { import: { name: 'Ed25519' }, sign: { name: 'Ed25519' } },
+  RS256: { import: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, sign: { name: 'RSASSA-PKCS1-v1_5' } },
+  HS256: { import: { name: 'HMAC', hash: 'SHA-256' }, sign: { name: 'HMAC' } },
+};
+
+/** The public half of a JWK for the JWKS; null for a symmetric (HS256) key, never published. */
+function publicJwk(jwk) {
+  if (!jwk || jwk.kty === 'oct') return null;
+  const { d, p, q, dp, dq, qi, k, oth, key_ops, ...rest } = jwk;
+  return { ...rest, use: 'sig' };
+}
+
+/** The host's part of `need_signature`: the signature over the signing input, base64url. */
+async function sign(settings, step) {
+  const { signing } = settings;
+  if (step.kid !== signing.kid || step.alg !== signing.alg) throw new Error(`the module asked for a signature by key ${step.kid}`);
+  const signature = new Uint8Array(await crypto.subtle.sign(signing.algorithm.sign, signing.key, encoder.encode(step.signing_input)));
+  return b64(signature).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
 export async function ready(env) {
   if (prepared.has(env)) return prepared.get(env);
   checkStore(env.GRANTED_STORE);
@@ -98,14 +123,25 @@ export async function ready(env) {
     })();
   }
   await moduleReady;
-  const signing = parsed(env.GRANTED_SIGNING_KEY);
-  if (!signing?.kid || !signing?.secret) throw new Error('env.GRANTED_SIGNING_KEY must be {"kid", "secret"}');
+  const jwk = parsed(env.GRANTED_SIGNING_KEY);
+  const algorithm = SIGNING_ALGORITHMS[jwk?.alg];
+  if (!jwk?.kid || !algorithm) throw new Error('env.GRANTED_SIGNING_KEY must be a private JWK with `kid` and `alg` (ES256, EdDSA, RS256 or HS256)');
+  // Imported once, not extractable: the private key stays in WebCrypto, never in the module.
+  const signing = {
+    kid: jwk.kid,
+    alg: jwk.alg,
+    algorithm,
+    key: await crypto.subtle.importKey('jwk', { ...jwk, key_ops: ['sign'] }, algorithm.import, false, ['sign']),
+  };
+  const published = (parsed(env.GRANTED_VERIFICATION_KEYS) ?? [jwk]).map(publicJwk).filter(Boolean);
   if (!env.GRANTED_CLIENT_SECRET_KEY) throw new Error('env.GRANTED_CLIENT_SECRET_KEY is missing');
   if (!env.GRANTED_ISSUER) throw new Error('env.GRANTED_ISSUER is missing');
   const settings = {
     store: env.GRANTED_STORE,
     signing,
-    verification: parsed(env.GRANTED_VERIFICATION_KEYS) ?? [signing],
+    // The JWKS, and the keys the revocation endpoint's context names (`kid` and `alg` only).
+    jwks: { keys: published },
+    verification: (parsed(env.GRANTED_VERIFICATION_KEYS) ?? [jwk]).map((k) => ({ kid: k.kid, alg: k.alg })),
     clientSecretKey: env.GRANTED_CLIENT_SECRET_KEY,
     issuer: String(env.GRANTED_ISSUER).replace(/\/+$/, ''),
     kdfIterations: number(env.GRANTED_KDF_ITERATIONS, 600000),
@@ -322,7 +358,7 @@ async function decideToken(settings, raw, ctx) {
   const at = now(settings);
   const context = {
     now: at, issuer: settings.issuer, access_token_ttl: settings.accessTtl, refresh_token_ttl: settings.refreshTtl,
-    signing_key: settings.signing, client_secret_key: settings.clientSecretKey,
+    signing_key: { kid: settings.signing.kid, alg: settings.signing.alg }, client_secret_key: settings.clientSecretKey,
     kdf_iterations: settings.kdfIterations, lockout: settings.lockout, entropy: entropy(),
   };
   if (settings.sunset) context.sunset = settings.sunset;
@@ -336,6 +372,8 @@ async function decideToken(settings, raw, ctx) {
         // `rehash`: the password verified against an outdated hash and is hashed again.
         const derived = { derived: await pbkdf2(step.kdf, step.password) };
         step = flow.resume(step.purpose === 'rehash' ? { rehash_kdf: derived } : { kdf: derived });
+      } else if (step.step === 'need_signature') {
+        step = flow.resume({ signature: await sign(settings, step) });
       } else if (step.step === 'done') {
         if (await apply(settings, step.effects, at) === 'race') return null;
         settings.decisions?.({ audit: step.audit, effects: step.effects });
@@ -389,6 +427,7 @@ async function metadata(settings, tenant) {
     issuer,
     token_endpoint: `${issuer}/connect/token`,
     revocation_endpoint: `${issuer}/connect/revocation`,
+    jwks_uri: `${issuer}/.well-known/jwks.json`,
     grant_types_supported: ['password', 'client_credentials', 'refresh_token'],
     token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
     revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
@@ -427,6 +466,12 @@ export default {
         console.error(`granted edge: ${e.message}`);
         return unavailable('the token service could not answer; try again');
       }
+    }
+    m = path.match(/^\/tenants\/([^/]+)\/\.well-known\/jwks\.json$/);
+    if (m && request.method === 'GET') {
+      const tenant = tenantOf(m[1]);
+      if (tenant === null || !(await settings.store.get(key.tenant(tenant)))) return oauthError(404, 'not_found', 'no such tenant');
+      return json(200, settings.jwks);
     }
     m = path.match(/^\/tenants\/([^/]+)\/\.well-known\/oauth-authorization-server$/)
       ?? path.match(/^\/\.well-known\/oauth-authorization-server\/tenants\/([^/]+)$/);

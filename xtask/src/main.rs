@@ -302,8 +302,15 @@ fn test() -> Result<()> {
     wasm()?;
     house_rules()?;
     ensure_postgres()?;
-    step("cargo test: policy (with proptest), native vectors, wasmtime vectors, host (SQLite and PostgreSQL)");
-    run_cmd(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
+    step("the JOSE libraries that check access tokens (PyJWT from PyPI, jose from npm)");
+    let jose_python = jose_tools()?;
+    step("cargo test: policy (with proptest), native vectors, wasmtime vectors, host (SQLite and PostgreSQL), JOSE libraries on our tokens");
+    run_cmd(
+        cargo()
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .env("GRANTED_JOSE_PYTHON", &jose_python)
+            .env("GRANTED_JOSE_REQUIRED", "1"),
+    )?;
     step("cargo test: the server, admin API and import/export tests again, on PostgreSQL");
     run_cmd(
         cargo()
@@ -352,6 +359,14 @@ fn test() -> Result<()> {
             .env("GRANTED_BIN", target_dir().join("debug/granted")),
     )?;
 
+    step("panva/jose on the access tokens of the edge and of the host sharing keys, per algorithm");
+    run_cmd(
+        Command::new("node")
+            .current_dir(root())
+            .args(["--test", "--test-reporter=spec", "tests/jose/"])
+            .env("GRANTED_BIN", target_dir().join("debug/granted")),
+    )?;
+
     step("node --test: every vector through the _bg.wasm under Node (wasm-bindgen API)");
     run_cmd(
         Command::new("node")
@@ -371,12 +386,28 @@ fn test() -> Result<()> {
     Ok(())
 }
 
-/// The venv with schemathesis at the versions of `tests/api/requirements.txt`; made or brought
-/// up to date when that file changed. Installs Debian's `python3-venv` when `venv` is missing.
+/// The venv with schemathesis at the versions of `tests/api/requirements.txt`.
 fn schemathesis_venv() -> Result<PathBuf> {
-    let requirements = root().join("tests/api/requirements.txt");
-    let wanted = std::fs::read(&requirements).context("tests/api/requirements.txt")?;
-    let venv = target_dir().join("tools/schemathesis-venv");
+    python_venv("tests/api/requirements.txt", "schemathesis-venv")
+}
+
+/// The JOSE libraries that check access tokens in `host/tests/jose.rs`: PyJWT in a venv from
+/// `tests/jose/requirements.txt`, panva/jose from `tests/jose/package-lock.json`. Answers the
+/// venv's python.
+fn jose_tools() -> Result<PathBuf> {
+    check_node()?;
+    npm_packages("tests/jose")?;
+    Ok(python_venv("tests/jose/requirements.txt", "jose-venv")?.join("bin/python"))
+}
+
+/// A venv under `target/tools/NAME` with the packages of `requirements` (from the root), at
+/// their pinned versions; made or brought up to date when that file changed. Installs Debian's
+/// `python3-venv` when `venv` is missing.
+fn python_venv(requirements: &str, name: &str) -> Result<PathBuf> {
+    let what = requirements;
+    let requirements = root().join(requirements);
+    let wanted = std::fs::read(&requirements).context(what.to_string())?;
+    let venv = target_dir().join("tools").join(name);
     let marker = venv.join("granted-requirements.txt");
     if std::fs::read(&marker).ok().as_deref() == Some(&wanted[..]) {
         return Ok(venv);
@@ -393,7 +424,7 @@ fn schemathesis_venv() -> Result<PathBuf> {
         println!("python3 -m venv failed: installing Debian's python3-venv");
         let _ = std::fs::remove_dir_all(&venv);
         run_cmd(Command::new("apt-get").arg("update").arg("-qq")).context(
-            "python3 with venv is needed for schemathesis (Debian: apt-get install python3-venv)",
+            "python3 with venv is needed for the Python test tools (Debian: apt-get install python3-venv)",
         )?;
         run_cmd(Command::new("apt-get").args([
             "install",
@@ -411,7 +442,7 @@ fn schemathesis_venv() -> Result<PathBuf> {
             .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
             .arg(&requirements),
     )
-    .context("installing schemathesis from PyPI")?;
+    .with_context(|| format!("installing {what} from PyPI"))?;
     std::fs::write(&marker, &wanted)?;
     Ok(venv)
 }
@@ -501,12 +532,17 @@ fn ensure_chromium() -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The npm packages of `tests/browser/`, from its lockfile (`npm ci`) when they are not there
-/// or the lockfile changed.
+/// The npm packages of `tests/browser/`.
 fn ensure_browser_packages() -> Result<()> {
-    let dir = root().join("tests/browser");
-    let lock =
-        std::fs::read(dir.join("package-lock.json")).context("tests/browser/package-lock.json")?;
+    npm_packages("tests/browser")
+}
+
+/// The npm packages of the folder `rel` (from the root), from its lockfile (`npm ci`) when they
+/// are not there or the lockfile changed.
+fn npm_packages(rel: &str) -> Result<()> {
+    let dir = root().join(rel);
+    let lock = std::fs::read(dir.join("package-lock.json"))
+        .with_context(|| format!("{rel}/package-lock.json"))?;
     let marker = dir.join("node_modules/.granted-lock");
     if std::fs::read(&marker).ok().as_deref() == Some(&lock[..]) {
         return Ok(());
@@ -517,7 +553,7 @@ fn ensure_browser_packages() -> Result<()> {
         "--no-fund",
         "--ignore-scripts",
     ]))
-    .context("npm ci in tests/browser")?;
+    .with_context(|| format!("npm ci in {rel}"))?;
     std::fs::write(&marker, &lock)?;
     Ok(())
 }
@@ -579,6 +615,30 @@ fn apt_install(package: &str, why: &str) -> Result<()> {
     .with_context(|| format!("{package} is needed for {why} (apt-get install {package})"))
 }
 
+/// Builds the release bench `name` of the granted package and answers its executable (cargo
+/// prints it on `--no-run`'s standard error).
+fn bench_binary(name: &str) -> Result<PathBuf> {
+    let out = cargo()
+        .args(["bench", "--package", "granted", "--bench", name, "--no-run"])
+        .output()
+        .with_context(|| format!("building bench {name}"))?;
+    if !out.status.success() {
+        bail!(
+            "building bench {name} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    text.lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Executable ")
+                .and_then(|rest| rest.rsplit_once('(')?.1.strip_suffix(')'))
+        })
+        .map(PathBuf::from)
+        .ok_or_else(|| anyhow::anyhow!("cargo did not name bench {name}'s executable: {text}"))
+}
+
 /// `cargo xtask bench`: the side-by-side run (`bench/run.mjs`), then `bench policy`.
 fn bench_all() -> Result<()> {
     wasm()?;
@@ -604,6 +664,8 @@ fn bench_all() -> Result<()> {
         "--example",
         "kdf_time",
     ]))?;
+    step("building the signing bench (release)");
+    let signing_bench = bench_binary("signing")?;
     step("building granted with its test machinery (a throwaway PostgreSQL server for the bench)");
     let testing = build_test_granted()?;
     step("the peer's npm packages (bench/peer/package-lock.json)");
@@ -624,7 +686,9 @@ fn bench_all() -> Result<()> {
             .arg("--kdf-time")
             .arg(target_dir().join("release/examples/kdf_time"))
             .arg("--testing-granted")
-            .arg(testing),
+            .arg(testing)
+            .arg("--signing-bench")
+            .arg(signing_bench),
     )?;
     bench_policy()?;
     bench_preview()

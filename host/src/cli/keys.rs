@@ -1,10 +1,11 @@
-//! `granted keys rotate`: a new signing key; the previous one verifies until its last access
-//! token expires. `granted keys rewrap`: every server key sealed under a new master key.
+//! `granted keys rotate`: a new signing key, published at once and signing after the publication
+//! delay; the previous one verifies until its last access token expires. `granted keys rewrap`: every server key sealed under a new master key.
 
 use super::settings::{open_existing_store_as_is, open_store, SettingFlags};
 use anyhow::{Context, Result};
 use granted_host::state::random_base64;
 use granted_policy::model::Timestamp;
+use granted_policy::token::jwt::SigningAlg;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -19,23 +20,47 @@ pub struct RewrapArgs {
     new_master_key_file: Option<PathBuf>,
 }
 
-/// Adds a new signing key, which a running server uses within a second.
+/// Adds a new signing key of the configured algorithm (`signing_alg`): published at once (a
+/// running server's JWKS lists it within a second), signing after `key_publish_seconds`; the
+/// keys it replaces verify until their last access token expires.
 pub fn rotate(settings: SettingFlags) -> Result<ExitCode> {
     let resolved = settings.resolve()?;
     let store = open_store(&resolved)?;
     let now = Timestamp::parse(
-        &time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?,
+        &time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)?
+            .format(&time::format_description::well_known::Rfc3339)?,
     )
     .context("the clock")?;
-    store.ensure_keys(now, || random_base64(32))?;
-    // The old key verifies until the last access token it signed expires.
-    let until = now.plus_seconds(i64::from(resolved.server.access_token_ttl));
-    let key = store.rotate_signing_key(now, until, &random_base64(32)?, &random_base64(9)?)?;
+    let server = &resolved.server;
+    store.ensure_keys(now, server.signing_alg, || random_base64(32))?;
+    let sign_from = now.plus_seconds(i64::from(server.key_publish_seconds));
+    let until = verify_until(sign_from, server.access_token_ttl);
+    let secret = match server.signing_alg {
+        SigningAlg::HS256 => zeroize::Zeroizing::new(random_base64(32)?),
+        alg => granted_host::signing::generate(alg)?,
+    };
+    let key = store.rotate_signing_key(
+        now,
+        sign_from,
+        until,
+        server.signing_alg,
+        &secret,
+        &random_base64(9)?,
+    )?;
     println!(
-        "new signing key {}; the previous one verifies until {until}",
-        key.kid
+        "new signing key {} ({}), published now, signing from {sign_from}; the keys it replaces verify until {until}",
+        key.kid,
+        key.alg.name()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// When keys replaced by one that signs from `sign_from` stop verifying: the last token they
+/// may sign expires `access_token_ttl` later, and a minute covers servers that read the keys
+/// up to a second late and clocks a little apart.
+pub fn verify_until(sign_from: Timestamp, access_token_ttl: u32) -> Timestamp {
+    sign_from.plus_seconds(i64::from(access_token_ttl) + 60)
 }
 
 /// Seals every server key under the new master key, in one transaction: keys sealed under the

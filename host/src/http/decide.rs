@@ -64,6 +64,8 @@ pub(crate) struct Resume {
     pub(crate) records: Option<Records>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) kdf: Option<KdfOutput>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) signature: Option<String>,
     /// The output of a KDF step whose purpose is `rehash`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) rehash_kdf: Option<KdfOutput>,

@@ -12,6 +12,8 @@ pub(crate) enum Failure {
     Store(anyhow::Error),
     LoginQueueFull,
     Module(String),
+    /// The signing key could not sign (never its bytes in the message).
+    Signing(anyhow::Error),
     /// The clock could not be read: nothing is decided without it.
     Clock(crate::settings::ClockError),
 }
@@ -34,6 +36,10 @@ impl Failure {
             Failure::Module(message) => {
                 tracing::error!("policy module refused the host's input: {message}");
                 unavailable("the policy module could not answer; try again")
+            }
+            Failure::Signing(e) => {
+                tracing::error!("signing failed: {e:#}");
+                unavailable("the access token could not be signed; try again")
             }
             Failure::Clock(e) => {
                 tracing::error!("{e}; the request was not decided");
@@ -64,7 +70,7 @@ pub(crate) fn failed(service: &Service, failure: &Failure) -> Response {
         Failure::Guest(e) => service.metrics.module_failure(e.code()),
         Failure::Module(_) => service.metrics.module_failure("policy_refused_host_input"),
         Failure::LoginQueueFull => service.metrics.login_queue_full(),
-        Failure::Store(_) | Failure::Clock(_) => {}
+        Failure::Store(_) | Failure::Clock(_) | Failure::Signing(_) => {}
     }
     failure.response()
 }

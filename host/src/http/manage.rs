@@ -12,6 +12,8 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use axum::routing::any;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use granted_policy::token::endpoint::{Decision, Lookup};
 use serde_json::{json, Value};
 use std::net::{IpAddr, SocketAddr};
@@ -59,30 +61,23 @@ async fn decide_manage(
     source: IpAddr,
 ) -> Result<Response, Failure> {
     let at = now(&server.settings).map_err(Failure::Clock)?;
-    let store = server.store.clone();
-    let (keys, verification) = tokio::task::spawn_blocking(move || {
-        Ok::<_, anyhow::Error>((store.current_keys()?, store.verification_keys(at)?))
-    })
-    .await
-    .map_err(|e| Failure::Store(e.into()))?
-    .map_err(Failure::Store)?;
-    let (_, client_secret_key) =
-        keys.ok_or_else(|| Failure::Store(anyhow::anyhow!("no server keys")))?;
-    let verification_keys: Vec<Value> = verification
-        .into_iter()
-        .map(|k| json!({"kid": k.kid, "secret": k.secret}))
+    let keys = server.keys().await.map_err(Failure::Store)?;
+    let verification_keys: Vec<Value> = keys
+        .published
+        .iter()
+        .map(|k| json!({"kid": k.kid(), "alg": k.alg()}))
         .collect();
     let mut input = json!({
         "request": request,
         "context": {
             "now": at,
-            "client_secret_key": client_secret_key,
+            "client_secret_key": keys.client_secret_key,
             "verification_keys": verification_keys,
         },
         "records": {},
     });
     let (_slot, mut session) = instance(server).await?;
-    for _ in 0..3 {
+    for _ in 0..4 {
         let step: Value = call_as(&mut session, entry, &input)?;
         match step["step"].as_str() {
             Some("need_records") => {
@@ -98,7 +93,20 @@ async fn decide_manage(
                 input["records"] =
                     serde_json::to_value(found).map_err(|e| Failure::Module(e.to_string()))?;
             }
+            Some("need_verification") => {
+                // The module names a published key of the token's algorithm; the host checks
+                // the signature with it and says only whether it holds.
+                let valid = (|| {
+                    let alg = serde_json::from_value(step["alg"].clone()).ok()?;
+                    let key = keys.published(step["kid"].as_str()?, alg)?;
+                    let signature = URL_SAFE_NO_PAD.decode(step["signature"].as_str()?).ok()?;
+                    Some(key.verify(step["signing_input"].as_str()?.as_bytes(), &signature))
+                })()
+                .unwrap_or(false);
+                input["signature_valid"] = json!(valid);
+            }
             Some("done") => {
+                server.note_memory(&session);
                 let decision: Decision = serde_json::from_value(step)
                     .map_err(|e| Failure::Module(format!("decision: {e}")))?;
                 note_failure(server, &decision.audit, source);
@@ -112,6 +120,6 @@ async fn decide_manage(
         }
     }
     Err(Failure::Module(
-        "the module did not finish in 3 steps".into(),
+        "the module did not finish in 4 steps".into(),
     ))
 }

@@ -42,6 +42,10 @@ pub fn router(server: Arc<Service>) -> Router {
             "/tenants/{tenant}/.well-known/oauth-authorization-server",
             get(metadata::metadata),
         )
+        .route(
+            "/tenants/{tenant}/.well-known/jwks.json",
+            get(metadata::jwks),
+        )
         // RFC 8414 §3.1: the well-known segment goes before the issuer's path.
         .route(
             "/.well-known/oauth-authorization-server/tenants/{tenant}",

@@ -1,5 +1,6 @@
 //! The token endpoint: one flow through the module per request (`token_start`, then
-//! `token_resume` with the records or the KDF output), its decision made durable, then answered.
+//! `token_resume` with the records, the KDF output or the access token's signature), its
+//! decision made durable, then answered.
 
 use super::answer::{throttled, unavailable};
 use super::decide::{call_as, finish, instance, note_failure, raw_request, records, Resume};
@@ -11,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::Response;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use granted_policy::token::endpoint::{KdfOutput, KdfPurpose, TokenStep, ENTROPY_BYTES};
 use serde_json::{json, Value};
@@ -56,15 +57,16 @@ async fn decide(
 ) -> Result<Option<Response>, Failure> {
     let settings = &server.settings;
     let at = now(settings).map_err(Failure::Clock)?;
-    let (signing, client_secret_key) = server.current_keys().await.map_err(Failure::Store)?;
+    let keys = server.keys().await.map_err(Failure::Store)?;
+    let signing = &keys.signing;
     let entropy = crate::state::random_base64(ENTROPY_BYTES).map_err(Failure::Store)?;
     let mut context = json!({
         "now": at,
         "issuer": settings.issuer,
         "access_token_ttl": settings.access_token_ttl,
         "refresh_token_ttl": settings.refresh_token_ttl,
-        "signing_key": {"kid": signing.kid, "secret": signing.secret},
-        "client_secret_key": client_secret_key,
+        "signing_key": {"kid": signing.kid(), "alg": signing.alg()},
+        "client_secret_key": keys.client_secret_key,
         "kdf_iterations": settings.kdf_iterations,
         "lockout": settings.lockout,
         "entropy": entropy,
@@ -110,7 +112,32 @@ async fn decide(
                     },
                 }
             }
+            TokenStep::NeedSignature {
+                alg,
+                kid,
+                signing_input,
+            } => {
+                // The module asks for the key it was given: anything else is its bug.
+                if kid != signing.kid() || alg != signing.alg() {
+                    return Err(Failure::Module(format!(
+                        "the module asked for a signature by key `{kid}`"
+                    )));
+                }
+                let signature = signing
+                    .sign(signing_input.as_bytes())
+                    .map_err(Failure::Signing)?;
+                Resume {
+                    signature: Some(URL_SAFE_NO_PAD.encode(signature)),
+                    ..Resume::default()
+                }
+            }
+            TokenStep::NeedVerification { .. } => {
+                return Err(Failure::Module(
+                    "the token endpoint asked to verify a signature".into(),
+                ))
+            }
             TokenStep::Done(decision) => {
+                server.note_memory(&session);
                 note_failure(server, &decision.audit, source);
                 if crate::refusals::before_client_auth(
                     &decision.audit.rule,

@@ -109,6 +109,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX throttle_failures_key ON throttle_failures (client_id, source, at_ms);
     CREATE INDEX throttle_failures_at ON throttle_failures (at_ms);",
+    // 6: each signing key's algorithm (none: HS256, the one algorithm before) and the instant
+    // it starts signing (none: its creation); it is published in the JWKS from its creation.
+    "ALTER TABLE server_keys ADD COLUMN alg TEXT;
+    ALTER TABLE server_keys ADD COLUMN sign_from TEXT;",
 ];
 
 impl Store {

@@ -1,8 +1,9 @@
 //! The token endpoint's decision (T1–T9 and refresh rotation) as a pure step function: the host
-//! calls [`token`] with what it has, and is told which records to fetch, which KDF to run, or
-//! the final response with its audit record and the effects to apply.
+//! calls [`token`] with what it has, and is told which records to fetch, which KDF to run, what
+//! to sign, or the final response with its audit record and the effects to apply.
 
 use super::judge::End;
+pub use super::jwt::SigningAlg;
 use super::lockout::{LockSchedule, LockoutSettings};
 use super::request::{self, HttpRequest, TokenRequest};
 use super::response::HttpResponse;
@@ -82,13 +83,14 @@ fn default_iterations() -> u32 {
     DEFAULT_ITERATIONS
 }
 
-/// A signing key: its id and secret bytes (base64).
-#[derive(Clone, Deserialize, Serialize)]
+/// The key access tokens are signed with: its id and algorithm. The key itself stays with the
+/// host, which signs when asked (`need_signature`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct SigningKey {
     /// The `kid` put in the JWT header.
     pub kid: String,
-    /// The HS256 key, base64.
-    pub secret: String,
+    /// Its algorithm.
+    pub alg: SigningAlg,
 }
 
 /// The records the host looked up. A field that is absent was not looked up yet; `null` means
@@ -152,6 +154,9 @@ pub struct TokenInput {
     /// The KDF's output, once the host ran it.
     #[serde(default)]
     pub kdf: Option<KdfOutput>,
+    /// The host's signature over the access token's signing input (`need_signature`), base64url.
+    #[serde(default)]
+    pub signature: Option<String>,
     /// The output of the KDF step whose purpose is `rehash`, once the host ran it.
     #[serde(default)]
     pub rehash_kdf: Option<KdfOutput>,
@@ -283,6 +288,28 @@ pub enum TokenStep {
         #[serde(default, skip_serializing_if = "KdfPurpose::is_verify")]
         purpose: KdfPurpose,
     },
+    /// Sign `signing_input` with key `kid` (algorithm `alg`), put the signature in `signature`
+    /// (base64url), call again.
+    NeedSignature {
+        /// The algorithm.
+        alg: SigningAlg,
+        /// The key.
+        kid: String,
+        /// The JWS signing input.
+        signing_input: String,
+    },
+    /// Check `signature` (base64url) over `signing_input` with key `kid` (algorithm `alg`), put
+    /// the outcome in `signature_valid`, call again (introspection).
+    NeedVerification {
+        /// The algorithm.
+        alg: SigningAlg,
+        /// The key.
+        kid: String,
+        /// The JWS signing input.
+        signing_input: String,
+        /// The signature, base64url.
+        signature: String,
+    },
     /// Send this response.
     Done(Box<Decision>),
 }
@@ -318,6 +345,16 @@ impl std::fmt::Debug for TokenStep {
                 .field("kdf", kdf)
                 .field("purpose", purpose)
                 .finish_non_exhaustive(),
+            TokenStep::NeedSignature { alg, kid, .. } => f
+                .debug_struct("NeedSignature")
+                .field("alg", alg)
+                .field("kid", kid)
+                .finish_non_exhaustive(),
+            TokenStep::NeedVerification { alg, kid, .. } => f
+                .debug_struct("NeedVerification")
+                .field("alg", alg)
+                .field("kid", kid)
+                .finish_non_exhaustive(),
             TokenStep::Done(decision) => f.debug_tuple("Done").field(decision).finish(),
         }
     }
@@ -325,7 +362,6 @@ impl std::fmt::Debug for TokenStep {
 
 /// The context's keys and entropy, decoded.
 pub(super) struct Keys {
-    pub(super) signing: Vec<u8>,
     pub(super) client_secret: Vec<u8>,
     pub(super) entropy: Vec<u8>,
 }
@@ -336,21 +372,14 @@ pub(super) fn keys(ctx: &TokenContext) -> Result<Keys, PolicyError> {
             .decode(value.as_bytes())
             .map_err(|_| PolicyError::InvalidInput(format!("`{what}` is not base64")))
     };
-    let signing = decode("context.signing_key.secret", &ctx.signing_key.secret)?;
     let client_secret = decode("context.client_secret_key", &ctx.client_secret_key)?;
     let entropy = decode("context.entropy", &ctx.entropy)?;
-    if signing.len() < 32 {
-        return Err(PolicyError::InvalidInput(
-            "`context.signing_key.secret` must be at least 32 bytes".into(),
-        ));
-    }
     if entropy.len() < ENTROPY_BYTES {
         return Err(PolicyError::InvalidInput(format!(
             "`context.entropy` must be at least {ENTROPY_BYTES} bytes"
         )));
     }
     Ok(Keys {
-        signing,
         client_secret,
         entropy,
     })
@@ -396,6 +425,9 @@ pub struct TokenResume {
     /// The KDF's output.
     #[serde(default)]
     pub kdf: Option<KdfOutput>,
+    /// The signature asked for by `need_signature`, base64url.
+    #[serde(default)]
+    pub signature: Option<String>,
     /// The output of a `rehash` KDF step.
     #[serde(default)]
     pub rehash_kdf: Option<KdfOutput>,
@@ -428,6 +460,7 @@ impl TokenFlow {
         let TokenResume {
             records: new,
             kdf,
+            signature,
             rehash_kdf,
         } = more;
         if new.tenant.is_some() {
@@ -444,6 +477,9 @@ impl TokenFlow {
         }
         if kdf.is_some() {
             self.input.kdf = kdf;
+        }
+        if signature.is_some() {
+            self.input.signature = signature;
         }
         if rehash_kdf.is_some() {
             self.input.rehash_kdf = rehash_kdf;

@@ -1,9 +1,11 @@
-//! T9's success: the access token signed, the refresh token minted and its record to store.
+//! T9's success: the access token's signing input handed to the host to sign
+//! (`need_signature`), then the token, the refresh token minted and its record to store.
 
 use super::endpoint::{refresh_token_sha256, Decision, Effect, Keys, TokenContext, TokenStep};
 use super::judge::Judge;
 use super::jwt::{self, AccessClaims};
 use super::response::{self, TokenBody};
+use crate::error::PolicyError;
 use crate::model::{GrantType, RefreshStatus, RefreshTokenRecord, TenantRecord};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -12,6 +14,8 @@ pub(super) struct IssueArgs<'a> {
     pub(super) judge: &'a Judge<'a>,
     pub(super) ctx: &'a TokenContext,
     pub(super) keys: &'a Keys,
+    /// The host's signature over the signing input, once it made it (base64url).
+    pub(super) signature: Option<&'a str>,
     pub(super) tenant: &'a TenantRecord,
     pub(super) client_id: &'a str,
     pub(super) subject: &'a str,
@@ -22,11 +26,12 @@ pub(super) struct IssueArgs<'a> {
     pub(super) effects: Vec<Effect>,
 }
 
-pub(super) fn issue(args: IssueArgs<'_>) -> TokenStep {
+pub(super) fn issue(args: IssueArgs<'_>) -> Result<TokenStep, PolicyError> {
     let IssueArgs {
         judge,
         ctx,
         keys,
+        signature,
         tenant,
         client_id,
         subject,
@@ -54,7 +59,26 @@ pub(super) fn issue(args: IssueArgs<'_>) -> TokenStep {
         jti: &jti,
         tenant: &tenant.tenant,
     };
-    let access_token = jwt::sign(&claims, &ctx.signing_key.kid, &keys.signing);
+    let key = &ctx.signing_key;
+    let signing_input = jwt::signing_input(&claims, &key.kid, key.alg);
+    let Some(signature) = signature else {
+        return Ok(TokenStep::NeedSignature {
+            alg: key.alg,
+            kid: key.kid.clone(),
+            signing_input,
+        });
+    };
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature.as_bytes())
+        .ok()
+        .filter(|s| key.alg.signature_len_ok(s.len()))
+        .ok_or_else(|| {
+            PolicyError::InvalidInput(format!(
+                "`signature` is not a base64url {} signature",
+                key.alg.name()
+            ))
+        })?;
+    let access_token = jwt::finish(signing_input, &signature);
     let refresh_token = refresh.map(|(grant_type, family)| {
         let token = URL_SAFE_NO_PAD.encode(entropy(0, 32));
         let family_id = family.unwrap_or_else(|| URL_SAFE_NO_PAD.encode(entropy(48, 64)));
@@ -81,9 +105,9 @@ pub(super) fn issue(args: IssueArgs<'_>) -> TokenStep {
         scope,
         refresh_token: refresh_token.as_deref(),
     };
-    TokenStep::Done(Box::new(Decision {
+    Ok(TokenStep::Done(Box::new(Decision {
         response: response::success(&body),
         audit: judge.audit("granted", "T9", "issued", "issued"),
         effects,
-    }))
+    })))
 }

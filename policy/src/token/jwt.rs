@@ -1,10 +1,55 @@
-//! Access tokens: JWTs per RFC 9068 (`typ: at+jwt`), signed HS256 with a key the host hands in.
+//! Access tokens: JWTs per RFC 9068 (`typ: at+jwt`). The module writes the header and claims and
+//! reads tokens back; the signature is the host's (`need_signature`, `need_verification`): no
+//! private or shared key ever enters the module.
 
-use crate::credentials::client_secret::hmac_bytes;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
+
+/// The JWS algorithms access tokens may be signed with (RFC 7518 §3.1, RFC 8037).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SigningAlg {
+    /// ECDSA on P-256 with SHA-256: the default.
+    ES256,
+    /// Ed25519.
+    EdDSA,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    RS256,
+    /// HMAC-SHA256 with a key shared by whoever verifies: only for existing deployments.
+    HS256,
+}
+
+impl SigningAlg {
+    /// Its name in a JWS header.
+    pub fn name(self) -> &'static str {
+        match self {
+            SigningAlg::ES256 => "ES256",
+            SigningAlg::EdDSA => "EdDSA",
+            SigningAlg::RS256 => "RS256",
+            SigningAlg::HS256 => "HS256",
+        }
+    }
+
+    /// The algorithm a JWS header names, if it is one of these.
+    pub fn from_name(name: &str) -> Option<SigningAlg> {
+        match name {
+            "ES256" => Some(SigningAlg::ES256),
+            "EdDSA" => Some(SigningAlg::EdDSA),
+            "RS256" => Some(SigningAlg::RS256),
+            "HS256" => Some(SigningAlg::HS256),
+            _ => None,
+        }
+    }
+
+    /// Whether `len` bytes can be a signature of this algorithm (RSA: 2048 to 4096-bit keys).
+    pub fn signature_len_ok(self, len: usize) -> bool {
+        match self {
+            SigningAlg::ES256 | SigningAlg::EdDSA => len == 64,
+            SigningAlg::HS256 => len == 32,
+            SigningAlg::RS256 => (256..=512).contains(&len),
+        }
+    }
+}
 
 /// The claims of RFC 9068 §2.2, plus the tenant.
 #[derive(Clone, Debug, Serialize)]
@@ -36,27 +81,32 @@ struct Header<'a> {
     kid: &'a str,
 }
 
-/// Encodes and signs an access token.
-pub fn sign(claims: &AccessClaims<'_>, kid: &str, key: &[u8]) -> String {
+/// The JWS signing input of an access token: `base64url(header) "." base64url(claims)`.
+pub fn signing_input(claims: &AccessClaims<'_>, kid: &str, alg: SigningAlg) -> String {
     let header = Header {
-        alg: "HS256",
+        alg: alg.name(),
         typ: "at+jwt",
         kid,
     };
-    // One JSON buffer for both parts and one string for the token, sized for it up front.
+    // One JSON buffer for both parts and one string for the token, sized for it up front
+    // (with room for an RS256 signature, so that appending it does not copy).
     let mut json = Vec::with_capacity(384);
     let _ = crate::json::to_writer(&mut json, &header);
     let header_len = json.len();
     let _ = crate::json::to_writer(&mut json, claims);
     let (header, payload) = json.split_at(header_len);
-    let mut token = String::with_capacity((json.len() + 32) * 4 / 3 + 4);
+    let mut token = String::with_capacity((json.len() + 2) * 4 / 3 + 4 + 344);
     URL_SAFE_NO_PAD.encode_string(header, &mut token);
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(payload, &mut token);
-    let signature = hmac_bytes(key, token.as_bytes());
-    token.push('.');
-    URL_SAFE_NO_PAD.encode_string(signature, &mut token);
     token
+}
+
+/// The token: the signing input, `.`, and the signature the host made over it.
+pub fn finish(mut signing_input: String, signature: &[u8]) -> String {
+    signing_input.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature, &mut signing_input);
+    signing_input
 }
 
 /// The claims of an access token this server signed, read back once its signature checks out.
@@ -89,26 +139,46 @@ struct ReadHeader {
     kid: String,
 }
 
-/// Checks an access token against the keys that may have signed it (`kid`, secret) and reads
-/// its claims; `None` for anything not signed by one of them (expiry is the caller's to check).
-pub fn verify(token: &str, keys: &[(String, Vec<u8>)]) -> Option<Claims> {
+/// An access token taken apart, its signature not yet checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unverified {
+    /// The header's algorithm.
+    pub alg: SigningAlg,
+    /// The header's key id.
+    pub kid: String,
+    /// What the signature covers (`header.payload`).
+    pub signing_input: String,
+    /// The signature, base64url as sent.
+    pub signature: String,
+    /// The claims.
+    pub claims: Claims,
+}
+
+/// Takes apart a token that looks like one of ours (`typ: at+jwt`, a known `alg`, a `kid`,
+/// claims of the right shape, a signature of a plausible length); `None` for anything else.
+pub fn parse(token: &str) -> Option<Unverified> {
     let mut parts = token.split('.');
     let (header, payload, signature) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
         return None;
     }
     let head: ReadHeader = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
-    if head.alg != "HS256" || head.typ != "at+jwt" {
+    let alg = SigningAlg::from_name(&head.alg)?;
+    if head.typ != "at+jwt" {
         return None;
     }
-    let (_, key) = keys.iter().find(|(kid, _)| *kid == head.kid)?;
-    let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
-    let signing_input = token.get(..header.len() + 1 + payload.len())?;
-    let expected = hmac_bytes(key, signing_input.as_bytes());
-    if !bool::from(expected.as_slice().ct_eq(signature.as_slice())) {
+    let raw = URL_SAFE_NO_PAD.decode(signature).ok()?;
+    if !alg.signature_len_ok(raw.len()) {
         return None;
     }
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
+    let claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    Some(Unverified {
+        alg,
+        kid: head.kid,
+        signing_input: token.get(..header.len() + 1 + payload.len())?.to_string(),
+        signature: signature.to_string(),
+        claims,
+    })
 }
 
 #[cfg(test)]
@@ -116,9 +186,8 @@ pub fn verify(token: &str, keys: &[(String, Vec<u8>)]) -> Option<Claims> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_token_has_the_rfc9068_header_and_a_checkable_signature() {
-        let claims = AccessClaims {
+    fn claims() -> AccessClaims<'static> {
+        AccessClaims {
             iss: "https://granted.test/tenants/acme",
             sub: "alice",
             aud: "api",
@@ -128,20 +197,53 @@ mod tests {
             exp: 3601,
             jti: "j",
             tenant: "acme",
-        };
-        let token = sign(&claims, "k1", b"key");
+        }
+    }
+
+    #[test]
+    fn a_token_has_the_rfc9068_header_and_the_hosts_signature() {
+        let input = signing_input(&claims(), "k1", SigningAlg::ES256);
+        let token = finish(input.clone(), &[7u8; 64]);
         let parts: Vec<&str> = token.split('.').collect();
         assert_eq!(parts.len(), 3);
+        assert_eq!(format!("{}.{}", parts[0], parts[1]), input);
         let header: serde_json::Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
         assert_eq!(header["typ"], "at+jwt");
-        assert_eq!(header["alg"], "HS256");
+        assert_eq!(header["alg"], "ES256");
         assert_eq!(header["kid"], "k1");
         let body: serde_json::Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
         assert_eq!(body["sub"], "alice");
         assert_eq!(body["exp"], 3601);
-        let mac = hmac_bytes(b"key", format!("{}.{}", parts[0], parts[1]).as_bytes());
-        assert_eq!(URL_SAFE_NO_PAD.decode(parts[2]).unwrap(), mac.to_vec());
+        assert_eq!(URL_SAFE_NO_PAD.decode(parts[2]).unwrap(), vec![7u8; 64]);
+    }
+
+    #[test]
+    fn parse_reads_back_what_was_written_and_refuses_the_rest() {
+        for alg in [SigningAlg::ES256, SigningAlg::EdDSA, SigningAlg::HS256] {
+            let len = if alg == SigningAlg::HS256 { 32 } else { 64 };
+            let input = signing_input(&claims(), "k1", alg);
+            let token = finish(input.clone(), &vec![1u8; len]);
+            let read = parse(&token).unwrap();
+            assert_eq!(read.alg, alg);
+            assert_eq!(read.kid, "k1");
+            assert_eq!(read.signing_input, input);
+            assert_eq!(read.claims.sub, "alice");
+            // A signature of another algorithm's length is not one of ours.
+            assert!(parse(&finish(input, &vec![1u8; len + 1])).is_none());
+        }
+        let rs = finish(
+            signing_input(&claims(), "k", SigningAlg::RS256),
+            &[2u8; 256],
+        );
+        assert_eq!(parse(&rs).unwrap().alg, SigningAlg::RS256);
+        assert!(parse("a.b").is_none());
+        assert!(parse("a.b.c.d").is_none());
+        let none = finish(
+            "eyJhbGciOiJub25lIiwidHlwIjoiYXQrand0Iiwia2lkIjoiayJ9.e30".into(),
+            &[],
+        );
+        assert!(parse(&none).is_none());
     }
 }

@@ -1,5 +1,6 @@
 //! Token revocation (RFC 7009) and introspection (RFC 7662), client-authenticated, as step
-//! functions like the token endpoint's: `need_records`, then `done`.
+//! functions like the token endpoint's: `need_records`, for an access token `need_verification`
+//! (the host checks its signature: the module holds no key), then `done`.
 //!
 //! The client authenticates as at the token endpoint (T3: a known tenant, a known client whose
 //! app the tenant installed at a revision naming this `client_id`, the right secret). A client
@@ -9,7 +10,7 @@
 
 use super::endpoint::{refresh_token_sha256, Audit, Decision, Effect, Lookup, Records, TokenStep};
 use super::judge::INVALID_CLIENT;
-use super::jwt;
+use super::jwt::{self, SigningAlg};
 use super::request::{self, AuthMethod, ClientForm, HttpRequest};
 use super::response;
 use crate::credentials::client_secret::verify_client_secret;
@@ -20,13 +21,14 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::json;
 
-/// A key that may have signed an access token still in its lifetime.
+/// A key that may have signed an access token still in its lifetime: its id and algorithm (the
+/// host holds the key and checks signatures when asked).
 #[derive(Clone, Deserialize)]
 pub struct VerificationKey {
     /// Its `kid`.
     pub kid: String,
-    /// The HS256 secret, base64.
-    pub secret: String,
+    /// Its algorithm: a token whose header names another is not its.
+    pub alg: SigningAlg,
 }
 
 /// What the host hands in besides the request.
@@ -51,6 +53,9 @@ pub struct ManageInput {
     /// Records looked up so far.
     #[serde(default)]
     pub records: Records,
+    /// The host's answer to `need_verification`: the access token's signature is valid.
+    #[serde(default)]
+    pub signature_valid: Option<bool>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -258,15 +263,30 @@ fn step(input: &ManageInput, endpoint: Endpoint) -> Result<TokenStep, PolicyErro
                     })
                 })
             } else if refresh_hash.is_none() {
-                let keys: Vec<(String, Vec<u8>)> = ctx
-                    .verification_keys
-                    .iter()
-                    .filter_map(|k| Some((k.kid.clone(), STANDARD.decode(&k.secret).ok()?)))
-                    .collect();
-                jwt::verify(token, &keys)
-                    .filter(|c| c.tenant == http.tenant && c.client_id == *client_id && now < c.exp)
-                    .map(|c| {
-                        json!({
+                // Ours, live, this client's in this tenant, signed by a key that may still
+                // verify under its own algorithm: only then is the host asked to check it.
+                let candidate = jwt::parse(token).filter(|t| {
+                    let c = &t.claims;
+                    c.tenant == http.tenant
+                        && c.client_id == *client_id
+                        && now < c.exp
+                        && ctx
+                            .verification_keys
+                            .iter()
+                            .any(|k| k.kid == t.kid && k.alg == t.alg)
+                });
+                match (candidate, input.signature_valid) {
+                    (Some(t), None) => {
+                        return Ok(TokenStep::NeedVerification {
+                            alg: t.alg,
+                            kid: t.kid,
+                            signing_input: t.signing_input,
+                            signature: t.signature,
+                        })
+                    }
+                    (Some(t), Some(true)) => {
+                        let c = t.claims;
+                        Some(json!({
                             "active": true,
                             "token_type": "Bearer",
                             "client_id": c.client_id,
@@ -277,8 +297,10 @@ fn step(input: &ManageInput, endpoint: Endpoint) -> Result<TokenStep, PolicyErro
                             "iat": c.iat,
                             "exp": c.exp,
                             "jti": c.jti,
-                        })
-                    })
+                        }))
+                    }
+                    _ => None,
+                }
             } else {
                 None
             };

@@ -146,6 +146,7 @@ pub(super) fn judge_request(input: &TokenInput, memo: &mut Memo) -> Verdict<Toke
         judge: &judge,
         ctx,
         keys,
+        signature: input.signature.as_deref(),
         tenant: pinned.tenant,
         client_id,
         subject: found.username.unwrap_or(client_id),
@@ -153,7 +154,7 @@ pub(super) fn judge_request(input: &TokenInput, memo: &mut Memo) -> Verdict<Toke
         refresh: refresh_to_issue(grant, &pinned, &found),
         username: found.username.map(str::to_string),
         effects,
-    }))
+    })?)
 }
 
 /// The request's decoded keys, decoded once per request.

@@ -75,9 +75,9 @@ pub(crate) fn status_with(
 
 /// A new client secret (shown once) and its HMAC under the server key.
 pub(crate) fn new_secret(server: &Service) -> Result<(String, String), ApiError> {
-    let (_, key) = server
+    let key = server
         .store
-        .current_keys()
+        .client_secret_key()
         .map_err(|e| ApiError::unavailable("store", e))?
         .ok_or_else(|| ApiError::unavailable("store", "no server keys"))?;
     let entropy =

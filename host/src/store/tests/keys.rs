@@ -36,7 +36,9 @@ on_both!(
             ))
         };
         // Without a master key: in clear.
-        let (signing, client) = store.ensure_keys(now, &mut entropy).unwrap();
+        let (signing, client) = store
+            .ensure_keys(now, SigningAlg::HS256, &mut entropy)
+            .unwrap();
         let clear = stored_keys(&store);
         assert!(clear.iter().any(|(_, s)| *s == signing.secret));
         assert!(clear.iter().any(|(_, s)| *s == client));
@@ -46,7 +48,9 @@ on_both!(
         let rotated = sealed
             .rotate_signing_key(
                 t("2026-11-25T12:30:00Z"),
+                t("2026-11-25T12:30:00Z"),
                 t("2026-11-25T13:00:00Z"),
+                SigningAlg::HS256,
                 "bmV3LWtleQ==",
                 "abc123",
             )
@@ -59,7 +63,8 @@ on_both!(
                 assert!(!text.contains(secret.as_str()));
             }
         }
-        let (current, key) = sealed.current_keys().unwrap().unwrap();
+        let rotated_at = t("2026-11-25T12:30:00Z");
+        let (current, key) = sealed.current_keys(rotated_at).unwrap().unwrap();
         assert_eq!(
             (current.secret.as_str(), key.as_str()),
             (rotated.secret.as_str(), client.as_str())
@@ -75,7 +80,7 @@ on_both!(
             vec![rotated.secret.clone(), signing.secret.clone()]
         );
         // Without the master key the sealed keys cannot be read; with another, refused.
-        let err = store.current_keys().unwrap_err();
+        let err = store.current_keys(now).unwrap_err();
         assert_eq!(
             seal_error(&err),
             Some(&SealError::MasterKeyMissing),
@@ -102,7 +107,7 @@ on_both!(
         );
         let (moved, done) = store.clone().with_master_key(k2.clone()).unwrap();
         assert!(!done.changed());
-        assert_eq!(moved.current_keys().unwrap().unwrap().1, client);
+        assert_eq!(moved.current_keys(now).unwrap().unwrap().1, client);
         assert_eq!(
             moved.verification_keys(now).unwrap().len(),
             2,
@@ -131,7 +136,7 @@ on_both!(
                 )
             })
             .unwrap();
-        let err = moved.current_keys().unwrap_err();
+        let err = moved.current_keys(rotated_at).unwrap_err();
         assert_eq!(
             seal_error(&err),
             Some(&SealError::Altered {
@@ -150,7 +155,9 @@ fn a_new_sqlite_database_and_its_log_are_owner_only() {
     let path = dir.path().join("made").join("g.db");
     let store = Store::open(&path).unwrap();
     store
-        .ensure_keys(t("2026-11-25T12:00:00Z"), || Ok("a2V5".to_string()))
+        .ensure_keys(t("2026-11-25T12:00:00Z"), SigningAlg::ES256, || {
+            Ok("a2V5".to_string())
+        })
         .unwrap();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&path), 0o600);

@@ -2,6 +2,7 @@
 
 use super::*;
 use granted_policy::token::endpoint::Effect;
+use granted_policy::token::jwt::SigningAlg;
 
 fn t(s: &str) -> Timestamp {
     Timestamp::parse(s).unwrap()
@@ -455,16 +456,36 @@ on_both!(
                 "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0{n}"
             ))
         };
-        let (first, _) = store.ensure_keys(now, &mut entropy).unwrap();
-        let (again, _) = store.ensure_keys(now, &mut entropy).unwrap();
+        let (first, _) = store
+            .ensure_keys(now, SigningAlg::ES256, &mut entropy)
+            .unwrap();
+        let (again, _) = store
+            .ensure_keys(now, SigningAlg::ES256, &mut entropy)
+            .unwrap();
         assert_eq!(first.kid, again.kid);
+        assert_eq!((first.alg, first.sign_from), (SigningAlg::ES256, now));
+        crate::signing::ServerKey::open(&first.kid, first.alg, &first.secret).unwrap();
+        // Rotated at 13:00: published at once, signing from 14:00, the first key verifying
+        // until 15:00.
         let later = t("2026-11-25T13:00:00Z");
         let new = store
-            .rotate_signing_key(later, t("2026-11-25T14:00:00Z"), "bmV3LWtleQ==", "abc123")
+            .rotate_signing_key(
+                later,
+                t("2026-11-25T14:00:00Z"),
+                t("2026-11-25T15:00:00Z"),
+                SigningAlg::EdDSA,
+                &crate::signing::generate(SigningAlg::EdDSA).unwrap(),
+                "abc123",
+            )
             .unwrap();
         assert_ne!(new.kid, first.kid);
-        let (current, _) = store.ensure_keys(later, &mut entropy).unwrap();
-        assert_eq!(current.kid, new.kid);
+        let signing_at = |at| store.current_keys(t(at)).unwrap().unwrap().0.kid;
+        assert_eq!(signing_at("2026-11-25T13:59:59Z"), first.kid);
+        assert_eq!(signing_at("2026-11-25T14:00:00Z"), new.kid);
+        let (current, _) = store
+            .ensure_keys(later, SigningAlg::ES256, &mut entropy)
+            .unwrap();
+        assert_eq!(current.kid, first.kid, "a pending key is not made current");
         let kids = |at| -> Vec<String> {
             store
                 .verification_keys(t(at))
@@ -474,10 +495,10 @@ on_both!(
                 .collect()
         };
         assert_eq!(
-            kids("2026-11-25T13:30:00Z"),
+            kids("2026-11-25T13:00:00Z"),
             vec![new.kid.clone(), first.kid.clone()]
         );
-        assert_eq!(kids("2026-11-25T14:00:01Z"), vec![new.kid.clone()]);
+        assert_eq!(kids("2026-11-25T15:00:00Z"), vec![new.kid.clone()]);
     }
 );
 
