@@ -68,6 +68,7 @@ entry_points! {
     granted_token => "token",
     granted_token_start => "token_start",
     granted_token_resume => "token_resume",
+    granted_authorization => "authorization",
     granted_revocation => "revocation",
     granted_introspection => "introspection",
     granted_preview => "preview",

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod arena;
+pub mod authorize;
 pub mod credentials;
 pub mod error;
 pub mod json;

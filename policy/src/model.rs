@@ -190,6 +190,40 @@ pub struct Revision {
     pub grant_type: GrantType,
     /// The scopes a token for this revision may carry.
     pub scopes: Vec<String>,
+    /// Where the authorization endpoint may send a user back (RULES.md §5, A6); none for the
+    /// other grant types.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect_uris: Vec<String>,
+    /// Whether the client holds a secret (A7); `confidential` when absent.
+    #[serde(default, skip_serializing_if = "ClientType::is_confidential")]
+    pub client_type: ClientType,
+}
+
+/// Whether a client authenticates with a secret (RULES.md §5).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ClientType {
+    /// Authenticates with its secret at the token endpoint.
+    #[default]
+    Confidential,
+    /// A browser or native app that holds no secret and relies on PKCE alone.
+    Public,
+}
+
+impl ClientType {
+    /// Whether this is the default, `confidential` (left out of the JSON).
+    pub fn is_confidential(&self) -> bool {
+        *self == ClientType::Confidential
+    }
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientType::Confidential => "confidential",
+            ClientType::Public => "public",
+        }
+    }
 }
 
 /// An app: its id, creation instant and revisions, oldest first.
@@ -259,6 +293,10 @@ pub struct TenantRecord {
 pub struct UserRecord {
     /// Unique within the tenant.
     pub username: String,
+    /// The stable subject identifier (§5): assigned once, never reused; the username when the
+    /// host has none for this user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
     /// How the user signs in.
     pub sign_in: SignIn,
     /// PHC string (`$pbkdf2-sha256$…`) or Django's `pbkdf2_sha256$…`; absent for SSO users.
@@ -275,12 +313,21 @@ pub struct UserRecord {
     pub locked_until: Option<Timestamp>,
 }
 
+impl UserRecord {
+    /// The subject identifier tokens carry for this user.
+    pub fn subject(&self) -> &str {
+        self.sub.as_deref().unwrap_or(&self.username)
+    }
+}
+
 /// A `client_id` as the host stores it: the app it belongs to and its secret's HMAC.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientRecord {
     /// The client identifier.
     pub client_id: String,
-    /// HMAC-SHA256 of the secret under the server's client-secret key, base64.
+    /// HMAC-SHA256 of the secret under the server's client-secret key, base64; empty for a
+    /// `client_id` that has no secret (a public client's).
+    #[serde(default)]
     pub secret_hmac: String,
     /// The app that owns this `client_id`, with its whole revision history.
     pub app: App,
@@ -321,6 +368,52 @@ pub struct RefreshTokenRecord {
     pub expires_at: Timestamp,
     /// Active, used or revoked.
     pub status: RefreshStatus,
+}
+
+/// An authorization code as stored (C12): only its SHA-256 is kept, with everything it is bound to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeRecord {
+    /// SHA-256 of the code, base64url without padding.
+    pub code_sha256: String,
+    /// The tenant it was issued in.
+    pub tenant: String,
+    /// The `client_id` it was issued to.
+    pub client_id: String,
+    /// The revision the tenant's install pinned when it was issued.
+    pub rev: u32,
+    /// The `redirect_uri` sent to the authorization endpoint; null when none was sent (X3).
+    #[serde(default)]
+    pub redirect_uri: Option<String>,
+    /// The PKCE challenge (S256).
+    pub code_challenge: String,
+    /// The scopes granted.
+    pub scopes: Vec<String>,
+    /// The user who signed in.
+    pub username: String,
+    /// The OpenID Connect `nonce` sent, if any.
+    #[serde(default)]
+    pub nonce: Option<String>,
+    /// When the user signed in (`auth_time`); the issue instant when absent.
+    #[serde(default)]
+    pub auth_time: Option<Timestamp>,
+    /// When it was issued.
+    pub issued_at: Timestamp,
+    /// Whether it was exchanged already.
+    #[serde(default)]
+    pub used: bool,
+}
+
+/// A user's consent to an app in a tenant (C11).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentRecord {
+    /// The tenant.
+    pub tenant: String,
+    /// The user.
+    pub username: String,
+    /// The app.
+    pub app_id: String,
+    /// The scopes consented to.
+    pub scopes: Vec<String>,
 }
 
 #[cfg(test)]

@@ -119,25 +119,21 @@ pub fn run_vector(rt: &dyn Runtime, vector: &Vector, settings: &Settings) -> Res
         vector.edit.is_some(),
         vector.create.is_some(),
         vector.sequence.is_some(),
+        vector.authorize_request.is_some(),
+        vector.flow.is_some(),
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
-        bail!("a vector has exactly one of `token_request`, `edit`, `create` and `sequence`");
+        bail!("a vector has exactly one of `token_request`, `edit`, `create`, `sequence`, `authorize_request` and `flow`");
     }
     let mut mismatches = Vec::new();
     if let Some(request) = &vector.token_request {
         let decision = run_token(rt, vector, request, settings)?;
         check_token(&vector.expect, &decision, &mut mismatches)?;
-        // An access token is the runner's signature over what the module wrote.
-        let body: Value =
-            serde_json::from_str(decision["response"]["body"].as_str().unwrap_or_default())
-                .unwrap_or_default();
-        if let Some(token) = body["access_token"].as_str() {
-            if !signed_by_runner(token) {
-                mismatches.push(format!(
-                    "access token not signed by the runner's key: {token}"
-                ));
-            }
-        }
+        check_signed(&decision, &mut mismatches);
+    } else if let Some(request) = &vector.authorize_request {
+        mismatches = crate::code_flow::run_authorize(rt, vector, request, settings)?;
+    } else if let Some(flow) = &vector.flow {
+        mismatches = crate::code_flow::run_flow(rt, vector, flow, settings)?;
     } else if let Some(sequence) = &vector.sequence {
         mismatches = run_sequence(rt, vector, sequence, settings)?;
     } else {
@@ -157,13 +153,30 @@ pub fn run_vector(rt: &dyn Runtime, vector: &Vector, settings: &Settings) -> Res
     Ok(Outcome { mismatches })
 }
 
+/// The tokens a decision issued are the runner's signatures over what the module wrote, and an
+/// ID token carries the nonce the code was bound to.
+pub(crate) fn check_signed(decision: &Value, mismatches: &mut Vec<String>) {
+    let body: Value =
+        serde_json::from_str(decision["response"]["body"].as_str().unwrap_or_default())
+            .unwrap_or_default();
+    for field in ["access_token", "id_token"] {
+        if let Some(token) = body[field].as_str() {
+            if !signed_by_runner(token) {
+                mismatches.push(format!("{field} not signed by the runner's key: {token}"));
+            }
+        }
+    }
+}
+
 /// The store a host would hold after loading `state`: secrets and passwords hashed; for a
 /// sequence, changed by each decision's effects.
-struct Store {
+pub(crate) struct Store {
     tenants: Vec<Value>,
     clients: Vec<Value>,
     users: Vec<(String, Value)>,
     refresh_tokens: Vec<Value>,
+    codes: Vec<Value>,
+    consents: Vec<Value>,
     /// Failed-login counts and locks by (tenant, username), known users or not.
     locks: BTreeMap<(String, String), Lock>,
 }
@@ -176,7 +189,7 @@ struct Lock {
     until: Option<Timestamp>,
 }
 
-fn seal(rt: &dyn Runtime, state: &Value, settings: &Settings) -> Result<Store> {
+pub(crate) fn seal(rt: &dyn Runtime, state: &Value, settings: &Settings) -> Result<Store> {
     let typed: State = serde_json::from_value(state.clone()).context("`state` is not valid")?;
     let key = STANDARD.encode(CLIENT_SECRET_KEY);
     let mut clients = Vec::new();
@@ -198,6 +211,15 @@ fn seal(rt: &dyn Runtime, state: &Value, settings: &Settings) -> Result<Store> {
                 "secret_hmac": hashed["secret_hmac"],
                 "app": app_value,
             }));
+        }
+        // A `client_id` with no secret (a public client's) is stored without one.
+        for revision in &app.revisions {
+            let Some(client_id) = revision["client_id"].as_str() else {
+                continue;
+            };
+            if !clients.iter().any(|c| c["client_id"] == client_id) {
+                clients.push(json!({"client_id": client_id, "secret_hmac": "", "app": app_value}));
+            }
         }
     }
     let mut tenants = Vec::new();
@@ -246,11 +268,25 @@ fn seal(rt: &dyn Runtime, state: &Value, settings: &Settings) -> Result<Store> {
             refresh_tokens.push(Value::Object(record));
         }
     }
+    let codes = typed
+        .codes
+        .iter()
+        .map(|code| {
+            let mut record: Map<String, Value> = code.rest.clone().into_iter().collect();
+            record.insert(
+                "code_sha256".into(),
+                json!(granted_policy::token::endpoint::code_sha256(&code.code)),
+            );
+            Value::Object(record)
+        })
+        .collect();
     Ok(Store {
         tenants,
         clients,
         users,
         refresh_tokens,
+        codes,
+        consents: Vec::new(),
         locks,
     })
 }
@@ -385,7 +421,7 @@ fn run_sequence(
 }
 
 /// One token request through the module's steps as a host drives them; answers the `done` step.
-fn decide(
+pub(crate) fn decide(
     rt: &dyn Runtime,
     vector: &Vector,
     store: &Store,
@@ -427,7 +463,7 @@ fn decide(
                     more[kdf_slot(&step)] = json!({"derived": STANDARD.encode(derived)});
                     more
                 }
-                Some("need_signature") => json!({"signature": sign(&step)?}),
+                Some("need_signature") => json!({signature_slot(&step): sign(&step)?}),
                 Some("done") => return Ok(step),
                 _ => bail!("`token_start` answered an unknown step: {step}"),
             };
@@ -447,7 +483,7 @@ fn decide(
                     rt.kdf(&step["kdf"], step["password"].as_str().unwrap_or_default())?;
                 input[kdf_slot(&step)] = json!({"derived": STANDARD.encode(derived)});
             }
-            Some("need_signature") => input["signature"] = json!(sign(&step)?),
+            Some("need_signature") => input[signature_slot(&step)] = json!(sign(&step)?),
             Some("done") => return Ok(step),
             _ => bail!("`token` answered an unknown step: {step}"),
         }
@@ -455,8 +491,16 @@ fn decide(
     bail!("`token` did not finish in 6 steps")
 }
 
+/// Where a signature goes: `id_token_signature` for the ID token's, else `signature`.
+fn signature_slot(step: &Value) -> &'static str {
+    match step["purpose"].as_str() {
+        Some("id_token") => "id_token_signature",
+        _ => "signature",
+    }
+}
+
 /// Where a KDF step's output goes: `rehash_kdf` for a `rehash` step, else `kdf`.
-fn kdf_slot(step: &Value) -> &'static str {
+pub(crate) fn kdf_slot(step: &Value) -> &'static str {
     match step["purpose"].as_str() {
         Some("rehash") => "rehash_kdf",
         _ => "kdf",
@@ -466,7 +510,7 @@ fn kdf_slot(step: &Value) -> &'static str {
 impl Store {
     /// Applies a decision's effects as a host's store does: it counts and stores what the
     /// module says, and decides nothing (a lock's length comes from the effect's schedule).
-    fn apply(&mut self, effects: &Value, at: &str) -> Result<()> {
+    pub(crate) fn apply(&mut self, effects: &Value, at: &str) -> Result<()> {
         let at = Timestamp::parse(at).ok_or_else(|| anyhow!("bad instant `{at}`"))?;
         for effect in effects.as_array().into_iter().flatten() {
             let text = |field: &str| effect[field].as_str().unwrap_or_default().to_string();
@@ -499,6 +543,26 @@ impl Store {
                     }
                 }
                 Some("store_refresh_token") => self.refresh_tokens.push(effect["record"].clone()),
+                Some("store_code") => self.codes.push(effect["record"].clone()),
+                Some("consume_code") => {
+                    for code in &mut self.codes {
+                        if code["code_sha256"] == effect["code_sha256"] {
+                            code["used"] = json!(true);
+                        }
+                    }
+                }
+                Some("store_consent") => self.keep_consent(&effect["record"]),
+                Some("change_password") => {
+                    let user = self.users.iter_mut().find(|(t, u)| {
+                        *t == who.0 && u["username"].as_str() == Some(who.1.as_str())
+                    });
+                    if let Some((_, user)) = user {
+                        if user["password_hash"] == effect["replaces"] {
+                            user["password_hash"] = effect["hash"].clone();
+                            user["password_changed_at"] = effect["changed_at"].clone();
+                        }
+                    }
+                }
                 Some("consume_refresh_token") => {
                     for token in &mut self.refresh_tokens {
                         if token["token_sha256"] == effect["token_sha256"] {
@@ -537,7 +601,28 @@ impl Store {
             .map(Timestamp::to_rfc3339))
     }
 
-    fn lookup(&self, lookup: &Value) -> Value {
+    /// A consent, added to the one kept for the same user and app (scopes joined).
+    fn keep_consent(&mut self, record: &Value) {
+        let same = |c: &&mut Value| {
+            ["tenant", "username", "app_id"]
+                .iter()
+                .all(|k| c[*k] == record[*k])
+        };
+        match self.consents.iter_mut().find(same) {
+            Some(kept) => {
+                let mut scopes: Vec<Value> = kept["scopes"].as_array().cloned().unwrap_or_default();
+                for s in record["scopes"].as_array().into_iter().flatten() {
+                    if !scopes.contains(s) {
+                        scopes.push(s.clone());
+                    }
+                }
+                kept["scopes"] = json!(scopes);
+            }
+            None => self.consents.push(record.clone()),
+        }
+    }
+
+    pub(crate) fn lookup(&self, lookup: &Value) -> Value {
         let tenant = lookup["tenant"].as_str().unwrap_or_default();
         let client_id = lookup["client_id"].as_str().unwrap_or_default();
         let find = |list: &[Value], key: &str, value: &str| {
@@ -570,6 +655,20 @@ impl Store {
         if let Some(hash) = lookup["refresh_token_sha256"].as_str() {
             records["refresh_token"] = find(&self.refresh_tokens, "token_sha256", hash);
         }
+        if let Some(hash) = lookup["code_sha256"].as_str() {
+            records["code"] = find(&self.codes, "code_sha256", hash);
+        }
+        if let Some(app_id) = lookup["consent_app_id"].as_str() {
+            let username = lookup["username"].as_str().unwrap_or_default();
+            records["consent"] = self
+                .consents
+                .iter()
+                .find(|c| {
+                    c["tenant"] == tenant && c["username"] == username && c["app_id"] == app_id
+                })
+                .cloned()
+                .unwrap_or(Value::Null);
+        }
         records
     }
 }
@@ -600,7 +699,7 @@ pub fn native_kdf(params: &Value, password: &str) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-fn check<T: PartialEq + std::fmt::Debug>(
+pub(crate) fn check<T: PartialEq + std::fmt::Debug>(
     what: &str,
     expected: &Option<T>,
     actual: T,
@@ -666,6 +765,12 @@ pub fn check_token(expect: &Expect, step: &Value, out: &mut Vec<String>) -> Resu
         "refresh_token",
         &expect.refresh_token,
         body["refresh_token"].is_string(),
+        out,
+    );
+    check(
+        "id_token",
+        &expect.id_token,
+        body["id_token"].is_string(),
         out,
     );
     check(

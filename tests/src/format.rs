@@ -30,9 +30,15 @@ pub struct Vector {
     /// …or a creation…
     #[serde(default)]
     pub create: Option<Value>,
-    /// …or (extension) a sequence of token requests on one store.
+    /// …or (extension) a sequence of token requests on one store…
     #[serde(default)]
     pub sequence: Option<Sequence>,
+    /// …or an authorization request (§5), judged up to C8…
+    #[serde(default)]
+    pub authorize_request: Option<Value>,
+    /// …or (extension) an authorization request followed through its pages and the exchange.
+    #[serde(default)]
+    pub flow: Option<Flow>,
     /// Extension: the lockout settings the runtime runs with (the token context's `lockout`:
     /// `threshold`, `first_seconds`, `max_seconds`); its defaults when absent.
     #[serde(default)]
@@ -83,6 +89,39 @@ fn one() -> u32 {
     1
 }
 
+/// Extension: an authorization request (§5) followed by what the user does on each page and
+/// then the code's exchange, on one store, each answer's effects applied before the next.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flow {
+    /// The authorization request every page action carries.
+    pub authorize_request: Value,
+    /// The steps, in order.
+    pub steps: Vec<FlowStep>,
+}
+
+/// One step of a [`Flow`]: exactly one of `action` and `exchange`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowStep {
+    /// What the step shows.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The instant it is judged at; the previous step's (the vector's `now` at first) when absent.
+    #[serde(default)]
+    pub at: Option<String>,
+    /// A page action, as the `authorization` entry point takes it (`{"action": "sign_in", …}`).
+    #[serde(default)]
+    pub action: Option<Value>,
+    /// A token request; a form value `{code}` is the code of the last redirect.
+    #[serde(default)]
+    pub exchange: Option<TokenRequestSpec>,
+    /// What the answer must hold: a page's (`page`, `redirect`, `error`, `reason`, `cause`,
+    /// `rule`, `effects`) or a token request's.
+    #[serde(default)]
+    pub expect: Expect,
+}
+
 impl Sequence {
     /// The request step `step` sends: the sequence's, with the step's form parameters.
     pub fn request(&self, step: &SequenceStep) -> TokenRequestSpec {
@@ -105,6 +144,19 @@ pub struct State {
     /// Tenants, with their users.
     #[serde(default)]
     pub tenants: Vec<TenantSpec>,
+    /// Authorization codes already issued (§5), with the code in clear.
+    #[serde(default)]
+    pub codes: Vec<CodeSpec>,
+}
+
+/// An authorization code in `state`, with the code in clear.
+#[derive(Clone, Debug, Deserialize)]
+pub struct CodeSpec {
+    /// The code as a client holds it.
+    pub code: String,
+    /// Everything it is bound to, as C12 stores it.
+    #[serde(flatten)]
+    pub rest: BTreeMap<String, Value>,
 }
 
 /// An app in `state`.
@@ -247,6 +299,12 @@ pub struct Expect {
     pub www_authenticate: Option<bool>,
     /// Extension: the kinds of effects, in order.
     pub effects: Option<Vec<String>>,
+    /// Authorization request: the answer goes back to the redirect URI (false: an error page).
+    pub redirect: Option<bool>,
+    /// Code exchange: an `id_token` is issued.
+    pub id_token: Option<bool>,
+    /// Extension: the page shown (`error`, `redirect`, `sign_in`, `change_password`, `consent`).
+    pub page: Option<String>,
 }
 
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {

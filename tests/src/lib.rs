@@ -2,6 +2,7 @@
 //! a [`Runtime`] answers the JSON entry points; [`run_dir`] drives every vector of a directory
 //! through it and prints one line per vector and `N passed, N failed`.
 
+pub mod code_flow;
 pub mod driver;
 pub mod format;
 
@@ -133,5 +134,10 @@ pub fn run_dir(
 /// checkout: when it is missing, reading it fails the run instead of shrinking it).
 pub fn default_dirs() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    vec![root.join("vectors"), root.join("../../shared/spec/vectors")]
+    vec![
+        root.join("vectors"),
+        root.join("../../shared/spec/vectors"),
+        root.join("vectors-code"),
+        root.join("../../shared/spec/vectors-code"),
+    ]
 }

@@ -1,8 +1,9 @@
 //! Admin edits A1–A5: validate a proposed revision and preview what it does to every installing tenant.
 
 use crate::error::PolicyError;
-use crate::model::{default_sunset, App, GrantType, Revision, TenantRecord, Timestamp};
+use crate::model::{default_sunset, App, ClientType, GrantType, Revision, TenantRecord, Timestamp};
 use crate::rules::eligibility::{password_eligibility, Ineligible};
+use crate::rules::redirect::{self, MAX_REDIRECT_URIS};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 
@@ -34,6 +35,13 @@ pub struct EditProposal {
     /// New scopes, if they change.
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
+    /// New redirect URIs, if they change; an `authorization_code` revision keeps the latest
+    /// revision's when absent, other grant types have none.
+    #[serde(default)]
+    pub redirect_uris: Option<Vec<String>>,
+    /// A new client type, if it changes.
+    #[serde(default)]
+    pub client_type: Option<ClientType>,
     /// The new client's secret; the policy never reads it (the host generates and stores it).
     #[serde(default, skip_serializing)]
     pub secret: Option<String>,
@@ -51,6 +59,12 @@ pub struct CreateProposal {
     /// Its scopes.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// Its redirect URIs (`authorization_code` only).
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// Its client type; `confidential` when absent.
+    #[serde(default)]
+    pub client_type: ClientType,
     /// The client's secret; the policy never reads it.
     #[serde(default, skip_serializing)]
     pub secret: Option<String>,
@@ -64,6 +78,8 @@ impl std::fmt::Debug for EditProposal {
             .field("client_id", &self.client_id)
             .field("grant_type", &self.grant_type)
             .field("scopes", &self.scopes)
+            .field("redirect_uris", &self.redirect_uris)
+            .field("client_type", &self.client_type)
             .finish_non_exhaustive()
     }
 }
@@ -76,6 +92,8 @@ impl std::fmt::Debug for CreateProposal {
             .field("client_id", &self.client_id)
             .field("grant_type", &self.grant_type)
             .field("scopes", &self.scopes)
+            .field("redirect_uris", &self.redirect_uris)
+            .field("client_type", &self.client_type)
             .finish_non_exhaustive()
     }
 }
@@ -117,6 +135,14 @@ pub enum EditReason {
     AppIdTaken,
     /// A field breaks the model of §1 (empty id, bad scope, clock before the latest revision).
     InvalidRevision,
+    /// A6: an `authorization_code` revision without redirect URIs.
+    RedirectUriRequired,
+    /// A6: a redirect URI that may not be registered, or redirect URIs on another grant type.
+    InvalidRedirectUri,
+    /// A7: a public client with another grant type than `authorization_code`.
+    PublicClientGrant,
+    /// A8: the implicit grant is never issued.
+    ImplicitNotIssued,
 }
 
 impl EditReason {
@@ -139,6 +165,10 @@ impl EditReason {
             EditReason::ClientIdTaken => "client_id_taken",
             EditReason::AppIdTaken => "app_id_taken",
             EditReason::InvalidRevision => "invalid_revision",
+            EditReason::RedirectUriRequired => "redirect_uri_required",
+            EditReason::InvalidRedirectUri => "invalid_redirect_uri",
+            EditReason::PublicClientGrant => "public_client_grant",
+            EditReason::ImplicitNotIssued => "implicit_not_issued",
         }
     }
 }
@@ -183,6 +213,10 @@ pub struct Preview {
     pub tenants: Vec<TenantImpact>,
     /// Tenants that have the password grant now and would lose it by updating, sorted.
     pub tenants_losing_password_on_update: Vec<String>,
+    /// The grant type an app that acts for a user moves to (§5): named when the edit is the
+    /// implicit grant (refused, A8) or moves to `authorization_code`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub way_forward: Option<GrantType>,
 }
 
 /// Judges a proposed edit or creation (A1–A5) and previews its effect.
@@ -213,6 +247,8 @@ fn preview_create(
         client_id: create.client_id.clone(),
         grant_type: create.grant_type,
         scopes: create.scopes.clone(),
+        redirect_uris: create.redirect_uris.clone(),
+        client_type: create.client_type,
     };
     if let Some(problem) = field_problem(&create.app_id, &revision) {
         return rejected(
@@ -222,6 +258,9 @@ fn preview_create(
             Some(revision),
             false,
         );
+    }
+    if let Some((reason, rule, why)) = section5_problem(&revision) {
+        return rejected(reason, rule, why, Some(revision), false);
     }
     if state.apps.iter().any(|a| a.app_id == create.app_id) {
         let why = format!("an app with id `{}` exists already", create.app_id);
@@ -268,6 +307,7 @@ fn preview_create(
         irreversible: false,
         tenants: Vec::new(),
         tenants_losing_password_on_update: Vec::new(),
+        way_forward: None,
     }
 }
 
@@ -294,6 +334,18 @@ fn preview_edit(
             .unwrap_or_else(|| latest.client_id.clone()),
         grant_type: edit.grant_type.unwrap_or(latest.grant_type),
         scopes: edit.scopes.clone().unwrap_or_else(|| latest.scopes.clone()),
+        redirect_uris: Vec::new(),
+        client_type: edit.client_type.unwrap_or(latest.client_type),
+    };
+    let revision = Revision {
+        redirect_uris: match &edit.redirect_uris {
+            Some(uris) => uris.clone(),
+            None if revision.grant_type == GrantType::AuthorizationCode => {
+                latest.redirect_uris.clone()
+            }
+            None => Vec::new(),
+        },
+        ..revision
     };
     let latest_index = app.revisions.len().saturating_sub(1);
     let eligible_before = password_eligibility(&app.revisions, latest_index, sunset).is_ok();
@@ -306,6 +358,9 @@ fn preview_edit(
             Some(revision),
             eligible_before,
         ));
+    }
+    if let Some((reason, rule, why)) = section5_problem(&revision) {
+        return Ok(rejected(reason, rule, why, Some(revision), eligible_before));
     }
     if now < latest.at {
         let why = format!(
@@ -399,6 +454,13 @@ fn preview_edit(
             ),
         )
     };
+    let moves_to_code = revision.grant_type == GrantType::AuthorizationCode
+        && latest.grant_type != GrantType::AuthorizationCode;
+    let explanation = if moves_to_code {
+        format!("{explanation}. §5: this is the way forward for an app that acts for a user; once a tenant updates, its users sign in on this server's page (authorization code with PKCE) instead of giving the app their password")
+    } else {
+        explanation
+    };
     Ok(Preview {
         accepted: true,
         reason,
@@ -410,6 +472,7 @@ fn preview_edit(
         irreversible,
         tenants,
         tenants_losing_password_on_update: losing,
+        way_forward: moves_to_code.then_some(GrantType::AuthorizationCode),
     })
 }
 
@@ -463,7 +526,69 @@ fn rejected(
         irreversible: false,
         tenants: Vec::new(),
         tenants_losing_password_on_update: Vec::new(),
+        way_forward: (reason == EditReason::ImplicitNotIssued)
+            .then_some(GrantType::AuthorizationCode),
     }
+}
+
+/// A8, A7 and A6: what §5 asks of a revision's grant type, client type and redirect URIs.
+fn section5_problem(revision: &Revision) -> Option<(EditReason, &'static str, String)> {
+    let code = revision.grant_type == GrantType::AuthorizationCode;
+    if revision.grant_type == GrantType::Implicit {
+        return Some((
+            EditReason::ImplicitNotIssued,
+            "A8",
+            "A8: rejected; the implicit grant puts tokens in URLs and is never issued (RFC 9700 §2.1.2): an app that acts for a user moves to `authorization_code` with PKCE".into(),
+        ));
+    }
+    if revision.client_type == ClientType::Public && !code {
+        return Some((
+            EditReason::PublicClientGrant,
+            "A7",
+            format!(
+                "A7: rejected; a public client holds no secret, so it may only use `authorization_code` with PKCE, not `{}`",
+                revision.grant_type.as_str()
+            ),
+        ));
+    }
+    let uris = &revision.redirect_uris;
+    if !code {
+        return (!uris.is_empty()).then(|| {
+            (
+                EditReason::InvalidRedirectUri,
+                "A6",
+                format!(
+                    "A6: rejected; only `authorization_code` apps have redirect URIs, not `{}` ones",
+                    revision.grant_type.as_str()
+                ),
+            )
+        });
+    }
+    if uris.is_empty() || uris.len() > MAX_REDIRECT_URIS {
+        return Some((
+            EditReason::RedirectUriRequired,
+            "A6",
+            format!("A6: rejected; an `authorization_code` app registers 1 to {MAX_REDIRECT_URIS} redirect URIs, not {}", uris.len()),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for uri in uris {
+        if let Some(problem) = redirect::registration_problem(uri) {
+            return Some((
+                EditReason::InvalidRedirectUri,
+                "A6",
+                format!("A6: rejected; {problem}"),
+            ));
+        }
+        if !seen.insert(uri.as_str()) {
+            return Some((
+                EditReason::InvalidRedirectUri,
+                "A6",
+                format!("A6: rejected; the redirect URI `{uri}` is listed twice"),
+            ));
+        }
+    }
+    None
 }
 
 fn client_id_in_use(state: &EditState, client_id: &str, except_app: Option<&str>) -> bool {

@@ -126,6 +126,8 @@ mod tests {
                             client_id: format!("c{client}"),
                             grant_type,
                             scopes: vec!["read".into()],
+                            redirect_uris: Vec::new(),
+                            client_type: crate::model::ClientType::Confidential,
                         }
                     })
                     .collect()

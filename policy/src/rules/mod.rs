@@ -1,5 +1,7 @@
-//! The sunset rules of RULES.md §2 and §3: eligibility of a revision and admin edits.
+//! The sunset rules of RULES.md §2 and §3, and §5's admin edits: eligibility of a revision,
+//! admin edits and redirect URIs.
 
 pub mod edit;
 pub mod eligibility;
+pub mod redirect;
 pub mod status;

@@ -12,7 +12,8 @@ use crate::credentials::kdf::KdfParams;
 use crate::credentials::password::{StoredHash, DEFAULT_ITERATIONS};
 use crate::error::PolicyError;
 use crate::model::{
-    default_sunset, ClientRecord, RefreshTokenRecord, TenantRecord, Timestamp, UserRecord,
+    default_sunset, ClientRecord, CodeRecord, ConsentRecord, RefreshTokenRecord, TenantRecord,
+    Timestamp, UserRecord,
 };
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
@@ -60,6 +61,9 @@ pub struct TokenContext {
     /// Run the KDF in the module instead of asking the host (for runtimes with no fast PBKDF2).
     #[serde(default)]
     pub kdf_in_module: bool,
+    /// How long an authorization code may be exchanged, in seconds (C12: 60).
+    #[serde(default = "default_code_ttl")]
+    pub code_ttl: u32,
     /// At least [`ENTROPY_BYTES`] random bytes from the host, base64.
     pub entropy: String,
 }
@@ -78,6 +82,9 @@ fn default_access_ttl() -> u32 {
 }
 fn default_refresh_ttl() -> u32 {
     30 * 24 * 3600
+}
+fn default_code_ttl() -> u32 {
+    60
 }
 fn default_iterations() -> u32 {
     DEFAULT_ITERATIONS
@@ -125,6 +132,20 @@ pub struct Records {
         skip_serializing_if = "Option::is_none"
     )]
     pub refresh_token: Option<Option<RefreshTokenRecord>>,
+    /// The authorization code, by its SHA-256.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub code: Option<Option<CodeRecord>>,
+    /// The user's consent to the client's app in the tenant.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub consent: Option<Option<ConsentRecord>>,
 }
 
 /// A field that is present deserializes to `Some`, even when it is `null`.
@@ -157,6 +178,9 @@ pub struct TokenInput {
     /// The host's signature over the access token's signing input (`need_signature`), base64url.
     #[serde(default)]
     pub signature: Option<String>,
+    /// The host's signature over the ID token's signing input, base64url.
+    #[serde(default)]
+    pub id_token_signature: Option<String>,
     /// The output of the KDF step whose purpose is `rehash`, once the host ran it.
     #[serde(default)]
     pub rehash_kdf: Option<KdfOutput>,
@@ -179,6 +203,12 @@ pub struct Lookup {
     pub username: Option<String>,
     /// The refresh token's SHA-256 (base64url), for `refresh_token`.
     pub refresh_token_sha256: Option<String>,
+    /// The authorization code's SHA-256 (base64url), for `authorization_code`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_sha256: Option<String>,
+    /// The app whose consent by `username` to look up (C11).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_app_id: Option<String>,
 }
 
 /// Something the host must apply, in the same transaction as the audit entry.
@@ -230,6 +260,36 @@ pub enum Effect {
         /// The hash it replaces, as stored.
         replaces: String,
     },
+    /// The user replaced an expired password (C10): store `hash` and `changed_at`, if the
+    /// user's hash is still `replaces`.
+    ChangePassword {
+        /// The tenant.
+        tenant: String,
+        /// The user.
+        username: String,
+        /// The new hash, a PHC string.
+        hash: String,
+        /// The hash it replaces, as stored.
+        replaces: String,
+        /// When it was changed.
+        changed_at: Timestamp,
+    },
+    /// Store a new authorization code (only its hash).
+    StoreCode {
+        /// The record to store.
+        record: CodeRecord,
+    },
+    /// Mark an authorization code used; if it was used already, treat the request as reuse
+    /// (`code_reused`, and its tokens revoked).
+    ConsumeCode {
+        /// Its SHA-256.
+        code_sha256: String,
+    },
+    /// Remember the user's consent (C11): store it, adding its scopes to any kept before.
+    StoreConsent {
+        /// The consent.
+        record: ConsentRecord,
+    },
 }
 
 /// The audit record of one decision.
@@ -269,9 +329,13 @@ pub struct Decision {
 }
 
 /// One step of the token endpoint.
+pub type TokenStep = Step<Decision>;
+
+/// One step of an endpoint's decision: something the host must do and call again with, or the
+/// final answer `D` (the token endpoint's [`Decision`], the authorization pages' decision).
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
-pub enum TokenStep {
+pub enum Step<D> {
     /// Look these up, add them to `records`, call again.
     NeedRecords {
         /// What to look up.
@@ -289,7 +353,7 @@ pub enum TokenStep {
         purpose: KdfPurpose,
     },
     /// Sign `signing_input` with key `kid` (algorithm `alg`), put the signature in `signature`
-    /// (base64url), call again.
+    /// (or `id_token_signature` when `purpose` is `id_token`), base64url, call again.
     NeedSignature {
         /// The algorithm.
         alg: SigningAlg,
@@ -297,6 +361,9 @@ pub enum TokenStep {
         kid: String,
         /// The JWS signing input.
         signing_input: String,
+        /// Which token the signature is for; the access token when absent.
+        #[serde(default, skip_serializing_if = "SignPurpose::is_access_token")]
+        purpose: SignPurpose,
     },
     /// Check `signature` (base64url) over `signing_input` with key `kid` (algorithm `alg`), put
     /// the outcome in `signature_valid`, call again (introspection).
@@ -310,8 +377,26 @@ pub enum TokenStep {
         /// The signature, base64url.
         signature: String,
     },
-    /// Send this response.
-    Done(Box<Decision>),
+    /// The answer.
+    Done(Box<D>),
+}
+
+/// Which token a signature is for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignPurpose {
+    /// The access token; the signature goes to `signature`.
+    #[default]
+    AccessToken,
+    /// The OpenID Connect `id_token`; the signature goes to `id_token_signature`.
+    IdToken,
+}
+
+impl SignPurpose {
+    /// Whether this is the access token's signature (the default, left out of the JSON).
+    pub fn is_access_token(&self) -> bool {
+        *self == SignPurpose::AccessToken
+    }
 }
 
 /// What a KDF step is for: checking the password, or hashing it again at current parameters.
@@ -332,41 +417,44 @@ impl KdfPurpose {
     }
 }
 
-impl std::fmt::Debug for TokenStep {
+impl<D: std::fmt::Debug> std::fmt::Debug for Step<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            TokenStep::NeedRecords { lookup } => f
+            Step::NeedRecords { lookup } => f
                 .debug_struct("NeedRecords")
                 .field("lookup", lookup)
                 .finish(),
             // The password never reaches a log through Debug.
-            TokenStep::NeedKdf { kdf, purpose, .. } => f
+            Step::NeedKdf { kdf, purpose, .. } => f
                 .debug_struct("NeedKdf")
                 .field("kdf", kdf)
                 .field("purpose", purpose)
                 .finish_non_exhaustive(),
-            TokenStep::NeedSignature { alg, kid, .. } => f
+            Step::NeedSignature {
+                alg, kid, purpose, ..
+            } => f
                 .debug_struct("NeedSignature")
                 .field("alg", alg)
                 .field("kid", kid)
+                .field("purpose", purpose)
                 .finish_non_exhaustive(),
-            TokenStep::NeedVerification { alg, kid, .. } => f
+            Step::NeedVerification { alg, kid, .. } => f
                 .debug_struct("NeedVerification")
                 .field("alg", alg)
                 .field("kid", kid)
                 .finish_non_exhaustive(),
-            TokenStep::Done(decision) => f.debug_tuple("Done").field(decision).finish(),
+            Step::Done(decision) => f.debug_tuple("Done").field(decision).finish(),
         }
     }
 }
 
 /// The context's keys and entropy, decoded.
-pub(super) struct Keys {
-    pub(super) client_secret: Vec<u8>,
-    pub(super) entropy: Vec<u8>,
+pub(crate) struct Keys {
+    pub(crate) client_secret: Vec<u8>,
+    pub(crate) entropy: Vec<u8>,
 }
 
-pub(super) fn keys(ctx: &TokenContext) -> Result<Keys, PolicyError> {
+pub(crate) fn keys(ctx: &TokenContext) -> Result<Keys, PolicyError> {
     let decode = |what: &str, value: &str| {
         STANDARD
             .decode(value.as_bytes())
@@ -388,6 +476,20 @@ pub(super) fn keys(ctx: &TokenContext) -> Result<Keys, PolicyError> {
 /// SHA-256 of a refresh token, as stored and looked up: base64url without padding.
 pub fn refresh_token_sha256(token: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
+}
+
+/// SHA-256 of an authorization code, as stored and looked up: base64url without padding.
+pub fn code_sha256(code: &str) -> String {
+    refresh_token_sha256(code)
+}
+
+/// The refresh-token family that a code's exchange starts: named after the code, so that a
+/// second use of the code (X2) revokes it.
+pub fn code_family(code_sha256: &str) -> String {
+    let mut family = String::with_capacity(5 + code_sha256.len());
+    family.push_str("code.");
+    family.push_str(code_sha256);
+    family
 }
 
 /// One step of the token endpoint for `input` (see the module's documentation).
@@ -428,6 +530,9 @@ pub struct TokenResume {
     /// The signature asked for by `need_signature`, base64url.
     #[serde(default)]
     pub signature: Option<String>,
+    /// The ID token's signature asked for by `need_signature` (`purpose: id_token`), base64url.
+    #[serde(default)]
+    pub id_token_signature: Option<String>,
     /// The output of a `rehash` KDF step.
     #[serde(default)]
     pub rehash_kdf: Option<KdfOutput>,
@@ -461,6 +566,7 @@ impl TokenFlow {
             records: new,
             kdf,
             signature,
+            id_token_signature,
             rehash_kdf,
         } = more;
         if new.tenant.is_some() {
@@ -475,11 +581,20 @@ impl TokenFlow {
         if new.refresh_token.is_some() {
             records.refresh_token = new.refresh_token;
         }
+        if new.code.is_some() {
+            records.code = new.code;
+        }
+        if new.consent.is_some() {
+            records.consent = new.consent;
+        }
         if kdf.is_some() {
             self.input.kdf = kdf;
         }
         if signature.is_some() {
             self.input.signature = signature;
+        }
+        if id_token_signature.is_some() {
+            self.input.id_token_signature = id_token_signature;
         }
         if rehash_kdf.is_some() {
             self.input.rehash_kdf = rehash_kdf;
@@ -491,7 +606,8 @@ impl TokenFlow {
 /// [`token`], reusing what `memo` holds from earlier steps of the same input.
 pub fn token_memo(input: &TokenInput, memo: &mut Memo) -> Result<TokenStep, PolicyError> {
     match judge_request(input, memo) {
-        Ok(step) | Err(End::Step(step)) => Ok(step),
+        Ok(step) => Ok(step),
+        Err(End::Step(step)) => Ok(*step),
         Err(End::Failed(e)) => Err(e),
     }
 }

@@ -1,9 +1,11 @@
 //! T9's success: the access token's signing input handed to the host to sign
 //! (`need_signature`), then the token, the refresh token minted and its record to store.
 
-use super::endpoint::{refresh_token_sha256, Decision, Effect, Keys, TokenContext, TokenStep};
+use super::endpoint::{
+    refresh_token_sha256, Decision, Effect, Keys, SignPurpose, TokenContext, TokenStep,
+};
 use super::judge::Judge;
-use super::jwt::{self, AccessClaims};
+use super::jwt::{self, AccessClaims, IdClaims};
 use super::response::{self, TokenBody};
 use crate::error::PolicyError;
 use crate::model::{GrantType, RefreshStatus, RefreshTokenRecord, TenantRecord};
@@ -24,6 +26,16 @@ pub(super) struct IssueArgs<'a> {
     pub(super) refresh: Option<(GrantType, Option<String>)>,
     pub(super) username: Option<String>,
     pub(super) effects: Vec<Effect>,
+    /// For the code exchange with `openid` in the scope: what the ID token says of the sign-in.
+    pub(super) id_token: Option<IdTokenArgs<'a>>,
+    /// The host's signature over the ID token's signing input, once it made it (base64url).
+    pub(super) id_token_signature: Option<&'a str>,
+}
+
+/// What an ID token carries besides the access token's issuer, subject and times.
+pub(super) struct IdTokenArgs<'a> {
+    pub(super) auth_time: i64,
+    pub(super) nonce: Option<&'a str>,
 }
 
 pub(super) fn issue(args: IssueArgs<'_>) -> Result<TokenStep, PolicyError> {
@@ -39,6 +51,8 @@ pub(super) fn issue(args: IssueArgs<'_>) -> Result<TokenStep, PolicyError> {
         refresh,
         username,
         mut effects,
+        id_token,
+        id_token_signature,
     } = args;
     let entropy = |from: usize, to: usize| keys.entropy.get(from..to).unwrap_or_default();
     let jti = URL_SAFE_NO_PAD.encode(entropy(32, 48));
@@ -66,19 +80,39 @@ pub(super) fn issue(args: IssueArgs<'_>) -> Result<TokenStep, PolicyError> {
             alg: key.alg,
             kid: key.kid.clone(),
             signing_input,
+            purpose: SignPurpose::AccessToken,
         });
     };
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature.as_bytes())
-        .ok()
-        .filter(|s| key.alg.signature_len_ok(s.len()))
-        .ok_or_else(|| {
-            PolicyError::InvalidInput(format!(
-                "`signature` is not a base64url {} signature",
-                key.alg.name()
-            ))
-        })?;
-    let access_token = jwt::finish(signing_input, &signature);
+    let access_token = jwt::finish(
+        signing_input,
+        &signature_bytes(ctx, "signature", signature)?,
+    );
+    let id_token = match id_token {
+        None => None,
+        Some(args) => {
+            let claims = IdClaims {
+                iss: &issuer,
+                sub: subject,
+                aud: client_id,
+                exp: now.saturating_add(i64::from(ctx.access_token_ttl)),
+                iat: now,
+                auth_time: args.auth_time,
+                nonce: args.nonce,
+                azp: client_id,
+            };
+            let signing_input = jwt::id_token_signing_input(&claims, &key.kid, key.alg);
+            let Some(signature) = id_token_signature else {
+                return Ok(TokenStep::NeedSignature {
+                    alg: key.alg,
+                    kid: key.kid.clone(),
+                    signing_input,
+                    purpose: SignPurpose::IdToken,
+                });
+            };
+            let bytes = signature_bytes(ctx, "id_token_signature", signature)?;
+            Some(jwt::finish(signing_input, &bytes))
+        }
+    };
     let refresh_token = refresh.map(|(grant_type, family)| {
         let token = URL_SAFE_NO_PAD.encode(entropy(0, 32));
         let family_id = family.unwrap_or_else(|| URL_SAFE_NO_PAD.encode(entropy(48, 64)));
@@ -104,10 +138,26 @@ pub(super) fn issue(args: IssueArgs<'_>) -> Result<TokenStep, PolicyError> {
         expires_in: ctx.access_token_ttl,
         scope,
         refresh_token: refresh_token.as_deref(),
+        id_token: id_token.as_deref(),
     };
     Ok(TokenStep::Done(Box::new(Decision {
         response: response::success(&body),
         audit: judge.audit("granted", "T9", "issued", "issued"),
         effects,
     })))
+}
+
+/// A signature from the host, decoded and checked for its algorithm's length.
+fn signature_bytes(ctx: &TokenContext, field: &str, text: &str) -> Result<Vec<u8>, PolicyError> {
+    let alg = ctx.signing_key.alg;
+    URL_SAFE_NO_PAD
+        .decode(text.as_bytes())
+        .ok()
+        .filter(|s| alg.signature_len_ok(s.len()))
+        .ok_or_else(|| {
+            PolicyError::InvalidInput(format!(
+                "`{field}` is not a base64url {} signature",
+                alg.name()
+            ))
+        })
 }

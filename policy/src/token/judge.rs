@@ -11,19 +11,19 @@ use crate::rules::eligibility::Ineligible;
 /// Builds denials and successes with the audit fields filled in as far as the request got.
 /// What the audit record says of the request so far; borrowed from the input until an audit
 /// record is made (most steps end in a lookup or the KDF, not in an audit record).
-pub(super) struct Judge<'a> {
-    pub(super) tenant: &'a str,
-    pub(super) grant_type: Option<&'a str>,
-    pub(super) basic: bool,
-    pub(super) app_id: Option<&'a str>,
-    pub(super) client_id: Option<&'a str>,
-    pub(super) username: Option<&'a str>,
-    pub(super) pinned_rev: Option<u32>,
+pub(crate) struct Judge<'a> {
+    pub(crate) tenant: &'a str,
+    pub(crate) grant_type: Option<&'a str>,
+    pub(crate) basic: bool,
+    pub(crate) app_id: Option<&'a str>,
+    pub(crate) client_id: Option<&'a str>,
+    pub(crate) username: Option<&'a str>,
+    pub(crate) pinned_rev: Option<u32>,
 }
 
 impl<'a> Judge<'a> {
     /// Nothing known yet but the tenant in the URL.
-    pub(super) fn new(tenant: &'a str) -> Self {
+    pub(crate) fn new(tenant: &'a str) -> Self {
         Judge {
             tenant,
             grant_type: None,
@@ -35,7 +35,7 @@ impl<'a> Judge<'a> {
         }
     }
 
-    pub(super) fn audit(&self, decision: &str, rule: &str, reason: &str, cause: &str) -> Audit {
+    pub(crate) fn audit(&self, decision: &str, rule: &str, reason: &str, cause: &str) -> Audit {
         Audit {
             decision: decision.into(),
             rule: rule.into(),
@@ -72,15 +72,21 @@ impl<'a> Judge<'a> {
 
 /// The description of every T3 refusal.
 pub(crate) const INVALID_CLIENT: &str = "client authentication failed";
-pub(super) const INVALID_USER: &str =
+pub(crate) const INVALID_USER: &str =
     "the user name or password is wrong, or the account cannot sign in";
 pub(super) const INVALID_REFRESH: &str = "the refresh token is invalid, expired or revoked";
 
 /// How a rule ends a request early: with its answer (a denial, or a step for the host), or with
 /// an error in the host's input.
 pub(super) enum End {
-    Step(TokenStep),
+    Step(Box<TokenStep>),
     Failed(PolicyError),
+}
+
+impl End {
+    pub(super) fn step(step: TokenStep) -> End {
+        End::Step(Box::new(step))
+    }
 }
 
 impl From<PolicyError> for End {
@@ -91,7 +97,7 @@ impl From<PolicyError> for End {
 
 impl From<TokenStep> for End {
     fn from(step: TokenStep) -> Self {
-        End::Step(step)
+        End::Step(Box::new(step))
     }
 }
 

@@ -74,6 +74,40 @@ pub struct AccessClaims<'a> {
     pub tenant: &'a str,
 }
 
+/// The claims of an OpenID Connect ID token (Core §2, §3.1.3.3).
+#[derive(Clone, Debug, Serialize)]
+pub struct IdClaims<'a> {
+    /// Issuer: the tenant's issuer URL.
+    pub iss: &'a str,
+    /// The user's stable subject identifier.
+    pub sub: &'a str,
+    /// The client it was issued to.
+    pub aud: &'a str,
+    /// Expires at (seconds).
+    pub exp: i64,
+    /// Issued at (seconds).
+    pub iat: i64,
+    /// When the user signed in (seconds).
+    pub auth_time: i64,
+    /// The `nonce` the client sent to the authorization endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<&'a str>,
+    /// The party it was issued to.
+    pub azp: &'a str,
+}
+
+/// The JWS signing input of an ID token (`typ: JWT`).
+pub fn id_token_signing_input(claims: &IdClaims<'_>, kid: &str, alg: SigningAlg) -> String {
+    jws_input(
+        &Header {
+            alg: alg.name(),
+            typ: "JWT",
+            kid,
+        },
+        claims,
+    )
+}
+
 #[derive(Serialize)]
 struct Header<'a> {
     alg: &'static str,
@@ -83,15 +117,22 @@ struct Header<'a> {
 
 /// The JWS signing input of an access token: `base64url(header) "." base64url(claims)`.
 pub fn signing_input(claims: &AccessClaims<'_>, kid: &str, alg: SigningAlg) -> String {
-    let header = Header {
-        alg: alg.name(),
-        typ: "at+jwt",
-        kid,
-    };
+    jws_input(
+        &Header {
+            alg: alg.name(),
+            typ: "at+jwt",
+            kid,
+        },
+        claims,
+    )
+}
+
+/// `base64url(header) "." base64url(claims)`.
+fn jws_input(header: &Header<'_>, claims: &impl Serialize) -> String {
     // One JSON buffer for both parts and one string for the token, sized for it up front
     // (with room for an RS256 signature, so that appending it does not copy).
     let mut json = Vec::with_capacity(384);
-    let _ = crate::json::to_writer(&mut json, &header);
+    let _ = crate::json::to_writer(&mut json, header);
     let header_len = json.len();
     let _ = crate::json::to_writer(&mut json, claims);
     let (header, payload) = json.split_at(header_len);

@@ -186,6 +186,8 @@ fn step(input: &ManageInput, endpoint: Endpoint) -> Result<TokenStep, PolicyErro
                 client_id: client_id.clone(),
                 username: None,
                 refresh_token_sha256: refresh_hash,
+                code_sha256: None,
+                consent_app_id: None,
             },
         });
     };

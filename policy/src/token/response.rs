@@ -77,6 +77,9 @@ pub struct TokenBody<'a> {
     /// The refresh token, where the grant issues one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<&'a str>,
+    /// The OpenID Connect ID token, when the scope holds `openid` (RULES.md §5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<&'a str>,
 }
 
 /// A 200 with the token body.

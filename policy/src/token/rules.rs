@@ -2,34 +2,32 @@
 //! [`judge_request`] reads as the T-table.
 
 use super::endpoint::{
-    keys, refresh_token_sha256, Effect, KdfOutput, KdfPurpose, Keys, Lookup, Memo, TokenContext,
-    TokenInput, TokenStep, REHASH_SALT,
+    code_family, code_sha256, keys, refresh_token_sha256, Effect, Keys, Lookup, Memo, TokenContext,
+    TokenInput, TokenStep,
 };
-use super::issue::{issue, IssueArgs};
+use super::exchange::{self, Exchanged};
+use super::issue::{issue, IdTokenArgs, IssueArgs};
 use super::judge::{
     deny_client, deny_ineligible, deny_mismatch, End, Judge, Verdict, INVALID_CLIENT,
     INVALID_REFRESH, INVALID_USER,
 };
-use super::lockout;
+use super::password::{self, Checked, StoredMemo};
 use super::request::{self, quote, AuthMethod, HttpRequest, TokenRequest};
 use crate::credentials::client_secret::verify_client_secret;
-use crate::credentials::kdf::{KdfAlgorithm, KdfParams};
-use crate::credentials::password::{self, StoredHash};
 use crate::error::PolicyError;
 use crate::model::{
-    ClientRecord, GrantType, RefreshStatus, RefreshTokenRecord, Revision, SignIn, TenantRecord,
-    Timestamp, UserRecord,
+    ClientRecord, ClientType, CodeRecord, GrantType, RefreshStatus, RefreshTokenRecord, Revision,
+    TenantRecord, UserRecord,
 };
 use crate::rules::edit::is_scope_token;
 use crate::rules::eligibility::password_eligibility;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Grant {
     Password,
     ClientCredentials,
     Refresh,
+    AuthorizationCode,
 }
 
 impl Grant {
@@ -38,28 +36,38 @@ impl Grant {
             "password" => Some(Grant::Password),
             "client_credentials" => Some(Grant::ClientCredentials),
             "refresh_token" => Some(Grant::Refresh),
+            "authorization_code" => Some(Grant::AuthorizationCode),
             _ => None,
         }
+    }
+
+    /// Whether a public client (no secret) may ask for it: the grants of §5.
+    fn public_may_ask(self) -> bool {
+        matches!(self, Grant::Refresh | Grant::AuthorizationCode)
     }
 }
 
 /// The records a request needs, once the host has looked them up.
-struct Found<'a> {
+pub(super) struct Found<'a> {
     tenant: &'a Option<TenantRecord>,
     client: &'a Option<ClientRecord>,
     /// The refresh token presented, as found (`None`: not found); `None` for other grants.
     refresh: Option<&'a RefreshTokenRecord>,
     refresh_hash: Option<String>,
-    /// The user the request is for: the `username` parameter, or the refresh token's user.
+    /// The code presented, as found (`None`: not found); `None` for other grants.
+    pub(super) code: Option<&'a CodeRecord>,
+    pub(super) code_hash: Option<String>,
+    /// The user the request is for: the `username` parameter, or the refresh token's or the
+    /// code's user.
     username: Option<&'a str>,
 }
 
 /// The client, authenticated and installed, and the app revision its tenant pins.
-struct Pinned<'a> {
-    tenant: &'a TenantRecord,
+pub(super) struct Pinned<'a> {
+    pub(super) tenant: &'a TenantRecord,
     client: &'a ClientRecord,
     index: usize,
-    revision: &'a Revision,
+    pub(super) revision: &'a Revision,
 }
 
 /// The token endpoint's rules in RULES.md's order; each is a function that goes on or ends the
@@ -80,21 +88,28 @@ pub(super) fn judge_request(input: &TokenInput, memo: &mut Memo) -> Verdict<Toke
     let grant = t2_supported_grant(req, &judge)?;
     t1_grant_parameters(req, grant, &judge)?;
     judge.username = req.param("username");
-    let (client_id, client_secret) = t3_credentials_sent(req, &judge)?;
+    let (client_id, client_secret) = t3_credentials_sent(req, grant, &judge)?;
     let found = records_needed(input, req, grant, client_id, refresh_hash)?;
-    if grant == Grant::Refresh {
+    if matches!(grant, Grant::Refresh | Grant::AuthorizationCode) {
         judge.username = found.username;
     }
     let pinned = t3_client(
         http,
         &found,
-        client_id,
-        client_secret,
+        (client_id, client_secret),
         keys,
         secret_check,
         &mut judge,
     )?;
     t4_grant_allowed(grant, pinned.revision, req.grant_type(), &judge)?;
+    let user = input.records.user.as_ref().and_then(Option::as_ref);
+    let user = user.filter(|u| Some(u.username.as_str()) == found.username);
+    if grant == Grant::AuthorizationCode {
+        let exchanged = exchange::judge(ctx, req, &found, &pinned, client_id, user, &judge)?;
+        return Ok(issue_for_code(
+            input, keys, &judge, &pinned, client_id, exchanged,
+        )?);
+    }
     let mut effects = Vec::new();
     let original_scope = match grant {
         Grant::Refresh => Some(refresh_token_live(
@@ -116,8 +131,6 @@ pub(super) fn judge_request(input: &TokenInput, memo: &mut Memo) -> Verdict<Toke
     if password_path {
         t7_no_sso(pinned.tenant, &judge)?;
     }
-    let user = input.records.user.as_ref().and_then(Option::as_ref);
-    let user = user.filter(|u| Some(u.username.as_str()) == found.username);
     let mut outdated_hash = None;
     match grant {
         Grant::Password => {
@@ -133,14 +146,14 @@ pub(super) fn judge_request(input: &TokenInput, memo: &mut Memo) -> Verdict<Toke
     }
     if let (Some(replaces), Some(user)) = (outdated_hash, user) {
         let password = req.param("password").unwrap_or_default();
-        effects.push(rehash(
-            input,
-            keys,
-            pinned.tenant,
-            user,
-            password,
+        let hash = password::new_hash(ctx, &keys.entropy, input.rehash_kdf.as_ref(), password)?
+            .map_err(End::step)?;
+        effects.push(Effect::StorePasswordHash {
+            tenant: pinned.tenant.tenant.clone(),
+            username: user.username.clone(),
+            hash,
             replaces,
-        )?);
+        });
     }
     Ok(issue(IssueArgs {
         judge: &judge,
@@ -149,12 +162,54 @@ pub(super) fn judge_request(input: &TokenInput, memo: &mut Memo) -> Verdict<Toke
         signature: input.signature.as_deref(),
         tenant: pinned.tenant,
         client_id,
-        subject: found.username.unwrap_or(client_id),
+        subject: user
+            .map(UserRecord::subject)
+            .or(found.username)
+            .unwrap_or(client_id),
         scope: &scope,
         refresh: refresh_to_issue(grant, &pinned, &found),
         username: found.username.map(str::to_string),
         effects,
+        id_token: None,
+        id_token_signature: None,
     })?)
+}
+
+/// X1–X5 passed: the tokens of a code's exchange, in the family named after the code, with an
+/// ID token when the scope holds `openid`.
+fn issue_for_code(
+    input: &TokenInput,
+    keys: &Keys,
+    judge: &Judge<'_>,
+    pinned: &Pinned<'_>,
+    client_id: &str,
+    exchanged: Exchanged<'_>,
+) -> Result<TokenStep, PolicyError> {
+    let Exchanged { code, user, scope } = exchanged;
+    let openid = code.scopes.iter().any(|s| s == "openid");
+    issue(IssueArgs {
+        judge,
+        ctx: &input.context,
+        keys,
+        signature: input.signature.as_deref(),
+        tenant: pinned.tenant,
+        client_id,
+        subject: user.subject(),
+        scope: &scope,
+        refresh: Some((
+            GrantType::AuthorizationCode,
+            Some(code_family(&code.code_sha256)),
+        )),
+        username: Some(code.username.clone()),
+        effects: vec![Effect::ConsumeCode {
+            code_sha256: code.code_sha256.clone(),
+        }],
+        id_token: openid.then(|| IdTokenArgs {
+            auth_time: code.auth_time.unwrap_or(code.issued_at).unix(),
+            nonce: code.nonce.as_deref(),
+        }),
+        id_token_signature: input.id_token_signature.as_deref(),
+    })
 }
 
 /// The request's decoded keys, decoded once per request.
@@ -174,7 +229,7 @@ fn refresh_to_issue(
 ) -> Option<(GrantType, Option<String>)> {
     match grant {
         Grant::ClientCredentials => None,
-        Grant::Password => Some((pinned.revision.grant_type, None)),
+        Grant::Password | Grant::AuthorizationCode => Some((pinned.revision.grant_type, None)),
         Grant::Refresh => Some((
             pinned.revision.grant_type,
             found.refresh.map(|r| r.family_id.clone()),
@@ -212,7 +267,7 @@ fn t1_well_formed<'m>(
 
 /// A T1 refusal.
 fn malformed_request(judge: &Judge<'_>, description: &str) -> End {
-    End::Step(judge.deny(
+    End::step(judge.deny(
         "T1",
         400,
         "invalid_request",
@@ -227,10 +282,10 @@ fn malformed_request(judge: &Judge<'_>, description: &str) -> End {
 fn t2_supported_grant(req: &TokenRequest, judge: &Judge<'_>) -> Verdict<Grant> {
     Grant::parse(req.grant_type()).ok_or_else(|| {
         let description = format!(
-            "the grant type `{}` is not supported here: use `password`, `client_credentials` or `refresh_token`",
+            "the grant type `{}` is not supported here: use `authorization_code`, `client_credentials`, `refresh_token` or `password`",
             quote(req.grant_type())
         );
-        End::Step(judge.deny(
+        End::step(judge.deny(
             "T2",
             400,
             "unsupported_grant_type",
@@ -248,6 +303,7 @@ fn t1_grant_parameters(req: &TokenRequest, grant: Grant, judge: &Judge<'_>) -> V
     let required: &[&str] = match grant {
         Grant::Password => &["username", "password"],
         Grant::Refresh => &["refresh_token"],
+        Grant::AuthorizationCode => &["code"],
         Grant::ClientCredentials => &[],
     };
     if let Some(missing) = required.iter().find(|p| req.param(p).is_none()) {
@@ -266,20 +322,24 @@ fn t1_grant_parameters(req: &TokenRequest, grant: Grant, judge: &Judge<'_>) -> V
     Ok(())
 }
 
-/// T3, before any lookup: the client must have sent credentials.
+/// T3, before any lookup: the client must have sent its `client_id`, and its secret unless the
+/// grant is one a public client may ask for (whether it is public is known once it is found).
 fn t3_credentials_sent<'r>(
     req: &'r TokenRequest,
+    grant: Grant,
     judge: &Judge<'_>,
-) -> Verdict<(&'r str, &'r str)> {
+) -> Verdict<(&'r str, Option<&'r str>)> {
     match (&req.client_id, &req.client_secret) {
-        (Some(id), Some(secret)) => Ok((id.as_str(), secret.as_str())),
+        (Some(id), secret) if secret.is_some() || grant.public_may_ask() => {
+            Ok((id.as_str(), secret.as_deref()))
+        }
         _ => {
             let cause = if req.client_id.is_some() {
                 "missing_client_secret"
             } else {
                 "missing_client_credentials"
             };
-            Err(End::Step(judge.deny(
+            Err(End::step(judge.deny(
                 "T3",
                 401,
                 "invalid_client",
@@ -309,37 +369,60 @@ fn records_needed<'a>(
         (Some(_), Some(found)) => Some(found.as_ref()),
         (None, _) => Some(None),
     };
+    let code_hash = match grant {
+        Grant::AuthorizationCode => req.param("code").map(code_sha256),
+        _ => None,
+    };
+    let code_record = match (&code_hash, &records.code) {
+        (Some(_), None) => None,
+        (Some(_), Some(found)) => Some(found.as_ref()),
+        (None, _) => Some(None),
+    };
     let username: Option<&str> = match grant {
         Grant::Password => req.param("username"),
         Grant::Refresh => refresh_record.flatten().and_then(|r| r.username.as_deref()),
+        Grant::AuthorizationCode => code_record.flatten().map(|c| c.username.as_str()),
         Grant::ClientCredentials => None,
     };
-    let (Some(tenant), Some(client), Some(refresh)) =
-        (&records.tenant, &records.client, refresh_record)
-    else {
-        return Err(need(&input.request, client_id, username, refresh_hash).into());
+    let ask = |username: Option<&str>| {
+        End::from(need(
+            &input.request,
+            client_id,
+            username,
+            refresh_hash.clone(),
+            code_hash.clone(),
+        ))
+    };
+    let (Some(tenant), Some(client), Some(refresh), Some(code)) = (
+        &records.tenant,
+        &records.client,
+        refresh_record,
+        code_record,
+    ) else {
+        return Err(ask(username));
     };
     if username.is_some() && records.user.is_none() {
-        return Err(need(&input.request, client_id, username, refresh_hash).into());
+        return Err(ask(username));
     }
     Ok(Found {
         tenant,
         client,
         refresh,
-        refresh_hash,
+        refresh_hash: refresh_hash.clone(),
+        code,
+        code_hash: code_hash.clone(),
         username,
     })
 }
 
-/// T3: the client exists in this tenant, its secret is right, its app is installed there and
-/// the pinned revision is this `client_id`'s. The secret is checked whatever else is found, so
-/// every failure costs the same; records are checked against what was asked for, so a
-/// mis-keyed lookup finds nothing.
+/// T3: the client exists in this tenant, its secret is right (a public client sends none), its
+/// app is installed there and the pinned revision is this `client_id`'s. A secret sent is
+/// checked whatever else is found, so every failure costs the same; records are checked against
+/// what was asked for, so a mis-keyed lookup finds nothing.
 fn t3_client<'a>(
     http: &HttpRequest,
     found: &Found<'a>,
-    client_id: &str,
-    client_secret: &str,
+    (client_id, client_secret): (&str, Option<&str>),
     keys: &Keys,
     secret_check: &mut Option<(Option<String>, bool)>,
     judge: &mut Judge<'a>,
@@ -347,10 +430,11 @@ fn t3_client<'a>(
     let tenant = found.tenant.as_ref().filter(|t| t.tenant == http.tenant);
     let client = found.client.as_ref().filter(|c| c.client_id == client_id);
     let stored_hmac = client.map(|c| c.secret_hmac.as_str());
-    let secret_ok = match secret_check {
-        Some((checked, ok)) if checked.as_deref() == stored_hmac => *ok,
-        _ => {
-            let ok = verify_client_secret(&keys.client_secret, client_secret, stored_hmac);
+    let secret_ok = match (client_secret, secret_check.as_ref()) {
+        (None, _) => false,
+        (Some(_), Some((checked, ok))) if checked.as_deref() == stored_hmac => *ok,
+        (Some(secret), _) => {
+            let ok = verify_client_secret(&keys.client_secret, secret, stored_hmac);
             *secret_check = Some((stored_hmac.map(str::to_string), ok));
             ok
         }
@@ -361,15 +445,29 @@ fn t3_client<'a>(
         (_, None) => return Err(deny_client(judge, "invalid_client", "unknown_client").into()),
         (Some(t), Some(c)) => (t, c),
     };
-    if !secret_ok {
-        return Err(deny_client(judge, "invalid_client", "wrong_client_secret").into());
-    }
     let app = &client.app;
-    let Some(install) = tenant.installs.iter().find(|i| i.app_id == app.app_id) else {
+    let install = tenant.installs.iter().find(|i| i.app_id == app.app_id);
+    let pinned = install.and_then(|i| app.revision(i.rev));
+    let public = pinned
+        .is_some_and(|(_, r)| r.client_id == client_id && r.client_type == ClientType::Public);
+    match (public, client_secret) {
+        (true, Some(_)) => {
+            return Err(deny_client(judge, "invalid_client", "public_client_sent_secret").into())
+        }
+        (true, None) => {}
+        (false, None) => {
+            return Err(deny_client(judge, "invalid_client", "missing_client_secret").into())
+        }
+        (false, Some(_)) if !secret_ok => {
+            return Err(deny_client(judge, "invalid_client", "wrong_client_secret").into())
+        }
+        (false, Some(_)) => {}
+    }
+    let Some(install) = install else {
         return Err(deny_client(judge, "client_not_installed", "app_not_installed").into());
     };
     judge.pinned_rev = Some(install.rev);
-    let Some((index, revision)) = app.revision(install.rev) else {
+    let Some((index, revision)) = pinned else {
         return Err(deny_client(judge, "client_not_installed", "pinned_revision_missing").into());
     };
     if revision.client_id != client_id {
@@ -397,6 +495,7 @@ fn t4_grant_allowed(
             pinned.grant_type,
             GrantType::Password | GrantType::AuthorizationCode
         ),
+        Grant::AuthorizationCode => pinned.grant_type == GrantType::AuthorizationCode,
     };
     if allowed {
         Ok(())
@@ -417,7 +516,7 @@ fn refresh_token_live<'a>(
     effects: &mut Vec<Effect>,
 ) -> Verdict<&'a str> {
     let invalid = |cause: &str, reason: &str, effects: Vec<Effect>| {
-        End::Step(judge.deny(
+        End::step(judge.deny(
             "refresh",
             400,
             "invalid_grant",
@@ -480,7 +579,7 @@ fn t6_scope(
 ) -> Verdict<String> {
     granted_scope(requested, original, &pinned.scopes).map_err(|bad| {
         let description = format!("the scope `{}` is not granted to this client", quote(&bad));
-        End::Step(judge.deny(
+        End::step(judge.deny(
             "T6",
             400,
             "invalid_scope",
@@ -497,7 +596,7 @@ fn t7_no_sso(tenant: &TenantRecord, judge: &Judge<'_>) -> Verdict<()> {
     if !tenant.sso_required {
         return Ok(());
     }
-    Err(End::Step(judge.deny(
+    Err(End::step(judge.deny(
         "T7",
         400,
         "invalid_grant",
@@ -510,128 +609,38 @@ fn t7_no_sso(tenant: &TenantRecord, judge: &Judge<'_>) -> Verdict<()> {
 
 /// T8 for the password grant: the password is checked against the user's stored hash, or a
 /// dummy hash of the same cost when there is none, so every failure costs the same KDF work and
-/// gets the same answer. A failure is counted for the lockout, with the lock schedule of the
-/// context's settings. A success answers the stored hash when it is not what this server
-/// writes now (imported, or older parameters): it is to be hashed again.
+/// gets the same answer; a failure is counted for the lockout (see [`password::check`]). A
+/// success answers the stored hash when it is to be hashed again.
 fn t8_password(
     input: &TokenInput,
     user: Option<&UserRecord>,
     tenant: &TenantRecord,
     password: &str,
-    memo_stored_hash: &mut Option<(String, Option<StoredHash>)>,
+    memo_stored_hash: &mut StoredMemo,
     judge: &Judge<'_>,
 ) -> Verdict<Option<String>> {
-    let ctx = &input.context;
-    let stored_text = user
-        .filter(|u| u.sign_in == SignIn::Direct)
-        .and_then(|u| u.password_hash.as_deref());
-    // Parsed once per request: the KDF step judges the same record again.
-    if let Some(text) = stored_text {
-        if !matches!(memo_stored_hash, Some((seen, _)) if seen == text) {
-            *memo_stored_hash = Some((text.to_string(), password::parse(text)));
-        }
+    let checked = password::check(
+        &input.context,
+        input.kdf.as_ref(),
+        user,
+        &tenant.tenant,
+        judge.username.unwrap_or_default(),
+        password,
+        memo_stored_hash,
+    )?
+    .map_err(End::step)?;
+    match checked {
+        Checked::Verified { outdated } => Ok(outdated),
+        Checked::Refused { cause, effects } => Err(End::step(judge.deny(
+            "T8",
+            400,
+            "invalid_grant",
+            INVALID_USER,
+            "invalid_credentials",
+            cause,
+            effects,
+        ))),
     }
-    let stored: Option<&StoredHash> = stored_text
-        .and(memo_stored_hash.as_ref())
-        .and_then(|(_, parsed)| parsed.as_ref());
-    let dummy;
-    let check = match stored {
-        Some(hash) => hash,
-        None => {
-            dummy = password::dummy_hash(ctx.kdf_iterations);
-            &dummy
-        }
-    };
-    let derived = match derive(ctx, input.kdf.as_ref(), check, password)? {
-        Derived::Ready(bytes) => bytes,
-        Derived::AskHost(step) => return Err(step.into()),
-    };
-    let verified = stored.is_some() && check.matches(&derived);
-    let cause = user_problem(user, ctx.now).or(if stored.is_none() {
-        Some("unusable_password_hash")
-    } else if verified {
-        None
-    } else {
-        Some("wrong_password")
-    });
-    let Some(cause) = cause else {
-        let iterations = password::current_iterations(ctx.kdf_iterations);
-        let outdated = stored_text
-            .zip(stored)
-            .filter(|(text, hash)| !hash.is_current(text, iterations))
-            .map(|(text, _)| text.to_string());
-        return Ok(outdated);
-    };
-    let effects = if verified {
-        Vec::new()
-    } else {
-        vec![Effect::RecordLoginFailure {
-            tenant: tenant.tenant.clone(),
-            username: judge.username.unwrap_or_default().to_string(),
-            lockout: lockout::schedule(&ctx.lockout),
-        }]
-    };
-    Err(End::Step(judge.deny(
-        "T8",
-        400,
-        "invalid_grant",
-        INVALID_USER,
-        "invalid_credentials",
-        cause,
-        effects,
-    )))
-}
-
-/// After a login whose password verified against an outdated hash (T8) and is not expired (T9):
-/// the password hashed again at the current parameters (PBKDF2-SHA256, the context's
-/// iterations, a salt from the host's entropy), to be stored in place of `replaces`. Natively a
-/// second KDF step, asked of the host like the first.
-fn rehash(
-    input: &TokenInput,
-    keys: &Keys,
-    tenant: &TenantRecord,
-    user: &UserRecord,
-    password: &str,
-    replaces: String,
-) -> Verdict<Effect> {
-    let ctx = &input.context;
-    let iterations = password::current_iterations(ctx.kdf_iterations);
-    let salt = keys.entropy.get(REHASH_SALT).unwrap_or_default();
-    let params = KdfParams {
-        algorithm: KdfAlgorithm::Pbkdf2Sha256,
-        salt: STANDARD.encode(salt),
-        iterations,
-        length: password::CURRENT_LENGTH,
-    };
-    let derived = if ctx.kdf_in_module {
-        params.derive(password.as_bytes()).unwrap_or_default()
-    } else {
-        match &input.rehash_kdf {
-            Some(out) => STANDARD.decode(out.derived.as_bytes()).map_err(|_| {
-                PolicyError::InvalidInput("`rehash_kdf.derived` is not base64".into())
-            })?,
-            None => {
-                return Err(End::Step(TokenStep::NeedKdf {
-                    kdf: params,
-                    password: password.to_string(),
-                    purpose: KdfPurpose::Rehash,
-                }))
-            }
-        }
-    };
-    if derived.len() != password::CURRENT_LENGTH {
-        return Err(PolicyError::InvalidInput(format!(
-            "`rehash_kdf.derived` must be {} bytes",
-            password::CURRENT_LENGTH
-        ))
-        .into());
-    }
-    Ok(Effect::StorePasswordHash {
-        tenant: tenant.tenant.clone(),
-        username: user.username.clone(),
-        hash: password::phc_string(KdfAlgorithm::Pbkdf2Sha256, iterations, salt, &derived),
-        replaces,
-    })
 }
 
 /// The effect of a password that verified: the user's failed logins are forgotten.
@@ -648,9 +657,9 @@ fn t8_user_still_able(
     user: Option<&UserRecord>,
     judge: &Judge<'_>,
 ) -> Verdict<()> {
-    match user_problem(user, ctx.now) {
+    match password::user_problem(user, ctx.now) {
         None => Ok(()),
-        Some(cause) => Err(End::Step(judge.deny(
+        Some(cause) => Err(End::step(judge.deny(
             "T8",
             400,
             "invalid_grant",
@@ -679,7 +688,7 @@ fn t9_password_age(
     if !expired {
         return Ok(());
     }
-    Err(End::Step(judge.deny(
+    Err(End::step(judge.deny(
         "T9",
         400,
         "invalid_grant",
@@ -695,6 +704,7 @@ fn need(
     client_id: &str,
     username: Option<&str>,
     refresh_token_sha256: Option<String>,
+    code_sha256: Option<String>,
 ) -> TokenStep {
     TokenStep::NeedRecords {
         lookup: Lookup {
@@ -702,53 +712,14 @@ fn need(
             client_id: client_id.to_string(),
             username: username.map(str::to_string),
             refresh_token_sha256,
+            code_sha256,
+            consent_app_id: None,
         },
     }
 }
 
-/// The T8 cause that a user's record alone gives, whatever the password.
-fn user_problem(user: Option<&UserRecord>, now: Timestamp) -> Option<&'static str> {
-    match user {
-        None => Some("unknown_user"),
-        Some(u) if u.sign_in == SignIn::Sso => Some("sso_account"),
-        Some(u) if u.disabled => Some("disabled"),
-        Some(u) if u.locked_until.is_some_and(|until| now < until) => Some("locked"),
-        Some(_) => None,
-    }
-}
-
-enum Derived {
-    Ready(Vec<u8>),
-    AskHost(TokenStep),
-}
-
-/// The KDF's output for `password` under `check`: from the host, computed here, or asked for.
-fn derive(
-    ctx: &TokenContext,
-    from_host: Option<&KdfOutput>,
-    check: &StoredHash,
-    password: &str,
-) -> Result<Derived, PolicyError> {
-    if ctx.kdf_in_module {
-        return Ok(Derived::Ready(
-            check.derive_here(password).unwrap_or_default(),
-        ));
-    }
-    match from_host {
-        Some(out) => STANDARD
-            .decode(out.derived.as_bytes())
-            .map(Derived::Ready)
-            .map_err(|_| PolicyError::InvalidInput("`kdf.derived` is not base64".into())),
-        None => Ok(Derived::AskHost(TokenStep::NeedKdf {
-            kdf: check.kdf_params(),
-            password: password.to_string(),
-            purpose: KdfPurpose::Verify,
-        })),
-    }
-}
-
 /// Scope tokens of a `scope` parameter, `None` when it is not `token *( SP token )`.
-fn scope_tokens(scope: &str) -> Option<Vec<&str>> {
+pub(crate) fn scope_tokens(scope: &str) -> Option<Vec<&str>> {
     let tokens: Vec<&str> = scope.split(' ').collect();
     tokens.iter().all(|t| is_scope_token(t)).then_some(tokens)
 }
