@@ -6,6 +6,7 @@ mod judge;
 pub mod jwt;
 pub mod lockout;
 pub mod manage;
+mod password;
 pub mod request;
 pub mod response;
 mod rules;

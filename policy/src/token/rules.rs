@@ -2,28 +2,22 @@
 //! [`judge_request`] reads as the T-table.
 
 use super::endpoint::{
-    keys, refresh_token_sha256, Effect, KdfOutput, KdfPurpose, Keys, Lookup, Memo, TokenContext,
-    TokenInput, TokenStep, REHASH_SALT,
+    keys, refresh_token_sha256, Effect, Keys, Lookup, Memo, TokenContext, TokenInput, TokenStep,
 };
 use super::issue::{issue, IssueArgs};
 use super::judge::{
     deny_client, deny_ineligible, deny_mismatch, End, Judge, Verdict, INVALID_CLIENT,
     INVALID_REFRESH, INVALID_USER,
 };
-use super::lockout;
+use super::password::{self, Checked, StoredMemo};
 use super::request::{self, quote, AuthMethod, HttpRequest, TokenRequest};
 use crate::credentials::client_secret::verify_client_secret;
-use crate::credentials::kdf::{KdfAlgorithm, KdfParams};
-use crate::credentials::password::{self, StoredHash};
 use crate::error::PolicyError;
 use crate::model::{
-    ClientRecord, GrantType, RefreshStatus, RefreshTokenRecord, Revision, SignIn, TenantRecord,
-    Timestamp, UserRecord,
+    ClientRecord, GrantType, RefreshStatus, RefreshTokenRecord, Revision, TenantRecord, UserRecord,
 };
 use crate::rules::edit::is_scope_token;
 use crate::rules::eligibility::password_eligibility;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Grant {
@@ -133,14 +127,14 @@ pub(super) fn judge_request(input: &TokenInput, memo: &mut Memo) -> Verdict<Toke
     }
     if let (Some(replaces), Some(user)) = (outdated_hash, user) {
         let password = req.param("password").unwrap_or_default();
-        effects.push(rehash(
-            input,
-            keys,
-            pinned.tenant,
-            user,
-            password,
+        let hash = password::new_hash(ctx, &keys.entropy, input.rehash_kdf.as_ref(), password)?
+            .map_err(End::Step)?;
+        effects.push(Effect::StorePasswordHash {
+            tenant: pinned.tenant.tenant.clone(),
+            username: user.username.clone(),
+            hash,
             replaces,
-        )?);
+        });
     }
     Ok(issue(IssueArgs {
         judge: &judge,
@@ -510,128 +504,38 @@ fn t7_no_sso(tenant: &TenantRecord, judge: &Judge<'_>) -> Verdict<()> {
 
 /// T8 for the password grant: the password is checked against the user's stored hash, or a
 /// dummy hash of the same cost when there is none, so every failure costs the same KDF work and
-/// gets the same answer. A failure is counted for the lockout, with the lock schedule of the
-/// context's settings. A success answers the stored hash when it is not what this server
-/// writes now (imported, or older parameters): it is to be hashed again.
+/// gets the same answer; a failure is counted for the lockout (see [`password::check`]). A
+/// success answers the stored hash when it is to be hashed again.
 fn t8_password(
     input: &TokenInput,
     user: Option<&UserRecord>,
     tenant: &TenantRecord,
     password: &str,
-    memo_stored_hash: &mut Option<(String, Option<StoredHash>)>,
+    memo_stored_hash: &mut StoredMemo,
     judge: &Judge<'_>,
 ) -> Verdict<Option<String>> {
-    let ctx = &input.context;
-    let stored_text = user
-        .filter(|u| u.sign_in == SignIn::Direct)
-        .and_then(|u| u.password_hash.as_deref());
-    // Parsed once per request: the KDF step judges the same record again.
-    if let Some(text) = stored_text {
-        if !matches!(memo_stored_hash, Some((seen, _)) if seen == text) {
-            *memo_stored_hash = Some((text.to_string(), password::parse(text)));
-        }
+    let checked = password::check(
+        &input.context,
+        input.kdf.as_ref(),
+        user,
+        &tenant.tenant,
+        judge.username.unwrap_or_default(),
+        password,
+        memo_stored_hash,
+    )?
+    .map_err(End::Step)?;
+    match checked {
+        Checked::Verified { outdated } => Ok(outdated),
+        Checked::Refused { cause, effects } => Err(End::Step(judge.deny(
+            "T8",
+            400,
+            "invalid_grant",
+            INVALID_USER,
+            "invalid_credentials",
+            cause,
+            effects,
+        ))),
     }
-    let stored: Option<&StoredHash> = stored_text
-        .and(memo_stored_hash.as_ref())
-        .and_then(|(_, parsed)| parsed.as_ref());
-    let dummy;
-    let check = match stored {
-        Some(hash) => hash,
-        None => {
-            dummy = password::dummy_hash(ctx.kdf_iterations);
-            &dummy
-        }
-    };
-    let derived = match derive(ctx, input.kdf.as_ref(), check, password)? {
-        Derived::Ready(bytes) => bytes,
-        Derived::AskHost(step) => return Err(step.into()),
-    };
-    let verified = stored.is_some() && check.matches(&derived);
-    let cause = user_problem(user, ctx.now).or(if stored.is_none() {
-        Some("unusable_password_hash")
-    } else if verified {
-        None
-    } else {
-        Some("wrong_password")
-    });
-    let Some(cause) = cause else {
-        let iterations = password::current_iterations(ctx.kdf_iterations);
-        let outdated = stored_text
-            .zip(stored)
-            .filter(|(text, hash)| !hash.is_current(text, iterations))
-            .map(|(text, _)| text.to_string());
-        return Ok(outdated);
-    };
-    let effects = if verified {
-        Vec::new()
-    } else {
-        vec![Effect::RecordLoginFailure {
-            tenant: tenant.tenant.clone(),
-            username: judge.username.unwrap_or_default().to_string(),
-            lockout: lockout::schedule(&ctx.lockout),
-        }]
-    };
-    Err(End::Step(judge.deny(
-        "T8",
-        400,
-        "invalid_grant",
-        INVALID_USER,
-        "invalid_credentials",
-        cause,
-        effects,
-    )))
-}
-
-/// After a login whose password verified against an outdated hash (T8) and is not expired (T9):
-/// the password hashed again at the current parameters (PBKDF2-SHA256, the context's
-/// iterations, a salt from the host's entropy), to be stored in place of `replaces`. Natively a
-/// second KDF step, asked of the host like the first.
-fn rehash(
-    input: &TokenInput,
-    keys: &Keys,
-    tenant: &TenantRecord,
-    user: &UserRecord,
-    password: &str,
-    replaces: String,
-) -> Verdict<Effect> {
-    let ctx = &input.context;
-    let iterations = password::current_iterations(ctx.kdf_iterations);
-    let salt = keys.entropy.get(REHASH_SALT).unwrap_or_default();
-    let params = KdfParams {
-        algorithm: KdfAlgorithm::Pbkdf2Sha256,
-        salt: STANDARD.encode(salt),
-        iterations,
-        length: password::CURRENT_LENGTH,
-    };
-    let derived = if ctx.kdf_in_module {
-        params.derive(password.as_bytes()).unwrap_or_default()
-    } else {
-        match &input.rehash_kdf {
-            Some(out) => STANDARD.decode(out.derived.as_bytes()).map_err(|_| {
-                PolicyError::InvalidInput("`rehash_kdf.derived` is not base64".into())
-            })?,
-            None => {
-                return Err(End::Step(TokenStep::NeedKdf {
-                    kdf: params,
-                    password: password.to_string(),
-                    purpose: KdfPurpose::Rehash,
-                }))
-            }
-        }
-    };
-    if derived.len() != password::CURRENT_LENGTH {
-        return Err(PolicyError::InvalidInput(format!(
-            "`rehash_kdf.derived` must be {} bytes",
-            password::CURRENT_LENGTH
-        ))
-        .into());
-    }
-    Ok(Effect::StorePasswordHash {
-        tenant: tenant.tenant.clone(),
-        username: user.username.clone(),
-        hash: password::phc_string(KdfAlgorithm::Pbkdf2Sha256, iterations, salt, &derived),
-        replaces,
-    })
 }
 
 /// The effect of a password that verified: the user's failed logins are forgotten.
@@ -648,7 +552,7 @@ fn t8_user_still_able(
     user: Option<&UserRecord>,
     judge: &Judge<'_>,
 ) -> Verdict<()> {
-    match user_problem(user, ctx.now) {
+    match password::user_problem(user, ctx.now) {
         None => Ok(()),
         Some(cause) => Err(End::Step(judge.deny(
             "T8",
@@ -703,47 +607,6 @@ fn need(
             username: username.map(str::to_string),
             refresh_token_sha256,
         },
-    }
-}
-
-/// The T8 cause that a user's record alone gives, whatever the password.
-fn user_problem(user: Option<&UserRecord>, now: Timestamp) -> Option<&'static str> {
-    match user {
-        None => Some("unknown_user"),
-        Some(u) if u.sign_in == SignIn::Sso => Some("sso_account"),
-        Some(u) if u.disabled => Some("disabled"),
-        Some(u) if u.locked_until.is_some_and(|until| now < until) => Some("locked"),
-        Some(_) => None,
-    }
-}
-
-enum Derived {
-    Ready(Vec<u8>),
-    AskHost(TokenStep),
-}
-
-/// The KDF's output for `password` under `check`: from the host, computed here, or asked for.
-fn derive(
-    ctx: &TokenContext,
-    from_host: Option<&KdfOutput>,
-    check: &StoredHash,
-    password: &str,
-) -> Result<Derived, PolicyError> {
-    if ctx.kdf_in_module {
-        return Ok(Derived::Ready(
-            check.derive_here(password).unwrap_or_default(),
-        ));
-    }
-    match from_host {
-        Some(out) => STANDARD
-            .decode(out.derived.as_bytes())
-            .map(Derived::Ready)
-            .map_err(|_| PolicyError::InvalidInput("`kdf.derived` is not base64".into())),
-        None => Ok(Derived::AskHost(TokenStep::NeedKdf {
-            kdf: check.kdf_params(),
-            password: password.to_string(),
-            purpose: KdfPurpose::Verify,
-        })),
     }
 }
 
