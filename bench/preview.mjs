@@ -12,7 +12,9 @@ import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { dirname, join, resolve, extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
+import { createHash } from 'node:crypto';
+import { bigAppPreviewInput, BIG_APP_TENANTS } from '../tests/support/big-app-preview.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
@@ -23,6 +25,7 @@ const opt = (name, fallback) => {
 };
 const executablePath = opt('chromium', '/usr/bin/chromium');
 const RUNS = Number(opt('runs', '31'));
+if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error(`--runs must be a positive whole number, not ${opt('runs')}`);
 const GOAL_MS = 20;
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
   '--disable-component-update', '--disable-sync', '--no-first-run'];
@@ -33,6 +36,10 @@ const { chromium } = require('playwright-core');
 
 const pkg = join(root, 'www/pkg');
 if (!existsSync(join(pkg, 'granted_policy_bg.wasm'))) throw new Error('no www/pkg: run cargo xtask wasm');
+// The module measured, named by its digest as in results/policy.md.
+const moduleSha256 = createHash('sha256').update(readFileSync(join(pkg, 'granted_policy_bg.wasm'))).digest('hex');
+// Other work on the machine shows in the numbers; the load average at the start says how much.
+const loadAtStart = loadavg()[0];
 const types = { '.js': 'text/javascript', '.wasm': 'application/wasm', '.html': 'text/html' };
 const server = createServer((req, res) => {
   const name = req.url === '/' ? null : req.url.replace(/^\/pkg\//, '');
@@ -54,26 +61,21 @@ let result;
 try {
   const page = await (await browser.newContext()).newPage();
   await page.goto(`${base}/`);
-  result = await page.evaluate(async (runs) => {
+  result = await page.evaluate(async ({ runs, input }) => {
     const m = await import('/pkg/granted_policy.js');
-    await m.default();
-    const tenants = [];
-    for (let i = 0; i < 10000; i += 1) {
-      tenants.push({ tenant: `t${String(i).padStart(5, '0')}`, sso_required: i % 17 === 0, password_max_age_days: null,
-        installs: [{ app_id: 'big', rev: 1 + (i % 2) }] });
-    }
-    const input = {
-      state: {
-        apps: [{ app_id: 'big', created_at: '2020-01-01T00:00:00Z', revisions: [
-          { rev: 1, at: '2020-01-01T00:00:00Z', client_id: 'big-1', grant_type: 'password', scopes: ['read'] },
-          { rev: 2, at: '2021-01-01T00:00:00Z', client_id: 'big-1', grant_type: 'password', scopes: ['read', 'write'] }] }],
-        tenants,
-        client_ids_in_use: [],
-      },
-      now: '2026-11-25T12:00:00Z',
-      edit: { app_id: 'big', grant_type: 'client_credentials' },
+    // The glue has no default module path (xtask builds it with wasm-bindgen's library API,
+    // which leaves out `new URL('granted_policy_bg.wasm', import.meta.url)`), so a bare
+    // `m.default()` hands `undefined` to WebAssembly.instantiate. Load the bytes and pass them,
+    // as the admin page does (www/admin/app.js).
+    const response = await fetch('/pkg/granted_policy_bg.wasm');
+    if (!response.ok) throw new Error(`could not fetch the policy module: ${response.status}`);
+    await m.default({ module_or_path: await response.arrayBuffer() });
+    // The median: the middle run, or the mean of the two middle runs when their number is even.
+    const median = (xs) => {
+      const s = [...xs].sort((a, b) => a - b);
+      const mid = Math.floor(s.length / 2);
+      return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
     };
-    const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
     const preview = [];
     const copy = [];
     let losing = 0;
@@ -88,12 +90,14 @@ try {
       copy.push(performance.now() - t);
     }
     return { preview: median(preview), min: Math.min(...preview), max: Math.max(...preview), copy: median(copy), losing };
-  }, RUNS);
+  }, { runs: RUNS, input: bigAppPreviewInput() });
 } finally {
   await browser.close();
   server.close();
 }
-if (result.losing !== 10000) throw new Error(`the preview lost track: ${result.losing} tenants losing the grant, not 10000`);
+if (result.losing !== BIG_APP_TENANTS) {
+  throw new Error(`the preview lost track: ${result.losing} tenants losing the grant, not ${BIG_APP_TENANTS}`);
+}
 
 const met = result.preview <= GOAL_MS;
 const f = (x) => `${x.toFixed(1)} ms`;
@@ -103,6 +107,8 @@ One edit (\`grant_type\` → \`client_credentials\`) of an app installed by 10,0
 in headless Chromium through \`callJson('preview', …)\`, the module's JSON face that the page uses.
 ${RUNS} runs, each beside a JSON copy of the same input (what any preview pays to cross into the
 module and back).
+
+policy module sha256: \`${moduleSha256}\`
 
 | measure | median | min | max |
 | --- | --- | --- | --- |
@@ -115,7 +121,8 @@ module and back).
 | --- | --- | --- | --- |
 | preview of 10,000 tenants ≤ ${GOAL_MS} ms | median of ${RUNS} runs | ${f(result.preview)} | ${met ? 'yes' : '**no**'} |
 
-machine: ${cpus()[0]?.model ?? 'unknown'}, ${cpus().length} cores.
+machine: ${cpus()[0]?.model ?? 'unknown'}, ${cpus().length} cores; load average (1 min) at the start: ${loadAtStart.toFixed(2)}.
+command: \`node bench/preview.mjs ${args.join(' ')}\`.
 `;
 console.log(report);
 writeFileSync(join(root, 'bench/results/preview.md'), report);

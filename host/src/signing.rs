@@ -210,20 +210,17 @@ impl ServerKey {
         let der: &[u8] = &self.stored;
         let mut jwk = match self.alg {
             SigningAlg::HS256 => json!({"kty": "oct", "k": b64(der)}),
-            SigningAlg::ES256 => {
+            SigningAlg::ES256 | SigningAlg::EdDSA => {
+                // Both private keys are 32 bytes right after ring's fixed PKCS#8 prefix.
+                let (prefix, curve) = if self.alg == SigningAlg::ES256 {
+                    (P256_PKCS8_PREFIX, "P-256")
+                } else {
+                    (ED25519_PKCS8_PREFIX, "Ed25519")
+                };
                 let d = der
-                    .strip_prefix(P256_PKCS8_PREFIX)
+                    .strip_prefix(prefix)
                     .and_then(|rest| rest.get(..32))
-                    .ok_or_else(|| anyhow!("key `{}` is not in ring's P-256 form", self.kid))?;
-                let mut jwk = self.public_jwk().ok_or_else(|| anyhow!("no public key"))?;
-                jwk["d"] = json!(b64(d));
-                jwk
-            }
-            SigningAlg::EdDSA => {
-                let d = der
-                    .strip_prefix(ED25519_PKCS8_PREFIX)
-                    .and_then(|rest| rest.get(..32))
-                    .ok_or_else(|| anyhow!("key `{}` is not in ring's Ed25519 form", self.kid))?;
+                    .ok_or_else(|| anyhow!("key `{}` is not in ring's {curve} form", self.kid))?;
                 let mut jwk = self.public_jwk().ok_or_else(|| anyhow!("no public key"))?;
                 jwk["d"] = json!(b64(d));
                 jwk

@@ -40,22 +40,10 @@ fn start(store: Store, alg: SigningAlg) -> Running {
     };
     let service =
         Service::new(Guest::embedded().expect("module"), store, settings).expect("server");
-    let text = std::fs::read_to_string("../tests/demo/state.json").expect("demo state");
-    service
-        .import(&granted_host::state::parse(&text).expect("demo state parses"))
-        .expect("import");
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    runtime.spawn(granted_host::http::serve(
-        service.clone(),
-        listener,
-        std::future::pending(),
-    ));
+    common::import_demo_state(&service);
+    let (base, runtime) = common::listen(service.clone());
     Running {
-        base: format!("http://{addr}"),
+        base,
         service,
         _runtime: runtime,
     }

@@ -21,7 +21,7 @@ fn token_start_input(text: &str) -> String {
             "kdf_in_module": false,
             "kdf_iterations": 1000,
             "now": "2026-11-25T12:00:00Z",
-            "signing_key": {"kid": "k1", "secret": "Z3JhbnRlZC12ZWN0b3JzLXNpZ25pbmcta2V5LTMyLWJ5dGVzISE="}
+            "signing_key": {"kid": "k1", "alg": "ES256"}
         },
         "records": {},
         "request": {

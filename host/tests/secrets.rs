@@ -357,14 +357,17 @@ fn rewrap_keeps_tokens_valid(db: &str, dir: &Path) {
     // No new key: refused, nothing changed.
     let stderr = failed(&granted(&["keys", "rewrap"], db, &old_env));
     assert!(stderr.contains("no new master key"), "{stderr}");
-    let out = granted(
-        &["keys", "rewrap"],
-        db,
-        &[
-            ("GRANTED_MASTER_KEY", old.as_str()),
-            ("GRANTED_NEW_MASTER_KEY", new.as_str()),
-        ],
-    );
+    let rewrap = || {
+        granted(
+            &["keys", "rewrap"],
+            db,
+            &[
+                ("GRANTED_MASTER_KEY", old.as_str()),
+                ("GRANTED_NEW_MASTER_KEY", new.as_str()),
+            ],
+        )
+    };
+    let out = rewrap();
     succeeded(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -380,14 +383,7 @@ fn rewrap_keeps_tokens_valid(db: &str, dir: &Path) {
     );
     assert_eq!(clear_keys(db, dir, &new_env), before);
     // Again: nothing to move.
-    let out = granted(
-        &["keys", "rewrap"],
-        db,
-        &[
-            ("GRANTED_MASTER_KEY", old.as_str()),
-            ("GRANTED_NEW_MASTER_KEY", new.as_str()),
-        ],
-    );
+    let out = rewrap();
     succeeded(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("2 were already under it"));
     let served = Served::start(db, dir, &new_env);

@@ -11,6 +11,8 @@ use granted_policy::token::jwt::SigningAlg;
 use serde_json::Value;
 use std::time::Duration;
 
+mod common;
+
 struct Running {
     base: String,
     _runtime: tokio::runtime::Runtime,
@@ -42,21 +44,10 @@ fn start_with_store(guest: Guest, store: Store) -> Running {
 
 fn start_with_settings(guest: Guest, store: Store, settings: ServerSettings) -> Running {
     let srv = Service::new(guest, store, settings).expect("server");
-    let text = std::fs::read_to_string("../tests/demo/state.json").expect("demo state");
-    let state = granted_host::state::parse(&text).expect("demo state parses");
-    srv.import(&state).expect("import");
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    runtime.spawn(granted_host::http::serve(
-        srv,
-        listener,
-        std::future::pending(),
-    ));
+    common::import_demo_state(&srv);
+    let (base, runtime) = common::listen(srv);
     Running {
-        base: format!("http://{addr}"),
+        base,
         _runtime: runtime,
     }
 }
@@ -734,18 +725,9 @@ fn a_login_with_an_imported_django_hash_stores_a_pbkdf2_hash_at_the_current_para
         }));
     let state = granted_host::state::parse(&state.to_string()).expect("state parses");
     srv.import(&state).expect("import");
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    runtime.spawn(granted_host::http::serve(
-        srv.clone(),
-        listener,
-        std::future::pending(),
-    ));
+    let (base, runtime) = common::listen(srv.clone());
     let run = Running {
-        base: format!("http://{addr}"),
+        base,
         _runtime: runtime,
     };
     let stored_hash = || {

@@ -14,6 +14,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readdirSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { freePort, waitFor } from '../support/net.mjs';
+import { bigAppPreviewInput, BIG_APP_TENANTS } from '../support/big-app-preview.mjs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -410,31 +411,15 @@ test('every sequence vector (lockout, rehash) gives the expected answers in Chro
 
 test('the preview of one edit for an app installed by 10,000 tenants, through both faces', async () => {
   const p = await page();
-  const result = await p.evaluate(async () => {
+  const result = await p.evaluate(async (input) => {
     const m = await import('/admin/pkg/granted_policy.js');
     await m.default();
-    const tenants = [];
-    for (let i = 0; i < 10000; i += 1) {
-      tenants.push({ tenant: `t${String(i).padStart(5, '0')}`, sso_required: i % 17 === 0, password_max_age_days: null,
-        installs: [{ app_id: 'big', rev: 1 + (i % 2) }] });
-    }
-    const input = {
-      state: {
-        apps: [{ app_id: 'big', created_at: '2020-01-01T00:00:00Z', revisions: [
-          { rev: 1, at: '2020-01-01T00:00:00Z', client_id: 'big-1', grant_type: 'password', scopes: ['read'] },
-          { rev: 2, at: '2021-01-01T00:00:00Z', client_id: 'big-1', grant_type: 'password', scopes: ['read', 'write'] }] }],
-        tenants,
-        client_ids_in_use: [],
-      },
-      now: '2026-11-25T12:00:00Z',
-      edit: { app_id: 'big', grant_type: 'client_credentials' },
-    };
     const last = m.preview(input);
     // The same preview through the JSON face (`callJson`): text across, serde_json inside.
     const viaJson = JSON.parse(m.callJson('preview', JSON.stringify(input))).ok;
     return { losing: last.tenants_losing_password_on_update.length, same: JSON.stringify(viaJson) === JSON.stringify(last) };
-  });
+  }, bigAppPreviewInput());
   await p.context().close();
-  assert.equal(result.losing, 10000, 'every tenant pins an eligible revision and would lose the grant');
+  assert.equal(result.losing, BIG_APP_TENANTS, 'every tenant pins an eligible revision and would lose the grant');
   assert.equal(result.same, true, 'both faces give the same preview');
 });

@@ -168,17 +168,31 @@ pub fn serve_in_process(
     let guest = granted_host::guest::Guest::embedded().expect("module");
     let srv = granted_host::service::Service::new(guest, store, settings).expect("server");
     if import_demo {
-        let text = std::fs::read_to_string("../tests/demo/state.json").expect("demo state");
-        srv.import(&granted_host::state::parse(&text).expect("demo state parses"))
-            .expect("import");
+        import_demo_state(&srv);
     }
+    listen(srv)
+}
+
+/// Imports the demo state (`tests/demo/state.json`) into `service`.
+pub fn import_demo_state(service: &granted_host::service::Service) {
+    let text = std::fs::read_to_string("../tests/demo/state.json").expect("demo state");
+    service
+        .import(&granted_host::state::parse(&text).expect("demo state parses"))
+        .expect("import");
+}
+
+/// Serves `service` on a free loopback port: its base URL and the runtime it runs on (the
+/// server stops when the runtime is dropped).
+pub fn listen(
+    service: std::sync::Arc<granted_host::service::Service>,
+) -> (String, tokio::runtime::Runtime) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     runtime.spawn(granted_host::http::serve(
-        srv,
+        service,
         listener,
         std::future::pending(),
     ));
