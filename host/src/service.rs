@@ -276,7 +276,7 @@ impl Service {
         for (at, entry) in entries {
             let job = crate::store::Job {
                 effects: Vec::new(),
-                audit: Some(("token".to_string(), entry.to_string())),
+                audits: vec![("token".to_string(), entry.to_string())],
                 now: at,
             };
             if let Err(e) = self.committer.submit(job).await {

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use granted_policy::credentials::kdf::KdfAlgorithm;
 use granted_policy::credentials::password;
 use granted_policy::model::{
-    App, GrantType, Install, RefreshStatus, RefreshTokenRecord, Revision, SignIn, TenantRecord,
+    App, CodeRecord, ConsentRecord, GrantType, Install, RefreshStatus, RefreshTokenRecord, Revision, SignIn, TenantRecord,
     Timestamp, UserRecord,
 };
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,77 @@ pub struct StateFile {
     /// Tenants, with installs and users.
     #[serde(default)]
     pub tenants: Vec<TenantEntry>,
+    /// Authorization codes already issued (import only: a code lives 60 seconds, and export
+    /// leaves them out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub codes: Vec<CodeEntry>,
+    /// The consents users gave apps on the consent page (C11).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consents: Vec<ConsentRecord>,
+}
+
+/// An authorization code: the code in clear (hashed on import) or its SHA-256, and what it is
+/// bound to (RULES.md §5, C12).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeEntry {
+    /// The code as the client holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Its SHA-256, base64url, when the code is not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_sha256: Option<String>,
+    /// The tenant it was issued in.
+    pub tenant: String,
+    /// The `client_id` it was issued to.
+    pub client_id: String,
+    /// The pinned revision it was issued under.
+    pub rev: u32,
+    /// The `redirect_uri` sent, if one was.
+    #[serde(default)]
+    pub redirect_uri: Option<String>,
+    /// The PKCE challenge.
+    pub code_challenge: String,
+    /// The scopes granted.
+    pub scopes: Vec<String>,
+    /// The user who signed in.
+    pub username: String,
+    /// The OpenID Connect `nonce`, if one was sent.
+    #[serde(default)]
+    pub nonce: Option<String>,
+    /// When the user signed in.
+    #[serde(default)]
+    pub auth_time: Option<Timestamp>,
+    /// When it was issued.
+    pub issued_at: Timestamp,
+    /// Whether it was exchanged already.
+    #[serde(default)]
+    pub used: bool,
+}
+
+impl CodeEntry {
+    /// The record the store keeps.
+    fn record(&self) -> Result<CodeRecord> {
+        let code_sha256 = match (&self.code, &self.code_sha256) {
+            (Some(code), _) => granted_policy::token::endpoint::code_sha256(code),
+            (None, Some(sha)) => sha.clone(),
+            (None, None) => bail!("an authorization code without `code` or `code_sha256`"),
+        };
+        Ok(CodeRecord {
+            code_sha256,
+            tenant: self.tenant.clone(),
+            client_id: self.client_id.clone(),
+            rev: self.rev,
+            redirect_uri: self.redirect_uri.clone(),
+            code_challenge: self.code_challenge.clone(),
+            scopes: self.scopes.clone(),
+            username: self.username.clone(),
+            nonce: self.nonce.clone(),
+            auth_time: self.auth_time,
+            issued_at: self.issued_at,
+            used: self.used,
+        })
+    }
 }
 
 /// One app.
@@ -97,6 +168,9 @@ pub struct UserEntry {
     /// A lock from failed logins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locked_until: Option<Timestamp>,
+    /// The stable subject identifier; one is made at import when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
 }
 
 /// One refresh token.
@@ -256,6 +330,12 @@ pub fn import(store: &Store, state: &StateFile, sealer: &Sealer<'_>) -> Result<I
             for (i, tenant) in state.tenants.iter().enumerate() {
                 write_tenant(w, i, tenant, &hashed)?;
             }
+            for code in &state.codes {
+                w.put_code(&code.record()?)?;
+            }
+            for consent in &state.consents {
+                w.put_consent(consent)?;
+            }
             Ok(())
         })
         .context("nothing was written")?;
@@ -374,6 +454,10 @@ fn write_tenant(
             &tenant.tenant,
             &UserRecord {
                 username: user.username.clone(),
+                sub: Some(match &user.sub {
+                    Some(sub) => sub.clone(),
+                    None => new_sub()?,
+                }),
                 sign_in: user.sign_in,
                 password_hash,
                 password_changed_at: user.password_changed_at,
@@ -490,6 +574,7 @@ pub fn export(store: &Store) -> Result<StateFile> {
                     password_changed_at: u.password_changed_at,
                     disabled: u.disabled,
                     locked_until: u.locked_until,
+                    sub: u.sub,
                 })
                 .collect(),
             refresh_tokens: tokens
@@ -509,7 +594,12 @@ pub fn export(store: &Store) -> Result<StateFile> {
                 .collect(),
         })
         .collect();
-    Ok(StateFile { apps, tenants })
+    Ok(StateFile {
+        apps,
+        tenants,
+        codes: Vec::new(),
+        consents: store.consents()?,
+    })
 }
 
 /// The format of `granted export --edge`.
@@ -585,6 +675,13 @@ pub fn edge_secrets(store: &Store, now: Timestamp) -> Result<serde_json::Value> 
 /// Base64 of `n` random bytes from the operating system.
 pub fn random_base64(n: usize) -> Result<String> {
     Ok(STANDARD.encode(random_bytes(n)?))
+}
+
+/// A new subject identifier for a user (RULES.md §5: assigned once, never reused, not the
+/// username): 128 random bits, base64url.
+pub fn new_sub() -> Result<String> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    Ok(URL_SAFE_NO_PAD.encode(random_bytes(16)?))
 }
 
 /// `n` random bytes from the operating system.

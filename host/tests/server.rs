@@ -736,6 +736,7 @@ fn a_login_with_an_imported_django_hash_stores_a_pbkdf2_hash_at_the_current_para
             client_id: "crm-1".into(),
             username: Some("django".into()),
             refresh_token_sha256: None,
+            ..Lookup::default()
         };
         let records = store.records(&lookup).expect("records");
         records.user.flatten().and_then(|u| u.password_hash)

@@ -81,6 +81,18 @@ impl JsTokenFlow {
     }
 }
 
+/// One step of the authorization endpoint and its pages (RULES.md §5, C1–C12).
+#[wasm_bindgen]
+pub fn authorization(input: JsValue) -> Result<JsValue, JsValue> {
+    bind(input, crate::authorize::authorization)
+}
+
+/// One step of the UserInfo endpoint (OpenID Connect Core §5.3).
+#[wasm_bindgen]
+pub fn userinfo(input: JsValue) -> Result<JsValue, JsValue> {
+    bind(input, crate::authorize::userinfo::userinfo)
+}
+
 /// One step of the revocation endpoint (RFC 7009).
 #[wasm_bindgen]
 pub fn revocation(input: JsValue) -> Result<JsValue, JsValue> {

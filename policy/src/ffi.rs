@@ -69,6 +69,7 @@ entry_points! {
     granted_token_start => "token_start",
     granted_token_resume => "token_resume",
     granted_authorization => "authorization",
+    granted_userinfo => "userinfo",
     granted_revocation => "revocation",
     granted_introspection => "introspection",
     granted_preview => "preview",

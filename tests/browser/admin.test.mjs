@@ -338,7 +338,10 @@ test('a page whose module is not the server\'s warns before sign-in', async () =
 
 // --- the browser as a runtime for the vectors -------------------------------------------------
 
-const vectorDirs = [join(root, 'tests/vectors'), join(root, '../shared/spec/vectors')].filter(existsSync);
+const vectorDirs = [
+  join(root, 'tests/vectors'), join(root, '../shared/spec/vectors'),
+  join(root, 'tests/vectors-code'), join(root, '../shared/spec/vectors-code'),
+].filter(existsSync);
 
 test('every edit and create vector gives the expected preview in Chromium', async () => {
   const vectors = [];
@@ -405,6 +408,37 @@ test('every sequence vector (lockout, rehash) gives the expected answers in Chro
   await p.context().close();
   assert.deepEqual(failures, []);
   console.log(`# ${sequences.length} sequence vectors passed in Chromium`);
+});
+
+test('every authorization code vector (authorize request, flow through the pages) gives the expected answers in Chromium', async () => {
+  const vectors = [];
+  for (const d of vectorDirs) {
+    for (const name of readdirSync(d).filter((n) => n.endsWith('.json')).sort()) {
+      const vector = JSON.parse(readFileSync(join(d, name), 'utf8'));
+      if (vector.authorize_request || vector.flow) vectors.push({ name, vector });
+    }
+  }
+  assert.ok(vectors.length >= 20, `${vectors.length} authorization code vectors`);
+  const p = await page();
+  await p.evaluate(async () => {
+    const m = await import('/admin/pkg/granted_policy.js');
+    await m.default();
+    window.grantedPolicy = m;
+  });
+  // The module answers in the browser; the Node runner keeps the store and runs the KDF step.
+  const inPage = (entry) => (input) => p.evaluate(([e, i]) => window.grantedPolicy[e](i), [entry, input]);
+  const browserPolicy = {
+    token: inPage('token'), authorization: inPage('authorization'),
+    hashPassword: inPage('hashPassword'), hashClientSecret: inPage('hashClientSecret'),
+  };
+  const failures = [];
+  for (const { name, vector } of vectors) {
+    const mismatches = await runVector(browserPolicy, vector);
+    if (mismatches.length) failures.push(`${name}: ${mismatches.join('; ')}`);
+  }
+  await p.context().close();
+  assert.deepEqual(failures, []);
+  console.log(`# ${vectors.length} authorization code vectors passed in Chromium`);
 });
 
 // --- one preview for an app installed by 10,000 tenants --------------------------------------------

@@ -116,11 +116,17 @@ export async function sealState(policy, state, iterations) {
       refreshTokens.push({ status: 'active', ...rest, tenant: tenant.tenant, token_sha256: await refreshHash(clear) });
     }
   }
-  return { tenants, clients, users, refreshTokens };
+  const codes = [];
+  for (const code of state.codes ?? []) {
+    const { code: clear, ...rest } = code;
+    codes.push({ ...rest, code_sha256: await refreshHash(clear) });
+  }
+  return { tenants, clients, users, refreshTokens, codes };
 }
 
 async function seal(policy, state, iterations) {
-  const { tenants, clients, users, refreshTokens } = await sealState(policy, state, iterations);
+  const { tenants, clients, users, refreshTokens, codes } = await sealState(policy, state, iterations);
+  const consents = [];
   // Failed logins and locks by tenant and name (known users or not), as a host's store keeps them.
   const locks = new Map();
   const lockKey = (tenant, username) => JSON.stringify([tenant, username]);
@@ -141,6 +147,13 @@ async function seal(policy, state, iterations) {
       }
       if (lookup.refresh_token_sha256 != null) {
         records.refresh_token = refreshTokens.find((r) => r.token_sha256 === lookup.refresh_token_sha256) ?? null;
+      }
+      if (lookup.code_sha256 != null) {
+        records.code = codes.find((c) => c.code_sha256 === lookup.code_sha256) ?? null;
+      }
+      if (lookup.consent_app_id != null) {
+        records.consent = consents.find((c) => c.tenant === lookup.tenant && c.username === (lookup.username ?? '')
+          && c.app_id === lookup.consent_app_id) ?? null;
       }
       return records;
     },
@@ -173,6 +186,27 @@ async function seal(policy, state, iterations) {
           case 'store_refresh_token':
             refreshTokens.push(effect.record);
             break;
+          case 'store_code':
+            codes.push(effect.record);
+            break;
+          case 'consume_code':
+            for (const c of codes) if (c.code_sha256 === effect.code_sha256) c.used = true;
+            break;
+          case 'store_consent': {
+            const r = effect.record;
+            const kept = consents.find((c) => c.tenant === r.tenant && c.username === r.username && c.app_id === r.app_id);
+            if (kept) kept.scopes = [...kept.scopes, ...r.scopes.filter((x) => !kept.scopes.includes(x))];
+            else consents.push({ ...r, scopes: [...r.scopes] });
+            break;
+          }
+          case 'change_password': {
+            const user = findUser(effect.tenant, effect.username);
+            if (user && user.password_hash === effect.replaces) {
+              user.password_hash = effect.hash;
+              user.password_changed_at = effect.changed_at;
+            }
+            break;
+          }
           case 'consume_refresh_token':
             for (const t of refreshTokens) if (t.token_sha256 === effect.token_sha256) t.status = 'used';
             break;
@@ -242,11 +276,120 @@ async function decide(policy, vector, store, spec, now, seed, iterations, kdfInM
       const derived = { derived: b64(await webCryptoKdf(step.kdf, step.password)) };
       if (step.purpose === 'rehash') input.rehash_kdf = derived;
       else input.kdf = derived;
-    } else if (step.step === 'need_signature') input.signature = await sign(step);
-    else if (step.step === 'done') return step;
+    } else if (step.step === 'need_signature') {
+      if (step.purpose === 'id_token') input.id_token_signature = await sign(step);
+      else input.signature = await sign(step);
+    } else if (step.step === 'done') return step;
     else throw new Error(`unknown step ${JSON.stringify(step)}`);
   }
   throw new Error('token did not finish in 6 steps');
+}
+
+/** One page action through the `authorization` entry point's steps, as a host drives them: the
+ *  `done` step. */
+async function authorize(policy, vector, store, request, action, signedIn, now, seed, iterations, kdfInModule) {
+  const input = {
+    request,
+    action,
+    signed_in: signedIn,
+    context: {
+      now,
+      issuer: 'https://granted.test',
+      signing_key: SIGNING,
+      client_secret_key: b64(CLIENT_SECRET_KEY),
+      kdf_iterations: iterations,
+      kdf_in_module: kdfInModule,
+      entropy: b64(await entropy(seed)),
+      ...(vector.sunset ? { sunset: vector.sunset } : {}),
+      ...(vector.lockout ? { lockout: vector.lockout } : {}),
+    },
+    records: {},
+  };
+  for (let i = 0; i < 8; i++) {
+    const step = await policy.authorization(input);
+    if (step.step === 'need_records') input.records = store.lookup(step.lookup);
+    else if (step.step === 'need_kdf') {
+      const derived = { derived: b64(await webCryptoKdf(step.kdf, step.password)) };
+      if (step.purpose === 'rehash') input.rehash_kdf = derived;
+      else input.kdf = derived;
+    } else if (step.step === 'done') return step;
+    else throw new Error(`unknown step ${JSON.stringify(step)}`);
+  }
+  throw new Error('authorization did not finish in 8 steps');
+}
+
+/** A parameter of a URL's query, decoded. */
+export function locationParam(location, name) {
+  const query = location.split('?')[1];
+  if (query === undefined) return null;
+  return new URLSearchParams(query).get(name);
+}
+
+/** Compares a page decision ({page, audit, effects}) with a step's `expect`. */
+export function checkPage(expect, decision) {
+  const out = [];
+  const { page, audit } = decision;
+  const location = page.location ?? null;
+  check(out, 'redirect', expect.redirect, page.page === 'redirect');
+  check(out, 'page', expect.page, page.page);
+  check(out, 'error', expect.error, location ? locationParam(location, 'error') : page.error ?? null);
+  check(out, 'reason', expect.reason, audit.reason);
+  check(out, 'cause', expect.cause, audit.cause);
+  check(out, 'rule', expect.rule, audit.rule);
+  check(out, 'effects', expect.effects, decision.effects.map((e) => e.effect));
+  // RFC 9207: every response at the redirect URI names its issuer.
+  if (location && locationParam(location, 'iss') === null) out.push(`redirect without \`iss\`: ${location}`);
+  return out;
+}
+
+/** An ID token carries the authorization request's `nonce`, and none when none was sent. */
+function checkNonce(step, nonce) {
+  const token = JSON.parse(step.response.body).id_token;
+  if (typeof token !== 'string') return [];
+  const claims = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString());
+  return (claims.nonce ?? null) === nonce ? [] : [`id_token nonce: expected ${JSON.stringify(nonce)}, got ${JSON.stringify(claims.nonce)}`];
+}
+
+/** A flow vector: the pages' actions and the exchanges on one store, `signed_in` carried from
+ *  answer to answer, as tests/src/code_flow.rs runs it. */
+async function runFlow(policy, vector, store, iterations, kdfInModule) {
+  const out = [];
+  const { authorize_request: request, steps } = vector.flow;
+  const nonce = (request.query ?? []).find(([k]) => k === 'nonce')?.[1] ?? null;
+  let at = vector.now;
+  let signedIn = null;
+  let code = null;
+  for (const [i, step] of steps.entries()) {
+    if (step.at) at = step.at;
+    const seed = `${vector.name}#${i + 1}`;
+    let mismatches;
+    let effects;
+    if (step.action && !step.exchange) {
+      const decision = await authorize(policy, vector, store, request, step.action, signedIn, at, seed, iterations, kdfInModule);
+      mismatches = checkPage(step.expect ?? {}, decision);
+      signedIn = decision.signed_in ?? null;
+      if (decision.page.location) code = locationParam(decision.page.location, 'code') ?? code;
+      effects = decision.effects;
+    } else if (step.exchange && !step.action) {
+      const form = { ...step.exchange.form };
+      for (const [k, v] of Object.entries(form)) {
+        if (v === '{code}') {
+          if (code === null) throw new Error(`step ${i + 1}: {code} before any code was issued`);
+          form[k] = code;
+        }
+      }
+      const done = await decide(policy, vector, store, { ...step.exchange, form }, at, seed, iterations, kdfInModule);
+      mismatches = [...checkToken(step.expect ?? {}, done), ...checkNonce(done, nonce)];
+      const { access_token: token } = JSON.parse(done.response.body);
+      if (typeof token === 'string' && !(await signedByRunner(token))) mismatches.push('access token not signed by the runner\'s key');
+      effects = done.effects;
+    } else {
+      throw new Error(`step ${i + 1}: a flow step has exactly one of action and exchange`);
+    }
+    store.apply(effects, at);
+    for (const m of mismatches) out.push(`step ${i + 1} (${step.name ?? ''}): ${m}`);
+  }
+  return out;
 }
 
 /** The request a sequence's step sends: the sequence's, with the step's form changes. */
@@ -304,6 +447,7 @@ export function checkToken(expect, step) {
   check(out, 'reason', expect.reason, audit.reason);
   check(out, 'scope', expect.scope, body.scope ?? null);
   check(out, 'refresh_token', expect.refresh_token, typeof body.refresh_token === 'string');
+  check(out, 'id_token', expect.id_token, typeof body.id_token === 'string');
   check(out, 'cause', expect.cause, audit.cause);
   check(out, 'rule', expect.rule, audit.rule);
   check(out, 'www_authenticate', expect.www_authenticate, (header('www-authenticate') ?? '').startsWith('Basic realm='));
@@ -316,8 +460,8 @@ export function checkToken(expect, step) {
 
 /** Runs one vector; answers the list of mismatches (empty: it passed). */
 export async function runVector(policy, vector, { iterations = 1000, kdfInModule = false } = {}) {
-  const kinds = ['token_request', 'edit', 'create', 'sequence'].filter((k) => vector[k] !== undefined);
-  if (kinds.length !== 1) throw new Error('a vector has exactly one of token_request, edit, create and sequence');
+  const kinds = ['token_request', 'edit', 'create', 'sequence', 'authorize_request', 'flow'].filter((k) => vector[k] !== undefined);
+  if (kinds.length !== 1) throw new Error('a vector has exactly one of token_request, edit, create, sequence, authorize_request and flow');
   const expect = vector.expect ?? {};
   const out = [];
   if (vector.token_request) {
@@ -328,6 +472,14 @@ export async function runVector(policy, vector, { iterations = 1000, kdfInModule
     if (typeof token === 'string' && !(await signedByRunner(token))) {
       out.push(`access token not signed by the runner's key: ${token}`);
     }
+  } else if (vector.authorize_request) {
+    const store = await seal(policy, vector.state, iterations);
+    const decision = await authorize(policy, vector, store, vector.authorize_request, { action: 'authorize' }, null,
+      vector.now, vector.name, iterations, kdfInModule);
+    out.push(...checkPage(expect, decision));
+  } else if (vector.flow) {
+    const store = await seal(policy, vector.state, iterations);
+    out.push(...await runFlow(policy, vector, store, iterations, kdfInModule));
   } else if (vector.sequence) {
     const store = await seal(policy, vector.state, iterations);
     out.push(...await runSequence(vector, {

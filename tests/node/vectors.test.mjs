@@ -14,7 +14,10 @@ const wasmPath = join(here, '../../www/pkg/granted_policy_bg.wasm');
 const wasm = readFileSync(wasmPath);
 policy.initSync({ module: wasm });
 
-const defaults = [join(here, '../vectors'), join(here, '../../../shared/spec/vectors')].filter(existsSync);
+const defaults = [
+  join(here, '../vectors'), join(here, '../../../shared/spec/vectors'),
+  join(here, '../vectors-code'), join(here, '../../../shared/spec/vectors-code'),
+].filter(existsSync);
 const dirs = process.env.VECTORS_DIR ? process.env.VECTORS_DIR.split(':').map((d) => resolve(d)) : defaults;
 
 const number = (name) => { const m = /^\d+/.exec(name); return m ? Number(m[0]) : Infinity; };

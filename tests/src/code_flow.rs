@@ -161,7 +161,7 @@ fn authorize(
 }
 
 /// Compares a page decision with what a step expects.
-fn check_page(expect: &Expect, decision: &Value, out: &mut Vec<String>) {
+pub fn check_page(expect: &Expect, decision: &Value, out: &mut Vec<String>) {
     let page = &decision["page"];
     let audit = &decision["audit"];
     let kind = page["page"].as_str().unwrap_or_default();
@@ -207,7 +207,7 @@ fn check_page(expect: &Expect, decision: &Value, out: &mut Vec<String>) {
 }
 
 /// An ID token carries the `nonce` of the authorization request, and none when none was sent.
-fn check_nonce(decision: &Value, nonce: Option<&str>, out: &mut Vec<String>) {
+pub fn check_nonce(decision: &Value, nonce: Option<&str>, out: &mut Vec<String>) {
     let body: Value =
         serde_json::from_str(decision["response"]["body"].as_str().unwrap_or_default())
             .unwrap_or_default();
@@ -238,7 +238,7 @@ pub fn location_param(location: &str, name: &str) -> Option<String> {
 }
 
 /// A parameter of a vector's `query` (a list of pairs).
-fn query_param(query: &Value, name: &str) -> Option<String> {
+pub fn query_param(query: &Value, name: &str) -> Option<String> {
     query.as_array()?.iter().find_map(|pair| {
         (pair[0].as_str() == Some(name))
             .then(|| pair[1].as_str().map(str::to_string))

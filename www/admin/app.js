@@ -44,6 +44,37 @@ function statusBadge(grant) {
   return badge(grant.status, text);
 }
 
+/** A table whose cells carry their column's name, so that at 390 px each row reads as a card
+ *  (style.css) instead of a table clipped at the right. */
+function table(id, columns, rows, empty, caption) {
+  return h('div', { class: 'table-wrap' }, h('table', { id, class: 'stack' },
+    caption ? h('caption', {}, caption) : null,
+    h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, rows.length
+      ? rows.map((cells) => h('tr', {}, cells.map((cell, i) => h('td', { 'data-label': columns[i] }, cell))))
+      : h('tr', {}, h('td', { colspan: columns.length }, empty)))));
+}
+
+/** The redirect URIs in a textarea: one per line. */
+function uriList(text) {
+  return text.split(/\s+/).filter(Boolean);
+}
+
+/** The fields of the way forward: redirect URIs and client type (RULES.md §5, A6–A7). */
+function codeFields(prefix, revision = {}) {
+  const uris = h('textarea', { id: `${prefix}-redirect-uris`, name: 'redirect_uris', rows: 3, autocomplete: 'off',
+    spellcheck: 'false', 'aria-describedby': `${prefix}-redirect-help` }, (revision.redirect_uris ?? []).join('\n'));
+  const type = h('select', { id: `${prefix}-client-type`, name: 'client_type' },
+    ['confidential', 'public'].map((t) => h('option', { value: t, selected: t === (revision.client_type ?? 'confidential') }, t)));
+  const fields = h('div', { class: 'code-fields' },
+    h('label', { for: `${prefix}-redirect-uris` }, 'Redirect URIs (authorization_code; one per line)'), uris,
+    h('p', { id: `${prefix}-redirect-help`, class: 'help' },
+      'https, http on 127.0.0.1, [::1] or localhost, or an app scheme with a dot (com.example.app:/cb); no fragment, no wildcard.'),
+    h('label', { for: `${prefix}-client-type` }, 'Client type'), type,
+    h('p', { class: 'help' }, 'public: a browser or mobile app that holds no secret and relies on PKCE alone.'));
+  return { uris, type, fields };
+}
+
 function yesNo(value, yes = 'yes', no = 'no') {
   return value ? badge('yes', yes) : badge('no', no);
 }
@@ -121,8 +152,11 @@ async function route() {
   const hash = location.hash || '#/apps';
   const view = $('view');
   const app = hash.match(/^#\/apps\/(.+)$/);
+  const tenant = hash.match(/^#\/tenants\/(.+)$/);
   try {
     if (app) await appView(view, decodeURIComponent(app[1]));
+    else if (tenant) await tenantView(view, decodeURIComponent(tenant[1]));
+    else if (hash === '#/tenants') await tenantsView(view);
     else if (hash === '#/sunset') await sunsetView(view);
     else await appsView(view);
   } catch (e) {
@@ -133,19 +167,15 @@ async function route() {
 async function appsView(view) {
   const { status, data } = await api('/apps');
   if (status !== 200) throw new Error(data?.message || `status ${status}`);
-  const rows = data.apps.map((a) => h('tr', {},
-    h('td', {}, h('a', { href: `#/apps/${encodeURIComponent(a.app_id)}` }, a.app_id)),
-    h('td', {}, statusBadge(a.password_grant)),
-    h('td', {}, a.latest ? `rev ${a.latest.rev}: ${a.latest.client_id}, ${a.latest.grant_type}` : '—'),
-    h('td', {}, String(a.installs)),
-  ));
+  const rows = data.apps.map((a) => [
+    h('a', { href: `#/apps/${encodeURIComponent(a.app_id)}` }, a.app_id),
+    statusBadge(a.password_grant),
+    a.latest ? `rev ${a.latest.rev}: ${a.latest.client_id}, ${a.latest.grant_type}` : '—',
+    String(a.installs),
+  ]);
   view.replaceChildren(
     h('h2', {}, 'Apps'),
-    h('div', { class: 'table-wrap' }, h('table', { id: 'apps' },
-      h('caption', { class: 'visually-hidden' }, 'Apps and their password-grant status'),
-      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'App'), h('th', { scope: 'col' }, 'Password grant'),
-        h('th', { scope: 'col' }, 'Latest revision'), h('th', { scope: 'col' }, 'Installs'))),
-      h('tbody', {}, rows))),
+    table('apps', ['App', 'Password grant', 'Latest revision', 'Installs'], rows, 'No app yet.'),
     await newAppForm(view),
   );
 }
@@ -159,13 +189,18 @@ async function newAppForm(view) {
   const grant = h('select', { id: 'new-grant-type', name: 'grant_type' },
     GRANT_TYPES.map((g) => h('option', { value: g, selected: g === 'client_credentials' }, g)));
   const scopes = h('input', { id: 'new-scopes', name: 'scopes', autocomplete: 'off' });
+  const code = codeFields('new');
   const panel = h('div', { id: 'new-preview', class: 'card preview', 'aria-live': 'polite' }, 'Fill in the app to see what the policy says.');
   const create = h('button', { type: 'submit', id: 'create', disabled: true }, 'Create app');
   const result = h('p', { id: 'create-result', role: 'status' });
   let current = null;
 
   function proposal() {
-    return { app_id: appId.value, client_id: clientId.value, grant_type: grant.value, scopes: scopes.value.split(/\s+/).filter(Boolean) };
+    const app = { app_id: appId.value, client_id: clientId.value, grant_type: grant.value, scopes: scopes.value.split(/\s+/).filter(Boolean) };
+    const uris = uriList(code.uris.value);
+    if (uris.length) app.redirect_uris = uris;
+    if (code.type.value !== 'confidential') app.client_type = code.type.value;
+    return app;
   }
 
   function update() {
@@ -213,13 +248,14 @@ async function newAppForm(view) {
     update();
   }
 
-  for (const input of [appId, clientId, grant, scopes]) input.addEventListener('input', update);
+  for (const input of [appId, clientId, grant, scopes, code.uris, code.type]) input.addEventListener('input', update);
   return h('form', { class: 'card', id: 'new-app', onsubmit: submit, 'aria-labelledby': 'new-app-title' },
     h('h3', { id: 'new-app-title' }, 'New app'),
     h('label', { for: 'new-app-id' }, 'App id'), appId,
     h('label', { for: 'new-client-id' }, 'client_id'), clientId,
     h('label', { for: 'new-grant-type' }, 'Grant type'), grant,
     h('label', { for: 'new-scopes' }, 'Scopes (space-separated)'), scopes,
+    code.fields,
     panel, create, result);
 }
 
@@ -251,21 +287,23 @@ async function appView(view, appId) {
   const timeline = h('ol', { class: 'timeline', id: 'timeline' }, app.revisions.map((r) => h('li', {},
     h('strong', {}, `Revision ${r.rev}`), ` — ${r.at.slice(0, 10)} — `, h('code', {}, r.client_id), `, ${r.grant_type} `,
     r.password_eligible ? badge('yes', 'password-eligible') : badge('no', r.ineligible_because ? `not eligible: ${r.ineligible_because}` : 'not eligible'),
+    r.grant_type === 'authorization_code' ? h('div', { class: 'help' }, `${r.client_type ?? 'confidential'} client; redirect URIs: `,
+      (r.redirect_uris ?? []).flatMap((u, i) => [i ? ', ' : '', h('code', {}, u)])) : null,
   )));
-  const installs = h('div', { class: 'table-wrap' }, h('table', { id: 'installs' },
-    h('thead', {}, h('tr', {}, ['Tenant', 'Pinned revision', 'Password grant now', 'After updating'].map((t) => h('th', { scope: 'col' }, t)))),
-    h('tbody', {}, app.installs.length ? app.installs.map((i) => h('tr', {},
-      h('td', {}, i.tenant, i.sso_required ? ' (SSO only)' : ''),
-      h('td', {}, `${i.rev}${i.up_to_date ? ' (latest)' : ''}`),
-      h('td', {}, yesNo(i.password_now)),
-      h('td', {}, i.password_now && !i.password_after_update ? badge('loses', 'loses it') : yesNo(i.password_after_update)),
-    )) : h('tr', {}, h('td', { colspan: 4 }, 'No tenant installs this app.')))));
+  const installs = table('installs', ['Tenant', 'Pinned revision', 'Password grant now', 'After updating'],
+    app.installs.map((i) => [
+      [i.tenant, i.sso_required ? ' (SSO only)' : ''],
+      `${i.rev}${i.up_to_date ? ' (latest)' : ''}`,
+      yesNo(i.password_now),
+      i.password_now && !i.password_after_update ? badge('loses', 'loses it') : yesNo(i.password_after_update),
+    ]), 'No tenant installs this app.');
 
   // The edit form: every change previews locally with the policy module.
   const grant = h('select', { id: 'edit-grant-type', name: 'grant_type' },
     GRANT_TYPES.map((g) => h('option', { value: g, selected: g === latest.grant_type }, g)));
   const clientId = h('input', { id: 'edit-client-id', name: 'client_id', value: latest.client_id, autocomplete: 'off' });
   const scopes = h('input', { id: 'edit-scopes', name: 'scopes', value: latest.scopes.join(' '), autocomplete: 'off', 'aria-describedby': 'scopes-help' });
+  const code = codeFields('edit', latest);
   const confirm = h('input', { id: 'edit-confirm', name: 'confirm', autocomplete: 'off' });
   const confirmBox = h('div', { id: 'confirm-box', hidden: true },
     h('label', { for: 'edit-confirm' }, `This cannot be undone. Type the app id (${app.app_id}) to confirm`), confirm);
@@ -280,6 +318,9 @@ async function appView(view, appId) {
     if (clientId.value !== latest.client_id) edit.client_id = clientId.value;
     const list = scopes.value.split(/\s+/).filter(Boolean);
     if (!sameList(list, latest.scopes)) edit.scopes = list;
+    const uris = uriList(code.uris.value);
+    if (!sameList(uris, latest.redirect_uris ?? [])) edit.redirect_uris = uris;
+    if (code.type.value !== (latest.client_type ?? 'confidential')) edit.client_type = code.type.value;
     return edit;
   }
 
@@ -340,7 +381,7 @@ async function appView(view, appId) {
     update();
   }
 
-  for (const input of [grant, clientId, scopes]) input.addEventListener('input', update);
+  for (const input of [grant, clientId, scopes, code.uris, code.type]) input.addEventListener('input', update);
   confirm.addEventListener('input', update);
 
   view.replaceChildren(
@@ -355,6 +396,7 @@ async function appView(view, appId) {
       h('label', { for: 'edit-client-id' }, 'client_id'), clientId,
       h('label', { for: 'edit-scopes' }, 'Scopes'), scopes,
       h('p', { id: 'scopes-help' }, 'Space-separated scope tokens.'),
+      code.fields,
       panel, confirmBox, save, result),
   );
 }
@@ -363,22 +405,25 @@ function renderPreview(panel, p) {
   panel.className = `card preview ${p.accepted ? 'accepted' : 'rejected'}`;
   const losing = new Set(p.tenants_losing_password_on_update);
   const keep = p.tenants.filter((t) => t.password_now && !losing.has(t.tenant) && t.password_after_update);
-  const rows = p.tenants.map((t) => h('tr', {},
-    h('td', {}, t.tenant, t.sso_required ? ' (SSO only)' : ''),
-    h('td', {}, String(t.pinned_rev)),
-    h('td', {}, yesNo(t.password_now)),
-    h('td', {}, losing.has(t.tenant) ? badge('loses', 'keeps it until it updates, then loses it') : yesNo(t.password_after_update)),
-  ));
+  const rows = p.tenants.map((t) => [
+    [t.tenant, t.sso_required ? ' (SSO only)' : ''],
+    String(t.pinned_rev),
+    yesNo(t.password_now),
+    losing.has(t.tenant) ? badge('loses', 'keeps it until it updates, then loses it') : yesNo(t.password_after_update),
+  ]);
   panel.replaceChildren(...[
     h('h4', { id: 'preview-verdict' }, p.accepted ? 'Accepted' : 'Rejected: this edit cannot be saved'),
     h('p', { id: 'preview-explanation' }, p.explanation),
     p.reason ? h('p', {}, 'Reason: ', h('code', { id: 'preview-reason' }, p.reason), ' (rule ', h('code', { id: 'preview-rule' }, p.rule), ')') : null,
     p.accepted && p.irreversible ? h('p', { class: 'warn', id: 'preview-irreversible' },
       'Irreversible: saving ends the password grant for this app for good. No later revision can bring it back.') : null,
-    p.tenants.length ? h('div', { class: 'table-wrap' }, h('table', { id: 'preview-tenants' },
-      h('caption', {}, `Tenants: ${losing.size} lose the password grant when they update; ${keep.length} keep it.`),
-      h('thead', {}, h('tr', {}, ['Tenant', 'Pinned revision', 'Password grant now', 'After updating'].map((t) => h('th', { scope: 'col' }, t)))),
-      h('tbody', {}, rows))) : h('p', {}, 'No tenant installs this app.'),
+    p.accepted && p.way_forward === 'authorization_code' ? h('p', { class: 'forward', id: 'preview-way-forward' },
+      'The way forward: ',
+      losing.size ? `${[...losing].join(', ')} keep the password grant until they update; from then on, their users sign in on this server's page`
+        : 'users of the tenants that update sign in on this server\'s page',
+      ' (authorization code with PKCE), and the app stops receiving their passwords.') : null,
+    p.tenants.length ? table('preview-tenants', ['Tenant', 'Pinned revision', 'Password grant now', 'After updating'], rows, '',
+      `Tenants: ${losing.size} lose the password grant when they update; ${keep.length} keep it.`) : h('p', {}, 'No tenant installs this app.'),
   ].filter(Boolean));
 }
 
@@ -415,6 +460,53 @@ function barChart(title, daily) {
   return svg;
 }
 
+async function tenantsView(view) {
+  const { status, data } = await api('/tenants');
+  if (status !== 200) throw new Error(data?.message || `status ${status}`);
+  view.replaceChildren(
+    h('h2', {}, 'Tenants'),
+    table('tenants', ['Tenant', 'Installs', 'Password expiry', 'SSO only'], data.tenants.map((t) => [
+      h('a', { href: `#/tenants/${encodeURIComponent(t.tenant)}` }, t.tenant),
+      t.installs.map((i) => `${i.app_id} (rev ${i.rev})`).join(', ') || '—',
+      t.password_max_age_days ? `${t.password_max_age_days} days` : 'never',
+      yesNo(t.sso_required),
+    ]), 'No tenant yet.'),
+  );
+}
+
+/** A tenant's users, each with the apps they allowed on the consent page (withdrawable). */
+async function tenantView(view, tenant) {
+  const path = `/tenants/${encodeURIComponent(tenant)}/users`;
+  const { status, data } = await api(path);
+  if (status !== 200) throw new Error(data?.message || `status ${status}`);
+  const consents = await Promise.all(data.users.map((u) => api(`${path}/${encodeURIComponent(u.username)}/consents`)));
+  const result = h('p', { id: 'consent-result', role: 'status' });
+  const rows = data.users.map((u, i) => {
+    const list = consents[i].status === 200 ? consents[i].data.consents : [];
+    return [
+      u.username,
+      u.sign_in,
+      u.disabled ? badge('no', 'disabled') : badge('yes', 'active'),
+      list.length ? h('ul', { class: 'consents' }, list.map((c) => h('li', {},
+        h('code', {}, c.app_id), ` (${c.scopes.join(' ') || 'no scope'}) `,
+        h('button', { type: 'button', class: 'small', 'aria-label': `Withdraw ${u.username}'s consent to ${c.app_id}`,
+          onclick: async () => {
+            const answer = await api(`${path}/${encodeURIComponent(u.username)}/consents/${encodeURIComponent(c.app_id)}`, { method: 'DELETE' });
+            await tenantView(view, tenant);
+            $('consent-result').textContent = answer.status === 200
+              ? `Withdrawn: ${u.username} will be asked again before ${c.app_id} gets a code.`
+              : `Not withdrawn: ${answer.data?.message || `status ${answer.status}`}`;
+          } }, 'Withdraw')))) : 'none',
+    ];
+  });
+  view.replaceChildren(
+    h('p', {}, h('a', { href: '#/tenants' }, '← Tenants')),
+    h('h2', {}, `Tenant ${tenant}`),
+    table('users', ['User', 'Signs in', 'Status', 'Consents (authorization code)'], rows, 'No user in this tenant.'),
+    result,
+  );
+}
+
 async function sunsetView(view) {
   const { status, data } = await api('/reports/sunset');
   if (status !== 200) throw new Error(data?.message || `status ${status}`);
@@ -428,20 +520,22 @@ async function sunsetView(view) {
     h('h2', {}, 'Sunset dashboard'),
     h('p', {}, `Password-grant tokens: ${data.password_tokens_7_days} in the last 7 days, ${data.password_tokens_30_days} in the last 30 days`
       + (data.audit_log_since ? ` (audit log since ${data.audit_log_since.slice(0, 10)}).` : '.')),
+    h('p', { id: 'moved' }, `Already moved to the authorization code flow: ${data.code_tokens_7_days} tokens in the last 7 days, `
+      + `${data.code_tokens_30_days} in the last 30 days.`),
     h('div', { class: 'grid', id: 'charts' }, data.apps.map((app) => h('section', { class: 'card' },
       h('h3', {}, app.app_id, ' ', statusBadge({ status: app.status, tenants_keeping: app.tenants_keeping })),
       barChart(`Password-grant use of ${app.app_id}`, app.daily_password_tokens)))),
     h('h3', {}, 'Tenants still to migrate'),
-    h('div', { class: 'table-wrap' }, h('table', { id: 'to-migrate' },
-      h('thead', {}, h('tr', {}, ['App', 'Tenant', 'Pinned revision', 'Updating', 'Tokens, 30 days', 'Last use'].map((t) => h('th', { scope: 'col' }, t)))),
-      h('tbody', {}, toMigrate.length ? toMigrate.map(({ app, t }) => h('tr', {},
-        h('td', {}, h('a', { href: `#/apps/${encodeURIComponent(app.app_id)}` }, app.app_id)),
-        h('td', {}, t.tenant),
-        h('td', {}, `${t.pinned_rev} of ${app.latest_rev}`),
-        h('td', {}, t.update_takes_away_password ? badge('loses', 'takes the password grant away') : badge('yes', 'keeps it')),
-        h('td', {}, String(t.password_tokens_30_days)),
-        h('td', {}, t.last_password_use ? t.last_password_use.slice(0, 10) : '—'),
-      )) : h('tr', {}, h('td', { colspan: 6 }, 'No tenant depends on the password grant.'))))),
+    table('to-migrate', ['App', 'Tenant', 'Pinned revision', 'Updating', 'Password tokens, 30 days', 'Code-flow tokens, 30 days', 'Last password use'],
+      toMigrate.map(({ app, t }) => [
+        h('a', { href: `#/apps/${encodeURIComponent(app.app_id)}` }, app.app_id),
+        t.tenant,
+        `${t.pinned_rev} of ${app.latest_rev}`,
+        t.update_takes_away_password ? badge('loses', 'takes the password grant away') : badge('yes', 'keeps it'),
+        String(t.password_tokens_30_days),
+        String(t.code_tokens_30_days),
+        t.last_password_use ? t.last_password_use.slice(0, 10) : '—',
+      ]), 'No tenant depends on the password grant.'),
   );
 }
 

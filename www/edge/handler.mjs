@@ -230,6 +230,10 @@ async function records(store, lookup, at) {
       out.refresh_token = token ?? null;
     }
   }
+  // The edge serves no sign-in pages, so it issued no authorization code and keeps no consent:
+  // an exchange here finds no code (X1), as the module then says.
+  if (lookup.code_sha256 !== null && lookup.code_sha256 !== undefined) out.code = null;
+  if (lookup.consent_app_id !== null && lookup.consent_app_id !== undefined) out.consent = null;
   return out;
 }
 
@@ -373,7 +377,8 @@ async function decideToken(settings, raw, ctx) {
         const derived = { derived: await pbkdf2(step.kdf, step.password) };
         step = flow.resume(step.purpose === 'rehash' ? { rehash_kdf: derived } : { kdf: derived });
       } else if (step.step === 'need_signature') {
-        step = flow.resume({ signature: await sign(settings, step) });
+        const signature = await sign(settings, step);
+        step = flow.resume(step.purpose === 'id_token' ? { id_token_signature: signature } : { signature });
       } else if (step.step === 'done') {
         if (await apply(settings, step.effects, at) === 'race') return null;
         settings.decisions?.({ audit: step.audit, effects: step.effects });

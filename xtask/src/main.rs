@@ -250,17 +250,22 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// `../shared/spec/vectors`, which comes with every checkout: a run without it fails, it does
-/// not shrink.
-fn shared_vectors() -> Result<PathBuf> {
-    let dir = root().join("../shared/spec/vectors");
-    if !dir.is_dir() {
-        bail!(
-            "the shared vectors are missing: {} is not a directory (they come with every checkout, beside this one)",
-            dir.display()
-        );
+/// `../shared/spec/vectors` and `../shared/spec/vectors-code`, which come with every checkout:
+/// a run without them fails, it does not shrink.
+fn shared_vectors() -> Result<[PathBuf; 2]> {
+    let dirs = [
+        root().join("../shared/spec/vectors"),
+        root().join("../shared/spec/vectors-code"),
+    ];
+    for dir in &dirs {
+        if !dir.is_dir() {
+            bail!(
+                "the shared vectors are missing: {} is not a directory (they come with every checkout, beside this one)",
+                dir.display()
+            );
+        }
     }
-    Ok(dir)
+    Ok(dirs)
 }
 
 /// The house rules: formatting, and clippy with every lint as an error (the policy crate adds
@@ -330,7 +335,13 @@ fn test() -> Result<()> {
     )?;
 
     step("granted vectors: every vector through the _bg.wasm under wasmtime");
-    let dirs = vec![root().join("tests/vectors"), shared];
+    let [shared, shared_code] = shared;
+    let dirs = vec![
+        root().join("tests/vectors"),
+        shared,
+        root().join("tests/vectors-code"),
+        shared_code,
+    ];
     for dir in &dirs {
         run_cmd(granted(&["vectors"]).arg(dir))?;
     }
@@ -811,6 +822,18 @@ password grant, acme has not and keeps it); `sync` was created after the sunset;
   refused by the sunset, with the reason (globex updated reports to client_credentials):
     curl -s -u reports-2:reports-2-secret -d grant_type=password -d username=bob \\
       -d 'password=tr0ub4dor&3' http://{listen}/tenants/globex/connect/token
+
+  the way forward for an app that acts for a user: `notes` moved to the authorization code flow
+  with PKCE (globex updated; acme keeps the password grant until it does). Open this in a browser,
+  sign in as carol (password `an old passw0rd`, expired: the page has her choose a new one), allow
+  the app, and the browser lands on 127.0.0.1:8765/callback?code=... (nothing listens there: copy
+  the code from the address bar):
+    http://{listen}/tenants/globex/connect/authorize?response_type=code&client_id=notes-1&redirect_uri=http%3A%2F%2F127.0.0.1%3A8765%2Fcallback&scope=openid%20read&state=demo&nonce=n-0S6_WzA2Mj&code_challenge=Y2IM6g9SLQ-OhKT1FhGYxE34ixHLxOoSgTcx2quopB8&code_challenge_method=S256
+  then, within 60 s, exchange it (the verifier goes with the challenge above):
+    curl -s -u notes-1:notes-1-secret -d grant_type=authorization_code -d code=CODE \
+      -d redirect_uri=http://127.0.0.1:8765/callback \
+      -d code_verifier=granted-demo-code-verifier-0123456789-abcdefghij \
+      http://{listen}/tenants/globex/connect/token
 
   the admin API (the server prints its admin token once, below, as `admin token: ...`):
     curl -s -H \"Authorization: Bearer $TOKEN\" http://{listen}/admin/api/v1/apps

@@ -14,7 +14,9 @@ use axum::response::Response;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use granted_policy::model::Timestamp;
-use granted_policy::token::endpoint::{Audit, Decision, KdfOutput, Lookup, Records};
+use granted_policy::token::endpoint::{
+    Audit, Decision, KdfOutput, Lookup, Records, ENTROPY_BYTES,
+};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::net::IpAddr;
@@ -66,9 +68,40 @@ pub(crate) struct Resume {
     pub(crate) kdf: Option<KdfOutput>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) signature: Option<String>,
+    /// The ID token's signature (`need_signature` with `purpose: id_token`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) id_token_signature: Option<String>,
     /// The output of a KDF step whose purpose is `rehash`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) rehash_kdf: Option<KdfOutput>,
+}
+
+/// What the module is told besides the request: the time, the issuer, the token lifetimes, the
+/// keys (the signing key by its id only: the host signs), fresh entropy and the settings it
+/// applies.
+pub(crate) fn token_context(
+    server: &Service,
+    at: Timestamp,
+    keys: &crate::service::KeyRing,
+) -> Result<Value, Failure> {
+    let settings = &server.settings;
+    let signing = &keys.signing;
+    let entropy = crate::state::random_base64(ENTROPY_BYTES).map_err(Failure::Store)?;
+    let mut context = json!({
+        "now": at,
+        "issuer": settings.issuer,
+        "access_token_ttl": settings.access_token_ttl,
+        "refresh_token_ttl": settings.refresh_token_ttl,
+        "signing_key": {"kid": signing.kid(), "alg": signing.alg()},
+        "client_secret_key": keys.client_secret_key,
+        "kdf_iterations": settings.kdf_iterations,
+        "lockout": settings.lockout,
+        "entropy": entropy,
+    });
+    if let Some(sunset) = settings.sunset {
+        context["sunset"] = json!(sunset);
+    }
+    Ok(context)
 }
 
 /// The module's answer to `entry`, read straight into `T` (the `ok` of its envelope).
@@ -166,7 +199,7 @@ pub(crate) async fn finish(
     if !counted {
         let job = Job {
             effects,
-            audit: Some((kind.to_string(), entry.to_string())),
+            audits: vec![(kind.to_string(), entry.to_string())],
             now: at,
         };
         // Group commit: the answer goes out only once the effects and the audit entry are
@@ -200,7 +233,7 @@ pub(crate) async fn finish(
 
 /// The audit entry as stored and hashed: the module's record, where the request came from, and
 /// which module decided.
-fn audit_entry(
+pub(crate) fn audit_entry(
     server: &Service,
     audit: &Audit,
     at: Timestamp,

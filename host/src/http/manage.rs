@@ -1,5 +1,5 @@
-//! Revocation (RFC 7009) and introspection (RFC 7662): stateless module calls, with the
-//! records the module asks for looked up between them.
+//! Revocation (RFC 7009), introspection (RFC 7662) and UserInfo (OpenID Connect Core §5.3):
+//! stateless module calls, with the records the module asks for looked up between them.
 
 use super::answer::throttled;
 use super::decide::{call_as, finish, instance, note_failure, raw_request, records};

@@ -4,6 +4,9 @@
 
 pub mod admin;
 pub(crate) mod answer;
+mod authorize;
+/// The authorization transaction's cookie.
+pub use authorize::COOKIE as AUTHORIZE_COOKIE;
 pub mod conn;
 mod decide;
 pub(crate) mod failure;
@@ -30,6 +33,8 @@ pub fn router(server: Arc<Service>) -> Router {
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/tenants/{tenant}/connect/token", any(token::token))
+        .route("/tenants/{tenant}/connect/authorize", authorize::route())
+        .route(authorize::STYLE_PATH, get(authorize::style))
         .route(
             "/tenants/{tenant}/connect/revocation",
             manage::manage_route("revocation"),
@@ -39,8 +44,16 @@ pub fn router(server: Arc<Service>) -> Router {
             manage::manage_route("introspection"),
         )
         .route(
+            "/tenants/{tenant}/connect/userinfo",
+            manage::manage_route("userinfo"),
+        )
+        .route(
             "/tenants/{tenant}/.well-known/oauth-authorization-server",
             get(metadata::metadata),
+        )
+        .route(
+            "/tenants/{tenant}/.well-known/openid-configuration",
+            get(metadata::openid_configuration),
         )
         .route(
             "/tenants/{tenant}/.well-known/jwks.json",
@@ -74,6 +87,10 @@ async fn timed(
         "admin"
     } else if path.ends_with("/connect/token") {
         "token"
+    } else if path.ends_with("/connect/authorize") {
+        "authorize"
+    } else if path.ends_with("/connect/userinfo") {
+        "userinfo"
     } else if path.ends_with("/connect/revocation") {
         "revocation"
     } else if path.ends_with("/connect/introspect") {

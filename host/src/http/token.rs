@@ -3,7 +3,9 @@
 //! decision made durable, then answered.
 
 use super::answer::{throttled, unavailable};
-use super::decide::{call_as, finish, instance, note_failure, raw_request, records, Resume};
+use super::decide::{
+    call_as, finish, instance, note_failure, raw_request, records, token_context, Resume,
+};
 use super::failure::{failed, Failure};
 use super::source::source_address;
 use crate::service::Service;
@@ -14,7 +16,9 @@ use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use granted_policy::token::endpoint::{KdfOutput, KdfPurpose, TokenStep, ENTROPY_BYTES};
+use granted_policy::token::endpoint::{
+    KdfOutput, KdfPurpose, SignPurpose, TokenStep, ENTROPY_BYTES,
+};
 use serde_json::{json, Value};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -59,21 +63,7 @@ async fn decide(
     let at = now(settings).map_err(Failure::Clock)?;
     let keys = server.keys().await.map_err(Failure::Store)?;
     let signing = &keys.signing;
-    let entropy = crate::state::random_base64(ENTROPY_BYTES).map_err(Failure::Store)?;
-    let mut context = json!({
-        "now": at,
-        "issuer": settings.issuer,
-        "access_token_ttl": settings.access_token_ttl,
-        "refresh_token_ttl": settings.refresh_token_ttl,
-        "signing_key": {"kid": signing.kid(), "alg": signing.alg()},
-        "client_secret_key": keys.client_secret_key,
-        "kdf_iterations": settings.kdf_iterations,
-        "lockout": settings.lockout,
-        "entropy": entropy,
-    });
-    if let Some(sunset) = settings.sunset {
-        context["sunset"] = json!(sunset);
-    }
+    let context = token_context(server, at, &keys)?;
     let input = json!({"request": request, "context": context});
     let (_slot, mut session) = instance(server).await?;
     let mut step: TokenStep = call_as(&mut session, "token_start", &input)?;
@@ -116,6 +106,7 @@ async fn decide(
                 alg,
                 kid,
                 signing_input,
+                purpose,
             } => {
                 // The module asks for the key it was given: anything else is its bug.
                 if kid != signing.kid() || alg != signing.alg() {
@@ -126,9 +117,16 @@ async fn decide(
                 let signature = signing
                     .sign(signing_input.as_bytes())
                     .map_err(Failure::Signing)?;
-                Resume {
-                    signature: Some(URL_SAFE_NO_PAD.encode(signature)),
-                    ..Resume::default()
+                let signature = Some(URL_SAFE_NO_PAD.encode(signature));
+                match purpose {
+                    SignPurpose::AccessToken => Resume {
+                        signature,
+                        ..Resume::default()
+                    },
+                    SignPurpose::IdToken => Resume {
+                        id_token_signature: signature,
+                        ..Resume::default()
+                    },
                 }
             }
             TokenStep::NeedVerification { .. } => {

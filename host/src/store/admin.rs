@@ -4,7 +4,7 @@
 use super::db::Db;
 use super::{app, audit_hash, audit_head, tenant_record, user_record, End, Store};
 use anyhow::{anyhow, Result};
-use granted_policy::model::{App, Revision, TenantRecord, Timestamp, UserRecord};
+use granted_policy::model::{App, ConsentRecord, Revision, TenantRecord, Timestamp, UserRecord};
 use serde_json::{json, Value};
 
 /// Who makes an admin change, from where, and when: the part of its audit entry the change
@@ -26,7 +26,7 @@ pub struct AdminAudit {
 pub struct ChangeRecord {
     /// `create_app`, `append_revision`, `rotate_client_secret`, `create_tenant`, `install`,
     /// `create_user`, `set_password`, `disable_user`, `enable_user`, `unlock_user`,
-    /// `rotate_admin_token`.
+    /// `withdraw_consent`, `rotate_admin_token`.
     pub action: &'static str,
     /// What was changed (ids).
     pub target: Value,
@@ -370,6 +370,35 @@ impl AdminTx<'_> {
             &[&tenant, &username],
         )?;
         Ok(())
+    }
+
+    /// The consents a user gave (C11), by app.
+    pub fn consents(&self, tenant: &str, username: &str) -> Result<Vec<ConsentRecord>> {
+        let rows: Vec<(String, String)> = self.db.rows(
+            "SELECT app_id, scopes FROM consents WHERE tenant = ?1 AND username = ?2 ORDER BY app_id",
+            &[&tenant, &username],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        rows.into_iter()
+            .map(|(app_id, scopes)| {
+                Ok(ConsentRecord {
+                    tenant: tenant.to_string(),
+                    username: username.to_string(),
+                    app_id,
+                    scopes: serde_json::from_str(&scopes)
+                        .map_err(|e| anyhow!("bad consent scopes in the database: {e}"))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Withdraws a user's consent to an app: the next sign-in asks again. Whether there was one.
+    pub fn withdraw_consent(&self, tenant: &str, username: &str, app_id: &str) -> Result<bool> {
+        let removed = self.db.exec(
+            "DELETE FROM consents WHERE tenant = ?1 AND username = ?2 AND app_id = ?3",
+            &[&tenant, &username, &app_id],
+        )?;
+        Ok(removed > 0)
     }
 
     /// The failed logins counted against a user (0 when none).

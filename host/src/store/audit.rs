@@ -212,6 +212,12 @@ impl Store {
     /// Password-grant tokens issued per (tenant, app): in the 7 and 30 days before `now`, and
     /// the last one ever logged.
     pub fn password_use(&self, now: Timestamp) -> Result<Vec<UseCount>> {
+        self.grant_use(now, "password")
+    }
+
+    /// Tokens of `grant_type` issued per (tenant, app): in the 7 and 30 days before `now`, and
+    /// the last one ever logged.
+    pub fn grant_use(&self, now: Timestamp, grant_type: &str) -> Result<Vec<UseCount>> {
         let d7 = now.plus_seconds(-7 * 86_400).to_rfc3339();
         let d30 = now.plus_seconds(-30 * 86_400).to_rfc3339();
         self.read(|db| {
@@ -221,10 +227,10 @@ impl Store {
                     SUM(CASE WHEN at >= ?2 THEN 1 ELSE 0 END),
                     MAX(at)
              FROM audit
-             WHERE kind = 'token' AND decision = 'granted' AND grant_type = 'password'
+             WHERE kind = 'token' AND decision = 'granted' AND grant_type = ?3
                AND tenant IS NOT NULL AND app_id IS NOT NULL
              GROUP BY tenant, app_id ORDER BY tenant, app_id",
-                &[&d7, &d30],
+                &[&d7, &d30, &grant_type],
                 |r| {
                     Ok(UseCount {
                         tenant: r.get(0)?,

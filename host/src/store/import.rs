@@ -1,4 +1,5 @@
-//! Writes of `granted import` (and of tests): apps, clients, tenants, users and refresh tokens in one transaction.
+//! Writes of `granted import` (and of tests): apps, clients, tenants, users, refresh tokens,
+//! authorization codes and consents, in one transaction.
 
 use super::*;
 
@@ -90,6 +91,30 @@ impl Writer<'_> {
         )?;
         insert_refresh(self.db, record)
     }
+
+    /// Creates or replaces an authorization code record.
+    pub fn put_code(&self, record: &CodeRecord) -> Result<()> {
+        self.db.exec(
+            "DELETE FROM codes WHERE code_sha256 = ?1",
+            &[&record.code_sha256],
+        )?;
+        tokens::insert_code(self.db, record)
+    }
+
+    /// Creates or replaces a user's consent to an app.
+    pub fn put_consent(&self, record: &ConsentRecord) -> Result<()> {
+        self.db.exec(
+            "INSERT INTO consents (tenant, username, app_id, scopes) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant, username, app_id) DO UPDATE SET scopes = excluded.scopes",
+            &[
+                &record.tenant,
+                &record.username,
+                &record.app_id,
+                &serde_json::to_string(&record.scopes)?,
+            ],
+        )?;
+        Ok(())
+    }
 }
 
 impl Store {
@@ -102,8 +127,8 @@ impl Store {
 /// Inserts one revision of an app.
 pub(super) fn insert_revision(db: &Db<'_>, app_id: &str, r: &Revision) -> Result<()> {
     db.exec(
-        "INSERT INTO revisions (app_id, rev, at, client_id, grant_type, scopes)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO revisions (app_id, rev, at, client_id, grant_type, scopes, redirect_uris, client_type)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         &[
             &app_id,
             &r.rev,
@@ -111,6 +136,8 @@ pub(super) fn insert_revision(db: &Db<'_>, app_id: &str, r: &Revision) -> Result
             &r.client_id,
             &r.grant_type.as_str(),
             &serde_json::to_string(&r.scopes)?,
+            &serde_json::to_string(&r.redirect_uris)?,
+            &r.client_type.as_str(),
         ],
     )?;
     Ok(())
@@ -123,12 +150,13 @@ pub(super) fn upsert_user(db: &Db<'_>, tenant: &str, user: &UserRecord) -> Resul
         SignIn::Sso => "sso",
     };
     db.exec(
-        "INSERT INTO users (tenant, username, sign_in, password_hash, password_changed_at, disabled)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO users (tenant, username, sign_in, password_hash, password_changed_at, disabled, sub)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (tenant, username) DO UPDATE SET sign_in = excluded.sign_in,
              password_hash = excluded.password_hash,
              password_changed_at = excluded.password_changed_at,
-             disabled = excluded.disabled",
+             disabled = excluded.disabled,
+             sub = COALESCE(users.sub, excluded.sub)",
         &[
             &tenant,
             &user.username,
@@ -136,6 +164,7 @@ pub(super) fn upsert_user(db: &Db<'_>, tenant: &str, user: &UserRecord) -> Resul
             &user.password_hash,
             &user.password_changed_at.map(|t| t.to_rfc3339()),
             &user.disabled,
+            &user.sub,
         ],
     )?;
     Ok(())

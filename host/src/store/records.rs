@@ -22,6 +22,29 @@ impl Store {
         self.snapshot(|db| records_in(db, lookup))
     }
 
+    /// Every consent kept (C11), by tenant, user and app.
+    pub fn consents(&self) -> Result<Vec<ConsentRecord>> {
+        self.read(|db| {
+            let rows: Vec<(String, String, String, String)> = db.rows(
+                "SELECT tenant, username, app_id, scopes FROM consents
+                 ORDER BY tenant, username, app_id",
+                &[],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?;
+            rows.into_iter()
+                .map(|(tenant, username, app_id, scopes)| {
+                    Ok(ConsentRecord {
+                        tenant,
+                        username,
+                        app_id,
+                        scopes: serde_json::from_str(&scopes)
+                            .context("bad consent scopes in the database")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
     /// A refresh token by its SHA-256.
     pub fn refresh_token(&self, sha256: &str) -> Result<Option<RefreshTokenRecord>> {
         self.read(|db| refresh_record(db, sha256))
@@ -90,22 +113,116 @@ pub(super) fn records_in(db: &Db<'_>, lookup: &Lookup) -> Result<Records> {
     Ok(Records {
         tenant: Some(tenant_record(db, tenant)?),
         client: Some(client_record(db, &lookup.client_id)?),
-        user: match &lookup.username {
-            Some(username) => Some(user_record(db, tenant, username)?),
-            None => None,
+        user: match (&lookup.username, &lookup.subject) {
+            (Some(username), _) => Some(user_record(db, tenant, username)?),
+            (None, Some(sub)) => Some(user_by_subject(db, tenant, sub)?),
+            (None, None) => None,
         },
         refresh_token: match &lookup.refresh_token_sha256 {
             Some(hash) => Some(refresh_record(db, hash)?),
             None => None,
         },
+        code: match &lookup.code_sha256 {
+            Some(hash) => Some(code_record(db, hash)?),
+            None => None,
+        },
+        consent: match (&lookup.consent_app_id, &lookup.username) {
+            (Some(app_id), Some(username)) => Some(consent_record(db, tenant, username, app_id)?),
+            (Some(_), None) => Some(None),
+            (None, _) => None,
+        },
     })
 }
 
+/// An authorization code by its SHA-256.
+pub(super) fn code_record(db: &Db<'_>, sha256: &str) -> Result<Option<CodeRecord>> {
+    type Row = (
+        String,
+        String,
+        u32,
+        Option<String>,
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+        bool,
+    );
+    let row: Option<Row> = db.opt(
+        "SELECT tenant, client_id, rev, redirect_uri, code_challenge, scopes, username, nonce,
+                auth_time, issued_at, used
+         FROM codes WHERE code_sha256 = ?1",
+        &[&sha256],
+        |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+                r.get(9)?,
+                r.get(10)?,
+            ))
+        },
+    )?;
+    let Some((tenant, client_id, rev, redirect_uri, code_challenge, scopes, username, nonce, auth_time, issued_at, used)) =
+        row
+    else {
+        return Ok(None);
+    };
+    Ok(Some(CodeRecord {
+        code_sha256: sha256.to_string(),
+        tenant,
+        client_id,
+        rev,
+        redirect_uri,
+        code_challenge,
+        scopes: serde_json::from_str(&scopes).context("bad code scopes in the database")?,
+        username,
+        nonce,
+        auth_time: auth_time.map(ts).transpose()?,
+        issued_at: ts(issued_at)?,
+        used,
+    }))
+}
+
+/// A user's consent to an app in a tenant.
+pub(super) fn consent_record(
+    db: &Db<'_>,
+    tenant: &str,
+    username: &str,
+    app_id: &str,
+) -> Result<Option<ConsentRecord>> {
+    let scopes: Option<String> = db.opt(
+        "SELECT scopes FROM consents WHERE tenant = ?1 AND username = ?2 AND app_id = ?3",
+        &[&tenant, &username, &app_id],
+        |r| r.get(0),
+    )?;
+    scopes
+        .map(|scopes| {
+            Ok(ConsentRecord {
+                tenant: tenant.to_string(),
+                username: username.to_string(),
+                app_id: app_id.to_string(),
+                scopes: serde_json::from_str(&scopes).context("bad consent scopes in the database")?,
+            })
+        })
+        .transpose()
+}
+
 /// An app's columns joined with one of its revisions' (all null for an app without any):
-/// `created_at`, then `rev`, `at`, `client_id`, `grant_type`, `scopes`.
+/// `created_at`, then `rev`, `at`, `client_id`, `grant_type`, `scopes`, `redirect_uris`,
+/// `client_type`.
 pub(super) type AppRow = (
     String,
     Option<u32>,
+    Option<String>,
+    Option<String>,
     Option<String>,
     Option<String>,
     Option<String>,
@@ -121,6 +238,8 @@ pub(super) fn app_row(row: &db::Row<'_>, first: usize) -> Result<AppRow> {
         row.get(first + 3)?,
         row.get(first + 4)?,
         row.get(first + 5)?,
+        row.get(first + 6)?,
+        row.get(first + 7)?,
     ))
 }
 
@@ -130,7 +249,7 @@ pub(super) fn app_from_rows(app_id: &str, rows: Vec<AppRow>) -> Result<Option<Ap
         return Ok(None);
     };
     let mut revisions = Vec::with_capacity(rows.len());
-    for (_, rev, at, client_id, grant, scopes) in rows {
+    for (_, rev, at, client_id, grant, scopes, redirect_uris, client_type) in rows {
         // An app with no revision: the LEFT JOIN's one row of nulls.
         let (Some(rev), Some(at), Some(client_id), Some(grant), Some(scopes)) =
             (rev, at, client_id, grant, scopes)
@@ -143,6 +262,16 @@ pub(super) fn app_from_rows(app_id: &str, rows: Vec<AppRow>) -> Result<Option<Ap
             client_id,
             grant_type: grant_type(&grant)?,
             scopes: serde_json::from_str(&scopes).context("bad scopes in the database")?,
+            redirect_uris: match redirect_uris {
+                Some(uris) => {
+                    serde_json::from_str(&uris).context("bad redirect URIs in the database")?
+                }
+                None => Vec::new(),
+            },
+            client_type: match client_type.as_deref() {
+                Some("public") => ClientType::Public,
+                _ => ClientType::Confidential,
+            },
         });
     }
     Ok(Some(App {
@@ -155,7 +284,7 @@ pub(super) fn app_from_rows(app_id: &str, rows: Vec<AppRow>) -> Result<Option<Ap
 /// An app with its revisions, in one query.
 pub(super) fn app(db: &Db<'_>, app_id: &str) -> Result<Option<App>> {
     let rows = db.rows(
-        "SELECT a.created_at, r.rev, r.at, r.client_id, r.grant_type, r.scopes
+        "SELECT a.created_at, r.rev, r.at, r.client_id, r.grant_type, r.scopes, r.redirect_uris, r.client_type
          FROM apps a LEFT JOIN revisions r ON r.app_id = a.app_id
          WHERE a.app_id = ?1 ORDER BY r.rev",
         &[&app_id],
@@ -168,7 +297,7 @@ pub(super) fn app(db: &Db<'_>, app_id: &str) -> Result<Option<App>> {
 pub(super) fn client_record(db: &Db<'_>, client_id: &str) -> Result<Option<ClientRecord>> {
     let rows: Vec<(String, String, AppRow)> = db.rows(
         "SELECT c.app_id, c.secret_hmac,
-                a.created_at, r.rev, r.at, r.client_id, r.grant_type, r.scopes
+                a.created_at, r.rev, r.at, r.client_id, r.grant_type, r.scopes, r.redirect_uris, r.client_type
          FROM clients c JOIN apps a ON a.app_id = c.app_id
          LEFT JOIN revisions r ON r.app_id = c.app_id
          WHERE c.client_id = ?1 ORDER BY r.rev",
@@ -218,21 +347,42 @@ pub(super) fn tenant_record(db: &Db<'_>, tenant: &str) -> Result<Option<TenantRe
 }
 
 /// A user with its lock, in one query.
+/// A user by their `sub` (UserInfo).
+fn user_by_subject(db: &Db<'_>, tenant: &str, sub: &str) -> Result<Option<UserRecord>> {
+    let username: Option<String> = db.opt(
+        "SELECT username FROM users WHERE tenant = ?1 AND sub = ?2",
+        &[&tenant, &sub],
+        |r| r.get(0),
+    )?;
+    match username {
+        Some(username) => user_record(db, tenant, &username),
+        None => Ok(None),
+    }
+}
+
 pub(super) fn user_record(db: &Db<'_>, tenant: &str, username: &str) -> Result<Option<UserRecord>> {
-    type Row = (String, Option<String>, Option<String>, bool, Option<String>);
+    type Row = (
+        String,
+        Option<String>,
+        Option<String>,
+        bool,
+        Option<String>,
+        Option<String>,
+    );
     let row: Option<Row> = db.opt(
-        "SELECT u.sign_in, u.password_hash, u.password_changed_at, u.disabled, f.locked_until
+        "SELECT u.sign_in, u.password_hash, u.password_changed_at, u.disabled, f.locked_until, u.sub
          FROM users u LEFT JOIN login_failures f
            ON f.tenant = u.tenant AND f.username = u.username
          WHERE u.tenant = ?1 AND u.username = ?2",
         &[&tenant, &username],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
     )?;
-    let Some((sign_in, password_hash, changed, disabled, locked)) = row else {
+    let Some((sign_in, password_hash, changed, disabled, locked, sub)) = row else {
         return Ok(None);
     };
     Ok(Some(UserRecord {
         username: username.to_string(),
+        sub,
         sign_in: if sign_in == "sso" {
             SignIn::Sso
         } else {

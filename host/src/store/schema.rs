@@ -113,6 +113,34 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // it starts signing (none: its creation); it is published in the JWKS from its creation.
     "ALTER TABLE server_keys ADD COLUMN alg TEXT;
     ALTER TABLE server_keys ADD COLUMN sign_from TEXT;",
+    // 7: the authorization code flow (RULES.md §5): each revision's redirect URIs (JSON) and
+    // client type, each user's stable `sub`, the codes issued (only their SHA-256) and the
+    // consents kept.
+    "ALTER TABLE revisions ADD COLUMN redirect_uris TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE revisions ADD COLUMN client_type TEXT NOT NULL DEFAULT 'confidential';
+    ALTER TABLE users ADD COLUMN sub TEXT;
+    CREATE UNIQUE INDEX users_sub ON users (sub);
+    CREATE TABLE codes (
+        code_sha256 TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        rev INTEGER NOT NULL,
+        redirect_uri TEXT,
+        code_challenge TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        username TEXT NOT NULL,
+        nonce TEXT,
+        auth_time TEXT,
+        issued_at TEXT NOT NULL,
+        used INTEGER NOT NULL
+    );
+    CREATE TABLE consents (
+        tenant TEXT NOT NULL,
+        username TEXT NOT NULL,
+        app_id TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        PRIMARY KEY (tenant, username, app_id)
+    );",
 ];
 
 impl Store {
@@ -157,9 +185,29 @@ pub(super) fn migrate_to(db: &Db<'_>, last: usize) -> Result<()> {
         if i + 1 == 4 {
             audit::backfill_columns(db).context("migration 4")?;
         }
+        if i + 1 == 7 {
+            backfill_subs(db).context("migration 7")?;
+        }
         db.exec(
             "INSERT INTO schema_version (version) VALUES (?1)",
             &[&(i as i64 + 1)],
+        )?;
+    }
+    Ok(())
+}
+
+/// Gives every user who has none a `sub` (RULES.md §5: assigned once, never reused): the users
+/// a database held before migration 7.
+fn backfill_subs(db: &Db<'_>) -> Result<()> {
+    let users: Vec<(String, String)> = db.rows(
+        "SELECT tenant, username FROM users WHERE sub IS NULL",
+        &[],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    for (tenant, username) in users {
+        db.exec(
+            "UPDATE users SET sub = ?3 WHERE tenant = ?1 AND username = ?2",
+            &[&tenant, &username, &crate::state::new_sub()?],
         )?;
     }
     Ok(())

@@ -9,8 +9,9 @@ use granted_policy::token::lockout::LockSchedule;
 pub struct Job {
     /// What the module asked for.
     pub effects: Vec<Effect>,
-    /// The audit entry: kind (`token`, `revocation`, …) and canonical JSON.
-    pub audit: Option<(String, String)>,
+    /// The audit entries, in order: kind (`token`, `revocation`, `authorization`, …) and
+    /// canonical JSON.
+    pub audits: Vec<(String, String)>,
     /// The decision's instant.
     pub now: Timestamp,
 }
@@ -34,6 +35,9 @@ pub enum Applied {
 /// Why a decision's effects were undone.
 pub(super) enum Race {
     Refresh(String),
+    /// An authorization code was used meanwhile: the decision is made again, and the module
+    /// sees a used code (X2).
+    Code,
     Lock,
 }
 
@@ -58,7 +62,7 @@ impl Store {
     pub fn apply(&self, effects: &[Effect], now: Timestamp) -> Result<Applied> {
         let job = Job {
             effects: effects.to_vec(),
-            audit: None,
+            audits: Vec::new(),
             now,
         };
         self.apply_batch(std::slice::from_ref(&job))?
@@ -85,22 +89,32 @@ impl Store {
                 })?;
                 let mut locks = 0;
                 let outcome = match apply_effects(db, &job.effects, job.now, &mut locks) {
-                    Ok(None) => match &job.audit {
-                        Some((kind, entry)) => {
-                            let sha = audit_hash(&prev, entry);
-                            let written =
-                                audit::insert(db, seq + 1, job.now, kind, entry, &prev, &sha);
-                            match written {
+                    Ok(None) => {
+                        // The chain moves on only if every entry of the job was written.
+                        let (mut at_seq, mut at_prev) = (seq, prev.clone());
+                        let mut failed = None;
+                        for (kind, entry) in &job.audits {
+                            let sha = audit_hash(&at_prev, entry);
+                            match audit::insert(db, at_seq + 1, job.now, kind, entry, &at_prev, &sha)
+                            {
                                 Ok(_) => {
-                                    seq += 1;
-                                    prev = sha;
-                                    Applied::Done
+                                    at_seq += 1;
+                                    at_prev = sha;
                                 }
-                                Err(e) => Applied::Failed(format!("{e:#}")),
+                                Err(e) => {
+                                    failed = Some(format!("{e:#}"));
+                                    break;
+                                }
                             }
                         }
-                        None => Applied::Done,
-                    },
+                        match failed {
+                            None => {
+                                (seq, prev) = (at_seq, at_prev);
+                                Applied::Done
+                            }
+                            Some(e) => Applied::Failed(e),
+                        }
+                    }
                     Ok(Some(Race::Refresh(raced))) => {
                         db.batch("ROLLBACK TO SAVEPOINT job")?;
                         db.exec(
@@ -109,6 +123,10 @@ impl Store {
                              AND status = 'active'",
                             &[&raced],
                         )?;
+                        Applied::RefreshRace
+                    }
+                    Ok(Some(Race::Code)) => {
+                        db.batch("ROLLBACK TO SAVEPOINT job")?;
                         Applied::RefreshRace
                     }
                     Ok(Some(Race::Lock)) => Applied::LockRace,
@@ -185,6 +203,30 @@ pub(super) fn apply_effects(
                     &[tenant, username, hash, replaces],
                 )?;
             }
+            Effect::StoreCode { record } => insert_code(db, record)?,
+            Effect::ConsumeCode { code_sha256 } => {
+                let changed = db.exec(
+                    "UPDATE codes SET used = 1 WHERE code_sha256 = ?1 AND used = 0",
+                    &[code_sha256],
+                )?;
+                if changed == 0 {
+                    return Ok(Some(Race::Code));
+                }
+            }
+            Effect::StoreConsent { record } => keep_consent(db, record)?,
+            Effect::ChangePassword {
+                tenant,
+                username,
+                hash,
+                replaces,
+                changed_at,
+            } => {
+                db.exec(
+                    "UPDATE users SET password_hash = ?3, password_changed_at = ?5
+                     WHERE tenant = ?1 AND username = ?2 AND password_hash = ?4",
+                    &[tenant, username, hash, replaces, &changed_at.to_rfc3339()],
+                )?;
+            }
             Effect::ResetLoginFailures { tenant, username } => {
                 if locked_until(db, tenant, username)?.is_some_and(|until| now < until) {
                     return Ok(Some(Race::Lock));
@@ -206,6 +248,48 @@ pub(super) fn locked_until(db: &Db<'_>, tenant: &str, username: &str) -> Result<
         |r| r.get(0),
     )?;
     until.flatten().map(ts).transpose()
+}
+
+/// Stores an authorization code (its hash and what it is bound to).
+pub(super) fn insert_code(db: &Db<'_>, c: &CodeRecord) -> Result<()> {
+    db.exec(
+        "INSERT INTO codes (code_sha256, tenant, client_id, rev, redirect_uri, code_challenge,
+                            scopes, username, nonce, auth_time, issued_at, used)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        &[
+            &c.code_sha256,
+            &c.tenant,
+            &c.client_id,
+            &c.rev,
+            &c.redirect_uri,
+            &c.code_challenge,
+            &serde_json::to_string(&c.scopes)?,
+            &c.username,
+            &c.nonce,
+            &c.auth_time.map(Timestamp::to_rfc3339),
+            &c.issued_at.to_rfc3339(),
+            &c.used,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Keeps a consent, its scopes added to any kept before for the same user and app.
+fn keep_consent(db: &Db<'_>, c: &ConsentRecord) -> Result<()> {
+    let mut scopes = consent_record(db, &c.tenant, &c.username, &c.app_id)?
+        .map(|kept| kept.scopes)
+        .unwrap_or_default();
+    for scope in &c.scopes {
+        if !scopes.contains(scope) {
+            scopes.push(scope.clone());
+        }
+    }
+    db.exec(
+        "INSERT INTO consents (tenant, username, app_id, scopes) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (tenant, username, app_id) DO UPDATE SET scopes = excluded.scopes",
+        &[&c.tenant, &c.username, &c.app_id, &serde_json::to_string(&scopes)?],
+    )?;
+    Ok(())
 }
 
 pub(super) fn insert_refresh(db: &Db<'_>, r: &RefreshTokenRecord) -> Result<()> {

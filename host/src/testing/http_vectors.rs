@@ -9,7 +9,9 @@
 //! an existing app) with nothing stored. A `sequence` vector sends its steps' requests to one
 //! database, the server started again with each step's instant as its clock, and reads the
 //! user's lock from the store after each step; the edge, whose clock is fixed per process, skips
-//! them (`tests/edge/sequences.test.mjs` runs them through its handler).
+//! them (`tests/edge/sequences.test.mjs` runs them through its handler). The authorization code
+//! vectors go through the sign-in pages as a browser does (`http_code.rs`); the edge serves no
+//! pages and keeps no codes, and skips them and the exchanges of codes in a vector's state.
 
 use crate::guest::Guest;
 use crate::service::Service;
@@ -98,10 +100,36 @@ pub fn run_dir(
                     continue;
                 }
             }
+        } else if vector.authorize_request.is_some() || vector.flow.is_some() {
+            let pg = match target {
+                Target::Host => None,
+                Target::HostOnPostgres(pg) => Some(pg),
+                Target::Edge(_) => {
+                    summary.skipped += 1;
+                    writeln!(
+                        out,
+                        "skip {name}: the edge serves the token endpoint, not the sign-in pages"
+                    )?;
+                    continue;
+                }
+            };
+            if vector.flow.is_some() {
+                super::http_code::run_flow(&runtime, guest.clone(), &vector, pg)
+            } else {
+                super::http_code::run_authorize(&runtime, guest.clone(), &vector, pg)
+            }
         } else if vector.token_request.is_some() {
             match target {
                 Target::Host => run_one(&runtime, guest.clone(), &vector, None),
                 Target::HostOnPostgres(pg) => run_one(&runtime, guest.clone(), &vector, Some(pg)),
+                Target::Edge(_) if vector.state.get("codes").is_some() => {
+                    summary.skipped += 1;
+                    writeln!(
+                        out,
+                        "skip {name}: the edge keeps no authorization codes (granted serve's pages issue them)"
+                    )?;
+                    continue;
+                }
                 Target::Edge(serve) => run_edge(&runtime, guest.clone(), &vector, serve),
             }
         } else if matches!(target, Target::Edge(_)) {
@@ -264,7 +292,7 @@ impl VectorServer {
     }
 
     /// The same database served again by a server whose clock is `now`.
-    fn restart_at(
+    pub(super) fn restart_at(
         self,
         runtime: &tokio::runtime::Runtime,
         guest: Arc<Guest>,

@@ -10,6 +10,7 @@
 //! turn it on): the release binary has no `initdb`, no user switching, no vector runner.
 
 mod http_admin;
+mod http_code;
 mod http_edge;
 pub mod http_vectors;
 pub mod wasmtime_runner;

@@ -7,12 +7,14 @@
 
 mod checks;
 mod pages;
+pub mod userinfo;
 
 use crate::error::PolicyError;
 use crate::token::endpoint::{Audit, Effect, KdfOutput, Records, Step, TokenContext};
 use serde::{Deserialize, Serialize};
 
 pub use checks::Authorized;
+pub use pages::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
 
 /// A request to `GET /tenants/{tenant}/connect/authorize`: its query as decoded pairs, in the
 /// order sent (so that repeats are seen).
@@ -166,6 +168,9 @@ pub struct PageClient {
     pub client_id: String,
     /// The scopes asked for (C7), in the order asked.
     pub scopes: Vec<String>,
+    /// Where the user goes back to (C3 checked it): the page's `form-action` must allow it,
+    /// since a form's answer redirects there.
+    pub redirect_uri: String,
 }
 
 /// The answer to one action: the page, the audit record, the effects, and what the transaction

@@ -138,6 +138,7 @@ fn records_needed(
             refresh_token_sha256: None,
             code_sha256: None,
             consent_app_id: consent_app_id.map(str::to_string),
+            subject: None,
         },
     }))
 }
@@ -166,6 +167,7 @@ impl Pages<'_> {
             app_id: self.auth.client.app.app_id.clone(),
             client_id: self.auth.client.client_id.clone(),
             scopes: self.auth.scopes.clone(),
+            redirect_uri: self.auth.redirect_uri.to_string(),
         }
     }
 

@@ -193,7 +193,7 @@ impl std::fmt::Debug for KdfOutput {
 }
 
 /// Which records to look up.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lookup {
     /// The tenant, always.
     pub tenant: String,
@@ -209,6 +209,9 @@ pub struct Lookup {
     /// The app whose consent by `username` to look up (C11).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent_app_id: Option<String>,
+    /// The user to look up by their `sub` rather than their username (UserInfo), into `user`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 /// Something the host must apply, in the same transaction as the audit entry.

@@ -188,6 +188,7 @@ fn step(input: &ManageInput, endpoint: Endpoint) -> Result<TokenStep, PolicyErro
                 refresh_token_sha256: refresh_hash,
                 code_sha256: None,
                 consent_app_id: None,
+                subject: None,
             },
         });
     };

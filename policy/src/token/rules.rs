@@ -714,6 +714,7 @@ fn need(
             refresh_token_sha256,
             code_sha256,
             consent_app_id: None,
+            subject: None,
         },
     }
 }

@@ -7,7 +7,7 @@ use super::{answer::*, auth::*, errors::*, module::*};
 use crate::service::Service;
 use crate::store::{Change, ChangeRecord};
 use axum::extract::Path;
-use granted_policy::model::{App, GrantType, Revision, TenantRecord, Timestamp};
+use granted_policy::model::{App, ClientType, GrantType, Revision, TenantRecord, Timestamp};
 use granted_policy::rules::eligibility::Ineligible;
 use granted_policy::rules::status::{AppStatus, InstallStatus, PasswordStatus};
 use serde::Serialize;
@@ -97,6 +97,10 @@ pub(crate) struct RevisionView {
     rev: u32,
     /// Its scopes.
     scopes: Vec<String>,
+    /// Where the authorization endpoint may send users back.
+    redirect_uris: Vec<String>,
+    /// `confidential` or `public`.
+    client_type: ClientType,
 }
 
 /// A client secret, shown only in this answer.
@@ -200,6 +204,8 @@ pub(crate) fn app_view(
                 password_eligible: verdict.is_some_and(|v| v.password_eligible),
                 rev: r.rev,
                 scopes: r.scopes.clone(),
+                redirect_uris: r.redirect_uris.clone(),
+                client_type: r.client_type,
             }
         })
         .collect();

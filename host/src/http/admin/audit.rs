@@ -111,7 +111,7 @@ fn search_of(query: Vec<(String, String)>) -> Result<(AuditFilter, usize), ApiEr
     path = "/audit",
     tag = "audit",
     params(
-        ("kind" = Option<String>, Query, description = "token, revocation, introspection or admin"),
+        ("kind" = Option<String>, Query, description = "token, revocation, introspection, userinfo, authorization (the sign-in pages) or admin"),
         ("tenant" = Option<String>, Query, description = "The tenant"),
         ("app_id" = Option<String>, Query, description = "The app"),
         ("grant_type" = Option<String>, Query, description = "The grant type"),

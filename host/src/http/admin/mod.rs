@@ -14,6 +14,7 @@ mod answer;
 mod apps;
 mod audit;
 mod auth;
+mod consents;
 pub(crate) mod errors;
 mod input;
 #[cfg(feature = "testing")]
@@ -29,6 +30,7 @@ mod users;
 use crate::service::Service;
 use apps::*;
 use audit::*;
+use consents::*;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -61,6 +63,8 @@ fn documented() -> OpenApiRouter<Arc<Service>> {
         .routes(routes!(list_users, create_user))
         .routes(routes!(set_password))
         .routes(routes!(user_action))
+        .routes(routes!(list_consents))
+        .routes(routes!(withdraw_consent))
         .routes(routes!(audit_log))
         .routes(routes!(sunset_report_route))
 }

@@ -22,6 +22,10 @@ pub struct SunsetReport {
     /// The audit log's oldest entry: the counts reach back to it at most.
     #[schema(value_type = Option<String>, format = DateTime)]
     audit_log_since: Option<Timestamp>,
+    /// Authorization-code tokens (the way forward, RULES.md §5) in the last 30 days, all apps.
+    code_tokens_30_days: i64,
+    /// Authorization-code tokens in the last 7 days, all apps.
+    code_tokens_7_days: i64,
     /// When.
     #[schema(value_type = String, format = DateTime)]
     generated_at: Timestamp,
@@ -36,6 +40,10 @@ pub struct SunsetReport {
 pub struct SunsetApp {
     /// The app.
     app_id: String,
+    /// Tokens from the authorization code flow in the last 30 days: its users who moved.
+    code_tokens_30_days: i64,
+    /// Authorization-code tokens in the last 7 days.
+    code_tokens_7_days: i64,
     /// Password-grant tokens per UTC day, the last 30 days, oldest first.
     daily_password_tokens: Vec<DayCount>,
     /// Its latest revision.
@@ -64,7 +72,11 @@ pub struct DayCount {
 /// One (app, tenant) row of the sunset report.
 #[derive(Serialize, ToSchema)]
 pub struct SunsetTenant {
-    /// The last one.
+    /// Authorization-code tokens in the last 30 days.
+    code_tokens_30_days: i64,
+    /// Authorization-code tokens in the last 7 days.
+    code_tokens_7_days: i64,
+    /// The last password-grant token.
     #[schema(value_type = Option<String>, format = DateTime)]
     last_password_use: Option<Timestamp>,
     /// After updating.
@@ -107,6 +119,12 @@ pub fn sunset_report(
         .into_iter()
         .map(|u| ((u.tenant.clone(), u.app_id.clone()), u))
         .collect();
+    let code_uses: Uses = store
+        .grant_use(now, "authorization_code")?
+        .into_iter()
+        .map(|u| ((u.tenant.clone(), u.app_id.clone()), u))
+        .collect();
+    let uses = [uses, code_uses];
     let days = last_30_days(now);
     let since = Timestamp::parse(&format!(
         "{}T00:00:00Z",
@@ -126,6 +144,8 @@ pub fn sunset_report(
         out.push(sunset_app(app.app_id, status, &uses, &days, &daily));
     }
     Ok(SunsetReport {
+        code_tokens_30_days: out.iter().map(|a| a.code_tokens_30_days).sum(),
+        code_tokens_7_days: out.iter().map(|a| a.code_tokens_7_days).sum(),
         password_tokens_30_days: out.iter().map(|a| a.password_tokens_30_days).sum(),
         password_tokens_7_days: out.iter().map(|a| a.password_tokens_7_days).sum(),
         apps: out,
@@ -152,7 +172,7 @@ fn last_30_days(now: Timestamp) -> Vec<String> {
 fn sunset_app(
     app_id: String,
     status: AppStatus,
-    uses: &Uses,
+    [uses, code_uses]: &[Uses; 2],
     days: &[String],
     daily: &Daily,
 ) -> SunsetApp {
@@ -164,7 +184,13 @@ fn sunset_app(
             let (d7, d30) = used
                 .map(|u| (u.last_7_days, u.last_30_days))
                 .unwrap_or((0, 0));
+            let (code_d7, code_d30) = code_uses
+                .get(&(row.tenant.clone(), app_id.clone()))
+                .map(|u| (u.last_7_days, u.last_30_days))
+                .unwrap_or((0, 0));
             SunsetTenant {
+                code_tokens_30_days: code_d30,
+                code_tokens_7_days: code_d7,
                 last_password_use: used.and_then(|u| u.last_use),
                 password_after_update: row.password_after_update,
                 password_now: row.password_now,
@@ -188,6 +214,8 @@ fn sunset_app(
         })
         .collect();
     SunsetApp {
+        code_tokens_30_days: tenants.iter().map(|t| t.code_tokens_30_days).sum(),
+        code_tokens_7_days: tenants.iter().map(|t| t.code_tokens_7_days).sum(),
         daily_password_tokens,
         latest_rev: status.latest_rev,
         password_tokens_30_days: tenants.iter().map(|t| t.password_tokens_30_days).sum(),

@@ -11,7 +11,7 @@ use crate::store::{AdminTx, Change, ChangeRecord, EditContext};
 use axum::body::Bytes;
 use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
-use granted_policy::model::{App, GrantType, Revision, Timestamp};
+use granted_policy::model::{App, ClientType, GrantType, Revision, Timestamp};
 use granted_policy::rules::edit::Preview;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -25,6 +25,13 @@ pub(crate) struct CreateApp {
     grant_type: GrantType,
     #[serde(default)]
     scopes: Vec<String>,
+    /// Where the authorization endpoint may send users back (A6: 1 to 10 with
+    /// `authorization_code`).
+    #[serde(default)]
+    redirect_uris: Vec<String>,
+    /// `confidential` (the default) or `public` (A7: only with `authorization_code`).
+    #[serde(default)]
+    client_type: ClientType,
 }
 
 #[derive(Clone, Deserialize, ToSchema)]
@@ -36,6 +43,12 @@ pub(crate) struct EditApp {
     grant_type: Option<GrantType>,
     #[serde(default)]
     scopes: Option<Vec<String>>,
+    /// Replaces the redirect URIs (A6).
+    #[serde(default)]
+    redirect_uris: Option<Vec<String>>,
+    /// Replaces the client type (A7).
+    #[serde(default)]
+    client_type: Option<ClientType>,
 }
 
 /// The module's `preview` input for an edit or a new app, without the edit or the app.
@@ -120,6 +133,8 @@ pub(crate) fn preview_of(
         "client_id": edit.client_id,
         "grant_type": edit.grant_type,
         "scopes": edit.scopes,
+        "redirect_uris": edit.redirect_uris,
+        "client_type": edit.client_type,
     });
     let input = edit_input(server, ctx, at)
         .with("edit", edit)
@@ -158,6 +173,8 @@ pub(crate) fn create_input(
         "client_id": create.client_id,
         "grant_type": create.grant_type,
         "scopes": create.scopes,
+        "redirect_uris": create.redirect_uris,
+        "client_type": create.client_type,
     });
     Ok(create_context(server, tx, at)?.with("create", create)?)
 }

@@ -120,10 +120,9 @@ pub(crate) async fn list_users(admin: Admin, Path(tenant): Path<String>) -> ApiR
     .await
 }
 
-/// The longest password taken, in bytes (PBKDF2 hashes any length; this bounds the work).
-pub(crate) const MAX_PASSWORD_BYTES: usize = 1024;
-/// The shortest password taken, in characters.
-pub(crate) const MIN_PASSWORD_CHARS: usize = 8;
+// The bounds of a password, the same as the change-password page's (C10): at least 8
+// characters, at most 1024 bytes (PBKDF2 hashes any length; this bounds the work).
+pub(crate) use granted_policy::authorize::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
 
 pub(crate) fn check_password(password: &str) -> Result<(), ApiError> {
     if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > MAX_PASSWORD_BYTES {
@@ -221,6 +220,7 @@ pub(crate) async fn create_user(
             }
             let user = UserRecord {
                 username: create.username.clone(),
+                sub: Some(crate::state::new_sub()?),
                 sign_in: create.sign_in,
                 password_changed_at: hashed.as_ref().map(|_| at),
                 password_hash: hashed,

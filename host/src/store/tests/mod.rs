@@ -175,7 +175,7 @@ fn two_hosts_race_for_one_refresh_token(a: Store, b: Store) {
                             Effect::ConsumeRefreshToken { token_sha256: old },
                             Effect::StoreRefreshToken { record: new },
                         ],
-                        audit: Some(("token".into(), format!("{{\"host\":{i}}}"))),
+                        audits: vec![("token".into(), format!("{{\"host\":{i}}}"))],
                         now,
                     };
                     barrier.wait();
@@ -222,7 +222,7 @@ fn two_hosts_append_to_one_audit_chain(a: Store, b: Store) {
                 for n in 0..50 {
                     let job = Job {
                         effects: vec![],
-                        audit: Some(("token".into(), format!("{{\"host\":{i},\"n\":{n}}}"))),
+                        audits: vec![("token".into(), format!("{{\"host\":{i},\"n\":{n}}}"))],
                         now,
                     };
                     let outcome = store.apply_batch(&[job]);
@@ -419,6 +419,7 @@ on_both!(
             client_id: "sync\0-1".into(),
             username: Some("al\0ice".into()),
             refresh_token_sha256: Some("ab\0c".into()),
+            ..Lookup::default()
         };
         let records = store.records(&lookup).unwrap();
         assert_eq!(records.tenant, Some(None));
@@ -434,7 +435,7 @@ on_both!(
         for _ in 0..5 {
             let job = Job {
                 effects: vec![fail.clone()],
-                audit: Some(("token".into(), r#"{"tenant":"ac\u0000me"}"#.into())),
+                audits: vec![("token".into(), r#"{"tenant":"ac\u0000me"}"#.into())],
                 now,
             };
             assert_eq!(store.apply_batch(&[job]).unwrap(), vec![Applied::Done]);
