@@ -14,8 +14,8 @@ use base64::Engine as _;
 use granted_policy::credentials::kdf::KdfAlgorithm;
 use granted_policy::credentials::password;
 use granted_policy::model::{
-    App, CodeRecord, ConsentRecord, GrantType, Install, RefreshStatus, RefreshTokenRecord, Revision, SignIn, TenantRecord,
-    Timestamp, UserRecord,
+    App, CodeRecord, ConsentRecord, GrantType, Install, RefreshStatus, RefreshTokenRecord,
+    Revision, SignIn, TenantRecord, Timestamp, UserRecord,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};

@@ -104,15 +104,14 @@ fn challenge(verifier: &str) -> String {
 }
 
 /// A browser on one authorization request: its URL, the transaction cookie, the last CSRF token.
-struct Browser<'a> {
-    run: &'a Running,
+struct Browser {
     url: String,
     cookie: Option<String>,
     csrf: Option<String>,
 }
 
-impl<'a> Browser<'a> {
-    fn new(run: &'a Running, tenant: &str, extra: &[(&str, &str)]) -> Browser<'a> {
+impl Browser {
+    fn new(run: &Running, tenant: &str, extra: &[(&str, &str)]) -> Browser {
         let challenge = challenge(VERIFIER);
         let mut pairs = vec![
             ("response_type", "code"),
@@ -135,7 +134,6 @@ impl<'a> Browser<'a> {
             query.append_pair(k, v);
         }
         Browser {
-            run,
             url: format!(
                 "{}/tenants/{tenant}/connect/authorize?{}",
                 run.base,
@@ -173,7 +171,12 @@ impl<'a> Browser<'a> {
         self.post_raw(fields, Some(&csrf), cookie.as_deref())
     }
 
-    fn post_raw(&mut self, fields: &[(&str, &str)], csrf: Option<&str>, cookie: Option<&str>) -> Page {
+    fn post_raw(
+        &mut self,
+        fields: &[(&str, &str)],
+        csrf: Option<&str>,
+        cookie: Option<&str>,
+    ) -> Page {
         let mut form = form_urlencoded::Serializer::new(String::new());
         if let Some(csrf) = csrf {
             form.append_pair("csrf", csrf);
@@ -193,7 +196,7 @@ impl<'a> Browser<'a> {
     }
 }
 
-fn sign_in<'a>(browser: &mut Browser<'a>, username: &str, password: &str) -> Page {
+fn sign_in(browser: &mut Browser, username: &str, password: &str) -> Page {
     browser.post(&[
         ("action", "sign_in"),
         ("username", username),
@@ -207,7 +210,12 @@ fn exchange(run: &Running, code: &str, verifier: &str) -> (u16, Value) {
         .append_pair("code", code)
         .append_pair("redirect_uri", REDIRECT)
         .append_pair("code_verifier", verifier);
-    common::token(&run.base, "globex", ("notes-1", "notes-1-secret"), &form.finish())
+    common::token(
+        &run.base,
+        "globex",
+        ("notes-1", "notes-1-secret"),
+        &form.finish(),
+    )
 }
 
 fn claims(jwt: &str) -> Value {
@@ -224,7 +232,10 @@ fn admin(run: &Running, method: &str, path: &str) -> (u16, Value) {
         .body(())
         .expect("request");
     let p = page(agent().run(request).expect("admin API"));
-    (p.status, serde_json::from_str(&p.body).unwrap_or(Value::Null))
+    (
+        p.status,
+        serde_json::from_str(&p.body).unwrap_or(Value::Null),
+    )
 }
 
 /// Sign-in, consent and the code, through the pages: the code.
@@ -252,7 +263,11 @@ fn the_whole_flow_gives_tokens_an_id_token_with_the_nonce_and_userinfo() {
     assert!(first.body.contains("globex") && first.body.contains("notes"));
     assert!(first.body.contains(r#"<label for="password">"#));
     let csp = first.header("content-security-policy").expect("CSP");
-    assert!(csp.contains("default-src 'none'") && csp.contains("form-action 'self' http://127.0.0.1:8765"), "{csp}");
+    assert!(
+        csp.contains("default-src 'none'")
+            && csp.contains("form-action 'self' http://127.0.0.1:8765"),
+        "{csp}"
+    );
     assert_eq!(first.header("cache-control"), Some("no-store"));
     assert_eq!(first.header("x-frame-options"), Some("DENY"));
     let cookie = first
@@ -261,8 +276,14 @@ fn the_whole_flow_gives_tokens_an_id_token_with_the_nonce_and_userinfo() {
         .find(|(n, _)| n == "set-cookie")
         .map(|(_, v)| v.clone())
         .expect("a transaction cookie");
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
-    assert!(cookie.contains("Path=/tenants/globex/connect/authorize"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    assert!(
+        cookie.contains("Path=/tenants/globex/connect/authorize"),
+        "{cookie}"
+    );
     // The issuer is http here: no `Secure`.
     assert!(!cookie.contains("Secure"), "{cookie}");
     assert!(browser.csrf.is_some(), "the form carries a CSRF token");
@@ -274,17 +295,19 @@ fn the_whole_flow_gives_tokens_an_id_token_with_the_nonce_and_userinfo() {
     let back = browser.post(&[("action", "consent"), ("approve", "yes")]);
     assert_eq!(back.status, 303, "{}", back.body);
     let location = back.header("location").expect("location");
-    assert!(location.starts_with("http://127.0.0.1:8765/callback?"), "{location}");
+    assert!(
+        location.starts_with("http://127.0.0.1:8765/callback?"),
+        "{location}"
+    );
     assert_eq!(back.back("state").as_deref(), Some("st-1"));
     assert_eq!(
         back.back("iss").as_deref(),
         Some("http://127.0.0.1:8080/tenants/globex")
     );
     // The transaction is over: its cookie is cleared.
-    assert!(back
-        .headers
-        .iter()
-        .any(|(n, v)| n == "set-cookie" && v.starts_with("granted_authorize=;") && v.contains("Max-Age=0")));
+    assert!(back.headers.iter().any(|(n, v)| n == "set-cookie"
+        && v.starts_with("granted_authorize=;")
+        && v.contains("Max-Age=0")));
     let code = back.back("code").expect("a code");
 
     let (status, tokens) = exchange(&run, &code, VERIFIER);
@@ -297,7 +320,10 @@ fn the_whole_flow_gives_tokens_an_id_token_with_the_nonce_and_userinfo() {
     assert_eq!(id["nonce"], "n-1");
     assert!(id["auth_time"].is_i64() && id["exp"].is_i64() && id["iat"].is_i64());
     let sub = id["sub"].as_str().expect("sub");
-    assert_ne!(sub, "bob", "the subject is the user's stable sub, not the username");
+    assert_ne!(
+        sub, "bob",
+        "the subject is the user's stable sub, not the username"
+    );
     let access = claims(tokens["access_token"].as_str().expect("access token"));
     assert_eq!(access["sub"], sub);
 
@@ -323,7 +349,10 @@ fn the_whole_flow_gives_tokens_an_id_token_with_the_nonce_and_userinfo() {
             .unwrap(),
     );
     assert_eq!(p.status, 401);
-    assert_eq!(p.header("www-authenticate"), Some("Bearer realm=\"granted\""));
+    assert_eq!(
+        p.header("www-authenticate"),
+        Some("Bearer realm=\"granted\"")
+    );
 
     // The refresh token rotates.
     let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
@@ -348,7 +377,10 @@ fn the_whole_flow_gives_tokens_an_id_token_with_the_nonce_and_userinfo() {
             rotated["refresh_token"].as_str().unwrap()
         ),
     );
-    assert_eq!(status, 400, "the family of a replayed code is revoked: {after}");
+    assert_eq!(
+        status, 400,
+        "the family of a replayed code is revoked: {after}"
+    );
 
     // The consent is remembered, listed, and withdrawn through the admin API.
     let (status, consents) = admin(&run, "GET", "/tenants/globex/users/bob/consents");
@@ -362,7 +394,10 @@ fn the_whole_flow_gives_tokens_an_id_token_with_the_nonce_and_userinfo() {
     let mut browser = Browser::new(&run, "globex", &[]);
     browser.open();
     let asked = sign_in(&mut browser, "bob", "tr0ub4dor&3");
-    assert!(asked.body.contains(r#"name="action" value="consent""#), "asked again");
+    assert!(
+        asked.body.contains(r#"name="action" value="consent""#),
+        "asked again"
+    );
 }
 
 #[test]
@@ -387,7 +422,10 @@ fn a_form_post_without_its_csrf_token_or_cookie_is_refused_and_changes_nothing()
     assert_eq!(p.status, 403, "{}", p.body);
     // The cookie but no token, a wrong token, the token without the cookie.
     assert_eq!(browser.post_raw(&wrong, None, Some(&cookie)).status, 403);
-    assert_eq!(browser.post_raw(&wrong, Some("AAAA"), Some(&cookie)).status, 403);
+    assert_eq!(
+        browser.post_raw(&wrong, Some("AAAA"), Some(&cookie)).status,
+        403
+    );
     let csrf = browser.csrf.clone().unwrap();
     assert_eq!(browser.post_raw(&wrong, Some(&csrf), None).status, 403);
     // Nothing was judged, counted or stored.
@@ -417,7 +455,11 @@ fn unknown_users_and_wrong_passwords_see_the_same_page() {
 #[test]
 fn an_unregistered_redirect_uri_is_an_error_page_and_no_redirect() {
     let run = start();
-    let mut browser = Browser::new(&run, "globex", &[("redirect_uri", "https://evil.example/cb")]);
+    let mut browser = Browser::new(
+        &run,
+        "globex",
+        &[("redirect_uri", "https://evil.example/cb")],
+    );
     let p = browser.open();
     assert_eq!(p.status, 400, "{}", p.body);
     assert!(p.header("location").is_none());
@@ -430,7 +472,10 @@ fn a_plain_challenge_goes_back_as_invalid_request() {
     let mut browser = Browser::new(
         &run,
         "globex",
-        &[("code_challenge", VERIFIER), ("code_challenge_method", "plain")],
+        &[
+            ("code_challenge", VERIFIER),
+            ("code_challenge_method", "plain"),
+        ],
     );
     let p = browser.open();
     assert_eq!(p.status, 303, "{}", p.body);
@@ -442,7 +487,11 @@ fn a_plain_challenge_goes_back_as_invalid_request() {
 fn a_wrong_verifier_is_refused() {
     let run = start();
     let code = code_for(&run, "bob", "tr0ub4dor&3");
-    let (status, body) = exchange(&run, &code, "another-verifier-0123456789-0123456789-abcdefgh");
+    let (status, body) = exchange(
+        &run,
+        &code,
+        "another-verifier-0123456789-0123456789-abcdefgh",
+    );
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"], "invalid_grant");
 }
@@ -455,7 +504,9 @@ fn an_expired_password_is_changed_on_the_page_and_the_old_one_stops_working() {
     // carol's password is older than globex's 90 days.
     let change = sign_in(&mut browser, "carol", "an old passw0rd");
     assert_eq!(change.status, 200, "{}", change.body);
-    assert!(change.body.contains(r#"name="action" value="change_password""#));
+    assert!(change
+        .body
+        .contains(r#"name="action" value="change_password""#));
     let mismatch = browser.post(&[
         ("action", "change_password"),
         ("new_password", "a new passw0rd!"),
@@ -467,7 +518,11 @@ fn an_expired_password_is_changed_on_the_page_and_the_old_one_stops_working() {
         ("new_password", "an old passw0rd"),
         ("confirm_password", "an old passw0rd"),
     ]);
-    assert_eq!(same.status, 400, "the new password must differ: {}", same.body);
+    assert_eq!(
+        same.status, 400,
+        "the new password must differ: {}",
+        same.body
+    );
     let consent = browser.post(&[
         ("action", "change_password"),
         ("new_password", "a new passw0rd!"),
@@ -500,18 +555,27 @@ fn discovery_names_the_new_endpoints() {
             doc["authorization_endpoint"],
             "http://127.0.0.1:8080/tenants/globex/connect/authorize"
         );
-        assert_eq!(doc["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+        assert_eq!(
+            doc["code_challenge_methods_supported"],
+            serde_json::json!(["S256"])
+        );
         assert_eq!(doc["response_types_supported"], serde_json::json!(["code"]));
         assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
     }
     let p = page(
         agent()
-            .get(format!("{}/tenants/globex/.well-known/openid-configuration", run.base))
+            .get(format!(
+                "{}/tenants/globex/.well-known/openid-configuration",
+                run.base
+            ))
             .call()
             .unwrap(),
     );
     let doc: Value = serde_json::from_str(&p.body).unwrap();
-    assert_eq!(doc["id_token_signing_alg_values_supported"], serde_json::json!(["ES256"]));
+    assert_eq!(
+        doc["id_token_signing_alg_values_supported"],
+        serde_json::json!(["ES256"])
+    );
     assert_eq!(
         doc["userinfo_endpoint"],
         "http://127.0.0.1:8080/tenants/globex/connect/userinfo"

@@ -156,7 +156,10 @@ fn redirectless() -> ureq::Agent {
 
 fn hidden(page: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
-    let start = page.find(&marker).unwrap_or_else(|| panic!("no {name}: {page}")) + marker.len();
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name}: {page}"))
+        + marker.len();
     let end = page[start..].find('"').unwrap();
     page[start..start + end].to_string()
 }
@@ -173,7 +176,10 @@ fn cookie_of(response: &ureq::http::Response<ureq::Body>) -> Option<String> {
 
 /// Signs in through the pages of `url` as a browser does and allows the app: the redirect.
 fn sign_in_and_allow(url: &str, username: &str, password: &str) -> String {
-    let mut response = redirectless().get(url).call().expect("the authorization URL");
+    let mut response = redirectless()
+        .get(url)
+        .call()
+        .expect("the authorization URL");
     assert_eq!(response.status().as_u16(), 200);
     let mut cookie = cookie_of(&response).expect("a transaction cookie");
     let mut page = response.body_mut().read_to_string().unwrap();
@@ -263,4 +269,3 @@ fn the_oauth2_crate_completes_the_code_flow_with_pkce_and_refreshes() {
         refresh.secret()
     );
 }
-

@@ -14,9 +14,7 @@ use axum::response::Response;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use granted_policy::model::Timestamp;
-use granted_policy::token::endpoint::{
-    Audit, Decision, KdfOutput, Lookup, Records, ENTROPY_BYTES,
-};
+use granted_policy::token::endpoint::{Audit, Decision, KdfOutput, Lookup, Records, ENTROPY_BYTES};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::net::IpAddr;

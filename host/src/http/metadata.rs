@@ -84,7 +84,14 @@ pub(crate) async fn openid_configuration(
     configuration["subject_types_supported"] = json!(["public"]);
     configuration["id_token_signing_alg_values_supported"] = json!([keys.signing.alg()]);
     configuration["claims_supported"] = json!([
-        "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "preferred_username"
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "iat",
+        "auth_time",
+        "nonce",
+        "preferred_username"
     ]);
     Json(configuration).into_response()
 }

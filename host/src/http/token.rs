@@ -16,9 +16,7 @@ use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use granted_policy::token::endpoint::{
-    KdfOutput, KdfPurpose, SignPurpose, TokenStep, ENTROPY_BYTES,
-};
+use granted_policy::token::endpoint::{KdfOutput, KdfPurpose, SignPurpose, TokenStep};
 use serde_json::{json, Value};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -11,7 +11,10 @@
 //! `-wal` and `-shm` files are made readable by their owner only.
 
 use anyhow::{anyhow, bail, Context, Result};
-use granted_policy::model::{App, ClientRecord, ClientType, CodeRecord, ConsentRecord, GrantType, Install, RefreshStatus, RefreshTokenRecord, Revision, SignIn, TenantRecord, Timestamp, UserRecord};
+use granted_policy::model::{
+    App, ClientRecord, ClientType, CodeRecord, ConsentRecord, GrantType, Install, RefreshStatus,
+    RefreshTokenRecord, Revision, SignIn, TenantRecord, Timestamp, UserRecord,
+};
 use granted_policy::token::endpoint::{Lookup, Records};
 use rusqlite::{Connection, TransactionBehavior};
 use std::cell::RefCell;

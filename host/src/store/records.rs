@@ -170,8 +170,19 @@ pub(super) fn code_record(db: &Db<'_>, sha256: &str) -> Result<Option<CodeRecord
             ))
         },
     )?;
-    let Some((tenant, client_id, rev, redirect_uri, code_challenge, scopes, username, nonce, auth_time, issued_at, used)) =
-        row
+    let Some((
+        tenant,
+        client_id,
+        rev,
+        redirect_uri,
+        code_challenge,
+        scopes,
+        username,
+        nonce,
+        auth_time,
+        issued_at,
+        used,
+    )) = row
     else {
         return Ok(None);
     };
@@ -209,7 +220,8 @@ pub(super) fn consent_record(
                 tenant: tenant.to_string(),
                 username: username.to_string(),
                 app_id: app_id.to_string(),
-                scopes: serde_json::from_str(&scopes).context("bad consent scopes in the database")?,
+                scopes: serde_json::from_str(&scopes)
+                    .context("bad consent scopes in the database")?,
             })
         })
         .transpose()

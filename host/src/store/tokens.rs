@@ -287,7 +287,12 @@ fn keep_consent(db: &Db<'_>, c: &ConsentRecord) -> Result<()> {
     db.exec(
         "INSERT INTO consents (tenant, username, app_id, scopes) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (tenant, username, app_id) DO UPDATE SET scopes = excluded.scopes",
-        &[&c.tenant, &c.username, &c.app_id, &serde_json::to_string(&scopes)?],
+        &[
+            &c.tenant,
+            &c.username,
+            &c.app_id,
+            &serde_json::to_string(&scopes)?,
+        ],
     )?;
     Ok(())
 }

@@ -172,12 +172,7 @@ fn post(
     form.append_pair("csrf", browser.csrf.as_deref().unwrap_or_default());
     let kind = action["action"].as_str().unwrap_or_default();
     form.append_pair("action", kind);
-    for field in [
-        "username",
-        "password",
-        "new_password",
-        "confirm_password",
-    ] {
+    for field in ["username", "password", "new_password", "confirm_password"] {
         if let Some(value) = action[field].as_str() {
             form.append_pair(field, value);
         }

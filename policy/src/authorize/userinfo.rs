@@ -33,7 +33,13 @@ pub fn userinfo(input: &ManageInput) -> Result<TokenStep, PolicyError> {
     };
     if !matches!(http.method.as_str(), "GET" | "POST") {
         audit.reason = "invalid_request".into();
-        return Ok(refuse(audit, 405, Some("invalid_request"), "use GET or POST", "method"));
+        return Ok(refuse(
+            audit,
+            405,
+            Some("invalid_request"),
+            "use GET or POST",
+            "method",
+        ));
     }
     let mut authorizations = http
         .headers
@@ -43,7 +49,13 @@ pub fn userinfo(input: &ManageInput) -> Result<TokenStep, PolicyError> {
     let (Some(authorization), None) = (authorizations.next(), authorizations.next()) else {
         // RFC 6750 §3.1: a request without credentials gets the challenge and no error code.
         audit.reason = "invalid_request".into();
-        return Ok(refuse(audit, 401, None, "a bearer access token is required", "no_token"));
+        return Ok(refuse(
+            audit,
+            401,
+            None,
+            "a bearer access token is required",
+            "no_token",
+        ));
     };
     let token = match authorization.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
@@ -216,14 +228,24 @@ mod tests {
     fn no_token_gets_the_bare_challenge() {
         let d = done(userinfo(&input(Vec::new())).unwrap());
         assert_eq!(d.response.status, 401);
-        let challenge = &d.response.headers.iter().find(|(n, _)| n == "WWW-Authenticate").unwrap().1;
+        let challenge = &d
+            .response
+            .headers
+            .iter()
+            .find(|(n, _)| n == "WWW-Authenticate")
+            .unwrap()
+            .1;
         assert_eq!(challenge, "Bearer realm=\"granted\"");
     }
 
     #[test]
     fn garbage_is_an_invalid_token() {
         let d = done(
-            userinfo(&input(vec![("Authorization".into(), "Bearer x.y.z".into())])).unwrap(),
+            userinfo(&input(vec![(
+                "Authorization".into(),
+                "Bearer x.y.z".into(),
+            )]))
+            .unwrap(),
         );
         assert_eq!(d.response.status, 401);
         let body: Value = serde_json::from_str(&d.response.body).unwrap();

@@ -577,7 +577,20 @@ fn t6_scope(
     pinned: &Revision,
     judge: &Judge<'_>,
 ) -> Verdict<String> {
-    granted_scope(requested, original, &pinned.scopes).map_err(|bad| {
+    // C7: `openid` is always allowed in the code flow, and so in the refresh of its tokens.
+    let openid = pinned.grant_type == GrantType::AuthorizationCode
+        && !pinned.scopes.iter().any(|s| s == "openid");
+    let allowed: Vec<String> = if openid {
+        pinned
+            .scopes
+            .iter()
+            .cloned()
+            .chain(std::iter::once("openid".to_string()))
+            .collect()
+    } else {
+        pinned.scopes.clone()
+    };
+    granted_scope(requested, original, &allowed).map_err(|bad| {
         let description = format!("the scope `{}` is not granted to this client", quote(&bad));
         End::step(judge.deny(
             "T6",

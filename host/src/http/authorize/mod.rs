@@ -107,7 +107,7 @@ async fn authorize(
     // A lock set meanwhile by a concurrent failure: decide again (the module then sees it).
     for _ in 0..2 {
         match decide(&server, &visit, &action, tx.signed_in.clone()).await {
-            Ok(Outcome::Decided(decision)) => return answer(&server, &visit, &key, tx, decision),
+            Ok(Outcome::Decided(decision)) => return answer(&server, &visit, &key, tx, *decision),
             Ok(Outcome::Again) => continue,
             Ok(Outcome::Throttled(wait)) => {
                 server.metrics.throttled();
@@ -166,7 +166,10 @@ fn posted(
     })?;
     let form: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
     let field = |name: &str| -> Option<String> {
-        let mut values = form.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let mut values = form
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone());
         let first = values.next();
         // A repeated field is not a form this server rendered.
         if values.next().is_some() {
@@ -215,7 +218,7 @@ fn posted(
 /// How an action ended.
 enum Outcome {
     /// Decided, and its effects durable.
-    Decided(PageDecision),
+    Decided(Box<PageDecision>),
     /// A concurrent change undid it: decide again.
     Again,
     /// Failed authentications from this source and client: wait this long.
@@ -255,8 +258,8 @@ async fn decide(
                     Err(wait) => return Ok(Outcome::Throttled(wait)),
                 };
                 found = merge(found, more);
-                input["records"] = serde_json::to_value(&found)
-                    .map_err(|e| Failure::Module(e.to_string()))?;
+                input["records"] =
+                    serde_json::to_value(&found).map_err(|e| Failure::Module(e.to_string()))?;
             }
             Step::NeedKdf {
                 kdf,
@@ -271,8 +274,8 @@ async fn decide(
                     KdfPurpose::Verify => "kdf",
                     KdfPurpose::Rehash => "rehash_kdf",
                 };
-                input[slot] = serde_json::to_value(output)
-                    .map_err(|e| Failure::Module(e.to_string()))?;
+                input[slot] =
+                    serde_json::to_value(output).map_err(|e| Failure::Module(e.to_string()))?;
             }
             Step::NeedSignature { .. } | Step::NeedVerification { .. } => {
                 return Err(Failure::Module(
@@ -348,7 +351,11 @@ async fn commit(
             .unwrap_or_else(|p| p.into_inner())
             .push(recorded);
     }
-    for audit in decision.earlier.iter().chain(std::iter::once(&decision.audit)) {
+    for audit in decision
+        .earlier
+        .iter()
+        .chain(std::iter::once(&decision.audit))
+    {
         server.metrics.decision(
             KIND,
             "authorization_code",
@@ -371,7 +378,7 @@ async fn commit(
             "authorization decision"
         );
     }
-    Ok(Outcome::Decided(decision))
+    Ok(Outcome::Decided(Box::new(decision)))
 }
 
 /// The page the module named, with the transaction as it now stands.
@@ -466,5 +473,9 @@ fn too_many(wait: std::time::Duration) -> Response {
 /// A failure as a page: counted and logged as the token endpoint does, shown with its status.
 fn page_failed(server: &Service, failure: &Failure) -> Response {
     let status = failed(server, failure).status();
-    render::error(status, None, "The sign-in could not go on just now. Try again shortly.")
+    render::error(
+        status,
+        None,
+        "The sign-in could not go on just now. Try again shortly.",
+    )
 }

@@ -62,7 +62,8 @@ impl TransactionKey {
         let (payload, tag) = value.split_once('.')?;
         let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
         hmac::verify(&self.0, payload.as_bytes(), &tag).ok()?;
-        let tx: Transaction = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+        let tx: Transaction =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
         (now < tx.expires).then_some(tx)
     }
 

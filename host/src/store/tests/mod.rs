@@ -515,6 +515,7 @@ on_both!(
             installs: vec![],
         };
         let user = UserRecord {
+            sub: None,
             username: "alice".into(),
             sign_in: SignIn::Direct,
             password_hash: Some("pbkdf2_sha256$1000$salt$old".into()),
