@@ -14,8 +14,8 @@ use base64::Engine as _;
 use granted_policy::credentials::kdf::KdfAlgorithm;
 use granted_policy::credentials::password;
 use granted_policy::model::{
-    App, CodeRecord, ConsentRecord, GrantType, Install, RefreshStatus, RefreshTokenRecord,
-    Revision, SignIn, TenantRecord, Timestamp, UserRecord,
+    App, ClientType, CodeRecord, ConsentRecord, GrantType, Install, RefreshStatus,
+    RefreshTokenRecord, Revision, SignIn, TenantRecord, Timestamp, UserRecord,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -427,6 +427,18 @@ fn client_hmacs(state: &StateFile, sealer: &Sealer<'_>) -> Result<Vec<(String, S
         }
         for (client_id, hmac) in &app.secret_hmacs {
             secret_hmacs.push((client_id.clone(), app.app_id.clone(), hmac.clone()));
+        }
+        // A public client (RULES.md §5) holds no secret: it is a client all the same.
+        for revision in &app.revisions {
+            let id = &revision.client_id;
+            let known = app.secrets.contains_key(id)
+                || app.secret_hmacs.contains_key(id)
+                || secret_hmacs
+                    .iter()
+                    .any(|(c, a, _)| c == id && *a == app.app_id);
+            if revision.client_type == ClientType::Public && !known {
+                secret_hmacs.push((id.clone(), app.app_id.clone(), String::new()));
+            }
         }
     }
     Ok(secret_hmacs)

@@ -983,8 +983,13 @@ fn tenants_show_their_installs_and_the_openapi_document_lists_every_route() {
         .values()
         .map(|p| p.as_object().map(|o| o.len()).unwrap_or(0))
         .sum();
-    assert_eq!(operations, 20, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(operations, 22, "{:?}", paths.keys().collect::<Vec<_>>());
     for (path, method) in [
+        ("/tenants/{tenant}/users/{username}/consents", "get"),
+        (
+            "/tenants/{tenant}/users/{username}/consents/{app_id}",
+            "delete",
+        ),
         ("/apps", "post"),
         ("/apps/{app_id}/revisions", "post"),
         ("/previews/create", "post"),

@@ -529,5 +529,5 @@ fn granted_report_sunset_prints_a_table_and_json() {
         .unwrap();
     assert!(json.status.success());
     let report: Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(report["apps"].as_array().map(Vec::len), Some(3));
+    assert_eq!(report["apps"].as_array().map(Vec::len), Some(4));
 }

@@ -167,6 +167,50 @@ test('an app made after the sunset cannot move to the password grant; an SSO-onl
   await p.context().close();
 });
 
+test('moving a password app to the authorization code flow previews as the way forward, and its table fits 390 pixels', async () => {
+  const p = await page(390);
+  await signIn(p);
+  await openApp(p, 'crm');
+  await p.getByLabel('Grant type').selectOption('authorization_code');
+  await p.getByLabel(/Redirect URIs/).fill('https://crm.example/callback');
+  await p.locator('#preview-way-forward').waitFor();
+  assert.equal(await p.locator('#preview-verdict').textContent(), 'Accepted');
+  assert.match(await p.locator('#preview-way-forward').textContent(), /sign in on this server's page/);
+  // The same preview as the server's for the same edit.
+  const server = await (await fetch(`${base}/admin/api/v1/apps/crm/preview`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ grant_type: 'authorization_code', redirect_uris: ['https://crm.example/callback'] }),
+  })).json();
+  assert.equal(server.preview.way_forward, 'authorization_code');
+  // Nothing is clipped: not the page, not the tenants' table inside its scrolling box.
+  const clipped = await p.evaluate(() => {
+    const wrap = document.querySelector('#preview-tenants').parentElement;
+    return { page: document.documentElement.scrollWidth - window.innerWidth, table: wrap.scrollWidth - wrap.clientWidth };
+  });
+  assert.ok(clipped.page <= 0 && clipped.table <= 0, `wider than 390 px: ${JSON.stringify(clipped)}`);
+  await p.screenshot({ path: join(artifacts, 'way-forward-390.png'), fullPage: true });
+  // A redirect URI with a fragment is refused, with the reason (A6).
+  await p.getByLabel(/Redirect URIs/).fill('https://crm.example/callback#x');
+  await p.locator('#preview-reason').waitFor();
+  assert.equal(await p.locator('#preview-reason').textContent(), 'invalid_redirect_uri');
+  await p.context().close();
+});
+
+test('the tenants view lists each user with the apps they allowed', async () => {
+  const p = await page(390);
+  await signIn(p);
+  await p.getByRole('link', { name: 'Tenants' }).click();
+  await p.getByRole('link', { name: 'globex' }).click();
+  await p.locator('#users').waitFor();
+  const text = await p.locator('#users').textContent();
+  assert.match(text, /bob/);
+  assert.match(text, /carol/);
+  const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the tenant page is wider than 390 px by ${overflow} px`);
+  await p.context().close();
+});
+
 test('a new app with the password grant after the sunset is refused; one without it is created', async () => {
   const p = await page();
   await signIn(p);

@@ -155,6 +155,12 @@ pub(super) fn judge_request(input: &TokenInput, memo: &mut Memo) -> Verdict<Toke
             replaces,
         });
     }
+    // §4's tokens keep the username as their subject (what APIs read today); the code flow's
+    // tokens, and so their refreshes, carry the user's stable `sub` (§5).
+    let subject = match (pinned.revision.grant_type, user) {
+        (GrantType::AuthorizationCode, Some(user)) => user.subject(),
+        _ => found.username.unwrap_or(client_id),
+    };
     Ok(issue(IssueArgs {
         judge: &judge,
         ctx,
@@ -162,10 +168,7 @@ pub(super) fn judge_request(input: &TokenInput, memo: &mut Memo) -> Verdict<Toke
         signature: input.signature.as_deref(),
         tenant: pinned.tenant,
         client_id,
-        subject: user
-            .map(UserRecord::subject)
-            .or(found.username)
-            .unwrap_or(client_id),
+        subject,
         scope: &scope,
         refresh: refresh_to_issue(grant, &pinned, &found),
         username: found.username.map(str::to_string),

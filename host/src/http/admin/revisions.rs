@@ -289,7 +289,13 @@ pub(crate) async fn create_app(admin: Admin, headers: HeaderMap, bytes: Bytes) -
                 revisions: vec![revision.clone()],
             };
             tx.insert_app(&app)?;
-            tx.put_client(&revision.client_id, &app.app_id, &secret.1)?;
+            // A public client (A7) holds no secret: none is made, none is shown.
+            let public = revision.client_type == ClientType::Public;
+            tx.put_client(
+                &revision.client_id,
+                &app.app_id,
+                if public { "" } else { &secret.1 },
+            )?;
             let record = ChangeRecord {
                 action: "create_app",
                 target: json!({"app_id": app.app_id}),
@@ -297,7 +303,7 @@ pub(crate) async fn create_app(admin: Admin, headers: HeaderMap, bytes: Bytes) -
                 after: json!({"revision": revision}),
             };
             let saved = Saved {
-                client_secret: Some(ClientSecret {
+                client_secret: (!public).then(|| ClientSecret {
                     client_id: revision.client_id.clone(),
                     secret: secret.0,
                 }),
@@ -450,8 +456,13 @@ pub(crate) async fn append_revision(
             let known = tx.client_ids_of(&app_id)?;
             let mut client_secret = None;
             if !known.contains(&revision.client_id) {
-                tx.put_client(&revision.client_id, &app_id, &secret.1)?;
-                client_secret = Some(ClientSecret { client_id: revision.client_id.clone(), secret: secret.0 });
+                if revision.client_type == ClientType::Public {
+                    // A public client (A7) holds no secret: none is made, none is shown.
+                    tx.put_client(&revision.client_id, &app_id, "")?;
+                } else {
+                    tx.put_client(&revision.client_id, &app_id, &secret.1)?;
+                    client_secret = Some(ClientSecret { client_id: revision.client_id.clone(), secret: secret.0 });
+                }
             }
             let record = ChangeRecord {
                 action: "append_revision",

@@ -46,7 +46,8 @@ on_both!(
                  DROP TABLE refresh_tokens; DROP TABLE login_failures; DROP TABLE users;
                  DROP TABLE installs; DROP TABLE tenants; DROP TABLE clients;
                  DROP TABLE revisions; DROP TABLE apps; DROP TABLE server_keys;
-                 DROP TABLE schema_version; DROP TABLE IF EXISTS throttle_failures",
+                 DROP TABLE schema_version; DROP TABLE IF EXISTS throttle_failures;
+                 DROP TABLE IF EXISTS codes; DROP TABLE IF EXISTS consents",
                 )?;
                 migrate_to(db, 3)
             })
