@@ -484,6 +484,26 @@ fn a_plain_challenge_goes_back_as_invalid_request() {
 }
 
 #[test]
+fn a_loopback_redirect_uri_in_another_port_is_where_the_user_goes_back() {
+    let run = start();
+    let mut browser = Browser::new(
+        &run,
+        "globex",
+        &[
+            ("redirect_uri", "http://127.0.0.1:49152/callback"),
+            ("code_challenge_method", "plain"),
+        ],
+    );
+    let p = browser.open();
+    assert_eq!(p.status, 303, "{}", p.body);
+    let location = p.header("location").unwrap();
+    assert!(
+        location.starts_with("http://127.0.0.1:49152/callback?"),
+        "{location}"
+    );
+}
+
+#[test]
 fn a_wrong_verifier_is_refused() {
     let run = start();
     let code = code_for(&run, "bob", "tr0ub4dor&3");

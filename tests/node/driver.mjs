@@ -95,6 +95,12 @@ export async function sealState(policy, state, iterations) {
       const { secret_hmac } = await policy.hashClientSecret({ key, secret });
       clients.push({ client_id: clientId, secret_hmac, app: rest });
     }
+    // A `client_id` with no secret (a public client's) is stored without one.
+    for (const revision of app.revisions ?? []) {
+      if (!clients.some((c) => c.client_id === revision.client_id)) {
+        clients.push({ client_id: revision.client_id, secret_hmac: '', app: rest });
+      }
+    }
   }
   const tenants = [];
   const users = [];

@@ -152,19 +152,23 @@ pub(super) fn c3_redirect_uri<'a>(
     judge: &Judge<'_>,
 ) -> Verdict<&'a str> {
     let sent = query.get("redirect_uri");
-    redirect::matching(&revision.redirect_uris, sent).ok_or_else(|| {
-        let (cause, why) = match sent {
-            Some(_) => (
-                "redirect_uri_not_registered",
-                "the redirect URI is not one this app registered, so you are not sent there",
-            ),
-            None => (
-                "redirect_uri_missing",
-                "the request names no redirect URI, and this app does not register exactly one",
-            ),
-        };
-        error_page(judge, "C3", "invalid_redirect_uri", cause, why)
-    })
+    redirect::matching(&revision.redirect_uris, sent)
+        // The user goes back to the URI as sent: a loopback one in the port the app listens on
+        // now (RFC 8252 §7.3), not the registered one's.
+        .map(|registered| sent.unwrap_or(registered))
+        .ok_or_else(|| {
+            let (cause, why) = match sent {
+                Some(_) => (
+                    "redirect_uri_not_registered",
+                    "the redirect URI is not one this app registered, so you are not sent there",
+                ),
+                None => (
+                    "redirect_uri_missing",
+                    "the request names no redirect URI, and this app does not register exactly one",
+                ),
+            };
+            error_page(judge, "C3", "invalid_redirect_uri", cause, why)
+        })
 }
 
 /// Where errors from C4 on go: the redirect URI, with the client's `state` and the issuer.
