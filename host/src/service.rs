@@ -178,6 +178,14 @@ impl Service {
         crate::state::import(&self.store, state, &sealer)
     }
 
+    /// Keeps a decision for [`Service::take_decisions`] (with `record_decisions`).
+    pub(crate) fn record_decision(&self, decision: Value) {
+        self.decisions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(decision);
+    }
+
     /// The decisions recorded so far (with `record_decisions`), oldest first; emptied.
     pub fn take_decisions(&self) -> Vec<Value> {
         std::mem::take(&mut *self.decisions.lock().unwrap_or_else(|p| p.into_inner()))

@@ -14,7 +14,6 @@ use granted_host::settings::{Clock, ServerSettings};
 use granted_policy::model::Timestamp;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::time::Duration;
 
 const ADMIN: &str = "test-admin-token-0123456789abcdef-0123456789";
 const VERIFIER: &str = "code-flow-test-verifier-0123456789-abcdefghijklmnop";
@@ -40,12 +39,7 @@ fn start() -> Running {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
+    common::redirectless_agent()
 }
 
 /// Status, headers (lowercase names), body of one answer.

@@ -145,15 +145,6 @@ fn the_oauth2_crate_gets_refreshes_introspects_and_revokes_tokens() {
 
 const REDIRECT: &str = "http://127.0.0.1:8765/callback";
 
-fn redirectless() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
-}
-
 fn hidden(page: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = page
@@ -176,7 +167,7 @@ fn cookie_of(response: &ureq::http::Response<ureq::Body>) -> Option<String> {
 
 /// Signs in through the pages of `url` as a browser does and allows the app: the redirect.
 fn sign_in_and_allow(url: &str, username: &str, password: &str) -> String {
-    let mut response = redirectless()
+    let mut response = common::redirectless_agent()
         .get(url)
         .call()
         .expect("the authorization URL");
@@ -189,7 +180,7 @@ fn sign_in_and_allow(url: &str, username: &str, password: &str) -> String {
         for (k, v) in fields {
             form.append_pair(k, v);
         }
-        redirectless()
+        common::redirectless_agent()
             .post(url)
             .header("Content-Type", "application/x-www-form-urlencoded")
             .header("Cookie", format!("granted_authorize={cookie}"))
@@ -248,7 +239,7 @@ fn the_oauth2_crate_completes_the_code_flow_with_pkce_and_refreshes() {
     };
     assert_eq!(param("state").as_deref(), Some(state.secret().as_str()));
     assert_eq!(param("iss").as_deref(), Some(issuer.as_str()));
-    let http = redirectless();
+    let http = common::redirectless_agent();
     let token = client
         .exchange_code(AuthorizationCode::new(param("code").expect("a code")))
         .set_pkce_verifier(verifier)

@@ -11,51 +11,30 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readdirSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { freePort, waitFor } from '../support/net.mjs';
 import { bigAppPreviewInput, BIG_APP_TENANTS } from '../support/big-app-preview.mjs';
-import { fileURLToPath } from 'node:url';
-import { dirname, join, resolve } from 'node:path';
-import { chromium } from 'playwright-core';
+import { join } from 'node:path';
+import { artifacts, granted, root, startDemo, stopDemo } from './demo.mjs';
 import { runVector } from '../node/driver.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, '../..');
-const granted = process.env.GRANTED_BIN ?? join(root, 'target/debug/granted');
-const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const artifacts = process.env.ARTIFACTS_DIR ?? join(root, 'target/browser-artifacts');
 const TOKEN = 'browser-test-admin-token-0123456789abcdef';
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run'];
 
-let server;
+let demo;
 let base;
 let browser;
 let dir;
 
-
-
 before(async () => {
-  assert.ok(existsSync(granted), `no granted binary at ${granted}`);
-  assert.ok(existsSync(executablePath), `no browser at ${executablePath} (Debian: apt-get install chromium)`);
-  mkdirSync(artifacts, { recursive: true });
-  dir = mkdtempSync(join(tmpdir(), 'granted-browser-'));
-  const db = join(dir, 'granted.db');
-  execFileSync(granted, ['import', '--kdf-iterations', '1000', '--db', db, join(root, 'tests/demo/state.json')], { stdio: 'ignore' });
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  server = spawn(granted, ['serve', '--kdf-iterations', '1000', '--db', db, '--listen', `127.0.0.1:${port}`,
-    '--fixed-now', '2026-11-25T12:00:00Z'], { env: { ...process.env, GRANTED_ADMIN_TOKEN: TOKEN, GRANTED_LOG: 'warn' }, stdio: 'ignore' });
-  await waitFor(`${base}/healthz`);
-  browser = await chromium.launch({ executablePath, args: FLAGS, headless: true });
+  demo = await startDemo({
+    prefix: 'granted-browser-',
+    serveArgs: ['--fixed-now', '2026-11-25T12:00:00Z'],
+    env: { GRANTED_ADMIN_TOKEN: TOKEN },
+  });
+  ({ base, browser, dir } = demo);
 });
 
-after(async () => {
-  await browser?.close();
-  server?.kill();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+after(async () => stopDemo(demo));
 
 async function page(width = 1280) {
   const context = await browser.newContext({ viewport: { width, height: 900 } });

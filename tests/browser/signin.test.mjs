@@ -9,45 +9,23 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
-import { mkdtempSync, mkdirSync, existsSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { fileURLToPath } from 'node:url';
-import { dirname, join, resolve } from 'node:path';
-import { chromium } from 'playwright-core';
-import { freePort, waitFor } from '../support/net.mjs';
+import { join } from 'node:path';
+import { freePort } from '../support/net.mjs';
+import { artifacts, startDemo, stopDemo } from './demo.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, '../..');
-const granted = process.env.GRANTED_BIN ?? join(root, 'target/debug/granted');
-const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const artifacts = process.env.ARTIFACTS_DIR ?? join(root, 'target/browser-artifacts');
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run'];
-
-let server;
+let demo;
 let base;
 let browser;
-let dir;
 let callback;
 let callbackPort;
 const arrivals = [];
 
 before(async () => {
-  assert.ok(existsSync(granted), `no granted binary at ${granted}`);
-  assert.ok(existsSync(executablePath), `no browser at ${executablePath} (Debian: apt-get install chromium)`);
-  mkdirSync(artifacts, { recursive: true });
-  dir = mkdtempSync(join(tmpdir(), 'granted-signin-'));
-  const db = join(dir, 'granted.db');
-  execFileSync(granted, ['import', '--kdf-iterations', '1000', '--db', db, join(root, 'tests/demo/state.json')], { stdio: 'ignore' });
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
   // The real clock: the exchanged tokens are checked by time like any client would.
-  server = spawn(granted, ['serve', '--kdf-iterations', '1000', '--db', db, '--listen', `127.0.0.1:${port}`],
-    { env: { ...process.env, GRANTED_LOG: 'warn' }, stdio: 'ignore' });
-  await waitFor(`${base}/healthz`);
+  demo = await startDemo({ prefix: 'granted-signin-' });
+  ({ base, browser } = demo);
   // The app's callback: a loopback redirect URI may differ from the registered one in port only
   // (RFC 8252 §7.3).
   callbackPort = await freePort();
@@ -57,14 +35,11 @@ before(async () => {
     res.end('signed in');
   });
   await new Promise((ok) => callback.listen(callbackPort, '127.0.0.1', ok));
-  browser = await chromium.launch({ executablePath, args: FLAGS, headless: true });
 });
 
 after(async () => {
-  await browser?.close();
-  server?.kill();
   callback?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await stopDemo(demo);
 });
 
 const b64url = (bytes) => Buffer.from(bytes).toString('base64url');

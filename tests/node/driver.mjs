@@ -257,25 +257,27 @@ export function httpRequest(spec) {
   return { method: 'POST', tenant: spec.tenant, headers, body_base64: b64(new TextEncoder().encode(body)) };
 }
 
-/** One token request through the module's steps as a host drives them: the `done` step. */
-async function decide(policy, vector, store, spec, now, seed, iterations, kdfInModule) {
-  const input = {
-    request: httpRequest(spec),
-    context: {
-      now,
-      issuer: 'https://granted.test',
-      signing_key: SIGNING,
-      client_secret_key: b64(CLIENT_SECRET_KEY),
-      kdf_iterations: iterations,
-      kdf_in_module: kdfInModule,
-      entropy: b64(await entropy(seed)),
-      ...(vector.sunset ? { sunset: vector.sunset } : {}),
-      ...(vector.lockout ? { lockout: vector.lockout } : {}),
-    },
-    records: {},
+/** The `context` a host sends with an entry point's first call: the vector's clock, the test
+ *  keys, the KDF settings, the entropy drawn from `seed`, the vector's sunset and lockout. */
+async function moduleContext(vector, now, seed, iterations, kdfInModule) {
+  return {
+    now,
+    issuer: 'https://granted.test',
+    signing_key: SIGNING,
+    client_secret_key: b64(CLIENT_SECRET_KEY),
+    kdf_iterations: iterations,
+    kdf_in_module: kdfInModule,
+    entropy: b64(await entropy(seed)),
+    ...(vector.sunset ? { sunset: vector.sunset } : {}),
+    ...(vector.lockout ? { lockout: vector.lockout } : {}),
   };
-  for (let i = 0; i < 6; i++) {
-    const step = await policy.token(input);
+}
+
+/** Drives one entry point (`token` or `authorization`) through its steps as a host does, each
+ *  answer added to the input of the next call: the `done` step. */
+async function drive(policy, entry, input, store, maxSteps) {
+  for (let i = 0; i < maxSteps; i++) {
+    const step = await policy[entry](input);
     if (step.step === 'need_records') input.records = store.lookup(step.lookup);
     else if (step.step === 'need_kdf') {
       // A `rehash` step's output goes to rehash_kdf, a verification's to kdf.
@@ -286,9 +288,19 @@ async function decide(policy, vector, store, spec, now, seed, iterations, kdfInM
       if (step.purpose === 'id_token') input.id_token_signature = await sign(step);
       else input.signature = await sign(step);
     } else if (step.step === 'done') return step;
-    else throw new Error(`unknown step ${JSON.stringify(step)}`);
+    else throw new Error(`${entry}: unknown step ${JSON.stringify(step)}`);
   }
-  throw new Error('token did not finish in 6 steps');
+  throw new Error(`${entry} did not finish in ${maxSteps} steps`);
+}
+
+/** One token request through the module's steps as a host drives them: the `done` step. */
+async function decide(policy, vector, store, spec, now, seed, iterations, kdfInModule) {
+  const input = {
+    request: httpRequest(spec),
+    context: await moduleContext(vector, now, seed, iterations, kdfInModule),
+    records: {},
+  };
+  return drive(policy, 'token', input, store, 6);
 }
 
 /** One page action through the `authorization` entry point's steps, as a host drives them: the
@@ -298,30 +310,10 @@ async function authorize(policy, vector, store, request, action, signedIn, now, 
     request,
     action,
     signed_in: signedIn,
-    context: {
-      now,
-      issuer: 'https://granted.test',
-      signing_key: SIGNING,
-      client_secret_key: b64(CLIENT_SECRET_KEY),
-      kdf_iterations: iterations,
-      kdf_in_module: kdfInModule,
-      entropy: b64(await entropy(seed)),
-      ...(vector.sunset ? { sunset: vector.sunset } : {}),
-      ...(vector.lockout ? { lockout: vector.lockout } : {}),
-    },
+    context: await moduleContext(vector, now, seed, iterations, kdfInModule),
     records: {},
   };
-  for (let i = 0; i < 8; i++) {
-    const step = await policy.authorization(input);
-    if (step.step === 'need_records') input.records = store.lookup(step.lookup);
-    else if (step.step === 'need_kdf') {
-      const derived = { derived: b64(await webCryptoKdf(step.kdf, step.password)) };
-      if (step.purpose === 'rehash') input.rehash_kdf = derived;
-      else input.kdf = derived;
-    } else if (step.step === 'done') return step;
-    else throw new Error(`unknown step ${JSON.stringify(step)}`);
-  }
-  throw new Error('authorization did not finish in 8 steps');
+  return drive(policy, 'authorization', input, store, 8);
 }
 
 /** A parameter of a URL's query, decoded. */

@@ -4,13 +4,13 @@
 //! `authorization` entry point.
 
 use crate::driver::{
-    check, check_signed, check_token, decide, entropy, kdf_slot, seal, Settings, Store,
-    CLIENT_SECRET_KEY, SIGNING_ALG, SIGNING_KID,
+    check, check_signed, check_token, decide, kdf_answer, kdf_slot, module_context, seal, Settings,
+    Store,
 };
-use crate::format::{Expect, Flow, Vector};
+use crate::format::{Expect, Flow, TokenRequestSpec, Vector};
 use crate::{driver::call_ok, Runtime};
 use anyhow::{anyhow, bail, Result};
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
@@ -80,14 +80,7 @@ pub fn run_flow(
                 decision
             }
             (None, Some(spec)) => {
-                let mut spec = spec.clone();
-                for value in spec.form.iter_mut().flat_map(|f| f.values_mut()) {
-                    if value == "{code}" {
-                        *value = code.clone().ok_or_else(|| {
-                            anyhow!("step {}: `{{code}}` before any code was issued", i + 1)
-                        })?;
-                    }
-                }
+                let spec = with_code(spec, code.as_deref(), i + 1)?;
                 let decision = decide(rt, vector, &store, &spec, &at, &seed, settings)?;
                 check_token(&step.expect, &decision, &mut out)?;
                 check_signed(&decision, &mut out);
@@ -109,6 +102,24 @@ pub fn run_flow(
     Ok(mismatches)
 }
 
+/// An `exchange` step's token request with its `{code}` placeholders replaced by the code the
+/// flow was last redirected with (an error at `step` if none was yet).
+pub fn with_code(
+    spec: &TokenRequestSpec,
+    code: Option<&str>,
+    step: usize,
+) -> Result<TokenRequestSpec> {
+    let mut spec = spec.clone();
+    for value in spec.form.iter_mut().flat_map(|f| f.values_mut()) {
+        if value == "{code}" {
+            *value = code
+                .ok_or_else(|| anyhow!("step {step}: `{{code}}` before any code was issued"))?
+                .to_string();
+        }
+    }
+    Ok(spec)
+}
+
 /// One action through the `authorization` entry point's steps, as a host drives them; answers
 /// the `done` step's decision.
 #[allow(clippy::too_many_arguments)] // a host's whole context
@@ -127,32 +138,14 @@ fn authorize(
         "request": request,
         "action": action,
         "signed_in": signed_in,
-        "context": {
-            "now": now,
-            "issuer": "https://granted.test",
-            "signing_key": {"kid": SIGNING_KID, "alg": SIGNING_ALG},
-            "client_secret_key": STANDARD.encode(CLIENT_SECRET_KEY),
-            "kdf_iterations": settings.iterations,
-            "kdf_in_module": settings.kdf_in_module,
-            "entropy": STANDARD.encode(entropy(seed)),
-        },
+        "context": module_context(vector, now, seed, settings),
         "records": {},
     });
-    if let Some(s) = &vector.sunset {
-        input["context"]["sunset"] = json!(s);
-    }
-    if let Some(lockout) = &vector.lockout {
-        input["context"]["lockout"] = lockout.clone();
-    }
     for _ in 0..8 {
         let step = call_ok(rt, "authorization", &input)?;
         match step["step"].as_str() {
             Some("need_records") => input["records"] = store.lookup(&step["lookup"]),
-            Some("need_kdf") => {
-                let derived =
-                    rt.kdf(&step["kdf"], step["password"].as_str().unwrap_or_default())?;
-                input[kdf_slot(&step)] = json!({"derived": STANDARD.encode(derived)});
-            }
+            Some("need_kdf") => input[kdf_slot(&step)] = kdf_answer(rt, &step)?,
             Some("done") => return Ok(step),
             _ => bail!("`authorization` answered an unknown step: {step}"),
         }

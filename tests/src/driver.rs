@@ -432,23 +432,9 @@ pub(crate) fn decide(
 ) -> Result<Value> {
     let mut input = json!({
         "request": http_request(spec)?,
-        "context": {
-            "now": now,
-            "issuer": "https://granted.test",
-            "signing_key": {"kid": SIGNING_KID, "alg": SIGNING_ALG},
-            "client_secret_key": STANDARD.encode(CLIENT_SECRET_KEY),
-            "kdf_iterations": settings.iterations,
-            "kdf_in_module": settings.kdf_in_module,
-            "entropy": STANDARD.encode(entropy(seed)),
-        },
+        "context": module_context(vector, now, seed, settings),
         "records": {},
     });
-    if let Some(s) = &vector.sunset {
-        input["context"]["sunset"] = json!(s);
-    }
-    if let Some(lockout) = &vector.lockout {
-        input["context"]["lockout"] = lockout.clone();
-    }
     if settings.flow {
         // One instance for the request; each step sends only what it adds.
         let mut session = rt.session()?;
@@ -456,13 +442,7 @@ pub(crate) fn decide(
         for _ in 0..6 {
             let more = match step["step"].as_str() {
                 Some("need_records") => json!({"records": store.lookup(&step["lookup"])}),
-                Some("need_kdf") => {
-                    let derived =
-                        rt.kdf(&step["kdf"], step["password"].as_str().unwrap_or_default())?;
-                    let mut more = json!({});
-                    more[kdf_slot(&step)] = json!({"derived": STANDARD.encode(derived)});
-                    more
-                }
+                Some("need_kdf") => json!({kdf_slot(&step): kdf_answer(rt, &step)?}),
                 Some("need_signature") => json!({signature_slot(&step): sign(&step)?}),
                 Some("done") => return Ok(step),
                 _ => bail!("`token_start` answered an unknown step: {step}"),
@@ -478,17 +458,41 @@ pub(crate) fn decide(
                 let lookup = &step["lookup"];
                 input["records"] = store.lookup(lookup);
             }
-            Some("need_kdf") => {
-                let derived =
-                    rt.kdf(&step["kdf"], step["password"].as_str().unwrap_or_default())?;
-                input[kdf_slot(&step)] = json!({"derived": STANDARD.encode(derived)});
-            }
+            Some("need_kdf") => input[kdf_slot(&step)] = kdf_answer(rt, &step)?,
             Some("need_signature") => input[signature_slot(&step)] = json!(sign(&step)?),
             Some("done") => return Ok(step),
             _ => bail!("`token` answered an unknown step: {step}"),
         }
     }
     bail!("`token` did not finish in 6 steps")
+}
+
+/// The `context` a host sends with every entry point's first call: the vector's clock, the
+/// test keys, the KDF settings, the entropy drawn from `seed`, and the vector's sunset and lockout
+/// settings when it has them.
+pub(crate) fn module_context(vector: &Vector, now: &str, seed: &str, settings: &Settings) -> Value {
+    let mut context = json!({
+        "now": now,
+        "issuer": "https://granted.test",
+        "signing_key": {"kid": SIGNING_KID, "alg": SIGNING_ALG},
+        "client_secret_key": STANDARD.encode(CLIENT_SECRET_KEY),
+        "kdf_iterations": settings.iterations,
+        "kdf_in_module": settings.kdf_in_module,
+        "entropy": STANDARD.encode(entropy(seed)),
+    });
+    if let Some(s) = &vector.sunset {
+        context["sunset"] = json!(s);
+    }
+    if let Some(lockout) = &vector.lockout {
+        context["lockout"] = lockout.clone();
+    }
+    context
+}
+
+/// The answer to a `need_kdf` step: the key derived from the step's password with its settings.
+pub(crate) fn kdf_answer(rt: &dyn Runtime, step: &Value) -> Result<Value> {
+    let derived = rt.kdf(&step["kdf"], step["password"].as_str().unwrap_or_default())?;
+    Ok(json!({"derived": STANDARD.encode(derived)}))
 }
 
 /// Where a signature goes: `id_token_signature` for the ID token's, else `signature`.

@@ -1,12 +1,39 @@
 //! The answers the host builds itself: OAuth errors, 503s, 429s, and the module's responses.
 
 use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use granted_policy::token::response::HttpResponse;
 use serde_json::json;
 use std::time::Duration;
+
+/// The headers of a page the server serves to a browser (the admin page's files, the sign-in and
+/// consent pages): its type, how it may be cached, its content security policy, and no sniffing,
+/// no referrer, no framing.
+pub(crate) fn page_headers(
+    response: &mut Response,
+    content_type: &'static str,
+    cache_control: &'static str,
+    csp: HeaderValue,
+) {
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache_control),
+    );
+    headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+}
 
 /// An RFC 6749 error answer, never cached.
 pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {

@@ -216,11 +216,7 @@ pub(crate) async fn finish(
         &audit.cause,
     );
     if let Some(recorded) = recorded {
-        server
-            .decisions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(recorded);
+        server.record_decision(recorded);
     }
     if counted {
         return Ok(Some(http_response(&response)));

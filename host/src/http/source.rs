@@ -1,8 +1,27 @@
 //! Where a request came from: the TCP peer, or a trusted proxy's header.
 
+use crate::service::Service;
 use crate::settings::ServerSettings;
 use axum::http::HeaderMap;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// The request's source ([`source_address`]), or, when that source is over its limit of requests
+/// refused before client authentication, how long it must wait (counted as throttled).
+pub(crate) fn admitted_source(
+    server: &Service,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<IpAddr, Duration> {
+    let source = source_address(&server.settings, peer, headers);
+    match server.throttle.source_blocked(source, &server.settings) {
+        Some(wait) => {
+            server.metrics.throttled();
+            Err(wait)
+        }
+        None => Ok(source),
+    }
+}
 
 /// The request's source: the trusted proxy's header when one is configured and present (its last
 /// entry, the one that proxy added), else the TCP peer.

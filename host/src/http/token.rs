@@ -7,7 +7,7 @@ use super::decide::{
     call_as, finish, instance, note_failure, raw_request, records, token_context, Resume,
 };
 use super::failure::{failed, Failure};
-use super::source::source_address;
+use super::source::admitted_source;
 use crate::service::Service;
 use crate::settings::now;
 use axum::body::Bytes;
@@ -30,11 +30,10 @@ pub(crate) async fn token(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let source = source_address(&server.settings, peer, &headers);
-    if let Some(wait) = server.throttle.source_blocked(source, &server.settings) {
-        server.metrics.throttled();
-        return throttled(wait);
-    }
+    let source = match admitted_source(&server, peer, &headers) {
+        Ok(source) => source,
+        Err(wait) => return throttled(wait),
+    };
     let request = match raw_request(&tenant, &method, &headers, body) {
         Ok(request) => request,
         Err(response) => return response,

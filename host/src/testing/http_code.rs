@@ -11,7 +11,7 @@ use crate::guest::Guest;
 use crate::store::PgServer;
 use anyhow::{anyhow, bail, Result};
 use granted_policy::model::Timestamp;
-use granted_vectors::code_flow::{check_nonce, check_page, location_param, query_param};
+use granted_vectors::code_flow::{check_nonce, check_page, location_param, query_param, with_code};
 use granted_vectors::format::Vector;
 use serde_json::Value;
 use std::sync::Arc;
@@ -94,14 +94,7 @@ pub(super) fn run_flow(
                 }
             }
             (None, Some(spec)) => {
-                let mut spec = spec.clone();
-                for value in spec.form.iter_mut().flat_map(|f| f.values_mut()) {
-                    if value == "{code}" {
-                        *value = code.clone().ok_or_else(|| {
-                            anyhow!("step {}: `{{code}}` before any code was issued", i + 1)
-                        })?;
-                    }
-                }
+                let spec = with_code(spec, code.as_deref(), i + 1)?;
                 let http_request = granted_vectors::driver::http_request(&spec)?;
                 let answer = send(running.addr, &http_request)?;
                 let body = answer.2.clone();

@@ -97,6 +97,17 @@ pub fn patient_agent() -> ureq::Agent {
     agent_with(Duration::from_secs(300))
 }
 
+/// [`agent`] that answers a redirect instead of following it (the authorization code flow's
+/// pages redirect to the app).
+pub fn redirectless_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
 fn agent_with(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)

@@ -2,7 +2,8 @@
 //! wasm-bindgen glue and the very `_bg.wasm` the server runs, so the page previews edits with
 //! the module the server enforces (the page shows both digests and warns when they differ).
 
-use axum::http::{header, HeaderValue, StatusCode};
+use crate::http::answer::page_headers;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
@@ -18,22 +19,12 @@ const CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; sty
 
 fn file(content_type: &'static str, body: impl IntoResponse) -> Response {
     let mut response = body.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
+    page_headers(
+        &mut response,
+        content_type,
+        "no-cache",
         HeaderValue::from_static(CSP),
     );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
 }
 

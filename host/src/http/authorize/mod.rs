@@ -9,7 +9,7 @@ mod transaction;
 
 use super::decide::{audit_entry, call_as, instance, note_failure, records, token_context};
 use super::failure::{failed, Failure};
-use super::source::source_address;
+use super::source::admitted_source;
 use crate::service::Service;
 use crate::settings::now;
 use crate::store::{Applied, Job};
@@ -62,11 +62,10 @@ async fn authorize(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let source = source_address(&server.settings, peer, &headers);
-    if let Some(wait) = server.throttle.source_blocked(source, &server.settings) {
-        server.metrics.throttled();
-        return too_many(wait);
-    }
+    let source = match admitted_source(&server, peer, &headers) {
+        Ok(source) => source,
+        Err(wait) => return too_many(wait),
+    };
     let at = match now(&server.settings) {
         Ok(at) => at,
         Err(e) => return page_failed(&server, &Failure::Clock(e)),
@@ -345,11 +344,7 @@ async fn commit(
         }
     }
     if let Some(recorded) = recorded {
-        server
-            .decisions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(recorded);
+        server.record_decision(recorded);
     }
     for audit in decision
         .earlier

@@ -3,8 +3,9 @@
 //! only this server's stylesheet, no script, and forms that post only to this server, or, for
 //! the answer that redirects, to the app's checked redirect URI.
 
+use crate::http::answer::page_headers;
 use askama::Template;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use granted_policy::authorize::{PageClient, MIN_PASSWORD_CHARS};
 
@@ -141,26 +142,17 @@ fn html(
         }
     };
     let mut response = (status, body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(csp) = HeaderValue::from_str(&csp(redirect_uri)) {
-        headers.insert(header::CONTENT_SECURITY_POLICY, csp);
-    }
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // A redirect URI that cannot stand in a header (it was checked, so this is not expected)
+    // leaves the page with the policy that allows no form target but this server.
+    let csp = HeaderValue::from_str(&csp(redirect_uri))
+        .unwrap_or_else(|_| HeaderValue::from_static(SELF_ONLY_CSP));
+    page_headers(&mut response, "text/html; charset=utf-8", "no-store", csp);
     response
 }
+
+/// [`csp`] with no redirect URI.
+const SELF_ONLY_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
+    base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// The admin page's policy, without script or wasm (the pages have none). A form's answer may
 /// redirect to the app (`form-action` applies to that redirect in browsers), so the checked
@@ -202,15 +194,11 @@ fn form_target(uri: &str) -> Option<String> {
 /// The pages' stylesheet.
 pub(crate) async fn style() -> Response {
     let mut response = STYLE.into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/css; charset=utf-8"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
+    page_headers(
+        &mut response,
+        "text/css; charset=utf-8",
+        "no-cache",
+        HeaderValue::from_static(SELF_ONLY_CSP),
     );
     response
 }
@@ -227,6 +215,11 @@ mod tests {
             scopes: vec!["openid".into(), "read\"><script>".into()],
             redirect_uri: "https://app.example/cb".into(),
         }
+    }
+
+    #[test]
+    fn the_fallback_policy_is_the_one_without_a_redirect_uri() {
+        assert_eq!(csp(None), SELF_ONLY_CSP);
     }
 
     #[test]
