@@ -10,9 +10,10 @@
 // connections for client_credentials).
 
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { freePort, waitFor } from '../tests/support/net.mjs';
+import { FORM, basic, chainLua, peakRssMiB, runWrk } from './wrk.mjs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
 
@@ -30,8 +31,6 @@ const SECONDS = Number(opts.seconds ?? 5);
 const ITERATIONS = Number(opts.iterations ?? 600000);
 const CONNECTIONS = [1, 4, 16, 64, 256];
 const CORES = cpus().length;
-const FORM = 'application/x-www-form-urlencoded';
-const basic = (id, secret) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
 const SYNC = basic('sync-1', 'sync-1-secret');
 const CRM = basic('crm-1', 'crm-1-secret');
 const ALICE = 'grant_type=password&username=alice&password=correct+horse+battery';
@@ -43,13 +42,6 @@ async function post(url, auth, body) {
   return { status: r.status, body: await r.json().catch(() => ({})) };
 }
 
-
-function peakRssMiB(pid) {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
-  } catch { return NaN; }
-}
 
 const db = join(dir, 'granted.db');
 execFileSync(granted, ['import', '--kdf-iterations', String(ITERATIONS), '--db', db, join(root, 'tests/demo/state.json')], { stdio: 'ignore' });
@@ -105,56 +97,9 @@ async function withServer(kind, f) {
   }
 }
 
-const DONE = `done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("BENCH {\\"requests\\":%d,\\"duration_us\\":%d,\\"errors\\":%d,\\"non2xx\\":%d,\\"p50\\":%d,\\"p99\\":%d,\\"p999\\":%d}\\n",
-    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
-    latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
-end
-`;
-
-function luaString(text) {
-  return JSON.stringify(text);
-}
-
-/** A wrk run: a fixed POST, or `lua` for scripted requests; answers/s and latency in ms. */
-function wrk(url, connections, { body, auth, lua, seconds = SECONDS, threads } = {}) {
-  const script = join(dir, `run-${Math.random().toString(36).slice(2)}.lua`);
-  const fixed = `wrk.method = "POST"\nwrk.body = ${luaString(body ?? '')}\nwrk.headers["Content-Type"] = "${FORM}"\nwrk.headers["Authorization"] = ${luaString(auth ?? '')}\n`;
-  writeFileSync(script, (lua ?? fixed) + DONE);
-  const t = threads ?? Math.min(2, connections);
-  return new Promise((ok, fail) => {
-    const child = spawn('wrk', [`-t${t}`, `-c${connections}`, `-d${seconds}s`, '--timeout', '30s', '-s', script, url]);
-    let out = '';
-    child.stdout.on('data', (d) => { out += d; });
-    child.on('exit', (code) => {
-      const line = out.split('\n').find((l) => l.startsWith('BENCH '));
-      if (code !== 0 || !line) return fail(new Error(`wrk failed: ${out}`));
-      const r = JSON.parse(line.slice(6));
-      ok({ rps: r.requests / (r.duration_us / 1e6), p50: r.p50 / 1000, p99: r.p99 / 1000, p999: r.p999 / 1000,
-        requests: r.requests, errors: r.errors, non2xx: r.non2xx, connections });
-    });
-  });
-}
-
-/** A Lua script for refresh-token chains: each thread holds its own token, one connection each. */
-function refreshLua(tokens, path) {
-  return `local tokens = {${tokens.map(luaString).join(',')}}
-local next_index = 1
-setup = function(thread)
-  thread:set("token", tokens[next_index])
-  next_index = next_index + 1
-end
-request = function()
-  return wrk.format("POST", ${luaString(path)}, {["Content-Type"] = "${FORM}", ["Authorization"] = ${luaString(CRM)}},
-    "grant_type=refresh_token&refresh_token=" .. token)
-end
-response = function(status, headers, body)
-  local t = body:match('"refresh_token":"([^"]+)"')
-  if t then token = t end
-end
-`;
-}
+/** A wrk run of this benchmark (its seconds, its folder for scripts). */
+const wrk = (url, connections, options = {}) => runWrk(url, connections, { seconds: SECONDS, dir, ...options });
+const refreshLua = (tokens, path) => chainLua(tokens, path, CRM);
 
 async function refreshTokens(url, n) {
   const tokens = [];

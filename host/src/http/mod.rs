@@ -12,6 +12,7 @@ mod decide;
 pub(crate) mod failure;
 mod manage;
 mod metadata;
+pub mod openapi;
 mod ops;
 pub(crate) mod source;
 mod token;
@@ -64,6 +65,7 @@ pub fn router(server: Arc<Service>) -> Router {
             "/.well-known/oauth-authorization-server/tenants/{tenant}",
             get(metadata::metadata),
         )
+        .route("/openapi.json", get(openapi::document))
         .route("/metrics", get(ops::metrics))
         .nest("/admin/api/v1", admin::routes())
         .merge(admin::page::routes())

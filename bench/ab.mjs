@@ -1,0 +1,97 @@
+// A/B of two `granted` builds in one run: the same database copy for each, the same wrk load,
+// in alternating rounds (A, B, B, A, A, B, …) so that the machine's slow phases fall on both.
+//
+//   node bench/ab.mjs --a /path/to/granted-before --b /path/to/granted-after
+//     [--rounds 6] [--seconds 5] [--connections 16,64] [--grant client_credentials|refresh_token]
+//
+// Prints, per connection count, each round's answers/s and the median of the rounds for A and
+// B, and their ratio B/A (the statistic a change is judged on). Nothing is written.
+
+import { spawn, execFileSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { dirname, join, resolve } from 'node:path';
+import { freePort, waitFor } from '../tests/support/net.mjs';
+import { FORM, basic, chainLua, runWrk } from './wrk.mjs';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const opts = Object.fromEntries(process.argv.slice(2).reduce((pairs, arg, i, all) => (
+  arg.startsWith('--') ? [...pairs, [arg.slice(2), all[i + 1]]] : pairs), []));
+if (!opts.a || !opts.b) {
+  console.error('usage: node bench/ab.mjs --a GRANTED --b GRANTED [--rounds N] [--seconds S] [--connections 16,64] [--grant client_credentials|refresh_token]');
+  process.exit(2);
+}
+const builds = { A: resolve(opts.a), B: resolve(opts.b) };
+const ROUNDS = Number(opts.rounds ?? 6);
+const SECONDS = Number(opts.seconds ?? 5);
+const CONNECTIONS = (opts.connections ?? '16,64').split(',').map(Number);
+const GRANT = opts.grant ?? 'client_credentials';
+const ITERATIONS = 1000;
+const SYNC = basic('sync-1', 'sync-1-secret');
+const CRM = basic('crm-1', 'crm-1-secret');
+const dir = mkdtempSync(join(tmpdir(), 'granted-ab-'));
+
+// One database, imported once by A; each server runs on a fresh copy of it.
+const seed = join(dir, 'seed.db');
+execFileSync(builds.A, ['import', '--kdf-iterations', String(ITERATIONS), '--db', seed, join(root, 'tests/demo/state.json')], { stdio: 'ignore' });
+
+async function serve(bin, name) {
+  const db = join(dir, `${name}.db`);
+  copyFileSync(seed, db);
+  const port = await freePort();
+  const child = spawn(bin, ['serve', '--db', db, '--listen', `127.0.0.1:${port}`, '--kdf-iterations', String(ITERATIONS)], {
+    env: { ...process.env, GRANTED_CACHE_DIR: join(dir, 'cache'), GRANTED_LOG: 'error', GRANTED_THROTTLE_FAILURES: '1000000' },
+    stdio: 'ignore',
+  });
+  const base = `http://127.0.0.1:${port}`;
+  await waitFor(`${base}/healthz`);
+  return { child, token: `${base}/tenants/acme/connect/token` };
+}
+
+async function load(server, connections) {
+  if (GRANT === 'client_credentials') {
+    return runWrk(server.token, connections, { body: 'grant_type=client_credentials', auth: SYNC, seconds: SECONDS, dir });
+  }
+  const tokens = [];
+  for (let i = 0; i < connections; i += 1) {
+    const r = await fetch(server.token, { method: 'POST', headers: { Authorization: CRM, 'Content-Type': FORM },
+      body: 'grant_type=password&username=alice&password=correct+horse+battery' });
+    const body = await r.json();
+    if (r.status !== 200) throw new Error(`no refresh token: ${r.status} ${JSON.stringify(body)}`);
+    tokens.push(body.refresh_token);
+  }
+  return runWrk(server.token, connections, { lua: chainLua(tokens, new URL(server.token).pathname, CRM),
+    threads: connections, seconds: SECONDS, dir });
+}
+
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+const rps = { A: {}, B: {} };
+try {
+  for (let round = 0; round < ROUNDS; round += 1) {
+    // ABBA order: A first in even rounds, B first in odd ones.
+    for (const name of round % 2 ? ['B', 'A'] : ['A', 'B']) {
+      const server = await serve(builds[name], `${name}-${round}`);
+      try {
+        for (const c of CONNECTIONS) {
+          const r = await load(server, c);
+          if (r.errors || r.non2xx) throw new Error(`${name} c=${c}: ${r.errors} errors, ${r.non2xx} non-2xx`);
+          (rps[name][c] ??= []).push(r.rps);
+          console.error(`round ${round + 1} ${name} ${GRANT} c=${c}: ${r.rps.toFixed(0)}/s (p99 ${r.p99.toFixed(2)} ms)`);
+        }
+      } finally {
+        server.child.kill('SIGTERM');
+        await new Promise((r) => server.child.once('exit', r));
+      }
+    }
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+console.log(`| ${GRANT}, connections | A: median answers/s | B: median answers/s | B/A |`);
+console.log('| --- | ---: | ---: | ---: |');
+for (const c of CONNECTIONS) {
+  const [a, b] = [median(rps.A[c]), median(rps.B[c])];
+  console.log(`| ${c} | ${a.toFixed(0)} | ${b.toFixed(0)} | ${(b / a).toFixed(2)}× |`);
+}
+console.log(`\n${ROUNDS} rounds of ${SECONDS} s per build and connection count, alternating; A = ${builds.A}, B = ${builds.B}`);
