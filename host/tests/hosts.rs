@@ -331,3 +331,31 @@ fn an_admin_token_and_if_match_hold_across_hosts() {
     );
     assert_eq!(hosts[1].store.verify_audit().expect("verify").1, None);
 }
+
+#[test]
+fn an_admin_write_on_one_host_is_seen_by_the_next_token_request_on_the_other() {
+    let (a, b) = two_hosts(settings());
+    // The second host answers (and so holds acme and crm-1 in its records cache) …
+    for _ in 0..2 {
+        let (status, body) = b.token("acme", CRM, ALICE);
+        assert_eq!(status, 200, "{body}");
+    }
+    // … then the first moves crm to client_credentials and acme updates its install: acme
+    // loses the password grant (RULES.md A-rules) …
+    let (status, etag, body) = a.admin("GET", "/apps/crm", None, None);
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = a.admin(
+        "POST",
+        "/apps/crm/revisions",
+        etag.as_deref(),
+        Some(json!({"grant_type": "client_credentials"})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, _, body) = a.admin("POST", "/tenants/acme/installs/crm/update", None, None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["password_lost"], true, "{body}");
+    // … and the second host's very next request sees it.
+    let (status, body) = b.token("acme", CRM, ALICE);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "unauthorized_client", "{body}");
+}

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 mod admin;
 mod audit;
+mod cache;
 mod chain;
 mod db;
 mod import;
@@ -38,6 +39,7 @@ mod throttle;
 mod tokens;
 pub use admin::{AdminAudit, AdminTx, Change, ChangeRecord, EditContext};
 pub use audit::{AuditFilter, AuditRow, UseCount};
+use cache::RecordsCache;
 use chain::*;
 pub use chain::{audit_hash, AuditBreak, AUDIT_GENESIS};
 use db::{Db, PgManager};
@@ -74,6 +76,8 @@ pub struct Store {
     locks_set: Arc<std::sync::atomic::AtomicU64>,
     /// The key the server keys are sealed under ([`Store::with_master_key`]); none: in clear.
     master: Option<MasterKey>,
+    /// Tenants and clients as of the database's `records_version` (`cache.rs`).
+    cache: Arc<RecordsCache>,
 }
 
 enum Backend {
@@ -215,6 +219,7 @@ impl Store {
             backend: Arc::new(backend),
             locks_set: Arc::default(),
             master: None,
+            cache: Arc::default(),
         };
         store.write_tx(migrate)?;
         Ok(store)

@@ -19,7 +19,7 @@ impl Store {
     /// its page cache against the log the writer keeps appending to) once instead of per
     /// statement.
     pub fn records(&self, lookup: &Lookup) -> Result<Records> {
-        self.snapshot(|db| records_in(db, lookup))
+        self.snapshot(|db| records_in(db, lookup, &self.cache))
     }
 
     /// Every consent kept (C11), by tenant, user and app.
@@ -107,12 +107,34 @@ impl Store {
     }
 }
 
-/// What a `need_records` step asks for, inside the caller's transaction.
-pub(super) fn records_in(db: &Db<'_>, lookup: &Lookup) -> Result<Records> {
+/// What a `need_records` step asks for, inside the caller's transaction (a snapshot): the
+/// tenant and the client from `cache` when it holds them as of this snapshot's version.
+pub(super) fn records_in(db: &Db<'_>, lookup: &Lookup, cache: &RecordsCache) -> Result<Records> {
     let tenant = lookup.tenant.as_str();
+    let version: Option<i64> = db.opt("SELECT version FROM records_version", &[], |r| r.get(0))?;
     Ok(Records {
-        tenant: Some(tenant_record(db, tenant)?),
-        client: Some(client_record(db, &lookup.client_id)?),
+        tenant: Some(match version.and_then(|v| cache.tenant(v, tenant)) {
+            Some(hit) => Some(hit),
+            None => {
+                let record = tenant_record(db, tenant)?;
+                if let (Some(v), Some(record)) = (version, &record) {
+                    cache.keep_tenant(v, record);
+                }
+                record
+            }
+        }),
+        client: Some(
+            match version.and_then(|v| cache.client(v, &lookup.client_id)) {
+                Some(hit) => Some(hit),
+                None => {
+                    let record = client_record(db, &lookup.client_id)?;
+                    if let (Some(v), Some(record)) = (version, &record) {
+                        cache.keep_client(v, record);
+                    }
+                    record
+                }
+            },
+        ),
         user: match (&lookup.username, &lookup.subject) {
             (Some(username), _) => Some(user_record(db, tenant, username)?),
             (None, Some(sub)) => Some(user_by_subject(db, tenant, sub)?),

@@ -141,7 +141,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
         scopes TEXT NOT NULL,
         PRIMARY KEY (tenant, username, app_id)
     );",
+    // 8: the version of the records that only admin writes change (tenants, installs, apps,
+    // revisions, clients), bumped by triggers on those tables (`records_version_triggers`) in
+    // the writing transaction, so that hosts can keep those records in memory (`cache.rs`).
+    "CREATE TABLE records_version (version INTEGER NOT NULL);
+    INSERT INTO records_version (version) VALUES (0);",
 ];
+
+/// The tables whose every change bumps `records_version` (migration 8).
+const VERSIONED: [&str; 5] = ["tenants", "installs", "apps", "revisions", "clients"];
 
 impl Store {
     /// The schema version.
@@ -188,12 +196,47 @@ pub(super) fn migrate_to(db: &Db<'_>, last: usize) -> Result<()> {
         if i + 1 == 7 {
             backfill_subs(db).context("migration 7")?;
         }
+        if i + 1 == 8 {
+            records_version_triggers(db).context("migration 8")?;
+        }
         db.exec(
             "INSERT INTO schema_version (version) VALUES (?1)",
             &[&(i as i64 + 1)],
         )?;
     }
     Ok(())
+}
+
+/// The triggers of migration 8: after any insert, update or delete on the [`VERSIONED`]
+/// tables, `records_version` goes up by one. SQLite's fire per row, PostgreSQL's per statement
+/// (and on `TRUNCATE` too).
+fn records_version_triggers(db: &Db<'_>) -> Result<()> {
+    let mut sql = String::new();
+    if db.is_pg() {
+        sql.push_str(
+            "CREATE OR REPLACE FUNCTION granted_records_changed() RETURNS trigger
+             LANGUAGE plpgsql AS $$
+             BEGIN UPDATE records_version SET version = version + 1; RETURN NULL; END $$;",
+        );
+        for table in VERSIONED {
+            sql.push_str(&format!(
+                "CREATE TRIGGER records_version_{table}
+                 AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table}
+                 FOR EACH STATEMENT EXECUTE FUNCTION granted_records_changed();"
+            ));
+        }
+    } else {
+        for table in VERSIONED {
+            for event in ["INSERT", "UPDATE", "DELETE"] {
+                sql.push_str(&format!(
+                    "CREATE TRIGGER records_version_{table}_{} AFTER {event} ON {table}
+                     BEGIN UPDATE records_version SET version = version + 1; END;",
+                    event.to_lowercase()
+                ));
+            }
+        }
+    }
+    db.batch(&sql)
 }
 
 /// Gives every user who has none a `sub` (RULES.md §5: assigned once, never reused): the users

@@ -73,7 +73,7 @@ impl Store {
             if let Some(wait) = wait_in(db, check)? {
                 return Ok(Err(wait));
             }
-            records_in(db, lookup).map(Ok)
+            records_in(db, lookup, &self.cache).map(Ok)
         })
     }
 

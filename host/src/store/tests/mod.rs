@@ -47,7 +47,8 @@ on_both!(
                  DROP TABLE installs; DROP TABLE tenants; DROP TABLE clients;
                  DROP TABLE revisions; DROP TABLE apps; DROP TABLE server_keys;
                  DROP TABLE schema_version; DROP TABLE IF EXISTS throttle_failures;
-                 DROP TABLE IF EXISTS codes; DROP TABLE IF EXISTS consents",
+                 DROP TABLE IF EXISTS codes; DROP TABLE IF EXISTS consents;
+                 DROP TABLE IF EXISTS records_version",
                 )?;
                 migrate_to(db, 3)
             })
