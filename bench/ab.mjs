@@ -8,7 +8,7 @@
 // B, and their ratio B/A (the statistic a change is judged on). Nothing is written.
 
 import { spawn, execFileSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
@@ -39,6 +39,8 @@ execFileSync(builds.A, ['import', '--kdf-iterations', String(ITERATIONS), '--db'
 async function serve(bin, name) {
   const db = join(dir, `${name}.db`);
   copyFileSync(seed, db);
+  // The import's writes may still be in its write-ahead log: the copy takes it too.
+  if (existsSync(`${seed}-wal`)) copyFileSync(`${seed}-wal`, `${db}-wal`);
   const port = await freePort();
   const child = spawn(bin, ['serve', '--db', db, '--listen', `127.0.0.1:${port}`, '--kdf-iterations', String(ITERATIONS)], {
     env: { ...process.env, GRANTED_CACHE_DIR: join(dir, 'cache'), GRANTED_LOG: 'error', GRANTED_THROTTLE_FAILURES: '1000000' },
