@@ -3,6 +3,12 @@
 //
 //   node bench/ab.mjs --a /path/to/granted-before --b /path/to/granted-after
 //     [--rounds 6] [--seconds 5] [--connections 16,64] [--grant client_credentials|refresh_token]
+//     [--postgres target/debug/granted]
+//
+// With --postgres (a `granted` built with the `testing` feature, as `cargo test` builds it), the
+// servers run on PostgreSQL instead of SQLite: a throwaway server on this machine (`fsync` off,
+// as for tests), one database imported once, and a copy of it (`CREATE DATABASE … TEMPLATE`) per
+// server.
 //
 // Prints, per connection count, each round's answers/s and the median of the rounds for A and
 // B, and their ratio B/A (the statistic a change is judged on). Nothing is written.
@@ -33,14 +39,37 @@ const CRM = basic('crm-1', 'crm-1-secret');
 const dir = mkdtempSync(join(tmpdir(), 'granted-ab-'));
 
 // One database, imported once by A; each server runs on a fresh copy of it.
-const seed = join(dir, 'seed.db');
+const pg = opts.postgres ? await throwawayPostgres(resolve(opts.postgres)) : null;
+const seed = pg ? pg.url : join(dir, 'seed.db');
 execFileSync(builds.A, ['import', '--kdf-iterations', String(ITERATIONS), '--db', seed, join(root, 'tests/demo/state.json')], { stdio: 'ignore' });
 
-async function serve(bin, name) {
+/** A throwaway PostgreSQL server, its database `seed` at `url`. */
+async function throwawayPostgres(bin) {
+  const child = spawn(bin, ['throwaway-postgres', '--database', 'seed'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const url = await new Promise((ok, fail) => {
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; if (out.includes('\n')) ok(out.split('\n')[0].trim()); });
+    child.once('exit', (code) => fail(new Error(`granted throwaway-postgres exited with ${code}`)));
+  });
+  return { child, url };
+}
+
+/** A copy of the seed database for one server: a file, or a PostgreSQL database. */
+function copyOfSeed(name) {
+  if (pg) {
+    const copy = name.toLowerCase().replace(/[^a-z0-9]/g, '_');
+    execFileSync('psql', [pg.url, '-q', '-c', `CREATE DATABASE ${copy} TEMPLATE seed`], { stdio: 'inherit' });
+    return pg.url.replace(/\/seed(\?|$)/, `/${copy}$1`);
+  }
   const db = join(dir, `${name}.db`);
   copyFileSync(seed, db);
   // The import's writes may still be in its write-ahead log: the copy takes it too.
   if (existsSync(`${seed}-wal`)) copyFileSync(`${seed}-wal`, `${db}-wal`);
+  return db;
+}
+
+async function serve(bin, name) {
+  const db = copyOfSeed(name);
   const port = await freePort();
   const child = spawn(bin, ['serve', '--db', db, '--listen', `127.0.0.1:${port}`, '--kdf-iterations', String(ITERATIONS)], {
     env: { ...process.env, GRANTED_CACHE_DIR: join(dir, 'cache'), GRANTED_LOG: 'error', GRANTED_THROTTLE_FAILURES: '1000000' },
@@ -88,6 +117,11 @@ try {
     }
   }
 } finally {
+  if (pg) {
+    // Its standard input closed, it stops the server and removes its files.
+    pg.child.stdin.end();
+    await new Promise((r) => pg.child.once('exit', r));
+  }
   rmSync(dir, { recursive: true, force: true });
 }
 console.log(`| ${GRANT}, connections | A: median answers/s | B: median answers/s | B/A |`);
@@ -96,4 +130,4 @@ for (const c of CONNECTIONS) {
   const [a, b] = [median(rps.A[c]), median(rps.B[c])];
   console.log(`| ${c} | ${a.toFixed(0)} | ${b.toFixed(0)} | ${(b / a).toFixed(2)}× |`);
 }
-console.log(`\n${ROUNDS} rounds of ${SECONDS} s per build and connection count, alternating; A = ${builds.A}, B = ${builds.B}`);
+console.log(`\n${ROUNDS} rounds of ${SECONDS} s per build and connection count, alternating, on ${pg ? 'PostgreSQL' : 'SQLite'}; A = ${builds.A}, B = ${builds.B}`);
