@@ -10,8 +10,6 @@ mod common;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use granted_host::settings::{Clock, ServerSettings};
-use granted_policy::model::Timestamp;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -19,23 +17,10 @@ const ADMIN: &str = "test-admin-token-0123456789abcdef-0123456789";
 const VERIFIER: &str = "code-flow-test-verifier-0123456789-abcdefghijklmnop";
 const REDIRECT: &str = "http://127.0.0.1:8765/callback";
 
-struct Running {
-    base: String,
-    _runtime: tokio::runtime::Runtime,
-}
+use common::Demo as Running;
 
 fn start() -> Running {
-    let settings = ServerSettings {
-        kdf_iterations: 1000,
-        clock: Clock::Fixed(Timestamp::parse("2026-11-25T12:00:00Z").expect("an instant")),
-        ..ServerSettings::default()
-    };
-    let store = granted_host::testing::store().expect("store");
-    let (base, runtime) = common::serve_in_process(store, settings, ADMIN, true);
-    Running {
-        base,
-        _runtime: runtime,
-    }
+    common::demo(ADMIN)
 }
 
 fn agent() -> ureq::Agent {

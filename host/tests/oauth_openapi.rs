@@ -4,30 +4,15 @@
 
 mod common;
 
-use granted_host::settings::{Clock, ServerSettings};
-use granted_policy::model::Timestamp;
 use serde_json::Value;
 use std::collections::BTreeSet;
 
 const ADMIN: &str = "test-admin-token-0123456789abcdef-0123456789";
 
-struct Running {
-    base: String,
-    _runtime: tokio::runtime::Runtime,
-}
+use common::Demo as Running;
 
 fn start() -> Running {
-    let settings = ServerSettings {
-        kdf_iterations: 1000,
-        clock: Clock::Fixed(Timestamp::parse("2026-11-25T12:00:00Z").expect("an instant")),
-        ..ServerSettings::default()
-    };
-    let store = granted_host::testing::store().expect("store");
-    let (base, runtime) = common::serve_in_process(store, settings, ADMIN, true);
-    Running {
-        base,
-        _runtime: runtime,
-    }
+    common::demo(ADMIN)
 }
 
 fn document(run: &Running) -> Value {

@@ -46,6 +46,19 @@ async function page(width = 1280) {
   return p;
 }
 
+/** The policy module in page `p` as `window.grantedPolicy`, initialised as the admin page does
+ *  it (`www/admin/app.js`): the glue has no default module path, so a bare `default()` that
+ *  runs before the page's own (CI at stop 28) hands `undefined` to `WebAssembly.instantiate`. */
+async function policyInPage(p) {
+  await p.evaluate(async () => {
+    const m = await import('/admin/pkg/granted_policy.js');
+    const response = await fetch('/admin/pkg/granted_policy_bg.wasm');
+    if (!response.ok) throw new Error(`could not fetch the policy module: ${response.status}`);
+    await m.default({ module_or_path: await response.arrayBuffer() });
+    window.grantedPolicy = m;
+  });
+}
+
 async function signIn(p) {
   await p.getByLabel('Admin token').fill(TOKEN);
   await p.getByRole('button', { name: 'Sign in' }).click();
@@ -383,9 +396,9 @@ test('every edit and create vector gives the expected preview in Chromium', asyn
     return input;
   });
   const p = await page();
+  await policyInPage(p);
   const answers = await p.evaluate(async (all) => {
-    const m = await import('/admin/pkg/granted_policy.js');
-    await m.default();
+    const m = window.grantedPolicy;
     return all.map((input) => {
       try { return { ok: m.preview(input) }; } catch (e) { return { error: String(e.code ?? e.message) }; }
     });
@@ -414,11 +427,7 @@ test('every sequence vector (lockout, rehash) gives the expected answers in Chro
   }
   assert.ok(sequences.length >= 5, `${sequences.length} sequence vectors`);
   const p = await page();
-  await p.evaluate(async () => {
-    const m = await import('/admin/pkg/granted_policy.js');
-    await m.default();
-    window.grantedPolicy = m;
-  });
+  await policyInPage(p);
   // The module's calls answered by the browser's instance; the Node runner keeps the store,
   // applies the effects and runs the KDF step (WebCrypto), as a host around the module would.
   const inPage = (entry) => (input) => p.evaluate(([e, i]) => window.grantedPolicy[e](i), [entry, input]);
@@ -443,11 +452,7 @@ test('every authorization code vector (authorize request, flow through the pages
   }
   assert.ok(vectors.length >= 20, `${vectors.length} authorization code vectors`);
   const p = await page();
-  await p.evaluate(async () => {
-    const m = await import('/admin/pkg/granted_policy.js');
-    await m.default();
-    window.grantedPolicy = m;
-  });
+  await policyInPage(p);
   // The module answers in the browser; the Node runner keeps the store and runs the KDF step.
   const inPage = (entry) => (input) => p.evaluate(([e, i]) => window.grantedPolicy[e](i), [entry, input]);
   const browserPolicy = {
@@ -468,9 +473,9 @@ test('every authorization code vector (authorize request, flow through the pages
 
 test('the preview of one edit for an app installed by 10,000 tenants, through both faces', async () => {
   const p = await page();
+  await policyInPage(p);
   const result = await p.evaluate(async (input) => {
-    const m = await import('/admin/pkg/granted_policy.js');
-    await m.default();
+    const m = window.grantedPolicy;
     const last = m.preview(input);
     // The same preview through the JSON face (`callJson`): text across, serde_json inside.
     const viaJson = JSON.parse(m.callJson('preview', JSON.stringify(input))).ok;

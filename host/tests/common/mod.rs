@@ -162,6 +162,35 @@ pub fn post_with(
     Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
 }
 
+/// The tests' server settings: the fixed instant 2026-11-25T12:00:00Z and 1000 KDF iterations.
+pub fn fixed_settings() -> granted_host::settings::ServerSettings {
+    granted_host::settings::ServerSettings {
+        kdf_iterations: 1000,
+        clock: granted_host::settings::Clock::Fixed(
+            granted_policy::model::Timestamp::parse("2026-11-25T12:00:00Z").expect("an instant"),
+        ),
+        ..Default::default()
+    }
+}
+
+/// A demo server in this process (see [`demo`]); it stops when this is dropped.
+pub struct Demo {
+    /// Its base URL.
+    pub base: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+/// A server in this process on a new store with the demo state, [`fixed_settings`] and
+/// `admin_token` as its admin token.
+pub fn demo(admin_token: &str) -> Demo {
+    let store = granted_host::testing::store().expect("store");
+    let (base, runtime) = serve_in_process(store, fixed_settings(), admin_token, true);
+    Demo {
+        base,
+        _runtime: runtime,
+    }
+}
+
 /// A server in this process on `store`, on a free loopback port, with `admin_token` as its admin
 /// token and, when `import_demo`, the demo state imported: its base URL and the runtime it runs
 /// on (the server stops when the runtime is dropped).
