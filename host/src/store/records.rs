@@ -113,28 +113,18 @@ pub(super) fn records_in(db: &Db<'_>, lookup: &Lookup, cache: &RecordsCache) -> 
     let tenant = lookup.tenant.as_str();
     let version: Option<i64> = db.opt("SELECT version FROM records_version", &[], |r| r.get(0))?;
     Ok(Records {
-        tenant: Some(match version.and_then(|v| cache.tenant(v, tenant)) {
-            Some(hit) => Some(hit),
-            None => {
-                let record = tenant_record(db, tenant)?;
-                if let (Some(v), Some(record)) = (version, &record) {
-                    cache.keep_tenant(v, record);
-                }
-                record
-            }
-        }),
-        client: Some(
-            match version.and_then(|v| cache.client(v, &lookup.client_id)) {
-                Some(hit) => Some(hit),
-                None => {
-                    let record = client_record(db, &lookup.client_id)?;
-                    if let (Some(v), Some(record)) = (version, &record) {
-                        cache.keep_client(v, record);
-                    }
-                    record
-                }
-            },
-        ),
+        tenant: Some(through(
+            version,
+            |v| cache.tenant(v, tenant),
+            || tenant_record(db, tenant),
+            |v, record| cache.keep_tenant(v, record),
+        )?),
+        client: Some(through(
+            version,
+            |v| cache.client(v, &lookup.client_id),
+            || client_record(db, &lookup.client_id),
+            |v, record| cache.keep_client(v, record),
+        )?),
         user: match (&lookup.username, &lookup.subject) {
             (Some(username), _) => Some(user_record(db, tenant, username)?),
             (None, Some(sub)) => Some(user_by_subject(db, tenant, sub)?),
@@ -154,6 +144,25 @@ pub(super) fn records_in(db: &Db<'_>, lookup: &Lookup, cache: &RecordsCache) -> 
             (None, _) => None,
         },
     })
+}
+
+/// A record through the cache: `hit` at the snapshot's `version`, else `read` from the
+/// database and, when it exists, `keep` it at that version. Without a version (no
+/// `records_version` row), always `read`.
+fn through<T>(
+    version: Option<i64>,
+    hit: impl FnOnce(i64) -> Option<T>,
+    read: impl FnOnce() -> Result<Option<T>>,
+    keep: impl FnOnce(i64, &T),
+) -> Result<Option<T>> {
+    if let Some(found) = version.and_then(hit) {
+        return Ok(Some(found));
+    }
+    let record = read()?;
+    if let (Some(v), Some(record)) = (version, &record) {
+        keep(v, record);
+    }
+    Ok(record)
 }
 
 /// An authorization code by its SHA-256.
