@@ -78,7 +78,7 @@ impl StoredHash {
         self.algorithm == KdfAlgorithm::Pbkdf2Sha256
             && self.iterations == iterations
             && self.hash.len() == CURRENT_LENGTH
-            && stored == phc_string(self.algorithm, self.iterations, &self.salt, &self.hash)
+            && is_phc_string(stored, self)
     }
 
     /// Whether `derived` (the KDF's output for the presented password) matches, in constant time.
@@ -169,6 +169,37 @@ pub fn phc_string(algorithm: KdfAlgorithm, iterations: u32, salt: &[u8], derived
         PHC_B64.encode(salt),
         PHC_B64.encode(derived)
     )
+}
+
+/// Whether `stored` is exactly [`phc_string`] of `hash`'s parameters and key, compared piece by
+/// piece without building that string (every login on the token path asks).
+fn is_phc_string(stored: &str, hash: &StoredHash) -> bool {
+    let mut iterations = itoa::Buffer::new();
+    let mut length = itoa::Buffer::new();
+    let rest = [
+        "$",
+        hash.algorithm.as_str(),
+        "$i=",
+        iterations.format(hash.iterations),
+        ",l=",
+    ]
+    .into_iter()
+    .chain([length.format(hash.hash.len()), "$"])
+    .try_fold(stored, |rest, piece| rest.strip_prefix(piece));
+    let Some((salt, key)) = rest.and_then(|rest| rest.split_once('$')) else {
+        return false;
+    };
+    encodes(salt.as_bytes(), &hash.salt) && encodes(key.as_bytes(), &hash.hash)
+}
+
+/// Whether `text` is exactly `PHC_B64.encode(bytes)`.
+fn encodes(text: &[u8], bytes: &[u8]) -> bool {
+    let mut buf = [0u8; 128];
+    match PHC_B64.encode_slice(bytes, &mut buf) {
+        Ok(n) => buf.get(..n) == Some(text),
+        // Longer than any key or salt in bounds; compared the slow way all the same.
+        Err(_) => PHC_B64.encode(bytes).as_bytes() == text,
+    }
 }
 
 /// Hashes a password here, in the module (the slow path): `None` when the parameters are out of bounds.
@@ -264,6 +295,16 @@ mod tests {
         assert!(!parse(&ours).unwrap().is_current(&ours, 2000));
         let sha512 = hash_password(KdfAlgorithm::Pbkdf2Sha512, "pw", b"salt", 1000).unwrap();
         assert!(!parse(&sha512).unwrap().is_current(&sha512, 1000));
+        // Any change to the text, however small, makes it not current (it is stored again).
+        let hash = parse(&ours).unwrap();
+        for (at, _) in ours.char_indices() {
+            let cut = format!("{}{}", &ours[..at], &ours[at + 1..]);
+            assert!(!hash.is_current(&cut, 1000), "{cut}");
+            let longer = format!("{}A{}", &ours[..at], &ours[at..]);
+            assert!(!hash.is_current(&longer, 1000), "{longer}");
+        }
+        assert!(!hash.is_current(&format!("{ours}A"), 1000));
+        assert!(!hash.is_current(&format!("{ours}$"), 1000));
         let dk = kdf::derive(KdfAlgorithm::Pbkdf2Sha256, b"pw", b"seasalt", 1000, 32).unwrap();
         let django = format!("pbkdf2_sha256$1000$seasalt${}", STANDARD.encode(dk));
         assert!(!parse(&django).unwrap().is_current(&django, 1000));

@@ -511,6 +511,8 @@ pub struct Memo {
     pub(super) secret_check: Option<(Option<String>, bool)>,
     /// The user's stored password hash as given, and parsed.
     pub(super) stored_hash: Option<(String, Option<StoredHash>)>,
+    /// The access token's signing input, with what it was made of.
+    pub(super) access_input: Option<super::jwt::KeptInput>,
 }
 
 /// One token request carried across its steps inside one instance: the first step parses the

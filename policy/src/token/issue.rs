@@ -30,6 +30,8 @@ pub(super) struct IssueArgs<'a> {
     pub(super) id_token: Option<IdTokenArgs<'a>>,
     /// The host's signature over the ID token's signing input, once it made it (base64url).
     pub(super) id_token_signature: Option<&'a str>,
+    /// The access token's signing input made in an earlier step of this request, if any.
+    pub(super) kept_input: &'a mut Option<jwt::KeptInput>,
 }
 
 /// What an ID token carries besides the access token's issuer, subject and times.
@@ -53,6 +55,7 @@ pub(super) fn issue(args: IssueArgs<'_>) -> Result<TokenStep, PolicyError> {
         mut effects,
         id_token,
         id_token_signature,
+        kept_input,
     } = args;
     let entropy = |from: usize, to: usize| keys.entropy.get(from..to).unwrap_or_default();
     let jti = URL_SAFE_NO_PAD.encode(entropy(32, 48));
@@ -74,7 +77,7 @@ pub(super) fn issue(args: IssueArgs<'_>) -> Result<TokenStep, PolicyError> {
         tenant: &tenant.tenant,
     };
     let key = &ctx.signing_key;
-    let signing_input = jwt::signing_input(&claims, &key.kid, key.alg);
+    let signing_input = jwt::signing_input_kept(&claims, &key.kid, key.alg, kept_input);
     let Some(signature) = signature else {
         return Ok(TokenStep::NeedSignature {
             alg: key.alg,

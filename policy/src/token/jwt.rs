@@ -127,6 +127,69 @@ pub fn signing_input(claims: &AccessClaims<'_>, kid: &str, alg: SigningAlg) -> S
     )
 }
 
+/// An access token's signing input kept with everything it was made of, so that a later step of
+/// the same request (the one that brings the signature) takes it instead of making it again: the
+/// JSON and base64 of the claims are most of a step's work in the module.
+pub struct KeptInput {
+    /// `iss`, `sub`, `aud`, `client_id`, `scope`, `jti`, `tenant`, and the key id.
+    texts: [String; 8],
+    iat: i64,
+    exp: i64,
+    alg: SigningAlg,
+    input: String,
+}
+
+impl KeptInput {
+    fn texts<'a>(claims: &AccessClaims<'a>, kid: &'a str) -> [&'a str; 8] {
+        [
+            claims.iss,
+            claims.sub,
+            claims.aud,
+            claims.client_id,
+            claims.scope,
+            claims.jti,
+            claims.tenant,
+            kid,
+        ]
+    }
+
+    fn made_of(&self, claims: &AccessClaims<'_>, kid: &str, alg: SigningAlg) -> bool {
+        self.alg == alg
+            && self.iat == claims.iat
+            && self.exp == claims.exp
+            && self
+                .texts
+                .iter()
+                .zip(Self::texts(claims, kid))
+                .all(|(kept, now)| kept == now)
+    }
+}
+
+/// [`signing_input`], taken from `kept` when it was made of exactly these claims and key, and
+/// kept there otherwise.
+pub fn signing_input_kept(
+    claims: &AccessClaims<'_>,
+    kid: &str,
+    alg: SigningAlg,
+    kept: &mut Option<KeptInput>,
+) -> String {
+    if let Some(k) = kept.as_ref().filter(|k| k.made_of(claims, kid, alg)) {
+        // Room for the signature, as `jws_input` leaves.
+        let mut input = String::with_capacity(k.input.len() + 345);
+        input.push_str(&k.input);
+        return input;
+    }
+    let input = signing_input(claims, kid, alg);
+    *kept = Some(KeptInput {
+        texts: KeptInput::texts(claims, kid).map(str::to_string),
+        iat: claims.iat,
+        exp: claims.exp,
+        alg,
+        input: input.clone(),
+    });
+    input
+}
+
 /// `base64url(header) "." base64url(claims)`.
 fn jws_input(header: &Header<'_>, claims: &impl Serialize) -> String {
     // One JSON buffer for both parts and one string for the token, sized for it up front
@@ -238,6 +301,107 @@ mod tests {
             exp: 3601,
             jti: "j",
             tenant: "acme",
+        }
+    }
+
+    #[test]
+    fn a_kept_signing_input_is_taken_only_for_the_same_claims_and_key() {
+        let mut kept = None;
+        let first = signing_input_kept(&claims(), "k1", SigningAlg::ES256, &mut kept);
+        assert_eq!(first, signing_input(&claims(), "k1", SigningAlg::ES256));
+        assert_eq!(
+            signing_input_kept(&claims(), "k1", SigningAlg::ES256, &mut kept),
+            first
+        );
+        // Each claim, the key id and the algorithm changed alone: made again, and kept anew.
+        let base = claims();
+        let changed: Vec<(AccessClaims<'static>, &str, SigningAlg)> = vec![
+            (
+                AccessClaims {
+                    iss: "https://other",
+                    ..base.clone()
+                },
+                "k1",
+                SigningAlg::ES256,
+            ),
+            (
+                AccessClaims {
+                    sub: "bob",
+                    ..base.clone()
+                },
+                "k1",
+                SigningAlg::ES256,
+            ),
+            (
+                AccessClaims {
+                    aud: "api2",
+                    ..base.clone()
+                },
+                "k1",
+                SigningAlg::ES256,
+            ),
+            (
+                AccessClaims {
+                    client_id: "crm-2",
+                    ..base.clone()
+                },
+                "k1",
+                SigningAlg::ES256,
+            ),
+            (
+                AccessClaims {
+                    scope: "read write",
+                    ..base.clone()
+                },
+                "k1",
+                SigningAlg::ES256,
+            ),
+            (
+                AccessClaims {
+                    iat: 2,
+                    ..base.clone()
+                },
+                "k1",
+                SigningAlg::ES256,
+            ),
+            (
+                AccessClaims {
+                    exp: 3602,
+                    ..base.clone()
+                },
+                "k1",
+                SigningAlg::ES256,
+            ),
+            (
+                AccessClaims {
+                    jti: "k",
+                    ..base.clone()
+                },
+                "k1",
+                SigningAlg::ES256,
+            ),
+            (
+                AccessClaims {
+                    tenant: "globex",
+                    ..base.clone()
+                },
+                "k1",
+                SigningAlg::ES256,
+            ),
+            (base.clone(), "k2", SigningAlg::ES256),
+            (base.clone(), "k1", SigningAlg::EdDSA),
+        ];
+        for (claims, kid, alg) in changed {
+            let mut kept_here = None;
+            let _ = signing_input_kept(&base, "k1", SigningAlg::ES256, &mut kept_here);
+            let made = signing_input_kept(&claims, kid, alg, &mut kept_here);
+            assert_eq!(
+                made,
+                signing_input(&claims, kid, alg),
+                "{claims:?} {kid} {alg:?}"
+            );
+            assert_ne!(made, first);
+            assert_eq!(signing_input_kept(&claims, kid, alg, &mut kept_here), made);
         }
     }
 

@@ -11,6 +11,7 @@ use super::judge::{
     deny_client, deny_ineligible, deny_mismatch, End, Judge, Verdict, INVALID_CLIENT,
     INVALID_REFRESH, INVALID_USER,
 };
+use super::jwt::KeptInput;
 use super::password::{self, Checked, StoredMemo};
 use super::request::{self, quote, AuthMethod, HttpRequest, TokenRequest};
 use crate::credentials::client_secret::verify_client_secret;
@@ -80,6 +81,7 @@ pub(super) fn judge_request(input: &TokenInput, memo: &mut Memo) -> Verdict<Toke
         refresh_hash,
         secret_check,
         stored_hash,
+        access_input,
     } = memo;
     let keys = memo_keys_of(memo_keys, ctx)?;
     let http = &input.request;
@@ -107,7 +109,13 @@ pub(super) fn judge_request(input: &TokenInput, memo: &mut Memo) -> Verdict<Toke
     if grant == Grant::AuthorizationCode {
         let exchanged = exchange::judge(ctx, req, &found, &pinned, client_id, user, &judge)?;
         return Ok(issue_for_code(
-            input, keys, &judge, &pinned, client_id, exchanged,
+            input,
+            keys,
+            &judge,
+            &pinned,
+            client_id,
+            exchanged,
+            access_input,
         )?);
     }
     let mut effects = Vec::new();
@@ -175,6 +183,7 @@ pub(super) fn judge_request(input: &TokenInput, memo: &mut Memo) -> Verdict<Toke
         effects,
         id_token: None,
         id_token_signature: None,
+        kept_input: access_input,
     })?)
 }
 
@@ -187,6 +196,7 @@ fn issue_for_code(
     pinned: &Pinned<'_>,
     client_id: &str,
     exchanged: Exchanged<'_>,
+    kept_input: &mut Option<KeptInput>,
 ) -> Result<TokenStep, PolicyError> {
     let Exchanged { code, user, scope } = exchanged;
     let openid = code.scopes.iter().any(|s| s == "openid");
@@ -212,6 +222,7 @@ fn issue_for_code(
             nonce: code.nonce.as_deref(),
         }),
         id_token_signature: input.id_token_signature.as_deref(),
+        kept_input,
     })
 }
 
