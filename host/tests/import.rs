@@ -120,6 +120,38 @@ fn import_is_idempotent_and_an_export_imports_as_it_is_without_secrets() {
     assert_eq!(export(&other), first);
 }
 
+/// An import is in the database file itself when `granted import` ends, not only in SQLite's
+/// write-ahead log: a copy of the file alone (a backup, a file handed to `granted serve`
+/// elsewhere) holds it.
+#[test]
+fn an_imported_sqlite_file_holds_the_import_without_its_log() {
+    if std::env::var("GRANTED_TEST_STORE").as_deref() == Ok("postgres") {
+        return; // a SQLite file's property
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("g.db");
+    let out = granted(&["import", DEMO], db.to_str().unwrap());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wal = dir.path().join("g.db-wal");
+    let left = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(
+        left, 0,
+        "the import left {left} bytes in the write-ahead log"
+    );
+    let copy = dir.path().join("copy.db");
+    std::fs::copy(&db, &copy).unwrap();
+    let exported = export(copy.to_str().unwrap());
+    assert!(
+        exported.contains("\"acme\""),
+        "the file alone does not hold the import:\n{exported}"
+    );
+    assert_eq!(exported, export(db.to_str().unwrap()));
+}
+
 #[test]
 fn a_hash_this_server_cannot_verify_is_kept_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();

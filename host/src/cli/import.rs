@@ -25,8 +25,17 @@ pub fn run(policy: Option<&Path>, args: ImportArgs) -> Result<ExitCode> {
     let state = granted_host::state::parse(&text)
         .with_context(|| format!("{} was refused; nothing was written", file.display()))?;
     let store = open_store(&resolved)?;
-    let server = granted_host::service::Service::new(guest, store, resolved.server.clone())?;
+    let server =
+        granted_host::service::Service::new(guest, store.clone(), resolved.server.clone())?;
     let imported = server.import(&state)?;
+    // The import is durable already (in SQLite's write-ahead log); this puts it in the database
+    // file itself, so that a copy of the file alone holds it.
+    if !store.checkpoint()? {
+        eprintln!(
+            "note: another process is reading {}: part of the import stays in its write-ahead log (`-wal`) until a later checkpoint; copy the database with its `-wal` file until then",
+            resolved.db
+        );
+    }
     eprintln!(
         "imported {} apps and {} tenants into {} ({} passwords hashed)",
         state.apps.len(),

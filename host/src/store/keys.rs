@@ -343,23 +343,28 @@ impl Store {
             })
         })?;
         if done.changed() {
-            self.truncate_log()?;
+            self.checkpoint()?;
         }
         Ok(done)
     }
 
-    /// On a SQLite file: checkpoints the write-ahead log and truncates it to nothing.
-    fn truncate_log(&self) -> Result<()> {
+    /// On a SQLite file: moves every write in the write-ahead log into the database file and
+    /// truncates the log, so that the file alone holds them (a copy of it, a backup, a key
+    /// rotated out). `false` when a reader elsewhere (a running server) kept part of the log from
+    /// moving: it stays durable in the log, and moves at a later checkpoint. Nothing to do on
+    /// PostgreSQL or in memory.
+    pub fn checkpoint(&self) -> Result<bool> {
         if let Backend::Lite {
             writer, readers, ..
         } = &*self.backend
         {
             if !readers.is_empty() {
-                lock(writer)
-                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                let busy: i64 = lock(writer)
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
                     .context("checkpointing the write-ahead log")?;
+                return Ok(busy == 0);
             }
         }
-        Ok(())
+        Ok(true)
     }
 }
