@@ -4,6 +4,7 @@
 //   node bench/run.mjs --granted target/release/granted --ceiling target/release/examples/ceiling
 //     --kdf-time target/release/examples/kdf_time --testing-granted target/debug/granted
 //     --signing-bench target/release/deps/signing-… (host/benches/signing.rs, built by xtask)
+//     --delay-proxy target/release/examples/delay_proxy [--delay-us 500]
 //     [--seconds 5] [--iterations 600000]
 //
 // Writes bench/results/bench.md (tables, goals) and bench/results/bench.svg (answers/s against
@@ -27,6 +28,9 @@ const ceilingBin = resolve(opts.ceiling ?? join(root, 'target/release/examples/c
 // feature for its throwaway PostgreSQL server: the release binary has no test machinery.
 const kdfTimeBin = resolve(opts['kdf-time'] ?? join(root, 'target/release/examples/kdf_time'));
 const testingGranted = resolve(opts['testing-granted'] ?? join(root, 'target/debug/granted'));
+// The delaying TCP proxy in front of PostgreSQL for the scale-out rows (host/examples/delay_proxy.rs).
+const delayProxyBin = resolve(opts['delay-proxy'] ?? join(root, 'target/release/examples/delay_proxy'));
+const DELAY_US = Number(opts['delay-us'] ?? 500);
 const SECONDS = Number(opts.seconds ?? 5);
 const ITERATIONS = Number(opts.iterations ?? 600000);
 const CONNECTIONS = [1, 4, 16, 64, 256];
@@ -167,16 +171,25 @@ results.signatures = opts['signing-bench']
   ? execFileSync(resolve(opts['signing-bench']), SECONDS < 5 ? ['--quick'] : [], { encoding: 'utf8' })
   : '(no --signing-bench given)\n';
 
-// 6. client_credentials p99 alone, then while a password flood saturates the KDF pool.
-results.flood = await withServer('host', async (s) => {
-  const alone = await wrk(s.token, 16, { body: 'grant_type=client_credentials', auth: SYNC, seconds: Math.max(10, SECONDS) });
-  const flood = wrk(s.token, 64, { body: ALICE, auth: CRM, seconds: Math.max(10, SECONDS) + 2 });
-  await new Promise((r) => setTimeout(r, 1000));
-  const during = await wrk(s.token, 16, { body: 'grant_type=client_credentials', auth: SYNC, seconds: Math.max(10, SECONDS) });
-  const floodResult = await flood;
-  return { alone, during, floodResult };
-});
-log(`flood: client_credentials p99 ${results.flood.alone.p99.toFixed(2)} ms alone, ${results.flood.during.p99.toFixed(2)} ms during`);
+// 6. client_credentials p99 alone, then while a password flood saturates the KDF pool; five
+// times, each on a fresh server. The goal is judged on the median of the five runs' ratios.
+const FLOOD_RUNS = 5;
+results.floods = [];
+for (let i = 0; i < FLOOD_RUNS; i += 1) {
+  results.floods.push(await withServer('host', async (s) => {
+    const alone = await wrk(s.token, 16, { body: 'grant_type=client_credentials', auth: SYNC, seconds: Math.max(10, SECONDS) });
+    const flood = wrk(s.token, 64, { body: ALICE, auth: CRM, seconds: Math.max(10, SECONDS) + 2 });
+    await new Promise((r) => setTimeout(r, 1000));
+    const during = await wrk(s.token, 16, { body: 'grant_type=client_credentials', auth: SYNC, seconds: Math.max(10, SECONDS) });
+    const floodResult = await flood;
+    return { alone, during, floodResult, ratio: during.p99 / alone.p99 };
+  }));
+}
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+results.floodRatio = median(results.floods.map((f) => f.ratio));
+// The tables show the run whose ratio is the median.
+results.flood = results.floods.find((f) => f.ratio === results.floodRatio);
+log(`flood: client_credentials p99 during ÷ alone, ${FLOOD_RUNS} runs: ${results.floods.map((f) => f.ratio.toFixed(2)).join(', ')}`);
 
 // 7. PostgreSQL: client_credentials and refresh on one host, then on two hosts sharing one
 // database, against a throwaway server on this machine (`granted throwaway-postgres`).
@@ -226,6 +239,48 @@ results.pgRefresh2 = await withPgHosts(2, async (hs) => {
   return together(await Promise.all(runs.map(({ h, tokens }) => wrk(h.token, 2, { lua: refreshLua(tokens, new URL(h.token).pathname), threads: 2 }))));
 });
 log(`postgres, two hosts, refresh: ${results.pgRefresh2.rps.toFixed(0)}/s, ${results.pgRefresh2.non2xx} non-2xx`);
+// 8. Scale-out: the same database "on another machine", behind a proxy that delays every byte
+// by DELAY_US each way; one host, then two, each host under the same load (16 connections).
+const proxy = spawn(delayProxyBin, ['127.0.0.1:0', new URL(pgUrl).host, String(DELAY_US)], { stdio: ['pipe', 'pipe', 'inherit'] });
+const proxyAddr = await new Promise((ok, fail) => {
+  let out = '';
+  proxy.stdout.on('data', (d) => { out += d; if (out.includes('\n')) ok(out.split('\n')[0].trim()); });
+  proxy.once('exit', (code) => fail(new Error(`the delay proxy exited with ${code}`)));
+});
+const delayedUrl = (() => { const u = new URL(pgUrl); u.host = proxyAddr; return u.toString(); })();
+results.delayRoundTripMs = (() => {
+  // `SELECT 1` round trips through the proxy, as psql's \\timing reports them (median of 20).
+  const args = [delayedUrl, '-qAt', '-c', '\\timing on'];
+  for (let i = 0; i < 20; i += 1) args.push('-c', 'SELECT 1');
+  const out = execFileSync('psql', args, { encoding: 'utf8' });
+  return median([...out.matchAll(/Time: ([0-9.]+) ms/g)].map((m) => Number(m[1])));
+})();
+async function withDelayedHosts(n, f) {
+  const hosts = [];
+  try {
+    for (let i = 0; i < n; i += 1) hosts.push(await grantedServe(delayedUrl));
+    return await f(hosts);
+  } finally {
+    for (const h of hosts) {
+      h.child.kill('SIGTERM');
+      await new Promise((r) => h.child.once('exit', r));
+    }
+  }
+}
+const SCALE_CONNECTIONS = 16;
+results.delayCc1 = await withDelayedHosts(1, ([h]) => wrk(h.token, SCALE_CONNECTIONS, CC));
+results.delayCc2 = await withDelayedHosts(2, async (hs) => together(await Promise.all(hs.map((h) => wrk(h.token, SCALE_CONNECTIONS, CC)))));
+log(`delayed postgres, client_credentials: one host ${results.delayCc1.rps.toFixed(0)}/s, two hosts ${results.delayCc2.rps.toFixed(0)}/s`);
+const delayedRefresh = async (hs) => {
+  const runs = [];
+  for (const h of hs) runs.push({ h, tokens: await refreshTokens(h.token, SCALE_CONNECTIONS) });
+  return together(await Promise.all(runs.map(({ h, tokens }) => wrk(h.token, SCALE_CONNECTIONS, { lua: refreshLua(tokens, new URL(h.token).pathname), threads: 4 }))));
+};
+results.delayRefresh1 = await withDelayedHosts(1, delayedRefresh);
+results.delayRefresh2 = await withDelayedHosts(2, delayedRefresh);
+log(`delayed postgres, refresh: one host ${results.delayRefresh1.rps.toFixed(0)}/s, two hosts ${results.delayRefresh2.rps.toFixed(0)}/s`);
+proxy.stdin.end();
+await new Promise((r) => proxy.once('exit', r));
 pg.stdin.end();
 await new Promise((r) => pg.once('exit', r));
 rmSync(dir, { recursive: true, force: true });
@@ -277,18 +332,29 @@ lines.push(row('client_credentials, two hosts on one PostgreSQL', results.pgCc2)
 lines.push(row('refresh_token, one host on SQLite', results.hostRefresh));
 lines.push(row('refresh_token, one host on PostgreSQL', results.pgRefresh1));
 lines.push(row('refresh_token, two hosts on one PostgreSQL', results.pgRefresh2));
+lines.push(`\nThe same database behind the delay proxy (\`host/examples/delay_proxy.rs\`, ${DELAY_US} µs each way; one \`SELECT 1\` through it took ${results.delayRoundTripMs.toFixed(2)} ms with psql, median of 20), one host and then two, each under ${SCALE_CONNECTIONS} connections:\n`);
+lines.push('| run | connections | answers/s | p50 | p99 | p99.9 | failed | peak RSS of the server |');
+lines.push('| --- | --- | --- | --- | --- | --- | --- | --- |');
+lines.push(row('client_credentials, one host, database 1 ms away', results.delayCc1));
+lines.push(row('client_credentials, two hosts, database 1 ms away', results.delayCc2));
+lines.push(row('refresh_token, one host, database 1 ms away', results.delayRefresh1));
+lines.push(row('refresh_token, two hosts, database 1 ms away', results.delayRefresh2));
 lines.push(`\nLogin limit of this machine: ${CORES} cores / ${kdfMs} ms per native PBKDF2 at ${ITERATIONS} iterations = **${f1(results.loginLimit)} logins/s**.`);
 
 const hostCc = best(results.sweep.host).rps;
 // Each goal: its name, the one statistic it is judged on (computed here, from this run), the
 // limit, and whether the statistic must be at least (`min`) or at most (`max`) the limit.
 const BEST = 'best answers/s of the sweep (1–256 connections), each point a wrk run';
+const at16 = results.sweep.host.find((r) => r.connections === 16);
 const goals = [
-  ['client_credentials ≥ 50% of the ceiling', `ratio of the ${BEST}`, hostCc / best(results.sweep.ceiling).rps, 0.5, 'min'],
-  ['client_credentials ≥ 3× the peer', `ratio of the ${BEST}`, hostCc / best(results.sweep.peer).rps, 3, 'min'],
-  ['password ≥ 90% of the login limit', 'answers/s at 16 connections (wrk) ÷ the login limit', results.hostPassword.rps / results.loginLimit, 0.9, 'min'],
+  ['1. client_credentials ≥ 3× the peer (SQLite, one host)', `ratio of the ${BEST}`, hostCc / best(results.sweep.peer).rps, 3, 'min'],
+  ['2. refresh_token ≥ 1.5× the peer', 'ratio of answers/s, 4 connections, one rotating chain each', results.hostRefresh.rps / results.peerRefresh.rps, 1.5, 'min'],
+  ['3. PostgreSQL ≥ 0.6× SQLite (one host, client_credentials)', 'ratio of answers/s at 16 connections', results.pgCc1.rps / at16.rps, 0.6, 'min'],
+  ['4. scale-out, client_credentials: two hosts ≥ 1.8× one', `ratio of answers/s, database ${DELAY_US} µs away each way, ${SCALE_CONNECTIONS} connections per host`, results.delayCc2.rps / results.delayCc1.rps, 1.8, 'min'],
+  ['4. scale-out, refresh_token: two hosts ≥ 1.8× one', `ratio of answers/s, database ${DELAY_US} µs away each way, ${SCALE_CONNECTIONS} connections per host`, results.delayRefresh2.rps / results.delayRefresh1.rps, 1.8, 'min'],
+  ['5. password ≥ 90% of the login limit', 'answers/s at 16 connections (wrk) ÷ the login limit', results.hostPassword.rps / results.loginLimit, 0.9, 'min'],
+  ['5. client_credentials p99 under a password flood ≤ 2× without', `median of ${FLOOD_RUNS} runs of the ratio of wrk's p99 latencies, 16 connections`, results.floodRatio, 2, 'max'],
   ['password ≥ the peer', 'ratio of answers/s at 16 connections (wrk)', results.hostPassword.rps / results.peerPassword.rps, 1, 'min'],
-  ['client_credentials p99 under a password flood ≤ 2× without', 'ratio of wrk\'s p99 latencies, 16 connections', results.flood.during.p99 / results.flood.alone.p99, 2, 'max'],
 ];
 lines.push('\n## Goals (each computed from this run)\n');
 lines.push('| goal | statistic | measured | met |');
@@ -297,6 +363,7 @@ for (const [name, statistic, value, limit, kind] of goals) {
   const met = kind === 'max' ? value <= limit : value >= limit;
   lines.push(`| ${name} | ${statistic} | ${value.toFixed(2)}× | ${met ? 'yes' : '**no**'} |`);
 }
+lines.push('\nGoal 6 (the module\'s decision path) is judged by `cargo xtask bench policy`, in `policy.md`. The ceiling (axum answering fixed JSON) is shown for scale; its old goal (client_credentials at 50% of it) was shown not to be reachable with a fresh instance per request on this machine and was replaced by the goals above.');
 lines.push(`\nmachine: ${cpus()[0]?.model ?? 'unknown'}, ${CORES} cores, shared by wrk and the server; ${SECONDS} s per sweep point.`);
 const report = lines.join('\n') + '\n';
 console.log(report);

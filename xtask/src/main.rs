@@ -655,7 +655,7 @@ fn bench_all() -> Result<()> {
     wasm()?;
     check_node()?;
     ensure_wrk()?;
-    step("building granted and the ceiling (release)");
+    step("building granted, the ceiling and the delay proxy (release)");
     run_cmd(cargo().args(["build", "--quiet", "--release", "--package", "granted"]))?;
     run_cmd(cargo().args([
         "build",
@@ -665,6 +665,8 @@ fn bench_all() -> Result<()> {
         "granted",
         "--example",
         "ceiling",
+        "--example",
+        "delay_proxy",
     ]))?;
     run_cmd(cargo().args([
         "build",
@@ -694,6 +696,8 @@ fn bench_all() -> Result<()> {
             .arg(target_dir().join("release/granted"))
             .arg("--ceiling")
             .arg(target_dir().join("release/examples/ceiling"))
+            .arg("--delay-proxy")
+            .arg(target_dir().join("release/examples/delay_proxy"))
             .arg("--kdf-time")
             .arg(target_dir().join("release/examples/kdf_time"))
             .arg("--testing-granted")
