@@ -194,17 +194,19 @@ log(`flood: client_credentials p99 during ÷ alone, ${FLOOD_RUNS} runs: ${result
 // 7. PostgreSQL: client_credentials and refresh on one host, then on two hosts sharing one
 // database, against a throwaway server on this machine (`granted throwaway-postgres`).
 const pg = spawn(testingGranted, ['throwaway-postgres', '--database', 'bench'], { stdio: ['pipe', 'pipe', 'inherit'] });
-const pgUrl = await new Promise((ok, fail) => {
+/** The first line `child` prints: where it listens. */
+const firstLine = (child, name) => new Promise((ok, fail) => {
   let out = '';
-  pg.stdout.on('data', (d) => { out += d; if (out.includes('\n')) ok(out.split('\n')[0].trim()); });
-  pg.once('exit', (code) => fail(new Error(`granted throwaway-postgres exited with ${code}`)));
+  child.stdout.on('data', (d) => { out += d; if (out.includes('\n')) ok(out.split('\n')[0].trim()); });
+  child.once('exit', (code) => fail(new Error(`${name} exited with ${code}`)));
 });
+const pgUrl = await firstLine(pg, 'granted throwaway-postgres');
 execFileSync(granted, ['import', '--kdf-iterations', String(ITERATIONS), '--db', pgUrl, join(root, 'tests/demo/state.json')], { stdio: 'ignore' });
-/** Runs `f` on `n` hosts on the PostgreSQL database; each host's peak RSS beside its result. */
-async function withPgHosts(n, f) {
+/** Runs `f` on `n` hosts on the PostgreSQL database at `url`. */
+async function withHostsOn(url, n, f) {
   const hosts = [];
   try {
-    for (let i = 0; i < n; i += 1) hosts.push(await grantedServe(pgUrl));
+    for (let i = 0; i < n; i += 1) hosts.push(await grantedServe(url));
     return await f(hosts);
   } finally {
     for (const h of hosts) {
@@ -213,6 +215,7 @@ async function withPgHosts(n, f) {
     }
   }
 }
+const withPgHosts = (n, f) => withHostsOn(pgUrl, n, f);
 /** Several wrk runs at once, one per host: answers/s summed, latencies the worst of them. */
 const together = (runs) => ({
   rps: runs.reduce((a, r) => a + r.rps, 0),
@@ -242,11 +245,7 @@ log(`postgres, two hosts, refresh: ${results.pgRefresh2.rps.toFixed(0)}/s, ${res
 // 8. Scale-out: the same database "on another machine", behind a proxy that delays every byte
 // by DELAY_US each way; one host, then two, each host under the same load (16 connections).
 const proxy = spawn(delayProxyBin, ['127.0.0.1:0', new URL(pgUrl).host, String(DELAY_US)], { stdio: ['pipe', 'pipe', 'inherit'] });
-const proxyAddr = await new Promise((ok, fail) => {
-  let out = '';
-  proxy.stdout.on('data', (d) => { out += d; if (out.includes('\n')) ok(out.split('\n')[0].trim()); });
-  proxy.once('exit', (code) => fail(new Error(`the delay proxy exited with ${code}`)));
-});
+const proxyAddr = await firstLine(proxy, 'the delay proxy');
 const delayedUrl = (() => { const u = new URL(pgUrl); u.host = proxyAddr; return u.toString(); })();
 results.delayRoundTripMs = (() => {
   // `SELECT 1` round trips through the proxy, as psql's \\timing reports them (median of 20).
@@ -255,18 +254,7 @@ results.delayRoundTripMs = (() => {
   const out = execFileSync('psql', args, { encoding: 'utf8' });
   return median([...out.matchAll(/Time: ([0-9.]+) ms/g)].map((m) => Number(m[1])));
 })();
-async function withDelayedHosts(n, f) {
-  const hosts = [];
-  try {
-    for (let i = 0; i < n; i += 1) hosts.push(await grantedServe(delayedUrl));
-    return await f(hosts);
-  } finally {
-    for (const h of hosts) {
-      h.child.kill('SIGTERM');
-      await new Promise((r) => h.child.once('exit', r));
-    }
-  }
-}
+const withDelayedHosts = (n, f) => withHostsOn(delayedUrl, n, f);
 const SCALE_CONNECTIONS = 16;
 results.delayCc1 = await withDelayedHosts(1, ([h]) => wrk(h.token, SCALE_CONNECTIONS, CC));
 results.delayCc2 = await withDelayedHosts(2, async (hs) => together(await Promise.all(hs.map((h) => wrk(h.token, SCALE_CONNECTIONS, CC)))));
