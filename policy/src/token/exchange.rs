@@ -1,11 +1,14 @@
 //! The code exchange at the token endpoint, X1–X5 of RULES.md §5, one function each and in
 //! that order, after T1–T4.
 
-use super::endpoint::{code_family, Effect, TokenContext};
+use super::endpoint::{code_family, Effect, Keys, TokenContext, TokenInput, TokenStep};
+use super::issue::{issue, IdTokenArgs, IssueArgs};
 use super::judge::{End, Judge, Verdict};
+use super::jwt::KeptInput;
 use super::request::TokenRequest;
 use super::rules::{Found, Pinned};
-use crate::model::{CodeRecord, SignIn, UserRecord};
+use crate::error::PolicyError;
+use crate::model::{CodeRecord, GrantType, SignIn, UserRecord};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -182,4 +185,43 @@ fn x5_user_still_able<'a>(
         Some(u) if u.disabled => Err(invalid("disabled")),
         Some(u) => Ok(u),
     }
+}
+
+/// X1–X5 passed: the tokens of a code's exchange, in the family named after the code, with an
+/// ID token when the scope holds `openid`.
+pub(super) fn issue_for_code(
+    input: &TokenInput,
+    keys: &Keys,
+    judge: &Judge<'_>,
+    pinned: &Pinned<'_>,
+    client_id: &str,
+    exchanged: Exchanged<'_>,
+    kept_input: &mut Option<KeptInput>,
+) -> Result<TokenStep, PolicyError> {
+    let Exchanged { code, user, scope } = exchanged;
+    let openid = code.scopes.iter().any(|s| s == "openid");
+    issue(IssueArgs {
+        judge,
+        ctx: &input.context,
+        keys,
+        signature: input.signature.as_deref(),
+        tenant: pinned.tenant,
+        client_id,
+        subject: user.subject(),
+        scope: &scope,
+        refresh: Some((
+            GrantType::AuthorizationCode,
+            Some(code_family(&code.code_sha256)),
+        )),
+        username: Some(code.username.clone()),
+        effects: vec![Effect::ConsumeCode {
+            code_sha256: code.code_sha256.clone(),
+        }],
+        id_token: openid.then(|| IdTokenArgs {
+            auth_time: code.auth_time.unwrap_or(code.issued_at).unix(),
+            nonce: code.nonce.as_deref(),
+        }),
+        id_token_signature: input.id_token_signature.as_deref(),
+        kept_input,
+    })
 }

@@ -2,16 +2,15 @@
 //! [`judge_request`] reads as the T-table.
 
 use super::endpoint::{
-    code_family, code_sha256, keys, refresh_token_sha256, Effect, Keys, Lookup, Memo, TokenContext,
-    TokenInput, TokenStep,
+    code_sha256, keys, refresh_token_sha256, Effect, Keys, Lookup, Memo, TokenContext, TokenInput,
+    TokenStep,
 };
-use super::exchange::{self, Exchanged};
-use super::issue::{issue, IdTokenArgs, IssueArgs};
+use super::exchange;
+use super::issue::{issue, IssueArgs};
 use super::judge::{
     deny_client, deny_ineligible, deny_mismatch, End, Judge, Verdict, INVALID_CLIENT,
     INVALID_REFRESH, INVALID_USER,
 };
-use super::jwt::KeptInput;
 use super::password::{self, Checked, StoredMemo};
 use super::request::{self, quote, AuthMethod, HttpRequest, TokenRequest};
 use crate::credentials::client_secret::verify_client_secret;
@@ -108,7 +107,7 @@ pub(super) fn judge_request(input: &TokenInput, memo: &mut Memo) -> Verdict<Toke
     let user = user.filter(|u| Some(u.username.as_str()) == found.username);
     if grant == Grant::AuthorizationCode {
         let exchanged = exchange::judge(ctx, req, &found, &pinned, client_id, user, &judge)?;
-        return Ok(issue_for_code(
+        return Ok(exchange::issue_for_code(
             input,
             keys,
             &judge,
@@ -185,45 +184,6 @@ pub(super) fn judge_request(input: &TokenInput, memo: &mut Memo) -> Verdict<Toke
         id_token_signature: None,
         kept_input: access_input,
     })?)
-}
-
-/// X1–X5 passed: the tokens of a code's exchange, in the family named after the code, with an
-/// ID token when the scope holds `openid`.
-fn issue_for_code(
-    input: &TokenInput,
-    keys: &Keys,
-    judge: &Judge<'_>,
-    pinned: &Pinned<'_>,
-    client_id: &str,
-    exchanged: Exchanged<'_>,
-    kept_input: &mut Option<KeptInput>,
-) -> Result<TokenStep, PolicyError> {
-    let Exchanged { code, user, scope } = exchanged;
-    let openid = code.scopes.iter().any(|s| s == "openid");
-    issue(IssueArgs {
-        judge,
-        ctx: &input.context,
-        keys,
-        signature: input.signature.as_deref(),
-        tenant: pinned.tenant,
-        client_id,
-        subject: user.subject(),
-        scope: &scope,
-        refresh: Some((
-            GrantType::AuthorizationCode,
-            Some(code_family(&code.code_sha256)),
-        )),
-        username: Some(code.username.clone()),
-        effects: vec![Effect::ConsumeCode {
-            code_sha256: code.code_sha256.clone(),
-        }],
-        id_token: openid.then(|| IdTokenArgs {
-            auth_time: code.auth_time.unwrap_or(code.issued_at).unix(),
-            nonce: code.nonce.as_deref(),
-        }),
-        id_token_signature: input.id_token_signature.as_deref(),
-        kept_input,
-    })
 }
 
 /// The request's decoded keys, decoded once per request.
