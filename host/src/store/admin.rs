@@ -2,7 +2,7 @@
 //! users, each made in one transaction together with its audit entry (actor, before, after).
 
 use super::db::Db;
-use super::{app, audit_hash, audit_head, tenant_record, user_record, End, Store};
+use super::{app, tenant_record, user_record, End, Store};
 use anyhow::{anyhow, Result};
 use granted_policy::model::{App, ConsentRecord, Revision, TenantRecord, Timestamp, UserRecord};
 use serde_json::{json, Value};
@@ -169,26 +169,28 @@ impl Store {
         audit: &AdminAudit,
         f: impl FnOnce(&AdminTx<'_>) -> Result<Change<T>>,
     ) -> Result<T> {
-        self.transact(|db| match f(&AdminTx { db })? {
-            Change::Refused(out) => Ok(End::Rollback(out)),
-            Change::Made(out, record) => {
-                let entry = json!({
-                    "at": audit.now,
-                    "kind": "admin",
-                    "actor": audit.actor,
-                    "action": record.action,
-                    "target": record.target,
-                    "before": record.before,
-                    "after": record.after,
-                    "source": audit.source,
-                    "policy_sha256": audit.policy_sha256,
-                })
-                .to_string();
-                let (seq, prev) = audit_head(db)?;
-                let sha = audit_hash(&prev, &entry);
-                super::audit::insert(db, seq + 1, audit.now, "admin", &entry, &prev, &sha)?;
-                Ok(End::Commit(out))
-            }
+        Self::with_chain(&self.chains.admin, |head| {
+            let mut head = head.clone();
+            let out = self.transact(|db| match f(&AdminTx { db })? {
+                Change::Refused(out) => Ok(End::Rollback(out)),
+                Change::Made(out, record) => {
+                    let entry = json!({
+                        "at": audit.now,
+                        "kind": "admin",
+                        "actor": audit.actor,
+                        "action": record.action,
+                        "target": record.target,
+                        "before": record.before,
+                        "after": record.after,
+                        "source": audit.source,
+                        "policy_sha256": audit.policy_sha256,
+                    })
+                    .to_string();
+                    super::audit::insert_entries(db, &[head.append(audit.now, "admin", &entry)])?;
+                    Ok(End::Commit(out))
+                }
+            })?;
+            Ok((out, head))
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The audit log's search columns, its queries (filters, cursor pagination, the sunset report's
 //! counts) and retention. The hash chain itself is written and checked in `mod.rs`.
 
+use super::chain::NewEntry;
 use super::db::{Arg, Db, ToArg};
 use super::{ts, End, Store};
 use anyhow::Result;
@@ -10,7 +11,9 @@ use granted_policy::model::Timestamp;
 /// and decision; an admin change's tenant and app (from its target).
 fn columns(entry: &str) -> [Option<String>; 4] {
     let value: serde_json::Value = serde_json::from_str(entry).unwrap_or_default();
-    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    // Without NUL, which PostgreSQL's text refuses (an entry's JSON escapes it, so the chain
+    // still covers what was sent): one such value must not fail the batch it is written in.
+    let text = |v: &serde_json::Value| v.as_str().map(|s| s.replace('\0', "\u{fffd}"));
     let target = &value["target"];
     [
         text(&value["tenant"]).or_else(|| text(&target["tenant"])),
@@ -20,33 +23,74 @@ fn columns(entry: &str) -> [Option<String>; 4] {
     ]
 }
 
-/// Appends one entry with its search columns.
-pub(super) fn insert(
-    db: &Db<'_>,
-    seq: i64,
-    at: Timestamp,
-    kind: &str,
-    entry: &str,
-    prev: &str,
-    sha: &str,
-) -> Result<u64> {
-    let [tenant, app_id, grant_type, decision] = columns(entry);
-    db.exec(
-        "INSERT INTO audit (seq, at, kind, entry, prev_sha256, sha256, tenant, app_id, grant_type, decision)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        &[
-            &seq,
-            &at.to_rfc3339(),
-            &kind,
-            &entry,
-            &prev,
-            &sha,
-            &tenant,
-            &app_id,
-            &grant_type,
-            &decision,
-        ],
-    )
+/// The most rows one `INSERT` takes; a batch goes in statements of 64, 32, …, 1 rows, so that
+/// each connection prepares at most seven of them.
+const MOST_ROWS: usize = 64;
+
+/// Appends entries with their search columns, a few statements for the lot (on PostgreSQL,
+/// each statement is a round trip). Their `seq` is the next of the log: on PostgreSQL from the
+/// sequence `audit_seq` (migration 9), without waiting for any other writer; on SQLite, whose
+/// writes are serial anyway, one more than the highest yet written or anchored.
+pub(super) fn insert_entries(db: &Db<'_>, rows: &[NewEntry]) -> Result<()> {
+    let mut next_seq = if db.is_pg() {
+        None
+    } else {
+        let seq: Option<i64> = db.value(
+            "SELECT MAX(seq) FROM (SELECT MAX(seq) AS seq FROM audit
+                                   UNION ALL SELECT MAX(seq) FROM audit_anchor)",
+            &[],
+        )?;
+        Some(seq.unwrap_or(0) + 1)
+    };
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let n = if rest.len() >= MOST_ROWS {
+            MOST_ROWS
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (these, others) = rest.split_at(n);
+        rest = others;
+        let columns: Vec<[Option<String>; 4]> = these.iter().map(|r| columns(&r.entry)).collect();
+        let instants: Vec<String> = these.iter().map(|r| r.at.to_rfc3339()).collect();
+        let seqs: Vec<i64> = match &mut next_seq {
+            Some(next) => {
+                let first = *next;
+                *next += n as i64;
+                (first..*next).collect()
+            }
+            None => Vec::new(),
+        };
+        let mut args: Vec<&dyn ToArg> = Vec::with_capacity(n * 12);
+        let mut values = Vec::with_capacity(n);
+        for (i, row) in these.iter().enumerate() {
+            let first = args.len() + 1;
+            if let Some(seq) = seqs.get(i) {
+                args.push(seq);
+            }
+            args.push(&instants[i]);
+            args.push(&row.kind);
+            args.push(&row.entry);
+            args.push(&row.prev_sha256);
+            args.push(&row.sha256);
+            for column in &columns[i] {
+                args.push(column);
+            }
+            args.push(&row.chain);
+            args.push(&row.link);
+            let params: Vec<String> = (first..=args.len()).map(|p| format!("?{p}")).collect();
+            values.push(format!("({})", params.join(", ")));
+        }
+        let sql = format!(
+            "INSERT INTO audit ({}at, kind, entry, prev_sha256, sha256, tenant, app_id, grant_type,
+                                decision, chain, link)
+             VALUES {}",
+            if next_seq.is_some() { "seq, " } else { "" },
+            values.join(", ")
+        );
+        db.exec(&sql, &args)?;
+    }
+    Ok(())
 }
 
 /// Fills the search columns of entries written before they existed (migration 4).
@@ -62,16 +106,6 @@ pub(super) fn backfill_columns(db: &Db<'_>) -> Result<()> {
         )?;
     }
     Ok(())
-}
-
-/// Where the chain starts: the anchor retention left (`seq`, hash of that removed entry), or
-/// nothing (the genesis).
-pub(super) fn anchor(db: &Db<'_>) -> Result<Option<(i64, String)>> {
-    db.opt(
-        "SELECT seq, sha256 FROM audit_anchor ORDER BY seq DESC LIMIT 1",
-        &[],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
 }
 
 /// What to search the audit log for; every field narrows.
@@ -179,25 +213,33 @@ impl Store {
         })
     }
 
-    /// Removes the entries written before `cutoff` (retention), oldest first, and anchors the
-    /// chain at the last one removed so that `verify_audit` still checks what remains. The
-    /// number removed.
+    /// Removes the entries written before `cutoff` (retention), oldest first, and anchors each
+    /// chain at the last of its entries removed so that `verify_audit` still checks what
+    /// remains. The number removed.
     pub fn prune_audit(&self, cutoff: Timestamp) -> Result<usize> {
         self.transact(|db| {
-            // Entries are appended in time order, so the old ones are a prefix of the chain.
-            let last: Option<(i64, String)> = db.opt(
-                "SELECT seq, sha256 FROM audit WHERE at < ?1 ORDER BY seq DESC LIMIT 1",
+            // Each chain is appended in time order, so its old entries are a prefix of it.
+            let ends: Vec<(String, i64, i64, String)> = db.rows(
+                "SELECT a.chain, a.link, a.seq, a.sha256 FROM audit a
+                 JOIN (SELECT chain, MAX(link) AS link FROM audit WHERE at < ?1 GROUP BY chain) m
+                   ON a.chain = m.chain AND a.link = m.link",
                 &[&cutoff.to_rfc3339()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )?;
-            let Some((seq, sha)) = last else {
+            if ends.is_empty() {
                 return Ok(End::Rollback(0));
-            };
-            let removed = db.exec("DELETE FROM audit WHERE seq <= ?1", &[&seq])?;
-            db.exec("DELETE FROM audit_anchor", &[])?;
-            db.exec(
-                "INSERT INTO audit_anchor (seq, sha256) VALUES (?1, ?2)",
-                &[&seq, &sha],
+            }
+            for (chain, link, seq, sha) in &ends {
+                db.exec("DELETE FROM audit_anchor WHERE chain = ?1", &[chain])?;
+                db.exec(
+                    "INSERT INTO audit_anchor (seq, sha256, chain, link) VALUES (?1, ?2, ?3, ?4)",
+                    &[seq, sha, chain, link],
+                )?;
+            }
+            let removed = db.exec(
+                "DELETE FROM audit WHERE EXISTS (SELECT 1 FROM audit_anchor n
+                     WHERE n.chain = audit.chain AND audit.link <= n.link)",
+                &[],
             )?;
             Ok(End::Commit(usize::try_from(removed).unwrap_or(usize::MAX)))
         })

@@ -65,10 +65,12 @@ const READERS: usize = 4;
 ///
 /// - SQLite (a file, or memory): one writer connection in WAL mode with `synchronous = FULL`,
 ///   and read-only connections beside it, so that lookups never wait behind a commit's fsync.
-/// - PostgreSQL (several hosts on one database): a pool of connections; every write
-///   transaction first takes one advisory lock, so writes are serial across hosts as SQLite's
-///   `BEGIN IMMEDIATE` makes them within one (the audit chain's next entry, a refresh token's
-///   consumption, the lockout count and every admin change read and then write).
+/// - PostgreSQL (several hosts on one database): a pool of connections. An admin change first
+///   takes one advisory lock, so admin changes are serial across hosts as SQLite's `BEGIN
+///   IMMEDIATE` makes them within one (they read, check and then write). The token path takes
+///   nothing cluster-wide ([`Store::apply_batch`]): each race (a refresh token or code used
+///   twice, the lockout count, a consent) is decided by the statement that changes the row, and
+///   the audit entries go on this store's own chain (`chain.rs`).
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<Backend>,
@@ -78,6 +80,8 @@ pub struct Store {
     master: Option<MasterKey>,
     /// Tenants and clients as of the database's `records_version` (`cache.rs`).
     cache: Arc<RecordsCache>,
+    /// The heads of the audit chains this store appends to.
+    chains: Arc<Chains>,
 }
 
 enum Backend {
@@ -220,6 +224,7 @@ impl Store {
             locks_set: Arc::default(),
             master: None,
             cache: Arc::default(),
+            chains: Arc::default(),
         };
         store.write_tx(migrate)?;
         Ok(store)
@@ -306,28 +311,35 @@ impl Store {
             }
             // READ COMMITTED: each statement sees what committed before it, so everything after
             // the lock sees every earlier writer's work.
-            Backend::Pg(pg) => pg.run_in(&format!(
-                "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})"
-            ), |db| {
-                match f(db) {
-                    Ok(End::Commit(out)) => {
-                        // An error here leaves the outcome unknown to this host; it is never
-                        // retried (the caller answers 503, and the client may try again).
-                        pg_end(db, true)?;
-                        Ok(out)
-                    }
-                    Ok(End::Rollback(out)) => {
-                        pg_end(db, false)?;
-                        Ok(out)
-                    }
-                    Err(e) => {
-                        // The error is what the caller needs; a failed rollback only closes
-                        // the connection (the server rolls back what a lost session began).
-                        let _ = pg_end(db, false);
-                        Err(e)
-                    }
+            Backend::Pg(pg) => pg.run_in(
+                &format!(
+                    "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})"
+                ),
+                |db| pg_finish(db, f(db)),
+            ),
+        }
+    }
+
+    /// A write transaction of the token path: as [`Store::transact`] on SQLite; on PostgreSQL
+    /// without the advisory lock (the statements lock the rows they change, and no more), and
+    /// run again, at most twice more, when PostgreSQL ends it as a deadlock or a serialization
+    /// failure, which leaves nothing of it written.
+    fn transact_rows<T>(&self, mut f: impl FnMut(&Db<'_>) -> Result<End<T>>) -> Result<T> {
+        let Backend::Pg(pg) = &*self.backend else {
+            return self.transact(f);
+        };
+        let mut tries = 0;
+        loop {
+            let out = pg.run_in("BEGIN ISOLATION LEVEL READ COMMITTED", |db| {
+                pg_finish(db, f(db))
+            });
+            match out {
+                Err(e) if tries < 2 && pg_retryable(&e) => {
+                    tries += 1;
+                    tracing::debug!("a write transaction is run again: {e:#}");
                 }
-            }),
+                out => return out,
+            }
         }
     }
 
@@ -410,4 +422,38 @@ fn lite_reader<'a>(
 /// Ends a PostgreSQL transaction.
 fn pg_end(db: &Db<'_>, commit: bool) -> Result<()> {
     db.batch(if commit { "COMMIT" } else { "ROLLBACK" })
+}
+
+/// Ends a PostgreSQL write transaction as `done` says.
+fn pg_finish<T>(db: &Db<'_>, done: Result<End<T>>) -> Result<T> {
+    match done {
+        Ok(End::Commit(out)) => {
+            // An error here leaves the outcome unknown to this host; it is never retried
+            // (the caller answers 503, and the client may try again).
+            pg_end(db, true)?;
+            Ok(out)
+        }
+        Ok(End::Rollback(out)) => {
+            pg_end(db, false)?;
+            Ok(out)
+        }
+        Err(e) => {
+            // The error is what the caller needs; a failed rollback only closes the connection
+            // (the server rolls back what a lost session began).
+            let _ = pg_end(db, false);
+            Err(e)
+        }
+    }
+}
+
+/// Whether PostgreSQL ended a transaction as a deadlock or a serialization failure: it wrote
+/// nothing, and the same transaction may run again. (A `COMMIT` that fails so did not commit.)
+fn pg_retryable(e: &anyhow::Error) -> bool {
+    use ::postgres::error::SqlState;
+    e.chain()
+        .filter_map(|cause| cause.downcast_ref::<::postgres::Error>())
+        .filter_map(|pg| pg.code())
+        .any(|code| {
+            *code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE
+        })
 }

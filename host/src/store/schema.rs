@@ -146,6 +146,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // the writing transaction, so that hosts can keep those records in memory (`cache.rs`).
     "CREATE TABLE records_version (version INTEGER NOT NULL);
     INSERT INTO records_version (version) VALUES (0);",
+    // 9: an audit chain per writer (`chain.rs`): each entry names its chain and its place in
+    // it, and retention anchors each chain. The entries and the anchor written before form the
+    // chain `""`, in `seq` order. On PostgreSQL `seq` now comes from a sequence (`audit_seq`),
+    // so that writers on several hosts never wait for each other to number an entry.
+    "ALTER TABLE audit ADD COLUMN chain TEXT NOT NULL DEFAULT '';
+    ALTER TABLE audit ADD COLUMN link INTEGER;
+    UPDATE audit SET link = seq;
+    ALTER TABLE audit_anchor ADD COLUMN chain TEXT NOT NULL DEFAULT '';
+    ALTER TABLE audit_anchor ADD COLUMN link INTEGER;
+    UPDATE audit_anchor SET link = seq;",
 ];
 
 /// The tables whose every change bumps `records_version` (migration 8).
@@ -199,6 +209,9 @@ pub(super) fn migrate_to(db: &Db<'_>, last: usize) -> Result<()> {
         if i + 1 == 8 {
             records_version_triggers(db).context("migration 8")?;
         }
+        if i + 1 == 9 && db.is_pg() {
+            audit_sequence(db).context("migration 9")?;
+        }
         db.exec(
             "INSERT INTO schema_version (version) VALUES (?1)",
             &[&(i as i64 + 1)],
@@ -237,6 +250,17 @@ fn records_version_triggers(db: &Db<'_>) -> Result<()> {
         }
     }
     db.batch(&sql)
+}
+
+/// PostgreSQL's numbering of audit entries (migration 9): a sequence that starts after every
+/// `seq` written or anchored, as the default of `audit.seq`.
+fn audit_sequence(db: &Db<'_>) -> Result<()> {
+    db.batch(
+        "CREATE SEQUENCE audit_seq AS BIGINT OWNED BY audit.seq;
+         SELECT setval('audit_seq', GREATEST((SELECT MAX(seq) FROM audit),
+                                             (SELECT MAX(seq) FROM audit_anchor), 0) + 1, false);
+         ALTER TABLE audit ALTER COLUMN seq SET DEFAULT nextval('audit_seq');",
+    )
 }
 
 /// Gives every user who has none a `sub` (RULES.md §5: assigned once, never reused): the users

@@ -5,7 +5,7 @@
 //! Instants here are milliseconds since the Unix epoch, from the hosts' clocks.
 
 use super::db::Db;
-use super::{records_in, Store};
+use super::{records_in, End, Store};
 use anyhow::Result;
 use granted_policy::token::endpoint::{Lookup, Records};
 
@@ -88,7 +88,8 @@ impl Store {
     /// Records failed authentications, and forgets every one older than `window_ms` before
     /// `now_ms`.
     pub fn throttle_record(&self, failures: &[Failure], now_ms: i64, window_ms: i64) -> Result<()> {
-        self.write_tx(|db| {
+        // Inserts and a delete of old rows: nothing to serialize with other hosts.
+        self.transact_rows(|db| {
             for (client_id, source, at_ms) in failures {
                 db.exec(
                     "INSERT INTO throttle_failures (client_id, source, at_ms) VALUES (?1, ?2, ?3)",
@@ -99,7 +100,7 @@ impl Store {
                 "DELETE FROM throttle_failures WHERE at_ms <= ?1",
                 &[&now_ms.saturating_sub(window_ms)],
             )?;
-            Ok(())
+            Ok(End::Commit(()))
         })
     }
 }

@@ -71,76 +71,76 @@ impl Store {
     }
 
     /// Applies several decisions in one transaction (group commit): each one's effects and its
-    /// audit entry together, or none of them. A refresh token that is no longer active when it
+    /// audit entries together, or none of them. A refresh token that is no longer active when it
     /// is consumed (a concurrent request used it) undoes that decision, revokes the token's
     /// family and reports [`Applied::RefreshRace`] for it; the others are unaffected.
+    ///
+    /// Nothing cluster-wide is held: the effects lock only the rows they change (each race is
+    /// decided by the row's own statement), and the entries go on this store's own chain of
+    /// decisions, numbered without asking the database, in a few multi-row statements at the
+    /// end. A decision with effects runs in a savepoint of its own, so that a race or a failure
+    /// undoes it alone; one with none (most `client_credentials`) costs no round trip of its own.
     pub fn apply_batch(&self, jobs: &[Job]) -> Result<Vec<Applied>> {
-        let (outcomes, new_locks) = self.write_tx(|db| {
-            let (mut seq, mut prev) = audit_head(db)?;
-            let mut outcomes = Vec::with_capacity(jobs.len());
-            let mut new_locks = 0;
-            for (i, job) in jobs.iter().enumerate() {
-                // Each job in a savepoint of its own; the previous one's is released in the
-                // same round trip, and the last one's by COMMIT.
-                db.batch(if i == 0 {
-                    "SAVEPOINT job"
-                } else {
-                    "RELEASE SAVEPOINT job; SAVEPOINT job"
-                })?;
-                let mut locks = 0;
-                let outcome = match apply_effects(db, &job.effects, job.now, &mut locks) {
-                    Ok(None) => {
-                        // The chain moves on only if every entry of the job was written.
-                        let (mut at_seq, mut at_prev) = (seq, prev.clone());
-                        let mut failed = None;
+        let (outcomes, new_locks) = Self::with_chain(&self.chains.decisions, |head| {
+            self.transact_rows(|db| {
+                let mut head = head.clone();
+                let mut entries = Vec::new();
+                let mut outcomes = Vec::with_capacity(jobs.len());
+                let mut new_locks = 0;
+                let mut in_savepoint = false;
+                for job in jobs {
+                    if job.effects.is_empty() {
                         for (kind, entry) in &job.audits {
-                            let sha = audit_hash(&at_prev, entry);
-                            match audit::insert(db, at_seq + 1, job.now, kind, entry, &at_prev, &sha)
-                            {
-                                Ok(_) => {
-                                    at_seq += 1;
-                                    at_prev = sha;
-                                }
-                                Err(e) => {
-                                    failed = Some(format!("{e:#}"));
-                                    break;
-                                }
-                            }
+                            entries.push(head.append(job.now, kind, entry));
                         }
-                        match failed {
-                            None => {
-                                (seq, prev) = (at_seq, at_prev);
-                                Applied::Done
+                        outcomes.push(Applied::Done);
+                        continue;
+                    }
+                    // The previous savepoint is released in the same round trip; the last
+                    // one by COMMIT.
+                    db.batch(if in_savepoint {
+                        "RELEASE SAVEPOINT job; SAVEPOINT job"
+                    } else {
+                        "SAVEPOINT job"
+                    })?;
+                    in_savepoint = true;
+                    let mut locks = 0;
+                    let outcome = match apply_effects(db, &job.effects, job.now, &mut locks) {
+                        Ok(None) => {
+                            for (kind, entry) in &job.audits {
+                                entries.push(head.append(job.now, kind, entry));
                             }
-                            Some(e) => Applied::Failed(e),
+                            new_locks += locks;
+                            Applied::Done
                         }
-                    }
-                    Ok(Some(Race::Refresh(raced))) => {
-                        db.batch("ROLLBACK TO SAVEPOINT job")?;
-                        db.exec(
-                            "UPDATE refresh_tokens SET status = 'revoked'
-                             WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_sha256 = ?1)
-                             AND status = 'active'",
-                            &[&raced],
-                        )?;
-                        Applied::RefreshRace
-                    }
-                    Ok(Some(Race::Code)) => {
-                        db.batch("ROLLBACK TO SAVEPOINT job")?;
-                        Applied::RefreshRace
-                    }
-                    Ok(Some(Race::Lock)) => Applied::LockRace,
-                    Err(e) => Applied::Failed(format!("{e:#}")),
-                };
-                if matches!(outcome, Applied::LockRace | Applied::Failed(_)) {
-                    db.batch("ROLLBACK TO SAVEPOINT job")?;
+                        Ok(Some(Race::Refresh(raced))) => {
+                            db.batch("ROLLBACK TO SAVEPOINT job")?;
+                            db.exec(
+                                "UPDATE refresh_tokens SET status = 'revoked'
+                                 WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_sha256 = ?1)
+                                 AND status = 'active'",
+                                &[&raced],
+                            )?;
+                            Applied::RefreshRace
+                        }
+                        Ok(Some(Race::Code)) => {
+                            db.batch("ROLLBACK TO SAVEPOINT job")?;
+                            Applied::RefreshRace
+                        }
+                        Ok(Some(Race::Lock)) => {
+                            db.batch("ROLLBACK TO SAVEPOINT job")?;
+                            Applied::LockRace
+                        }
+                        Err(e) => {
+                            db.batch("ROLLBACK TO SAVEPOINT job")?;
+                            Applied::Failed(format!("{e:#}"))
+                        }
+                    };
+                    outcomes.push(outcome);
                 }
-                if outcome == Applied::Done {
-                    new_locks += locks;
-                }
-                outcomes.push(outcome);
-            }
-            Ok((outcomes, new_locks))
+                audit::insert_entries(db, &entries)?;
+                Ok(End::Commit(((outcomes, new_locks), head)))
+            })
         })?;
         self.locks_set
             .fetch_add(new_locks, std::sync::atomic::Ordering::Relaxed);
@@ -228,13 +228,18 @@ pub(super) fn apply_effects(
                 )?;
             }
             Effect::ResetLoginFailures { tenant, username } => {
-                if locked_until(db, tenant, username)?.is_some_and(|until| now < until) {
+                // Only a count without a lock in force goes: the row's own statement decides,
+                // after any concurrent failure that holds the row has committed.
+                let removed = db.exec(
+                    "DELETE FROM login_failures WHERE tenant = ?1 AND username = ?2
+                     AND (locked_until IS NULL OR locked_until <= ?3)",
+                    &[tenant, username, &now.to_rfc3339()],
+                )?;
+                if removed == 0
+                    && locked_until(db, tenant, username)?.is_some_and(|until| now < until)
+                {
                     return Ok(Some(Race::Lock));
                 }
-                db.exec(
-                    "DELETE FROM login_failures WHERE tenant = ?1 AND username = ?2",
-                    &[tenant, username],
-                )?;
             }
         }
     }
@@ -274,19 +279,25 @@ pub(super) fn insert_code(db: &Db<'_>, c: &CodeRecord) -> Result<()> {
     Ok(())
 }
 
-/// Keeps a consent, its scopes added to any kept before for the same user and app.
+/// Keeps a consent, its scopes added to any kept before for the same user and app. The first
+/// statement makes the row if there is none and locks it either way, so a concurrent consent
+/// for the same user and app waits, then adds its scopes to these.
 fn keep_consent(db: &Db<'_>, c: &ConsentRecord) -> Result<()> {
-    let mut scopes = consent_record(db, &c.tenant, &c.username, &c.app_id)?
-        .map(|kept| kept.scopes)
-        .unwrap_or_default();
+    let kept: String = db.value(
+        "INSERT INTO consents (tenant, username, app_id, scopes) VALUES (?1, ?2, ?3, '[]')
+         ON CONFLICT (tenant, username, app_id) DO UPDATE SET scopes = consents.scopes
+         RETURNING scopes",
+        &[&c.tenant, &c.username, &c.app_id],
+    )?;
+    let mut scopes: Vec<String> = serde_json::from_str(&kept)
+        .with_context(|| format!("the database holds bad consent scopes `{kept}`"))?;
     for scope in &c.scopes {
         if !scopes.contains(scope) {
             scopes.push(scope.clone());
         }
     }
     db.exec(
-        "INSERT INTO consents (tenant, username, app_id, scopes) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (tenant, username, app_id) DO UPDATE SET scopes = excluded.scopes",
+        "UPDATE consents SET scopes = ?4 WHERE tenant = ?1 AND username = ?2 AND app_id = ?3",
         &[
             &c.tenant,
             &c.username,
@@ -324,9 +335,9 @@ pub(super) fn insert_refresh(db: &Db<'_>, r: &RefreshTokenRecord) -> Result<()> 
 }
 
 /// Counts one failed login and locks as the module's `schedule` says (the store decides
-/// nothing: it counts, and looks the lock's length up). Race-free because write transactions
-/// are serial (SQLite's one writer, PostgreSQL's advisory lock): the read and the write of the
-/// count are one step for every other writer.
+/// nothing: it counts, and looks the lock's length up). Race-free without any lock of the
+/// store's: the count goes up in the row's own statement, which holds the row until the
+/// transaction ends, so a concurrent failure for the same name counts after this one.
 pub(super) fn record_failure(
     db: &Db<'_>,
     tenant: &str,
@@ -334,34 +345,32 @@ pub(super) fn record_failure(
     now: Timestamp,
     schedule: &LockSchedule,
 ) -> Result<bool> {
-    let row: Option<(u32, u32)> = db.opt(
-        "SELECT failures, locks FROM login_failures WHERE tenant = ?1 AND username = ?2",
-        &[&tenant, &username],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    let (failures, locks) = row.unwrap_or((0, 0));
-    let failures = failures.saturating_add(1);
-    let length = schedule.length(u64::from(locks));
-    let (failures, locks, until) = match length {
+    let (failures, locks): (i64, i64) = db
+        .opt(
+            "INSERT INTO login_failures (tenant, username, failures, locks, locked_until)
+             VALUES (?1, ?2, 1, 0, NULL)
+             ON CONFLICT (tenant, username) DO UPDATE SET failures = login_failures.failures + 1
+             RETURNING failures, locks",
+            &[&tenant, &username],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
+        .ok_or_else(|| anyhow!("counting a failed login returned no row"))?;
+    let length = schedule.length(u64::try_from(locks).unwrap_or(0));
+    match length {
         // The count reached the schedule's: lock for this lock's length; the count starts again.
-        Some(seconds) if failures >= schedule.lock_after => {
-            (0, locks.saturating_add(1), Some(now.plus_seconds(seconds)))
+        Some(seconds) if failures >= i64::from(schedule.lock_after) => {
+            db.exec(
+                "UPDATE login_failures SET failures = 0, locks = ?3, locked_until = ?4
+                 WHERE tenant = ?1 AND username = ?2",
+                &[
+                    &tenant,
+                    &username,
+                    &locks.saturating_add(1),
+                    &now.plus_seconds(seconds).to_rfc3339(),
+                ],
+            )?;
+            Ok(true)
         }
-        _ => (failures, locks, None),
-    };
-    db.exec(
-        "INSERT INTO login_failures (tenant, username, failures, locks, locked_until)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (tenant, username) DO UPDATE SET failures = excluded.failures,
-             locks = excluded.locks,
-             locked_until = COALESCE(excluded.locked_until, login_failures.locked_until)",
-        &[
-            &tenant,
-            &username,
-            &failures,
-            &locks,
-            &until.map(|t| t.to_rfc3339()),
-        ],
-    )?;
-    Ok(until.is_some())
+        _ => Ok(false),
+    }
 }

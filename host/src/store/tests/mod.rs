@@ -209,8 +209,8 @@ fn two_hosts_race_for_one_refresh_token(a: Store, b: Store) {
     assert_eq!(b.verify_audit().unwrap(), (20, None));
 }
 
-/// Two stores on one database appending to the audit log at once: every entry lands, in
-/// one chain.
+/// Two stores on one database appending to the audit log at once: every entry lands, each on
+/// its store's own chain, and every chain verifies.
 fn two_hosts_append_to_one_audit_chain(a: Store, b: Store) {
     let now = t("2026-11-25T12:00:00Z");
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
@@ -558,3 +558,5 @@ on_both!(
 mod location;
 // The server keys: sealed under a master key, rewrapped, and the database files owner-only.
 mod keys;
+
+mod chains;
