@@ -3,12 +3,16 @@
 //
 //   node bench/ab.mjs --a /path/to/granted-before --b /path/to/granted-after
 //     [--rounds 6] [--seconds 5] [--connections 16,64] [--grant client_credentials|refresh_token]
-//     [--postgres target/debug/granted]
+//     [--postgres target/debug/granted [--delay-us 500] [--hosts 2]]
 //
 // With --postgres (a `granted` built with the `testing` feature, as `cargo test` builds it), the
 // servers run on PostgreSQL instead of SQLite: a throwaway server on this machine (`fsync` off,
 // as for tests), one database imported once, and a copy of it (`CREATE DATABASE … TEMPLATE`) per
-// server.
+// server. With --delay-us, the servers reach that database through the delay proxy
+// (`host/examples/delay_proxy.rs`, `--delay-proxy` names its binary), every byte held that long
+// in each direction, as if it ran on another machine. With --hosts N, each build runs as N hosts
+// on one copy of the database, each host under the connections (and, for refresh_token, as
+// many chains) of its own wrk, their answers/s summed: the scale-out rows of `cargo xtask bench`.
 //
 // Prints, per connection count, each round's answers/s and the median of the rounds for A and
 // B, and their ratio B/A (the statistic a change is judged on). Nothing is written.
@@ -19,7 +23,7 @@ import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
 import { freePort, waitFor } from '../tests/support/net.mjs';
-import { FORM, basic, chainLua, runWrk } from './wrk.mjs';
+import { FORM, basic, chainLua, firstLine, runWrk, together } from './wrk.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const opts = Object.fromEntries(process.argv.slice(2).reduce((pairs, arg, i, all) => (
@@ -33,6 +37,12 @@ const ROUNDS = Number(opts.rounds ?? 6);
 const SECONDS = Number(opts.seconds ?? 5);
 const CONNECTIONS = (opts.connections ?? '16,64').split(',').map(Number);
 const GRANT = opts.grant ?? 'client_credentials';
+const HOSTS = Number(opts.hosts ?? 1);
+const DELAY_US = opts['delay-us'] === undefined ? null : Number(opts['delay-us']);
+if ((HOSTS !== 1 || DELAY_US !== null) && !opts.postgres) {
+  console.error('--hosts and --delay-us need --postgres: hosts share one PostgreSQL database');
+  process.exit(2);
+}
 const ITERATIONS = 1000;
 const SYNC = basic('sync-1', 'sync-1-secret');
 const CRM = basic('crm-1', 'crm-1-secret');
@@ -40,6 +50,7 @@ const dir = mkdtempSync(join(tmpdir(), 'granted-ab-'));
 
 // One database, imported once by A; each server runs on a fresh copy of it.
 const pg = opts.postgres ? await throwawayPostgres(resolve(opts.postgres)) : null;
+const proxy = pg && DELAY_US !== null ? await delayProxy(pg.url) : null;
 const seed = pg ? pg.url : join(dir, 'seed.db');
 execFileSync(builds.A, ['import', '--kdf-iterations', String(ITERATIONS), '--db', seed, join(root, 'tests/demo/state.json')], { stdio: 'ignore' });
 
@@ -54,12 +65,21 @@ async function throwawayPostgres(bin) {
   return { child, url };
 }
 
+/** The delay proxy in front of the database at `url`; `host` is its own address. */
+async function delayProxy(url) {
+  const bin = resolve(opts['delay-proxy'] ?? join(root, 'target/release/examples/delay_proxy'));
+  const child = spawn(bin, ['127.0.0.1:0', new URL(url).host, String(DELAY_US)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  return { child, host: await firstLine(child, 'the delay proxy') };
+}
+
 /** A copy of the seed database for one server: a file, or a PostgreSQL database. */
 function copyOfSeed(name) {
   if (pg) {
     const copy = name.toLowerCase().replace(/[^a-z0-9]/g, '_');
     execFileSync('psql', [pg.url, '-q', '-c', `CREATE DATABASE ${copy} TEMPLATE seed`], { stdio: 'inherit' });
-    return pg.url.replace(/\/seed(\?|$)/, `/${copy}$1`);
+    const url = new URL(pg.url.replace(/\/seed(\?|$)/, `/${copy}$1`));
+    if (proxy) url.host = proxy.host;
+    return url.toString();
   }
   const db = join(dir, `${name}.db`);
   copyFileSync(seed, db);
@@ -68,8 +88,7 @@ function copyOfSeed(name) {
   return db;
 }
 
-async function serve(bin, name) {
-  const db = copyOfSeed(name);
+async function serve(bin, db) {
   const port = await freePort();
   const child = spawn(bin, ['serve', '--db', db, '--listen', `127.0.0.1:${port}`, '--kdf-iterations', String(ITERATIONS)], {
     env: { ...process.env, GRANTED_CACHE_DIR: join(dir, 'cache'), GRANTED_LOG: 'error', GRANTED_THROTTLE_FAILURES: '1000000' },
@@ -78,6 +97,26 @@ async function serve(bin, name) {
   const base = `http://127.0.0.1:${port}`;
   await waitFor(`${base}/healthz`);
   return { child, token: `${base}/tenants/acme/connect/token` };
+}
+
+/** `n` hosts of `bin` on one copy of the seed database. */
+async function serveHosts(bin, name, n) {
+  const db = copyOfSeed(name);
+  const hosts = [];
+  try {
+    for (let i = 0; i < n; i += 1) hosts.push(await serve(bin, db));
+  } catch (e) {
+    await stop(hosts);
+    throw e;
+  }
+  return hosts;
+}
+
+async function stop(hosts) {
+  for (const h of hosts) {
+    h.child.kill('SIGTERM');
+    await new Promise((r) => h.child.once('exit', r));
+  }
 }
 
 async function load(server, connections) {
@@ -102,21 +141,23 @@ try {
   for (let round = 0; round < ROUNDS; round += 1) {
     // ABBA order: A first in even rounds, B first in odd ones.
     for (const name of round % 2 ? ['B', 'A'] : ['A', 'B']) {
-      const server = await serve(builds[name], `${name}-${round}`);
+      const hosts = await serveHosts(builds[name], `${name}-${round}`, HOSTS);
       try {
         for (const c of CONNECTIONS) {
-          const r = await load(server, c);
+          const r = together(await Promise.all(hosts.map((h) => load(h, c))));
           if (r.errors || r.non2xx) throw new Error(`${name} c=${c}: ${r.errors} errors, ${r.non2xx} non-2xx`);
           (rps[name][c] ??= []).push(r.rps);
           console.error(`round ${round + 1} ${name} ${GRANT} c=${c}: ${r.rps.toFixed(0)}/s (p99 ${r.p99.toFixed(2)} ms)`);
         }
       } finally {
-        server.child.kill('SIGTERM');
-        await new Promise((r) => server.child.once('exit', r));
+        await stop(hosts);
       }
     }
   }
 } finally {
+  if (proxy) {
+    proxy.child.stdin.end();
+  }
   if (pg) {
     // Its standard input closed, it stops the server and removes its files.
     pg.child.stdin.end();
@@ -124,10 +165,10 @@ try {
   }
   rmSync(dir, { recursive: true, force: true });
 }
-console.log(`| ${GRANT}, connections | A: median answers/s | B: median answers/s | B/A |`);
+console.log(`| ${GRANT}, connections${HOSTS > 1 ? ` per host (${HOSTS} hosts)` : ''} | A: median answers/s | B: median answers/s | B/A |`);
 console.log('| --- | ---: | ---: | ---: |');
 for (const c of CONNECTIONS) {
   const [a, b] = [median(rps.A[c]), median(rps.B[c])];
   console.log(`| ${c} | ${a.toFixed(0)} | ${b.toFixed(0)} | ${(b / a).toFixed(2)}× |`);
 }
-console.log(`\n${ROUNDS} rounds of ${SECONDS} s per build and connection count, alternating, on ${pg ? 'PostgreSQL' : 'SQLite'}; A = ${builds.A}, B = ${builds.B}`);
+console.log(`\n${ROUNDS} rounds of ${SECONDS} s per build and connection count, alternating, on ${pg ? 'PostgreSQL' : 'SQLite'}${proxy ? `, ${DELAY_US} µs away each way` : ''}; A = ${builds.A}, B = ${builds.B}`);

@@ -14,7 +14,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { freePort, waitFor } from '../tests/support/net.mjs';
-import { FORM, basic, chainLua, peakRssMiB, runWrk } from './wrk.mjs';
+import { FORM, basic, chainLua, firstLine, peakRssMiB, runWrk, together } from './wrk.mjs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
 
@@ -194,12 +194,6 @@ log(`flood: client_credentials p99 during ÷ alone, ${FLOOD_RUNS} runs: ${result
 // 7. PostgreSQL: client_credentials and refresh on one host, then on two hosts sharing one
 // database, against a throwaway server on this machine (`granted throwaway-postgres`).
 const pg = spawn(testingGranted, ['throwaway-postgres', '--database', 'bench'], { stdio: ['pipe', 'pipe', 'inherit'] });
-/** The first line `child` prints: where it listens. */
-const firstLine = (child, name) => new Promise((ok, fail) => {
-  let out = '';
-  child.stdout.on('data', (d) => { out += d; if (out.includes('\n')) ok(out.split('\n')[0].trim()); });
-  child.once('exit', (code) => fail(new Error(`${name} exited with ${code}`)));
-});
 const pgUrl = await firstLine(pg, 'granted throwaway-postgres');
 execFileSync(granted, ['import', '--kdf-iterations', String(ITERATIONS), '--db', pgUrl, join(root, 'tests/demo/state.json')], { stdio: 'ignore' });
 /** Runs `f` on `n` hosts on the PostgreSQL database at `url`. */
@@ -216,16 +210,6 @@ async function withHostsOn(url, n, f) {
   }
 }
 const withPgHosts = (n, f) => withHostsOn(pgUrl, n, f);
-/** Several wrk runs at once, one per host: answers/s summed, latencies the worst of them. */
-const together = (runs) => ({
-  rps: runs.reduce((a, r) => a + r.rps, 0),
-  p50: Math.max(...runs.map((r) => r.p50)),
-  p99: Math.max(...runs.map((r) => r.p99)),
-  p999: Math.max(...runs.map((r) => r.p999)),
-  errors: runs.reduce((a, r) => a + r.errors, 0),
-  non2xx: runs.reduce((a, r) => a + r.non2xx, 0),
-  connections: runs.map((r) => r.connections).join(' + '),
-});
 const CC = { body: 'grant_type=client_credentials', auth: SYNC };
 results.pgCc1 = await withPgHosts(1, ([h]) => wrk(h.token, 16, CC));
 log(`postgres, one host, client_credentials: ${results.pgCc1.rps.toFixed(0)}/s`);

@@ -67,3 +67,21 @@ response = function(status, headers, body)
 end
 `;
 }
+
+/** The first line `child` prints (where it listens); fails if it exits before. */
+export const firstLine = (child, name) => new Promise((ok, fail) => {
+  let out = '';
+  child.stdout.on('data', (d) => { out += d; if (out.includes('\n')) ok(out.split('\n')[0].trim()); });
+  child.once('exit', (code) => fail(new Error(`${name} exited with ${code}`)));
+});
+
+/** Several wrk runs at once, one per host: answers/s summed, latencies the worst of them. */
+export const together = (runs) => ({
+  rps: runs.reduce((a, r) => a + r.rps, 0),
+  p50: Math.max(...runs.map((r) => r.p50)),
+  p99: Math.max(...runs.map((r) => r.p99)),
+  p999: Math.max(...runs.map((r) => r.p999)),
+  errors: runs.reduce((a, r) => a + r.errors, 0),
+  non2xx: runs.reduce((a, r) => a + r.non2xx, 0),
+  connections: runs.map((r) => r.connections).join(' + '),
+});

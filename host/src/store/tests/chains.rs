@@ -7,32 +7,20 @@ use super::*;
 /// either one consented to is kept (each merge waits for the other's row).
 fn two_hosts_merge_consents_at_once(a: Store, b: Store) {
     let now = t("2026-11-25T12:00:00Z");
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
-    let hosts: Vec<_> = [a.clone(), b]
-        .into_iter()
-        .enumerate()
-        .map(|(i, store)| {
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                barrier.wait();
-                for n in 0..10 {
-                    let consent = Effect::StoreConsent {
-                        record: ConsentRecord {
-                            tenant: "acme".into(),
-                            username: "alice".into(),
-                            app_id: "crm".into(),
-                            scopes: vec![format!("s{i}-{n}")],
-                        },
-                    };
-                    let outcome = store.apply(std::slice::from_ref(&consent), now);
-                    assert_eq!(outcome.unwrap(), Applied::Done, "host {i}, consent {n}");
-                }
-            })
-        })
-        .collect();
-    for host in hosts {
-        host.join().unwrap();
-    }
+    at_once([&a, &b], |i, store| {
+        for n in 0..10 {
+            let consent = Effect::StoreConsent {
+                record: ConsentRecord {
+                    tenant: "acme".into(),
+                    username: "alice".into(),
+                    app_id: "crm".into(),
+                    scopes: vec![format!("s{i}-{n}")],
+                },
+            };
+            let outcome = store.apply(std::slice::from_ref(&consent), now);
+            assert_eq!(outcome.unwrap(), Applied::Done, "host {i}, consent {n}");
+        }
+    });
     let kept = a.consents().unwrap();
     assert_eq!(kept.len(), 1);
     let mut scopes = kept[0].scopes.clone();

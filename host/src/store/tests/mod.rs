@@ -160,32 +160,28 @@ fn two_hosts_race_for_one_refresh_token(a: Store, b: Store) {
             })
         })
         .unwrap();
-        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
-        let hosts: Vec<_> = [a.clone(), b.clone()]
-            .into_iter()
-            .enumerate()
-            .map(|(i, store)| {
-                let barrier = barrier.clone();
-                let old = old.clone();
-                let new = RefreshTokenRecord {
-                    family_id: family.clone(),
-                    ..record(&format!("new-{round}-{i}"), RefreshStatus::Active)
-                };
-                std::thread::spawn(move || {
-                    let job = Job {
-                        effects: vec![
-                            Effect::ConsumeRefreshToken { token_sha256: old },
-                            Effect::StoreRefreshToken { record: new },
-                        ],
-                        audits: vec![("token".into(), format!("{{\"host\":{i}}}"))],
-                        now,
-                    };
-                    barrier.wait();
-                    store.apply_batch(&[job]).unwrap().pop().unwrap()
-                })
-            })
-            .collect();
-        let mut outcomes: Vec<Applied> = hosts.into_iter().map(|h| h.join().unwrap()).collect();
+        let jobs = [0, 1].map(|i| Job {
+            effects: vec![
+                Effect::ConsumeRefreshToken {
+                    token_sha256: old.clone(),
+                },
+                Effect::StoreRefreshToken {
+                    record: RefreshTokenRecord {
+                        family_id: family.clone(),
+                        ..record(&format!("new-{round}-{i}"), RefreshStatus::Active)
+                    },
+                },
+            ],
+            audits: vec![("token".into(), format!("{{\"host\":{i}}}"))],
+            now,
+        });
+        let mut outcomes = at_once([&a, &b], |i, store| {
+            store
+                .apply_batch(std::slice::from_ref(&jobs[i]))
+                .unwrap()
+                .pop()
+                .unwrap()
+        });
         outcomes.sort_by_key(|o| format!("{o:?}"));
         assert_eq!(
             outcomes,
@@ -213,30 +209,38 @@ fn two_hosts_race_for_one_refresh_token(a: Store, b: Store) {
 /// its store's own chain, and every chain verifies.
 fn two_hosts_append_to_one_audit_chain(a: Store, b: Store) {
     let now = t("2026-11-25T12:00:00Z");
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
-    let hosts: Vec<_> = [a.clone(), b]
-        .into_iter()
-        .enumerate()
-        .map(|(i, store)| {
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                barrier.wait();
-                for n in 0..50 {
-                    let job = Job {
-                        effects: vec![],
-                        audits: vec![("token".into(), format!("{{\"host\":{i},\"n\":{n}}}"))],
-                        now,
-                    };
-                    let outcome = store.apply_batch(&[job]);
-                    assert_eq!(outcome.unwrap(), vec![Applied::Done], "host {i}, entry {n}");
-                }
-            })
-        })
-        .collect();
-    for host in hosts {
-        host.join().unwrap();
-    }
+    at_once([&a, &b], |i, store| {
+        for n in 0..50 {
+            let job = Job {
+                effects: vec![],
+                audits: vec![("token".into(), format!("{{\"host\":{i},\"n\":{n}}}"))],
+                now,
+            };
+            let outcome = store.apply_batch(&[job]);
+            assert_eq!(outcome.unwrap(), vec![Applied::Done], "host {i}, entry {n}");
+        }
+    });
     assert_eq!(a.verify_audit().unwrap(), (100, None));
+}
+
+/// Runs `work(i, store)` for both stores at once, each on a thread of its own, both started
+/// together; the results in the stores' order. A panic on either thread fails the test.
+fn at_once<T: Send>(stores: [&Store; 2], work: impl Fn(usize, &Store) -> T + Sync) -> Vec<T> {
+    let barrier = std::sync::Barrier::new(2);
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = stores
+            .into_iter()
+            .enumerate()
+            .map(|(i, store)| {
+                let (barrier, work) = (&barrier, &work);
+                scope.spawn(move || {
+                    barrier.wait();
+                    work(i, store)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    })
 }
 
 /// Runs a test on two stores sharing one database, as two hosts: `$name::sqlite` (one
@@ -286,28 +290,17 @@ fn two_hosts_count_failures_at_once(a: Store, b: Store) {
             ..Default::default()
         },
     );
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
-    let hosts: Vec<_> = [a.clone(), b]
-        .into_iter()
-        .map(|store| {
-            let barrier = barrier.clone();
-            let fail = Effect::RecordLoginFailure {
-                tenant: "acme".into(),
-                username: "alice".into(),
-                lockout: schedule.clone(),
-            };
-            std::thread::spawn(move || {
-                barrier.wait();
-                for _ in 0..5 {
-                    let outcome = store.apply(std::slice::from_ref(&fail), now).unwrap();
-                    assert_eq!(outcome, Applied::Done);
-                }
-            })
-        })
-        .collect();
-    for host in hosts {
-        host.join().unwrap();
-    }
+    let fail = Effect::RecordLoginFailure {
+        tenant: "acme".into(),
+        username: "alice".into(),
+        lockout: schedule,
+    };
+    at_once([&a, &b], |_, store| {
+        for _ in 0..5 {
+            let outcome = store.apply(std::slice::from_ref(&fail), now).unwrap();
+            assert_eq!(outcome, Applied::Done);
+        }
+    });
     assert_eq!(
         a.locked_until("acme", "alice").unwrap(),
         Some(t("2026-11-25T12:01:00Z"))
