@@ -25,7 +25,7 @@ fn columns(entry: &str) -> [Option<String>; 4] {
 
 /// The most rows one `INSERT` takes; a batch goes in statements of 64, 32, …, 1 rows, so that
 /// each connection prepares at most seven of them.
-const MOST_ROWS: usize = 64;
+pub(super) const MOST_ROWS: usize = 64;
 
 /// Appends entries with their search columns, a few statements for the lot (on PostgreSQL,
 /// each statement is a round trip). Their `seq` is the next of the log: on PostgreSQL from the
@@ -46,7 +46,12 @@ pub(super) fn insert_entries(db: &Db<'_>, rows: &[NewEntry]) -> Result<()> {
     while !rest.is_empty() {
         let n = if rest.len() >= MOST_ROWS {
             MOST_ROWS
+        } else if db.is_pg() {
+            // All in one statement (a round trip each): one prepared statement per count of
+            // rows, at most MOST_ROWS of them on a connection.
+            rest.len()
         } else {
+            // SQLite keeps few prepared statements: counts in powers of two.
             1 << rest.len().ilog2()
         };
         let (these, others) = rest.split_at(n);

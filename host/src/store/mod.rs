@@ -324,15 +324,24 @@ impl Store {
     /// without the advisory lock (the statements lock the rows they change, and no more), and
     /// run again, at most twice more, when PostgreSQL ends it as a deadlock or a serialization
     /// failure, which leaves nothing of it written.
-    fn transact_rows<T>(&self, mut f: impl FnMut(&Db<'_>) -> Result<End<T>>) -> Result<T> {
+    fn transact_rows<T>(&self, f: impl FnMut(&Db<'_>) -> Result<End<T>>) -> Result<T> {
+        self.transact_rows_then("", f)
+    }
+
+    /// [`Store::transact_rows`], and on PostgreSQL `then` (statements without parameters) sent
+    /// with the `BEGIN`, in its round trip.
+    fn transact_rows_then<T>(
+        &self,
+        then: &str,
+        mut f: impl FnMut(&Db<'_>) -> Result<End<T>>,
+    ) -> Result<T> {
         let Backend::Pg(pg) = &*self.backend else {
             return self.transact(f);
         };
+        let begin = format!("BEGIN ISOLATION LEVEL READ COMMITTED; {then}");
         let mut tries = 0;
         loop {
-            let out = pg.run_in("BEGIN ISOLATION LEVEL READ COMMITTED", |db| {
-                pg_finish(db, f(db))
-            });
+            let out = pg.run_in(&begin, |db| pg_finish(db, f(db)));
             match out {
                 Err(e) if tries < 2 && pg_retryable(&e) => {
                     tries += 1;
@@ -340,6 +349,16 @@ impl Store {
                 }
                 out => return out,
             }
+        }
+    }
+
+    /// One statement of the token path that is its own transaction (on PostgreSQL without
+    /// `BEGIN` and `COMMIT`, two round trips fewer; never run twice); on SQLite in a write
+    /// transaction as ever.
+    fn write_alone<T>(&self, f: impl FnOnce(&Db<'_>) -> Result<T>) -> Result<T> {
+        match &*self.backend {
+            Backend::Pg(pg) => pg.run_once(f),
+            Backend::Lite { .. } => self.write_tx(f),
         }
     }
 

@@ -135,6 +135,15 @@ impl Pg {
         out
     }
 
+    /// Runs `f`, one statement that is its own transaction, once: never again on another
+    /// connection, since a connection lost while it ran leaves its outcome unknown.
+    pub(super) fn run_once<T>(&self, f: impl FnOnce(&Db<'_>) -> Result<T>) -> Result<T> {
+        let conn = self.conn()?;
+        let out = f(&Db::Pg(&conn));
+        self.settle(&conn, &out);
+        out
+    }
+
     /// Runs `f` without a transaction; again on another connection when this one turns out
     /// closed (a read may run twice).
     pub(super) fn run_read<T>(&self, f: impl Fn(&Db<'_>) -> Result<T>) -> Result<T> {
