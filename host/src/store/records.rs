@@ -110,8 +110,18 @@ impl Store {
 /// What a `need_records` step asks for, inside the caller's transaction (a snapshot): the
 /// tenant and the client from `cache` when it holds them as of this snapshot's version.
 pub(super) fn records_in(db: &Db<'_>, lookup: &Lookup, cache: &RecordsCache) -> Result<Records> {
-    let tenant = lookup.tenant.as_str();
     let version: Option<i64> = db.opt("SELECT version FROM records_version", &[], |r| r.get(0))?;
+    records_at(db, version, lookup, cache)
+}
+
+/// [`records_in`] with the records' `version` already read in this snapshot.
+pub(super) fn records_at(
+    db: &Db<'_>,
+    version: Option<i64>,
+    lookup: &Lookup,
+    cache: &RecordsCache,
+) -> Result<Records> {
+    let tenant = lookup.tenant.as_str();
     Ok(Records {
         tenant: Some(through(
             version,
@@ -143,6 +153,41 @@ pub(super) fn records_in(db: &Db<'_>, lookup: &Lookup, cache: &RecordsCache) -> 
             (Some(_), None) => Some(None),
             (None, _) => None,
         },
+    })
+}
+
+/// Whether `lookup` asks for the tenant and the client and nothing else.
+pub(super) fn needs_only_tenant_and_client(lookup: &Lookup) -> bool {
+    let Lookup {
+        tenant: _,
+        client_id: _,
+        username,
+        refresh_token_sha256,
+        code_sha256,
+        consent_app_id,
+        subject,
+    } = lookup;
+    username.is_none()
+        && refresh_token_sha256.is_none()
+        && code_sha256.is_none()
+        && consent_app_id.is_none()
+        && subject.is_none()
+}
+
+/// The records of a lookup that needs only its tenant and client, when `cache` holds both at
+/// `version`: what [`records_at`] would read at that version.
+pub(super) fn cached_records(
+    cache: &RecordsCache,
+    version: i64,
+    lookup: &Lookup,
+) -> Option<Records> {
+    Some(Records {
+        tenant: Some(Some(cache.tenant(version, &lookup.tenant)?)),
+        client: Some(Some(cache.client(version, &lookup.client_id)?)),
+        user: None,
+        refresh_token: None,
+        code: None,
+        consent: None,
     })
 }
 

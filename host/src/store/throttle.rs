@@ -5,13 +5,18 @@
 //! Instants here are milliseconds since the Unix epoch, from the hosts' clocks.
 
 use super::db::Db;
-use super::{records_in, End, Store};
+use super::{cached_records, needs_only_tenant_and_client, records_at, End, Store};
 use anyhow::Result;
 use granted_policy::token::endpoint::{Lookup, Records};
 
 /// [`Store::throttle_wait`] inside the caller's transaction: both of a source's keys (this
 /// client's, and unknown clients' `""`) in one query.
 fn wait_in(db: &Db<'_>, check: &ThrottleCheck) -> Result<Option<i64>> {
+    Ok(wait_and_version(db, check)?.0)
+}
+
+/// [`wait_in`], and the records' version (`records_version`) read by the same statement.
+fn wait_and_version(db: &Db<'_>, check: &ThrottleCheck) -> Result<(Option<i64>, Option<i64>)> {
     let ThrottleCheck {
         client_id,
         source,
@@ -23,22 +28,24 @@ fn wait_in(db: &Db<'_>, check: &ThrottleCheck) -> Result<Option<i64>> {
     let since = now_ms.saturating_sub(window_ms);
     let offset = i64::from((*limit).max(1)) - 1;
     // Per key, the oldest of its last `limit` failures in the window, if it has that many.
-    let (client, unknown): (Option<i64>, Option<i64>) = db
+    let (client, unknown, version): (Option<i64>, Option<i64>, Option<i64>) = db
         .opt(
             "SELECT
                (SELECT at_ms FROM throttle_failures WHERE client_id = ?1 AND source = ?3
                 AND at_ms > ?4 ORDER BY at_ms DESC LIMIT 1 OFFSET ?5),
                (SELECT at_ms FROM throttle_failures WHERE client_id = ?2 AND source = ?3
-                AND at_ms > ?4 ORDER BY at_ms DESC LIMIT 1 OFFSET ?5)",
+                AND at_ms > ?4 ORDER BY at_ms DESC LIMIT 1 OFFSET ?5),
+               (SELECT version FROM records_version)",
             &[&client_id, &"", &source, &since, &offset],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?
         .unwrap_or_default();
-    Ok(client
+    let wait = client
         .into_iter()
         .chain(unknown)
         .map(|oldest| (oldest + window_ms - now_ms).max(1))
-        .max())
+        .max();
+    Ok((wait, version))
 }
 
 /// One failed authentication: `client_id` (`""` for an unknown client), source address, and
@@ -69,11 +76,24 @@ impl Store {
         lookup: &Lookup,
         check: &ThrottleCheck,
     ) -> Result<std::result::Result<Records, i64>> {
-        self.snapshot(|db| {
-            if let Some(wait) = wait_in(db, check)? {
+        if needs_only_tenant_and_client(lookup) {
+            // One statement is one snapshot: the throttle and the version alone, in one round
+            // trip; when the cache holds the tenant and the client at that version, that is all
+            // (most `client_credentials`). Otherwise the transaction below reads them.
+            let (wait, version) = self.read(|db| wait_and_version(db, check))?;
+            if let Some(wait) = wait {
                 return Ok(Err(wait));
             }
-            records_in(db, lookup, &self.cache).map(Ok)
+            if let Some(records) = version.and_then(|v| cached_records(&self.cache, v, lookup)) {
+                return Ok(Ok(records));
+            }
+        }
+        self.snapshot(|db| {
+            let (wait, version) = wait_and_version(db, check)?;
+            if let Some(wait) = wait {
+                return Ok(Err(wait));
+            }
+            records_at(db, version, lookup, &self.cache).map(Ok)
         })
     }
 
