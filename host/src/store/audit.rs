@@ -27,6 +27,20 @@ fn columns(entry: &str) -> [Option<String>; 4] {
 /// each connection prepares at most seven of them.
 pub(super) const MOST_ROWS: usize = 64;
 
+/// How many of `left` rows (at least one) the next multi-row statement takes, at most
+/// [`MOST_ROWS`]: on PostgreSQL all of them, since each statement is a round trip (a connection
+/// then prepares one statement per count of rows, at most `MOST_ROWS` of them); on SQLite, which
+/// keeps few prepared statements, the largest power of two.
+pub(super) fn rows_per_statement(db: &Db<'_>, left: usize) -> usize {
+    if left >= MOST_ROWS {
+        MOST_ROWS
+    } else if db.is_pg() {
+        left
+    } else {
+        1 << left.max(1).ilog2()
+    }
+}
+
 /// Appends entries with their search columns, a few statements for the lot (on PostgreSQL,
 /// each statement is a round trip). Their `seq` is the next of the log: on PostgreSQL from the
 /// sequence `audit_seq` (migration 9), without waiting for any other writer; on SQLite, whose
@@ -44,16 +58,7 @@ pub(super) fn insert_entries(db: &Db<'_>, rows: &[NewEntry]) -> Result<()> {
     };
     let mut rest = rows;
     while !rest.is_empty() {
-        let n = if rest.len() >= MOST_ROWS {
-            MOST_ROWS
-        } else if db.is_pg() {
-            // All in one statement (a round trip each): one prepared statement per count of
-            // rows, at most MOST_ROWS of them on a connection.
-            rest.len()
-        } else {
-            // SQLite keeps few prepared statements: counts in powers of two.
-            1 << rest.len().ilog2()
-        };
+        let n = rows_per_statement(db, rest.len());
         let (these, others) = rest.split_at(n);
         rest = others;
         let columns: Vec<[Option<String>; 4]> = these.iter().map(|r| columns(&r.entry)).collect();

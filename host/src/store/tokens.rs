@@ -1,6 +1,7 @@
 //! A decision's effects, applied in one transaction with its audit entry (group commit): refresh-token rotation and reuse, login failures and lockouts, password hashes made again.
 
 use super::*;
+use crate::store::db::ToArg;
 use granted_policy::token::endpoint::Effect;
 use granted_policy::token::lockout::LockSchedule;
 
@@ -78,10 +79,12 @@ impl Store {
     /// Nothing cluster-wide is held: the effects lock only the rows they change (each race is
     /// decided by the row's own statement), and the entries go on this store's own chain of
     /// decisions, numbered without asking the database, in a few multi-row statements at the
-    /// end. A decision with effects runs in a savepoint of its own, so that a race or a failure
-    /// undoes it alone; one with none (most `client_credentials`) costs no round trip of its own,
-    /// and a batch of those alone (up to 64 entries) is one statement, on PostgreSQL without
-    /// `BEGIN` and `COMMIT`: one round trip instead of three.
+    /// end. The batch's refresh-token rotations go first, together, in two statements (see
+    /// [`rotate_refresh_tokens`]); a database error there fails the batch, as at `COMMIT`.
+    /// Any other decision with effects runs in a savepoint of its own, so that a race or a
+    /// failure undoes it alone; one with none (most `client_credentials`) costs no round trip of
+    /// its own, and a batch of those alone (up to 64 entries) is one statement, on PostgreSQL
+    /// without `BEGIN` and `COMMIT`: one round trip instead of three.
     pub fn apply_batch(&self, jobs: &[Job]) -> Result<Vec<Applied>> {
         let count: usize = jobs.iter().map(|job| job.audits.len()).sum();
         if count <= audit::MOST_ROWS && jobs.iter().all(|job| job.effects.is_empty()) {
@@ -101,67 +104,50 @@ impl Store {
                 Ok((jobs.iter().map(|_| Applied::Done).collect(), head))
             });
         }
-        // On PostgreSQL the first savepoint is set in BEGIN's round trip; on SQLite statements
-        // cost no round trip.
-        let savepoint_first = self.blocks_runtime();
+        let rotations: Vec<Option<Rotation<'_>>> = jobs.iter().map(rotation).collect();
+        // On PostgreSQL the first savepoint is set in BEGIN's round trip, unless rotations go
+        // first (a rollback to it would undo them); on SQLite statements cost no round trip.
+        let savepoint_first = self.blocks_runtime()
+            && rotations.iter().all(Option::is_none)
+            && jobs.iter().any(|job| !job.effects.is_empty());
         let (outcomes, new_locks) = Self::with_chain(&self.chains.decisions, |head| {
             self.transact_rows_then(if savepoint_first { "SAVEPOINT job" } else { "" }, |db| {
                 let mut head = head.clone();
+                let rotated = rotate_refresh_tokens(db, &rotations)?;
                 let mut entries = Vec::new();
                 let mut outcomes = Vec::with_capacity(jobs.len());
                 let mut new_locks = 0;
                 // Whether a savepoint is set (and whether no job has used it yet).
                 let (mut in_savepoint, mut unused) = (savepoint_first, savepoint_first);
-                for job in jobs {
-                    if job.effects.is_empty() {
+                for ((job, rotation), rotated) in jobs.iter().zip(&rotations).zip(&rotated) {
+                    let outcome = if let Some(Rotation { old, .. }) = rotation {
+                        if *rotated {
+                            Applied::Done
+                        } else {
+                            // Nothing of this job was written: no savepoint to go back to.
+                            revoke_family_of(db, old)?;
+                            Applied::RefreshRace
+                        }
+                    } else if job.effects.is_empty() {
+                        Applied::Done
+                    } else {
+                        // The previous savepoint is released in the same round trip; the last
+                        // one by COMMIT.
+                        if !unused {
+                            db.batch(if in_savepoint {
+                                "RELEASE SAVEPOINT job; SAVEPOINT job"
+                            } else {
+                                "SAVEPOINT job"
+                            })?;
+                        }
+                        (in_savepoint, unused) = (true, false);
+                        apply_in_savepoint(db, job, &mut new_locks)?
+                    };
+                    if outcome == Applied::Done {
                         for (kind, entry) in &job.audits {
                             entries.push(head.append(job.now, kind, entry));
                         }
-                        outcomes.push(Applied::Done);
-                        continue;
                     }
-                    // The previous savepoint is released in the same round trip; the last
-                    // one by COMMIT.
-                    if !unused {
-                        db.batch(if in_savepoint {
-                            "RELEASE SAVEPOINT job; SAVEPOINT job"
-                        } else {
-                            "SAVEPOINT job"
-                        })?;
-                    }
-                    (in_savepoint, unused) = (true, false);
-                    let mut locks = 0;
-                    let outcome = match apply_effects(db, &job.effects, job.now, &mut locks) {
-                        Ok(None) => {
-                            for (kind, entry) in &job.audits {
-                                entries.push(head.append(job.now, kind, entry));
-                            }
-                            new_locks += locks;
-                            Applied::Done
-                        }
-                        Ok(Some(Race::Refresh(raced))) => {
-                            db.batch("ROLLBACK TO SAVEPOINT job")?;
-                            db.exec(
-                                "UPDATE refresh_tokens SET status = 'revoked'
-                                 WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_sha256 = ?1)
-                                 AND status = 'active'",
-                                &[&raced],
-                            )?;
-                            Applied::RefreshRace
-                        }
-                        Ok(Some(Race::Code)) => {
-                            db.batch("ROLLBACK TO SAVEPOINT job")?;
-                            Applied::RefreshRace
-                        }
-                        Ok(Some(Race::Lock)) => {
-                            db.batch("ROLLBACK TO SAVEPOINT job")?;
-                            Applied::LockRace
-                        }
-                        Err(e) => {
-                            db.batch("ROLLBACK TO SAVEPOINT job")?;
-                            Applied::Failed(format!("{e:#}"))
-                        }
-                    };
                     outcomes.push(outcome);
                 }
                 audit::insert_entries(db, &entries)?;
@@ -177,6 +163,109 @@ impl Store {
     pub fn lockouts(&self) -> u64 {
         self.locks_set.load(std::sync::atomic::Ordering::Relaxed)
     }
+}
+
+/// A decision whose only effects are a refresh token's rotation: the token it consumes, then the
+/// one it stores (what the module asks for every `refresh_token` grant it allows).
+pub(super) struct Rotation<'a> {
+    old: &'a str,
+    new: &'a RefreshTokenRecord,
+}
+
+fn rotation(job: &Job) -> Option<Rotation<'_>> {
+    match job.effects.as_slice() {
+        [Effect::ConsumeRefreshToken { token_sha256 }, Effect::StoreRefreshToken { record }] => {
+            Some(Rotation {
+                old: token_sha256,
+                new: record,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Rotates the batch's refresh tokens together: consumes every one still active in one
+/// statement per [`audit::MOST_ROWS`] tokens, then stores the new tokens of those consumed in
+/// one statement per as many (on PostgreSQL two round trips for a batch of rotations, where one
+/// savepoint and two statements each cost three per rotation). Whether each rotation happened
+/// (`false` for a job that is not one). A token named twice in the batch is consumed by its
+/// first job only: the later ones raced, as they would have one after the other.
+///
+/// Each row's own statement decides its race, as before: a token another host is consuming is
+/// waited for and then no longer active. Nothing is written for a rotation that raced, so its
+/// job needs no savepoint.
+fn rotate_refresh_tokens(db: &Db<'_>, rotations: &[Option<Rotation<'_>>]) -> Result<Vec<bool>> {
+    let mut firsts = std::collections::HashSet::new();
+    let olds: Vec<&str> = rotations
+        .iter()
+        .flatten()
+        .map(|r| r.old)
+        .filter(|old| firsts.insert(*old))
+        .collect();
+    let mut consumed = std::collections::HashSet::new();
+    let mut rest = olds.as_slice();
+    while !rest.is_empty() {
+        let (these, others) = rest.split_at(audit::rows_per_statement(db, rest.len()));
+        rest = others;
+        let list: Vec<String> = (1..=these.len()).map(|p| format!("?{p}")).collect();
+        let args: Vec<&dyn ToArg> = these.iter().map(|old| old as &dyn ToArg).collect();
+        consumed.extend(db.rows(
+            &format!(
+                "UPDATE refresh_tokens SET status = 'used'
+                 WHERE status = 'active' AND token_sha256 IN ({})
+                 RETURNING token_sha256",
+                list.join(", ")
+            ),
+            &args,
+            |row| row.get::<String>(0),
+        )?);
+    }
+    // The first job naming a consumed token rotated it; any later one raced.
+    let rotated: Vec<bool> = rotations
+        .iter()
+        .map(|r| r.as_ref().is_some_and(|r| consumed.remove(r.old)))
+        .collect();
+    let stored: Vec<&RefreshTokenRecord> = rotations
+        .iter()
+        .zip(&rotated)
+        .filter_map(|(r, rotated)| r.as_ref().filter(|_| *rotated).map(|r| r.new))
+        .collect();
+    insert_refreshes(db, &stored)?;
+    Ok(rotated)
+}
+
+/// Revokes every active token of `token_sha256`'s family: a rotation raced (RFC 9700 §4.14).
+fn revoke_family_of(db: &Db<'_>, token_sha256: &str) -> Result<()> {
+    db.exec(
+        "UPDATE refresh_tokens SET status = 'revoked'
+         WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_sha256 = ?1)
+         AND status = 'active'",
+        &[&token_sha256],
+    )?;
+    Ok(())
+}
+
+/// Applies one job's effects in the savepoint just set: undone alone when it races or fails.
+fn apply_in_savepoint(db: &Db<'_>, job: &Job, new_locks: &mut u64) -> Result<Applied> {
+    let mut locks = 0;
+    let undone = match apply_effects(db, &job.effects, job.now, &mut locks) {
+        Ok(None) => {
+            *new_locks += locks;
+            return Ok(Applied::Done);
+        }
+        Ok(Some(race)) => Ok(race),
+        Err(e) => Err(e),
+    };
+    db.batch("ROLLBACK TO SAVEPOINT job")?;
+    Ok(match undone {
+        Ok(Race::Refresh(raced)) => {
+            revoke_family_of(db, &raced)?;
+            Applied::RefreshRace
+        }
+        Ok(Race::Code) => Applied::RefreshRace,
+        Ok(Race::Lock) => Applied::LockRace,
+        Err(e) => Applied::Failed(format!("{e:#}")),
+    })
 }
 
 /// Applies effects; a [`Race`] when a refresh token to consume was no longer active, or when a
@@ -335,28 +424,67 @@ fn keep_consent(db: &Db<'_>, c: &ConsentRecord) -> Result<()> {
 }
 
 pub(super) fn insert_refresh(db: &Db<'_>, r: &RefreshTokenRecord) -> Result<()> {
-    let status = match r.status {
-        RefreshStatus::Active => "active",
-        RefreshStatus::Used => "used",
-        RefreshStatus::Revoked => "revoked",
-    };
-    db.exec(
-        "INSERT INTO refresh_tokens (token_sha256, family_id, tenant, client_id, username, scope,
-             grant_type, issued_at, expires_at, status)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        &[
-            &r.token_sha256,
-            &r.family_id,
-            &r.tenant,
-            &r.client_id,
-            &r.username,
-            &r.scope,
-            &r.grant_type.as_str(),
-            &r.issued_at.to_rfc3339(),
-            &r.expires_at.to_rfc3339(),
-            &status,
-        ],
-    )?;
+    insert_refreshes(db, &[r])
+}
+
+/// Stores refresh tokens, as many in one statement as [`audit::rows_per_statement`] says.
+fn insert_refreshes(db: &Db<'_>, records: &[&RefreshTokenRecord]) -> Result<()> {
+    const COLUMNS: usize = 10;
+    let mut rest = records;
+    while !rest.is_empty() {
+        let (these, others) = rest.split_at(audit::rows_per_statement(db, rest.len()));
+        rest = others;
+        // The columns that are not text in the record, as text.
+        let texts: Vec<[&str; 2]> = these
+            .iter()
+            .map(|r| {
+                let status = match r.status {
+                    RefreshStatus::Active => "active",
+                    RefreshStatus::Used => "used",
+                    RefreshStatus::Revoked => "revoked",
+                };
+                [r.grant_type.as_str(), status]
+            })
+            .collect();
+        let instants: Vec<[String; 2]> = these
+            .iter()
+            .map(|r| [r.issued_at.to_rfc3339(), r.expires_at.to_rfc3339()])
+            .collect();
+        let mut args: Vec<&dyn ToArg> = Vec::with_capacity(these.len() * COLUMNS);
+        for ((r, [grant_type, status]), [issued_at, expires_at]) in
+            these.iter().zip(&texts).zip(&instants)
+        {
+            args.extend([
+                &r.token_sha256 as &dyn ToArg,
+                &r.family_id,
+                &r.tenant,
+                &r.client_id,
+                &r.username,
+                &r.scope,
+                grant_type,
+                issued_at,
+                expires_at,
+                status,
+            ]);
+        }
+        let values: Vec<String> = (0..these.len())
+            .map(|row| {
+                let params: Vec<String> = (1..=COLUMNS)
+                    .map(|column| format!("?{}", row * COLUMNS + column))
+                    .collect();
+                format!("({})", params.join(", "))
+            })
+            .collect();
+        db.exec(
+            &format!(
+                "INSERT INTO refresh_tokens (token_sha256, family_id, tenant, client_id, username,
+                     scope, grant_type, issued_at, expires_at, status)
+                 VALUES {}",
+                values.join(", ")
+            ),
+            &args,
+        )?;
+    }
     Ok(())
 }
 

@@ -553,3 +553,5 @@ mod location;
 mod keys;
 
 mod chains;
+// Refresh-token rotations of one batch applied together.
+mod rotation;
