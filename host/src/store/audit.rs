@@ -31,7 +31,7 @@ pub(super) const MOST_ROWS: usize = 64;
 /// [`MOST_ROWS`]: on PostgreSQL all of them, since each statement is a round trip (a connection
 /// then prepares one statement per count of rows, at most `MOST_ROWS` of them); on SQLite, which
 /// keeps few prepared statements, the largest power of two.
-pub(super) fn rows_per_statement(db: &Db<'_>, left: usize) -> usize {
+fn rows_per_statement(db: &Db<'_>, left: usize) -> usize {
     if left >= MOST_ROWS {
         MOST_ROWS
     } else if db.is_pg() {
@@ -39,6 +39,28 @@ pub(super) fn rows_per_statement(db: &Db<'_>, left: usize) -> usize {
     } else {
         1 << left.max(1).ilog2()
     }
+}
+
+/// Runs `write` on `rows` part by part, each part as many rows as one multi-row statement takes
+/// ([`rows_per_statement`]).
+pub(super) fn in_statements<T>(
+    db: &Db<'_>,
+    rows: &[T],
+    mut write: impl FnMut(&[T]) -> Result<()>,
+) -> Result<()> {
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let (these, others) = rest.split_at(rows_per_statement(db, rest.len()));
+        rest = others;
+        write(these)?;
+    }
+    Ok(())
+}
+
+/// `(?first, …, ?last)`: the numbered parameters of one row of values, or of an `IN` list.
+pub(super) fn placeholders(params: std::ops::RangeInclusive<usize>) -> String {
+    let params: Vec<String> = params.map(|p| format!("?{p}")).collect();
+    format!("({})", params.join(", "))
 }
 
 /// Appends entries with their search columns, a few statements for the lot (on PostgreSQL,
@@ -56,11 +78,8 @@ pub(super) fn insert_entries(db: &Db<'_>, rows: &[NewEntry]) -> Result<()> {
         )?;
         Some(seq.unwrap_or(0) + 1)
     };
-    let mut rest = rows;
-    while !rest.is_empty() {
-        let n = rows_per_statement(db, rest.len());
-        let (these, others) = rest.split_at(n);
-        rest = others;
+    in_statements(db, rows, |these| {
+        let n = these.len();
         let columns: Vec<[Option<String>; 4]> = these.iter().map(|r| columns(&r.entry)).collect();
         let instants: Vec<String> = these.iter().map(|r| r.at.to_rfc3339()).collect();
         let seqs: Vec<i64> = match &mut next_seq {
@@ -88,8 +107,7 @@ pub(super) fn insert_entries(db: &Db<'_>, rows: &[NewEntry]) -> Result<()> {
             }
             args.push(&row.chain);
             args.push(&row.link);
-            let params: Vec<String> = (first..=args.len()).map(|p| format!("?{p}")).collect();
-            values.push(format!("({})", params.join(", ")));
+            values.push(placeholders(first..=args.len()));
         }
         let sql = format!(
             "INSERT INTO audit ({}at, kind, entry, prev_sha256, sha256, tenant, app_id, grant_type,
@@ -99,8 +117,8 @@ pub(super) fn insert_entries(db: &Db<'_>, rows: &[NewEntry]) -> Result<()> {
             values.join(", ")
         );
         db.exec(&sql, &args)?;
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Fills the search columns of entries written before they existed (migration 4).

@@ -167,7 +167,7 @@ impl Store {
 
 /// A decision whose only effects are a refresh token's rotation: the token it consumes, then the
 /// one it stores (what the module asks for every `refresh_token` grant it allows).
-pub(super) struct Rotation<'a> {
+struct Rotation<'a> {
     old: &'a str,
     new: &'a RefreshTokenRecord,
 }
@@ -203,23 +203,20 @@ fn rotate_refresh_tokens(db: &Db<'_>, rotations: &[Option<Rotation<'_>>]) -> Res
         .filter(|old| firsts.insert(*old))
         .collect();
     let mut consumed = std::collections::HashSet::new();
-    let mut rest = olds.as_slice();
-    while !rest.is_empty() {
-        let (these, others) = rest.split_at(audit::rows_per_statement(db, rest.len()));
-        rest = others;
-        let list: Vec<String> = (1..=these.len()).map(|p| format!("?{p}")).collect();
+    audit::in_statements(db, &olds, |these| {
         let args: Vec<&dyn ToArg> = these.iter().map(|old| old as &dyn ToArg).collect();
         consumed.extend(db.rows(
             &format!(
                 "UPDATE refresh_tokens SET status = 'used'
-                 WHERE status = 'active' AND token_sha256 IN ({})
+                 WHERE status = 'active' AND token_sha256 IN {}
                  RETURNING token_sha256",
-                list.join(", ")
+                audit::placeholders(1..=these.len())
             ),
             &args,
             |row| row.get::<String>(0),
         )?);
-    }
+        Ok(())
+    })?;
     // The first job naming a consumed token rotated it; any later one raced.
     let rotated: Vec<bool> = rotations
         .iter()
@@ -427,13 +424,10 @@ pub(super) fn insert_refresh(db: &Db<'_>, r: &RefreshTokenRecord) -> Result<()> 
     insert_refreshes(db, &[r])
 }
 
-/// Stores refresh tokens, as many in one statement as [`audit::rows_per_statement`] says.
+/// Stores refresh tokens, several in one statement ([`audit::in_statements`]).
 fn insert_refreshes(db: &Db<'_>, records: &[&RefreshTokenRecord]) -> Result<()> {
     const COLUMNS: usize = 10;
-    let mut rest = records;
-    while !rest.is_empty() {
-        let (these, others) = rest.split_at(audit::rows_per_statement(db, rest.len()));
-        rest = others;
+    audit::in_statements(db, records, |these| {
         // The columns that are not text in the record, as text.
         let texts: Vec<[&str; 2]> = these
             .iter()
@@ -468,12 +462,7 @@ fn insert_refreshes(db: &Db<'_>, records: &[&RefreshTokenRecord]) -> Result<()> 
             ]);
         }
         let values: Vec<String> = (0..these.len())
-            .map(|row| {
-                let params: Vec<String> = (1..=COLUMNS)
-                    .map(|column| format!("?{}", row * COLUMNS + column))
-                    .collect();
-                format!("({})", params.join(", "))
-            })
+            .map(|row| audit::placeholders(row * COLUMNS + 1..=(row + 1) * COLUMNS))
             .collect();
         db.exec(
             &format!(
@@ -484,8 +473,8 @@ fn insert_refreshes(db: &Db<'_>, records: &[&RefreshTokenRecord]) -> Result<()> 
             ),
             &args,
         )?;
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Counts one failed login and locks as the module's `schedule` says (the store decides
