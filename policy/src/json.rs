@@ -186,9 +186,76 @@ fn find_escape_tail(bytes: &[u8], from: usize) -> Option<usize> {
         .map(|at| from + at)
 }
 
+/// The four bytes of `bytes` from `at`, as a little-endian word (zero past the end).
+#[inline]
+fn word4(bytes: &[u8], at: usize) -> u32 {
+    let mut four = [0u8; 4];
+    if let Some(src) = bytes.get(at..at + 4) {
+        four.copy_from_slice(src);
+    }
+    u32::from_le_bytes(four)
+}
+
 /// `s` as a JSON string literal, quotes included.
 fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
+    if bytes.len() <= 16 && write_short(out, bytes) {
+        return;
+    }
+    write_long(out, bytes);
+}
+
+/// `"bytes"` for at most sixteen bytes with nothing to escape (most keys and many values), with
+/// copies of a fixed size only: a copy of a length known only at run time is a `memory.copy`,
+/// which wasmtime runs as a call out of the module, dear for a few bytes. Two words that may
+/// overlap are checked and copied, the second over the end of the first. Writes nothing and
+/// answers false when a byte needs an escape.
+#[inline]
+fn write_short(out: &mut Vec<u8>, bytes: &[u8]) -> bool {
+    /// `A` in every byte: nothing to escape, the padding of a word of fewer bytes.
+    const PLAIN: u64 = LO * 0x41;
+    let n = bytes.len();
+    let start = out.len();
+    out.reserve(n + 2);
+    if n >= 8 {
+        let (head, tail) = (word(bytes, 0), word(bytes, n - 8));
+        if escape_flags(head) | escape_flags(tail) != 0 {
+            return false;
+        }
+        out.push(b'"');
+        out.extend_from_slice(&head.to_le_bytes());
+        out.truncate(start + 1 + n - 8);
+        out.extend_from_slice(&tail.to_le_bytes());
+    } else if n >= 4 {
+        let (head, tail) = (word4(bytes, 0), word4(bytes, n - 4));
+        if escape_flags(u64::from(head) | u64::from(tail) << 32) != 0 {
+            return false;
+        }
+        out.push(b'"');
+        out.extend_from_slice(&head.to_le_bytes());
+        out.truncate(start + 1 + n - 4);
+        out.extend_from_slice(&tail.to_le_bytes());
+    } else {
+        let mut padded = PLAIN.to_le_bytes();
+        for (i, slot) in padded.iter_mut().take(3).enumerate() {
+            if let Some(&b) = bytes.get(i) {
+                *slot = b;
+            }
+        }
+        if escape_flags(u64::from_le_bytes(padded)) != 0 {
+            return false;
+        }
+        out.push(b'"');
+        for &b in padded.iter().take(n) {
+            out.push(b);
+        }
+    }
+    out.push(b'"');
+    true
+}
+
+/// [`write_str`] for any string: plain runs copied whole, escapes in between.
+fn write_long(out: &mut Vec<u8>, bytes: &[u8]) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     // `bytes[start..]` is not written yet.
@@ -725,9 +792,13 @@ pub(super) mod tests {
                 for pad in 0..len {
                     let s: String = "x".repeat(pad) + &c.to_string() + &"y".repeat(len - 1 - pad);
                     same(&s);
+                    // After other output, as keys and values are written.
+                    same(&("k", s.as_str()));
                 }
             }
         }
+        same("");
+        same(&("", ""));
         same("é ü 日本 😀 \u{7f} \u{80} \u{2028}");
     }
 
