@@ -340,8 +340,16 @@ impl Guest {
             .compiler_inlining(wasmtime::Inlining::Yes)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         // `perf record` can name the guest's functions when this is set.
-        if std::env::var_os("GRANTED_PERFMAP").is_some() {
-            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        // `GRANTED_PERFMAP=jitdump` writes a jitdump instead (for `perf inject --jit`, which lets
+        // `perf annotate` show the guest's instructions).
+        match std::env::var("GRANTED_PERFMAP").as_deref() {
+            Ok("jitdump") => {
+                config.profiler(wasmtime::ProfilingStrategy::JitDump);
+            }
+            Ok(_) => {
+                config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+            }
+            Err(_) => {}
         }
         let engine = Engine::new(&config).map_err(|e| GuestError::Load(format!("{e:#}")))?;
         let sha256 = sha256_hex(bytes);
