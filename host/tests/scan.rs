@@ -1,5 +1,5 @@
 //! The module scans strings for what ends or must be escaped sixteen bytes per wasm SIMD compare
-//! (`policy/src/json.rs`, `find_escape`); natively the same function runs on two 64-bit words.
+//! (`policy/src/json/strings.rs`, `find_escape`); natively the same function runs on two 64-bit words.
 //! The policy crate's own tests cover only the native code, so here the `_bg.wasm` under wasmtime
 //! must give the native build's answer, byte for byte, for a string with a character to escape at
 //! every offset of every length across the sixteen-byte steps and the tails. The string goes in
