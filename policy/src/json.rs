@@ -16,10 +16,10 @@ mod de;
 mod strings;
 
 pub use de::{from_str, Error as ReadError};
-pub(crate) use strings::find_escape;
-use strings::write_str;
 use serde::ser::{self, Serialize};
 use std::fmt;
+pub(crate) use strings::find_escape;
+use strings::write_str;
 
 /// Why a value could not be written as JSON (a map key that is not a string or a number, or a
 /// `Serialize` implementation that failed).

@@ -224,4 +224,3 @@ fn write_long(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes.get(start..).unwrap_or_default());
     out.push(b'"');
 }
-
