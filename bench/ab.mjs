@@ -23,7 +23,7 @@ import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
 import { freePort, waitFor } from '../tests/support/net.mjs';
-import { FORM, basic, chainLua, firstLine, runWrk, together } from './wrk.mjs';
+import { FORM, basic, firstLine, runChains, runWrk, together } from './wrk.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const opts = Object.fromEntries(process.argv.slice(2).reduce((pairs, arg, i, all) => (
@@ -131,8 +131,7 @@ async function load(server, connections) {
     if (r.status !== 200) throw new Error(`no refresh token: ${r.status} ${JSON.stringify(body)}`);
     tokens.push(body.refresh_token);
   }
-  return runWrk(server.token, connections, { lua: chainLua(tokens, new URL(server.token).pathname, CRM),
-    threads: connections, seconds: SECONDS, dir });
+  return runChains(server.token, tokens, CRM, { seconds: SECONDS, dir });
 }
 
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
@@ -147,7 +146,7 @@ try {
           const r = together(await Promise.all(hosts.map((h) => load(h, c))));
           if (r.errors || r.non2xx) throw new Error(`${name} c=${c}: ${r.errors} errors, ${r.non2xx} non-2xx`);
           (rps[name][c] ??= []).push(r.rps);
-          console.error(`round ${round + 1} ${name} ${GRANT} c=${c}: ${r.rps.toFixed(0)}/s (p99 ${r.p99.toFixed(2)} ms)`);
+          console.error(`round ${round + 1} ${name} ${GRANT} c=${c}: ${r.rps.toFixed(0)}/s (p99 ${r.p99.toFixed(2)} ms${r.non2xx + r.errors ? `, ${r.non2xx + r.errors} failed` : ''})`);
         }
       } finally {
         await stop(hosts);

@@ -14,7 +14,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { freePort, waitFor } from '../tests/support/net.mjs';
-import { FORM, basic, chainLua, firstLine, peakRssMiB, runWrk, together } from './wrk.mjs';
+import { FORM, basic, busyCores, firstLine, peakRssMiB, runChains, runWrk, together } from './wrk.mjs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
 
@@ -103,7 +103,8 @@ async function withServer(kind, f) {
 
 /** A wrk run of this benchmark (its seconds, its folder for scripts). */
 const wrk = (url, connections, options = {}) => runWrk(url, connections, { seconds: SECONDS, dir, ...options });
-const refreshLua = (tokens, path) => chainLua(tokens, path, CRM);
+/** A wrk run of refresh-token chains, one connection per token. */
+const chains = (url, tokens) => runChains(url, tokens, CRM, { seconds: SECONDS, dir });
 
 async function refreshTokens(url, n) {
   const tokens = [];
@@ -146,9 +147,7 @@ for (const kind of ['host', 'peer']) {
 // 4. refresh_token rotation, one chain per connection.
 for (const kind of ['host', 'peer']) {
   results[`${kind}Refresh`] = await withServer(kind, async (s) => {
-    const tokens = await refreshTokens(s.token, 4);
-    const path = new URL(s.token).pathname;
-    return wrk(s.token, 4, { lua: refreshLua(tokens, path), threads: 4 });
+    return chains(s.token, await refreshTokens(s.token, 4));
   });
   log(`${kind} refresh: ${results[`${kind}Refresh`].rps.toFixed(0)}/s, ${results[`${kind}Refresh`].non2xx} non-2xx`);
 }
@@ -216,14 +215,13 @@ log(`postgres, one host, client_credentials: ${results.pgCc1.rps.toFixed(0)}/s`)
 results.pgCc2 = await withPgHosts(2, async (hs) => together(await Promise.all(hs.map((h) => wrk(h.token, 8, CC)))));
 log(`postgres, two hosts, client_credentials: ${results.pgCc2.rps.toFixed(0)}/s`);
 results.pgRefresh1 = await withPgHosts(1, async ([h]) => {
-  const tokens = await refreshTokens(h.token, 4);
-  return wrk(h.token, 4, { lua: refreshLua(tokens, new URL(h.token).pathname), threads: 4 });
+  return chains(h.token, await refreshTokens(h.token, 4));
 });
 log(`postgres, one host, refresh: ${results.pgRefresh1.rps.toFixed(0)}/s, ${results.pgRefresh1.non2xx} non-2xx`);
 results.pgRefresh2 = await withPgHosts(2, async (hs) => {
   const runs = [];
   for (const h of hs) runs.push({ h, tokens: await refreshTokens(h.token, 2) });
-  return together(await Promise.all(runs.map(({ h, tokens }) => wrk(h.token, 2, { lua: refreshLua(tokens, new URL(h.token).pathname), threads: 2 }))));
+  return together(await Promise.all(runs.map(({ h, tokens }) => chains(h.token, tokens))));
 });
 log(`postgres, two hosts, refresh: ${results.pgRefresh2.rps.toFixed(0)}/s, ${results.pgRefresh2.non2xx} non-2xx`);
 // 8. Scale-out: the same database "on another machine", behind a proxy that delays every byte
@@ -240,13 +238,17 @@ results.delayRoundTripMs = (() => {
 })();
 const withDelayedHosts = (n, f) => withHostsOn(delayedUrl, n, f);
 const SCALE_CONNECTIONS = 16;
-results.delayCc1 = await withDelayedHosts(1, ([h]) => wrk(h.token, SCALE_CONNECTIONS, CC));
-results.delayCc2 = await withDelayedHosts(2, async (hs) => together(await Promise.all(hs.map((h) => wrk(h.token, SCALE_CONNECTIONS, CC)))));
+// Each run with the cores the whole machine was busy meanwhile (hosts, PostgreSQL, the proxy,
+// wrk): two hosts can answer at most (cores ÷ what one host's run kept busy) times one's.
+const measured = async (f) => { const { out, busy } = await busyCores(f); return { ...out, busy }; };
+const delayedCc = (hs) => measured(async () => together(await Promise.all(hs.map((h) => wrk(h.token, SCALE_CONNECTIONS, CC)))));
+results.delayCc1 = await withDelayedHosts(1, delayedCc);
+results.delayCc2 = await withDelayedHosts(2, delayedCc);
 log(`delayed postgres, client_credentials: one host ${results.delayCc1.rps.toFixed(0)}/s, two hosts ${results.delayCc2.rps.toFixed(0)}/s`);
 const delayedRefresh = async (hs) => {
   const runs = [];
   for (const h of hs) runs.push({ h, tokens: await refreshTokens(h.token, SCALE_CONNECTIONS) });
-  return together(await Promise.all(runs.map(({ h, tokens }) => wrk(h.token, SCALE_CONNECTIONS, { lua: refreshLua(tokens, new URL(h.token).pathname), threads: 4 }))));
+  return measured(async () => together(await Promise.all(runs.map(({ h, tokens }) => chains(h.token, tokens)))));
 };
 results.delayRefresh1 = await withDelayedHosts(1, delayedRefresh);
 results.delayRefresh2 = await withDelayedHosts(2, delayedRefresh);
@@ -262,6 +264,7 @@ rmSync(dir, { recursive: true, force: true });
 const best = (rows) => rows.reduce((a, b) => (b.rps > a.rps ? b : a));
 const f0 = (x) => (Number.isFinite(x) ? x.toFixed(0) : '—');
 const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : '—');
+const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : '—');
 const ms = (x) => (Number.isFinite(x) ? `${x < 10 ? x.toFixed(2) : x.toFixed(1)} ms` : '—');
 const row = (name, r, rss) => `| ${name} | ${r.connections} | **${r.rps < 100 ? f1(r.rps) : f0(r.rps)}** | ${ms(r.p50)} | ${ms(r.p99)} | ${ms(r.p999)} | ${r.non2xx + r.errors} | ${rss ? `${f0(rss)} MiB` : ''} |`;
 
@@ -311,6 +314,8 @@ lines.push(row('client_credentials, one host, database 1 ms away', results.delay
 lines.push(row('client_credentials, two hosts, database 1 ms away', results.delayCc2));
 lines.push(row('refresh_token, one host, database 1 ms away', results.delayRefresh1));
 lines.push(row('refresh_token, two hosts, database 1 ms away', results.delayRefresh2));
+const busyLine = (name, one, two) => `${name}: ${f2(one.busy)} of ${CORES} cores busy with one host, ${f2(two.busy)} with two, so two hosts could answer at most ${f2(CORES / one.busy)}× one's here`;
+lines.push(`\nThe whole machine (hosts, PostgreSQL, the proxy and wrk share its ${CORES} cores) during these runs, from /proc/stat: ${busyLine('client_credentials', results.delayCc1, results.delayCc2)}; ${busyLine('refresh_token', results.delayRefresh1, results.delayRefresh2)}.`);
 lines.push(`\nLogin limit of this machine: ${CORES} cores / ${kdfMs} ms per native PBKDF2 at ${ITERATIONS} iterations = **${f1(results.loginLimit)} logins/s**.`);
 
 const hostCc = best(results.sweep.host).rps;

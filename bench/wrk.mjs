@@ -28,7 +28,9 @@ export function luaString(text) {
 }
 
 /** A wrk run of `seconds` (its script written in `dir`): a fixed POST of `body` with `auth`, or
- *  `lua` for scripted requests; answers/s and latency in ms. */
+ *  `lua` for scripted requests; answers/s and latency in ms. `rps` counts the successful
+ *  answers only (2xx and 3xx, as wrk counts them): a run that fails requests is not faster for
+ *  it; `non2xx` and `errors` say how many failed. */
 export function runWrk(url, connections, { body, auth, lua, seconds, dir, threads }) {
   const script = join(dir, `run-${Math.random().toString(36).slice(2)}.lua`);
   const fixed = `wrk.method = "POST"\nwrk.body = ${luaString(body ?? '')}\nwrk.headers["Content-Type"] = "${FORM}"\nwrk.headers["Authorization"] = ${luaString(auth ?? '')}\n`;
@@ -42,10 +44,18 @@ export function runWrk(url, connections, { body, auth, lua, seconds, dir, thread
       const line = out.split('\n').find((l) => l.startsWith('BENCH '));
       if (code !== 0 || !line) return fail(new Error(`wrk failed: ${out}`));
       const r = JSON.parse(line.slice(6));
-      ok({ rps: r.requests / (r.duration_us / 1e6), p50: r.p50 / 1000, p99: r.p99 / 1000, p999: r.p999 / 1000,
+      ok({ rps: (r.requests - r.non2xx) / (r.duration_us / 1e6), p50: r.p50 / 1000, p99: r.p99 / 1000, p999: r.p999 / 1000,
         requests: r.requests, errors: r.errors, non2xx: r.non2xx, connections });
     });
   });
+}
+
+/** Refresh-token chains under wrk: one connection per token in `tokens`, each on its own
+ *  thread (the script keeps one token per thread: two connections on one thread would send
+ *  the same token, and all but the first would be refused as reuse). */
+export function runChains(url, tokens, auth, { seconds, dir }) {
+  const path = new URL(url).pathname;
+  return runWrk(url, tokens.length, { lua: chainLua(tokens, path, auth), threads: tokens.length, seconds, dir });
 }
 
 /** A Lua script for refresh-token chains: each thread holds its own token (one connection
@@ -66,6 +76,26 @@ response = function(status, headers, body)
   if t then token = t end
 end
 `;
+}
+
+/** Cores busy while `f` runs, from `/proc/stat` (every process: servers, database, proxy,
+ *  load generator), with what `f` answers: `{ out, busy }`. `busy` is NaN off Linux. */
+export async function busyCores(f) {
+  const sample = () => {
+    try {
+      const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+      // user nice system idle iowait irq softirq steal: idle and iowait are not busy.
+      const total = cpu.slice(0, 8).reduce((a, b) => a + b, 0);
+      return { busy: total - cpu[3] - cpu[4], at: process.hrtime.bigint() };
+    } catch { return null; }
+  };
+  const before = sample();
+  const out = await f();
+  const after = sample();
+  if (!before || !after) return { out, busy: NaN };
+  const seconds = Number(after.at - before.at) / 1e9;
+  // USER_HZ is 100 on Linux.
+  return { out, busy: (after.busy - before.busy) / 100 / seconds };
 }
 
 /** The first line `child` prints (where it listens); fails if it exits before. */

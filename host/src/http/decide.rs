@@ -6,7 +6,7 @@ use super::answer::{http_response, oauth_error};
 use super::failure::Failure;
 use crate::guest::{GuestError, Session};
 use crate::service::Service;
-use crate::store::{Applied, Job};
+use crate::store::{Applied, Job, ReadAhead};
 use crate::throttle::{clip, Throttle};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -138,10 +138,15 @@ pub(crate) fn call_as<T: DeserializeOwned>(
 /// connection (WAL readers never wait for the writer), cheaper than handing the work to another
 /// thread and back; the throttle is in memory. On PostgreSQL, on the blocking pool (its client
 /// cannot run on the runtime's threads), the shared throttle read in the same snapshot.
+///
+/// `ahead` carries what one step read for the next ([`ReadAhead`]): a step that asks exactly
+/// that is answered from it, with no read of its own (the shared throttle was read in that
+/// snapshot); what the store reads ahead this time replaces it.
 pub(crate) async fn records(
     server: &Service,
     lookup: Lookup,
     source: IpAddr,
+    ahead: &mut Option<ReadAhead>,
 ) -> Result<std::result::Result<Records, Duration>, Failure> {
     let settings = &server.settings;
     if let Some(wait) = server
@@ -150,9 +155,16 @@ pub(crate) async fn records(
     {
         return Ok(Err(wait));
     }
+    if let Some(read) = ahead.take() {
+        if read.lookup == lookup {
+            return Ok(Ok(read.records));
+        }
+    }
     let store = server.store.clone();
     if !store.blocks_runtime() {
-        return store.records(&lookup).map(Ok).map_err(Failure::Store);
+        let (found, next) = store.records_ahead(&lookup).map_err(Failure::Store)?;
+        *ahead = next;
+        return Ok(Ok(found));
     }
     let check = Throttle::check(&lookup.client_id, source, settings);
     let found =
@@ -160,7 +172,13 @@ pub(crate) async fn records(
             .await
             .map_err(|e| Failure::Store(e.into()))?
             .map_err(Failure::Store)?;
-    Ok(found.map_err(|ms| Duration::from_millis(ms.max(0) as u64)))
+    Ok(match found {
+        Ok((found, next)) => {
+            *ahead = next;
+            Ok(found)
+        }
+        Err(ms) => Err(Duration::from_millis(ms.max(0) as u64)),
+    })
 }
 
 /// Applies the decision's effects (durably) and answers; `None` when a concurrent request

@@ -77,13 +77,14 @@ async fn decide_manage(
         "records": {},
     });
     let (_slot, mut session) = instance(server).await?;
+    let mut ahead = None;
     for _ in 0..4 {
         let step: Value = call_as(&mut session, entry, &input)?;
         match step["step"].as_str() {
             Some("need_records") => {
                 let lookup: Lookup = serde_json::from_value(step["lookup"].clone())
                     .map_err(|e| Failure::Module(format!("lookup: {e}")))?;
-                let found = match records(server, lookup, source).await? {
+                let found = match records(server, lookup, source, &mut ahead).await? {
                     Ok(found) => found,
                     Err(wait) => {
                         server.metrics.throttled();

@@ -64,10 +64,11 @@ async fn decide(
     let input = json!({"request": request, "context": context});
     let (_slot, mut session) = instance(server).await?;
     let mut step: TokenStep = call_as(&mut session, "token_start", &input)?;
+    let mut ahead = None;
     for _ in 0..6 {
         let more = match step {
             TokenStep::NeedRecords { lookup } => {
-                let found = match records(server, lookup, source).await? {
+                let found = match records(server, lookup, source, &mut ahead).await? {
                     Ok(found) => found,
                     Err(wait) => {
                         server.metrics.throttled();

@@ -49,6 +49,7 @@ pub use keys::{Rewrapped, SigningKey};
 pub use location::Location;
 use postgres::*;
 pub use postgres::{PgOptions, PgServer};
+pub use records::ReadAhead;
 use records::*;
 pub use records::{AppWithClients, TenantWithRecords};
 use schema::*;

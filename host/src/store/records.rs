@@ -19,7 +19,17 @@ impl Store {
     /// its page cache against the log the writer keeps appending to) once instead of per
     /// statement.
     pub fn records(&self, lookup: &Lookup) -> Result<Records> {
-        self.snapshot(|db| records_in(db, lookup, &self.cache))
+        self.records_ahead(lookup).map(|(records, _)| records)
+    }
+
+    /// [`Store::records`], and what the request's next step will ask for, read in the same
+    /// snapshot when it can be told from these records ([`follow_up`]).
+    pub fn records_ahead(&self, lookup: &Lookup) -> Result<(Records, Option<ReadAhead>)> {
+        self.snapshot(|db| {
+            let records = records_in(db, lookup, &self.cache)?;
+            let ahead = follow_up(db, lookup, &records)?;
+            Ok((records, ahead))
+        })
     }
 
     /// Every consent kept (C11), by tenant, user and app.
@@ -154,6 +164,49 @@ pub(super) fn records_at(
             (None, _) => None,
         },
     })
+}
+
+/// The records of a lookup the module has not made yet, read in the snapshot of the one before.
+#[derive(Clone, Debug)]
+pub struct ReadAhead {
+    /// The lookup they answer; used only for a step that asks exactly this.
+    pub lookup: Lookup,
+    /// What [`records_at`] reads for it, in the same snapshot as the step before.
+    pub records: Records,
+}
+
+/// What a refresh-token or authorization-code request asks next, read now: its first lookup
+/// names the token or the code but not the user, the one after adds the user the record names
+/// (everything else equal). Reading that user in the same snapshot saves a second read
+/// transaction (on PostgreSQL, five round trips), and the two answers come from one snapshot
+/// instead of two. `None` when there is no such user to read, or the lookup already names one.
+pub(super) fn follow_up(
+    db: &Db<'_>,
+    lookup: &Lookup,
+    records: &Records,
+) -> Result<Option<ReadAhead>> {
+    if lookup.username.is_some() || lookup.subject.is_some() || lookup.consent_app_id.is_some() {
+        return Ok(None);
+    }
+    let username = match (&records.refresh_token, &records.code) {
+        (Some(Some(token)), None) => token.username.clone(),
+        (None, Some(Some(code))) => Some(code.username.clone()),
+        _ => None,
+    };
+    let Some(username) = username else {
+        return Ok(None);
+    };
+    let user = user_record(db, &lookup.tenant, &username)?;
+    Ok(Some(ReadAhead {
+        lookup: Lookup {
+            username: Some(username),
+            ..lookup.clone()
+        },
+        records: Records {
+            user: Some(user),
+            ..records.clone()
+        },
+    }))
 }
 
 /// Whether `lookup` asks for the tenant and the client and nothing else.

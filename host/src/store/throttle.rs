@@ -5,7 +5,9 @@
 //! Instants here are milliseconds since the Unix epoch, from the hosts' clocks.
 
 use super::db::Db;
-use super::{cached_records, needs_only_tenant_and_client, records_at, End, Store};
+use super::{
+    cached_records, follow_up, needs_only_tenant_and_client, records_at, End, ReadAhead, Store,
+};
 use anyhow::Result;
 use granted_policy::token::endpoint::{Lookup, Records};
 
@@ -75,7 +77,7 @@ impl Store {
         &self,
         lookup: &Lookup,
         check: &ThrottleCheck,
-    ) -> Result<std::result::Result<Records, i64>> {
+    ) -> Result<std::result::Result<(Records, Option<ReadAhead>), i64>> {
         if needs_only_tenant_and_client(lookup) {
             // One statement is one snapshot: the throttle and the version alone, in one round
             // trip; when the cache holds the tenant and the client at that version, that is all
@@ -85,7 +87,7 @@ impl Store {
                 return Ok(Err(wait));
             }
             if let Some(records) = version.and_then(|v| cached_records(&self.cache, v, lookup)) {
-                return Ok(Ok(records));
+                return Ok(Ok((records, None)));
             }
         }
         self.snapshot(|db| {
@@ -93,7 +95,9 @@ impl Store {
             if let Some(wait) = wait {
                 return Ok(Err(wait));
             }
-            records_at(db, version, lookup, &self.cache).map(Ok)
+            let records = records_at(db, version, lookup, &self.cache)?;
+            let ahead = follow_up(db, lookup, &records)?;
+            Ok(Ok((records, ahead)))
         })
     }
 

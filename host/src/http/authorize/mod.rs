@@ -248,11 +248,12 @@ async fn decide(
     });
     let (_slot, mut session) = instance(server).await?;
     let mut found = Records::default();
+    let mut ahead = None;
     for _ in 0..6 {
         let step: AuthorizationStep = call_as(&mut session, "authorization", &input)?;
         match step {
             Step::NeedRecords { lookup } => {
-                let more = match records(server, lookup, visit.source).await? {
+                let more = match records(server, lookup, visit.source, &mut ahead).await? {
                     Ok(more) => more,
                     Err(wait) => return Ok(Outcome::Throttled(wait)),
                 };

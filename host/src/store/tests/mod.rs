@@ -547,6 +547,86 @@ on_both!(
     }
 );
 
+on_both!(
+    a_refresh_lookup_reads_the_user_it_names_ahead_in_its_snapshot,
+    |store| {
+        use granted_policy::model::{SignIn, TenantRecord, UserRecord};
+        let now = t("2026-11-25T12:00:00Z");
+        let user = UserRecord {
+            sub: Some("u-1".into()),
+            username: "alice".into(),
+            sign_in: SignIn::Direct,
+            password_hash: None,
+            password_changed_at: Some(now),
+            disabled: false,
+            locked_until: None,
+        };
+        let token = |sha: &str, username: Option<&str>| RefreshTokenRecord {
+            token_sha256: sha.into(),
+            family_id: format!("fam-{sha}"),
+            tenant: "acme".into(),
+            client_id: "crm-1".into(),
+            username: username.map(str::to_string),
+            scope: "openid".into(),
+            grant_type: GrantType::Password,
+            issued_at: now,
+            expires_at: t("2026-12-25T12:00:00Z"),
+            status: RefreshStatus::Active,
+        };
+        store
+            .write(|w| {
+                w.put_tenant(&TenantRecord {
+                    tenant: "acme".into(),
+                    sso_required: false,
+                    password_max_age_days: None,
+                    installs: vec![],
+                })?;
+                w.put_user("acme", &user)?;
+                w.put_refresh(&token("with-user", Some("alice")))?;
+                w.put_refresh(&token("gone-user", Some("bob")))?;
+                w.put_refresh(&token("no-user", None))
+            })
+            .unwrap();
+        let first = |sha: &str| Lookup {
+            tenant: "acme".into(),
+            client_id: "crm-1".into(),
+            refresh_token_sha256: Some(sha.into()),
+            ..Lookup::default()
+        };
+        let json = |r: &Records| serde_json::to_value(r).unwrap();
+        // The first step's records are what `records` reads; the step after (the same lookup
+        // with the user the token names) is read with them, as `records` would read it.
+        for (sha, username) in [("with-user", "alice"), ("gone-user", "bob")] {
+            let (records, ahead) = store.records_ahead(&first(sha)).unwrap();
+            assert_eq!(json(&records), json(&store.records(&first(sha)).unwrap()));
+            let ahead = ahead.expect("the user's lookup is read ahead");
+            assert_eq!(ahead.lookup.username.as_deref(), Some(username));
+            assert_eq!(
+                Lookup {
+                    username: None,
+                    ..ahead.lookup.clone()
+                },
+                first(sha),
+                "nothing else differs"
+            );
+            assert_eq!(
+                json(&ahead.records),
+                json(&store.records(&ahead.lookup).unwrap())
+            );
+        }
+        let (_, ahead) = store.records_ahead(&first("with-user")).unwrap();
+        assert_eq!(ahead.unwrap().records.user, Some(Some(user.clone())));
+        // Nothing to read ahead: no user named, no token found, or the lookup names the user.
+        assert!(store.records_ahead(&first("no-user")).unwrap().1.is_none());
+        assert!(store.records_ahead(&first("unknown")).unwrap().1.is_none());
+        let named = Lookup {
+            username: Some("alice".into()),
+            ..first("with-user")
+        };
+        assert!(store.records_ahead(&named).unwrap().1.is_none());
+    }
+);
+
 // PostgreSQL URLs: parsed, pointed at another database, shown without their password; TLS.
 mod location;
 // The server keys: sealed under a master key, rewrapped, and the database files owner-only.
