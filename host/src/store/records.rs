@@ -185,19 +185,34 @@ pub(super) fn follow_up(
     lookup: &Lookup,
     records: &Records,
 ) -> Result<Option<ReadAhead>> {
-    if lookup.username.is_some() || lookup.subject.is_some() || lookup.consent_app_id.is_some() {
-        return Ok(None);
-    }
-    let username = match (&records.refresh_token, &records.code) {
-        (Some(Some(token)), None) => token.username.clone(),
-        (None, Some(Some(code))) => Some(code.username.clone()),
-        _ => None,
-    };
-    let Some(username) = username else {
+    let Some(username) = next_user(lookup, records) else {
         return Ok(None);
     };
     let user = user_record(db, &lookup.tenant, &username)?;
-    Ok(Some(ReadAhead {
+    Ok(Some(read_ahead(lookup, records, username, user)))
+}
+
+/// The user the module's next lookup will add to `lookup`, given the `records` that answer it
+/// ([`follow_up`]).
+pub(super) fn next_user(lookup: &Lookup, records: &Records) -> Option<String> {
+    if lookup.username.is_some() || lookup.subject.is_some() || lookup.consent_app_id.is_some() {
+        return None;
+    }
+    match (&records.refresh_token, &records.code) {
+        (Some(Some(token)), None) => token.username.clone(),
+        (None, Some(Some(code))) => Some(code.username.clone()),
+        _ => None,
+    }
+}
+
+/// The next lookup (`lookup` with `username`) and its records: `records` with `user`.
+pub(super) fn read_ahead(
+    lookup: &Lookup,
+    records: &Records,
+    username: String,
+    user: Option<UserRecord>,
+) -> ReadAhead {
+    ReadAhead {
         lookup: Lookup {
             username: Some(username),
             ..lookup.clone()
@@ -206,7 +221,25 @@ pub(super) fn follow_up(
             user: Some(user),
             ..records.clone()
         },
-    }))
+    }
+}
+
+/// The refresh token's SHA-256 when `lookup` names it, its tenant and client, and nothing else.
+pub(super) fn refresh_only(lookup: &Lookup) -> Option<&str> {
+    let Lookup {
+        tenant: _,
+        client_id: _,
+        username,
+        refresh_token_sha256,
+        code_sha256,
+        consent_app_id,
+        subject,
+    } = lookup;
+    if username.is_some() || code_sha256.is_some() || consent_app_id.is_some() || subject.is_some()
+    {
+        return None;
+    }
+    refresh_token_sha256.as_deref()
 }
 
 /// Whether `lookup` asks for the tenant and the client and nothing else.
@@ -487,7 +520,6 @@ pub(super) fn tenant_record(db: &Db<'_>, tenant: &str) -> Result<Option<TenantRe
     }))
 }
 
-/// A user with its lock, in one query.
 /// A user by their `sub` (UserInfo).
 fn user_by_subject(db: &Db<'_>, tenant: &str, sub: &str) -> Result<Option<UserRecord>> {
     let username: Option<String> = db.opt(
@@ -501,63 +533,84 @@ fn user_by_subject(db: &Db<'_>, tenant: &str, sub: &str) -> Result<Option<UserRe
     }
 }
 
+/// A user with its lock, in one query.
 pub(super) fn user_record(db: &Db<'_>, tenant: &str, username: &str) -> Result<Option<UserRecord>> {
-    type Row = (
-        String,
-        Option<String>,
-        Option<String>,
-        bool,
-        Option<String>,
-        Option<String>,
-    );
-    let row: Option<Row> = db.opt(
-        "SELECT u.sign_in, u.password_hash, u.password_changed_at, u.disabled, f.locked_until, u.sub
-         FROM users u LEFT JOIN login_failures f
-           ON f.tenant = u.tenant AND f.username = u.username
-         WHERE u.tenant = ?1 AND u.username = ?2",
+    db.opt(
+        &format!(
+            "SELECT {USER_COLUMNS}
+             FROM users u LEFT JOIN login_failures f
+               ON f.tenant = u.tenant AND f.username = u.username
+             WHERE u.tenant = ?1 AND u.username = ?2"
+        ),
         &[&tenant, &username],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
-    )?;
-    let Some((sign_in, password_hash, changed, disabled, locked, sub)) = row else {
+        |r| user_row(r, 0, username),
+    )
+    .map(Option::flatten)
+}
+
+/// What [`user_row`] reads, from `users u` joined with `login_failures f`.
+pub(super) const USER_COLUMNS: &str =
+    "u.sign_in, u.password_hash, u.password_changed_at, u.disabled, f.locked_until, u.sub";
+
+/// The user `username` from the [`USER_COLUMNS`] of `r` starting at column `at`; `None` when
+/// they are null (a left join found no user).
+pub(super) fn user_row(r: &db::Row<'_>, at: usize, username: &str) -> Result<Option<UserRecord>> {
+    let Some(sign_in) = r.get::<Option<String>>(at)? else {
         return Ok(None);
     };
     Ok(Some(UserRecord {
         username: username.to_string(),
-        sub,
+        sub: r.get(at + 5)?,
         sign_in: if sign_in == "sso" {
             SignIn::Sso
         } else {
             SignIn::Direct
         },
-        password_hash,
-        password_changed_at: changed.map(ts).transpose()?,
-        disabled,
-        locked_until: locked.map(ts).transpose()?,
+        password_hash: r.get(at + 1)?,
+        password_changed_at: r.get::<Option<String>>(at + 2)?.map(ts).transpose()?,
+        disabled: r.get(at + 3)?,
+        locked_until: r.get::<Option<String>>(at + 4)?.map(ts).transpose()?,
     }))
 }
 
 pub(super) fn refresh_record(db: &Db<'_>, sha256: &str) -> Result<Option<RefreshTokenRecord>> {
     db.opt(
-        "SELECT family_id, tenant, client_id, username, scope, grant_type, issued_at, expires_at, status
-         FROM refresh_tokens WHERE token_sha256 = ?1",
+        &format!("SELECT {REFRESH_COLUMNS} FROM refresh_tokens r WHERE r.token_sha256 = ?1"),
         &[&sha256],
-        |r| {
-            Ok(RefreshTokenRecord {
-                token_sha256: sha256.to_string(),
-                family_id: r.get(0)?,
-                tenant: r.get(1)?,
-                client_id: r.get(2)?,
-                username: r.get(3)?,
-                scope: r.get(4)?,
-                grant_type: grant_type(&r.get::<String>(5)?)?,
-                issued_at: ts(r.get(6)?)?,
-                expires_at: ts(r.get(7)?)?,
-                status: match r.get::<String>(8)?.as_str() {
-                    "active" => RefreshStatus::Active,
-                    "used" => RefreshStatus::Used,
-                    _ => RefreshStatus::Revoked,
-                },
-            })
-        },
+        |r| refresh_row(r, 0, sha256),
     )
+    .map(Option::flatten)
+}
+
+/// What [`refresh_row`] reads, from `refresh_tokens r`.
+pub(super) const REFRESH_COLUMNS: &str =
+    "r.family_id, r.tenant, r.client_id, r.username, r.scope, \
+     r.grant_type, r.issued_at, r.expires_at, r.status";
+
+/// The refresh token `sha256` from the [`REFRESH_COLUMNS`] of `r` starting at column `at`;
+/// `None` when they are null (a left join found no token).
+pub(super) fn refresh_row(
+    r: &db::Row<'_>,
+    at: usize,
+    sha256: &str,
+) -> Result<Option<RefreshTokenRecord>> {
+    let Some(family_id) = r.get::<Option<String>>(at)? else {
+        return Ok(None);
+    };
+    Ok(Some(RefreshTokenRecord {
+        token_sha256: sha256.to_string(),
+        family_id,
+        tenant: r.get(at + 1)?,
+        client_id: r.get(at + 2)?,
+        username: r.get(at + 3)?,
+        scope: r.get(at + 4)?,
+        grant_type: grant_type(&r.get::<String>(at + 5)?)?,
+        issued_at: ts(r.get(at + 6)?)?,
+        expires_at: ts(r.get(at + 7)?)?,
+        status: match r.get::<String>(at + 8)?.as_str() {
+            "active" => RefreshStatus::Active,
+            "used" => RefreshStatus::Used,
+            _ => RefreshStatus::Revoked,
+        },
+    }))
 }

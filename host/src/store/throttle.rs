@@ -6,9 +6,11 @@
 
 use super::db::Db;
 use super::{
-    cached_records, follow_up, needs_only_tenant_and_client, records_at, End, ReadAhead, Store,
+    cached_records, follow_up, needs_only_tenant_and_client, next_user, read_ahead, records_at,
+    refresh_only, refresh_row, user_row, End, ReadAhead, Store, REFRESH_COLUMNS, USER_COLUMNS,
 };
 use anyhow::Result;
+use granted_policy::model::{RefreshTokenRecord, UserRecord};
 use granted_policy::token::endpoint::{Lookup, Records};
 
 /// [`Store::throttle_wait`] inside the caller's transaction: both of a source's keys (this
@@ -19,35 +21,105 @@ fn wait_in(db: &Db<'_>, check: &ThrottleCheck) -> Result<Option<i64>> {
 
 /// [`wait_in`], and the records' version (`records_version`) read by the same statement.
 fn wait_and_version(db: &Db<'_>, check: &ThrottleCheck) -> Result<(Option<i64>, Option<i64>)> {
-    let ThrottleCheck {
-        client_id,
-        source,
-        now_ms,
-        window_ms,
-        limit,
-    } = check;
-    let (now_ms, window_ms) = (*now_ms, *window_ms);
-    let since = now_ms.saturating_sub(window_ms);
-    let offset = i64::from((*limit).max(1)) - 1;
-    // Per key, the oldest of its last `limit` failures in the window, if it has that many.
+    let args = WaitArgs::of(check);
     let (client, unknown, version): (Option<i64>, Option<i64>, Option<i64>) = db
-        .opt(
-            "SELECT
-               (SELECT at_ms FROM throttle_failures WHERE client_id = ?1 AND source = ?3
-                AND at_ms > ?4 ORDER BY at_ms DESC LIMIT 1 OFFSET ?5),
-               (SELECT at_ms FROM throttle_failures WHERE client_id = ?2 AND source = ?3
-                AND at_ms > ?4 ORDER BY at_ms DESC LIMIT 1 OFFSET ?5),
-               (SELECT version FROM records_version)",
-            &[&client_id, &"", &source, &since, &offset],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?
+        .opt(&format!("SELECT {WAIT_AND_VERSION}"), &args.list(), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
         .unwrap_or_default();
-    let wait = client
-        .into_iter()
-        .chain(unknown)
-        .map(|oldest| (oldest + window_ms - now_ms).max(1))
-        .max();
-    Ok((wait, version))
+    Ok((args.wait(check, client, unknown), version))
+}
+
+/// Three columns: per key (this client's `?1`, unknown clients' `?2`, from source `?3`), the
+/// oldest of its last `limit` failures in the window (after `?4`, offset `?5`), if it has that
+/// many; and the records' version.
+const WAIT_AND_VERSION: &str = "
+    (SELECT at_ms FROM throttle_failures WHERE client_id = ?1 AND source = ?3
+     AND at_ms > ?4 ORDER BY at_ms DESC LIMIT 1 OFFSET ?5),
+    (SELECT at_ms FROM throttle_failures WHERE client_id = ?2 AND source = ?3
+     AND at_ms > ?4 ORDER BY at_ms DESC LIMIT 1 OFFSET ?5),
+    (SELECT version FROM records_version)";
+
+/// The parameters `?1` to `?5` of [`WAIT_AND_VERSION`].
+struct WaitArgs<'c> {
+    client_id: &'c str,
+    source: &'c str,
+    since: i64,
+    offset: i64,
+}
+
+impl<'c> WaitArgs<'c> {
+    fn of(check: &'c ThrottleCheck) -> WaitArgs<'c> {
+        WaitArgs {
+            client_id: &check.client_id,
+            source: &check.source,
+            since: check.now_ms.saturating_sub(check.window_ms),
+            offset: i64::from(check.limit.max(1)) - 1,
+        }
+    }
+
+    fn list(&self) -> [&dyn super::db::ToArg; 5] {
+        [
+            &self.client_id,
+            &"",
+            &self.source,
+            &self.since,
+            &self.offset,
+        ]
+    }
+
+    /// The wait, in milliseconds, that the two keys' oldest failures make.
+    fn wait(
+        &self,
+        check: &ThrottleCheck,
+        client: Option<i64>,
+        unknown: Option<i64>,
+    ) -> Option<i64> {
+        client
+            .into_iter()
+            .chain(unknown)
+            .map(|oldest| (oldest + check.window_ms - check.now_ms).max(1))
+            .max()
+    }
+}
+
+/// The throttle, the version, the refresh token `sha256` and the user it names in `tenant`,
+/// by one statement (one snapshot, one round trip).
+#[allow(clippy::type_complexity)]
+pub(super) fn refresh_at_once(
+    db: &Db<'_>,
+    check: &ThrottleCheck,
+    tenant: &str,
+    sha256: &str,
+) -> Result<(
+    Option<i64>,
+    Option<i64>,
+    Option<RefreshTokenRecord>,
+    Option<UserRecord>,
+)> {
+    let args = WaitArgs::of(check);
+    let [a1, a2, a3, a4, a5] = args.list();
+    let row = db.opt(
+        &format!(
+            "SELECT {WAIT_AND_VERSION}, {REFRESH_COLUMNS}, {USER_COLUMNS}
+             FROM (SELECT 1 AS one) o
+             LEFT JOIN refresh_tokens r ON r.token_sha256 = ?6
+             LEFT JOIN users u ON u.tenant = ?7 AND u.username = r.username
+             LEFT JOIN login_failures f ON f.tenant = u.tenant AND f.username = u.username"
+        ),
+        &[a1, a2, a3, a4, a5, &sha256, &tenant],
+        |r| {
+            let token = refresh_row(r, 3, sha256)?;
+            let user = match token.as_ref().and_then(|t| t.username.as_deref()) {
+                Some(username) => user_row(r, 12, username)?,
+                None => None,
+            };
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, token, user))
+        },
+    )?;
+    let (client, unknown, version, token, user) =
+        row.ok_or_else(|| anyhow::anyhow!("a query of constants returned no row"))?;
+    Ok((args.wait(check, client, unknown), version, token, user))
 }
 
 /// One failed authentication: `client_id` (`""` for an unknown client), source address, and
@@ -78,6 +150,22 @@ impl Store {
         lookup: &Lookup,
         check: &ThrottleCheck,
     ) -> Result<std::result::Result<(Records, Option<ReadAhead>), i64>> {
+        if let Some(sha256) = refresh_only(lookup) {
+            // A refresh: the throttle, the version, the token and its user, by one statement;
+            // when the cache holds the tenant and the client at that version, that is all.
+            let (wait, version, token, user) =
+                self.read(|db| refresh_at_once(db, check, &lookup.tenant, sha256))?;
+            if let Some(wait) = wait {
+                return Ok(Err(wait));
+            }
+            if let Some(mut records) = version.and_then(|v| cached_records(&self.cache, v, lookup))
+            {
+                records.refresh_token = Some(token);
+                let ahead = next_user(lookup, &records)
+                    .map(|username| read_ahead(lookup, &records, username, user));
+                return Ok(Ok((records, ahead)));
+            }
+        }
         if needs_only_tenant_and_client(lookup) {
             // One statement is one snapshot: the throttle and the version alone, in one round
             // trip; when the cache holds the tenant and the client at that version, that is all

@@ -627,6 +627,144 @@ on_both!(
     }
 );
 
+on_both!(
+    a_refresh_on_a_shared_database_is_read_by_one_statement_as_by_a_snapshot,
+    |store| {
+        use granted_policy::model::{App, SignIn, TenantRecord, UserRecord};
+        let now = t("2026-11-25T12:00:00Z");
+        let state: crate::state::StateFile =
+            serde_json::from_str(include_str!("../../../../tests/demo/state.json")).unwrap();
+        let crm = state.apps.iter().find(|a| a.app_id == "crm").unwrap();
+        let token = |sha: &str, username: Option<&str>| RefreshTokenRecord {
+            token_sha256: sha.into(),
+            family_id: format!("fam-{sha}"),
+            tenant: "acme".into(),
+            client_id: "crm-1".into(),
+            username: username.map(str::to_string),
+            scope: "openid".into(),
+            grant_type: GrantType::Password,
+            issued_at: now,
+            expires_at: t("2026-12-25T12:00:00Z"),
+            status: RefreshStatus::Active,
+        };
+        store
+            .write(|w| {
+                w.put_app(&App {
+                    app_id: crm.app_id.clone(),
+                    created_at: crm.created_at,
+                    revisions: crm.revisions.clone(),
+                })?;
+                w.put_client("crm-1", "crm", "hmac")?;
+                w.put_tenant(&TenantRecord {
+                    tenant: "acme".into(),
+                    sso_required: false,
+                    password_max_age_days: None,
+                    installs: vec![],
+                })?;
+                w.put_user(
+                    "acme",
+                    &UserRecord {
+                        sub: Some("u-1".into()),
+                        username: "alice".into(),
+                        sign_in: SignIn::Direct,
+                        password_hash: Some("pbkdf2_sha256$1000$salt$hash".into()),
+                        password_changed_at: Some(now),
+                        disabled: false,
+                        locked_until: Some(t("2026-11-25T12:05:00Z")),
+                    },
+                )?;
+                w.put_refresh(&token("with-user", Some("alice")))?;
+                w.put_refresh(&token("gone-user", Some("bob")))?;
+                w.put_refresh(&token("no-user", None))
+            })
+            .unwrap();
+        // A lock, so that the user's columns from `login_failures` are read too.
+        let lock = Effect::RecordLoginFailure {
+            tenant: "acme".into(),
+            username: "alice".into(),
+            lockout: granted_policy::token::lockout::LockSchedule {
+                lock_after: 1,
+                ..default_schedule()
+            },
+        };
+        store.apply(&[lock], now).unwrap();
+        let check = |client_id: &str| ThrottleCheck {
+            client_id: client_id.into(),
+            source: "192.0.2.1".into(),
+            now_ms: 1_000_000,
+            window_ms: 60_000,
+            limit: 2,
+        };
+        let lookup = |sha: &str| Lookup {
+            tenant: "acme".into(),
+            client_id: "crm-1".into(),
+            refresh_token_sha256: Some(sha.into()),
+            ..Lookup::default()
+        };
+        let json = |r: &Records| serde_json::to_value(r).unwrap();
+        // The statement reads what the record readers read.
+        for (sha, username) in [
+            ("with-user", Some("alice")),
+            ("gone-user", Some("bob")),
+            ("no-user", None),
+            ("unknown", None),
+        ] {
+            let (wait, version, token, user) = store
+                .read(|db| throttle::refresh_at_once(db, &check("crm-1"), "acme", sha))
+                .unwrap();
+            assert_eq!(wait, None);
+            assert!(version.is_some());
+            assert_eq!(token, store.refresh_token(sha).unwrap(), "{sha}");
+            let expected = match username {
+                Some(u) => store.read(|db| user_record(db, "acme", u)).unwrap(),
+                None => None,
+            };
+            assert_eq!(user, expected, "{sha}");
+        }
+        assert!(store
+            .read(|db| user_record(db, "acme", "alice"))
+            .unwrap()
+            .unwrap()
+            .locked_until
+            .is_some());
+        // The records and the lookup read ahead are the snapshot's, before and after the
+        // tenant and the client are cached (the first call caches them).
+        for round in 0..2 {
+            for sha in ["with-user", "gone-user", "no-user", "unknown"] {
+                let (records, ahead) = store
+                    .records_unless_throttled(&lookup(sha), &check("crm-1"))
+                    .unwrap()
+                    .unwrap();
+                let (want, want_ahead) = store.records_ahead(&lookup(sha)).unwrap();
+                assert_eq!(json(&records), json(&want), "{sha}, round {round}");
+                assert_eq!(
+                    ahead.as_ref().map(|a| (&a.lookup, json(&a.records))),
+                    want_ahead.as_ref().map(|a| (&a.lookup, json(&a.records))),
+                    "{sha}, round {round}"
+                );
+            }
+        }
+        // Over the limit, the wait comes back instead.
+        store
+            .throttle_record(
+                &[
+                    ("crm-1".into(), "192.0.2.1".into(), 990_000),
+                    ("crm-1".into(), "192.0.2.1".into(), 995_000),
+                ],
+                1_000_000,
+                60_000,
+            )
+            .unwrap();
+        assert_eq!(
+            store
+                .records_unless_throttled(&lookup("with-user"), &check("crm-1"))
+                .unwrap()
+                .err(),
+            Some(50_000)
+        );
+    }
+);
+
 // PostgreSQL URLs: parsed, pointed at another database, shown without their password; TLS.
 mod location;
 // The server keys: sealed under a master key, rewrapped, and the database files owner-only.
