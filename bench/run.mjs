@@ -4,6 +4,7 @@
 //   node bench/run.mjs --granted target/release/granted --ceiling target/release/examples/ceiling
 //     --kdf-time target/release/examples/kdf_time --testing-granted target/debug/granted
 //     --signing-bench target/release/deps/signing-… (host/benches/signing.rs, built by xtask)
+//     --commit-bench target/release/deps/commit-… (host/benches/commit.rs, built by xtask)
 //     --delay-proxy target/release/examples/delay_proxy [--delay-us 500]
 //     [--seconds 5] [--iterations 600000]
 //
@@ -166,6 +167,9 @@ for (const alg of ALGS) {
   results.algs[alg] = await withServer(`host-${alg}`, async (s) => wrk(s.token, 16, { body: 'grant_type=client_credentials', auth: SYNC }));
   log(`client_credentials signed ${alg}: ${results.algs[alg].rps.toFixed(0)}/s`);
 }
+results.commits = opts['commit-bench']
+  ? execFileSync(resolve(opts['commit-bench']), SECONDS < 5 ? ['--quick'] : [], { encoding: 'utf8' })
+  : '(no --commit-bench given)\n';
 results.signatures = opts['signing-bench']
   ? execFileSync(resolve(opts['signing-bench']), SECONDS < 5 ? ['--quick'] : [], { encoding: 'utf8' })
   : '(no --signing-bench given)\n';
@@ -297,6 +301,9 @@ lines.push('| --- | --- | --- | --- | --- | --- | --- | --- |');
 for (const alg of ALGS) lines.push(row(`\`granted serve\` client_credentials, ${alg}`, results.algs[alg], results.algs[alg].rss));
 lines.push('\nOne signature and one verification natively, median of rounds (`cargo bench -p granted --bench signing`):\n');
 lines.push(results.signatures);
+lines.push('\n## A durable refresh-token rotation\n');
+lines.push('One rotation (consume a token, store the next, append the audit entry) applied straight to a SQLite file as the group commit applies it, by the number of jobs one commit carries (4 connections make batches of at most 4), over 50,000 stored tokens; no HTTP, module or signature (`cargo bench -p granted --bench commit`):\n');
+lines.push(results.commits);
 lines.push('\n## SQLite and PostgreSQL\n');
 lines.push('One `granted serve` on SQLite (from the runs above), then on PostgreSQL (a throwaway server on this machine, `fsync` off as for tests), then two hosts on that one database, each under its own `wrk` (answers/s summed, latencies the worse of the two). Everything shares the same cores.\n');
 lines.push('| run | connections | answers/s | p50 | p99 | p99.9 | failed | peak RSS of the server |');

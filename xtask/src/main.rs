@@ -682,8 +682,9 @@ fn bench_all() -> Result<()> {
         "--example",
         "kdf_time",
     ]))?;
-    step("building the signing bench (release)");
+    step("building the signing and commit benches (release)");
     let signing_bench = bench_binary("signing")?;
+    let commit_bench = bench_binary("commit")?;
     step("building granted with its test machinery (a throwaway PostgreSQL server for the bench)");
     let testing = build_test_granted()?;
     step("the peer's npm packages (bench/peer/package-lock.json)");
@@ -708,7 +709,9 @@ fn bench_all() -> Result<()> {
             .arg("--testing-granted")
             .arg(testing)
             .arg("--signing-bench")
-            .arg(signing_bench),
+            .arg(signing_bench)
+            .arg("--commit-bench")
+            .arg(commit_bench),
     )?;
     bench_policy()?;
     bench_preview()
