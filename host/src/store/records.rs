@@ -226,20 +226,12 @@ pub(super) fn read_ahead(
 
 /// The refresh token's SHA-256 when `lookup` names it, its tenant and client, and nothing else.
 pub(super) fn refresh_only(lookup: &Lookup) -> Option<&str> {
-    let Lookup {
-        tenant: _,
-        client_id: _,
-        username,
-        refresh_token_sha256,
-        code_sha256,
-        consent_app_id,
-        subject,
-    } = lookup;
-    if username.is_some() || code_sha256.is_some() || consent_app_id.is_some() || subject.is_some()
-    {
-        return None;
-    }
-    refresh_token_sha256.as_deref()
+    let sha256 = lookup.refresh_token_sha256.as_deref()?;
+    let rest = Lookup {
+        refresh_token_sha256: None,
+        ..lookup.clone()
+    };
+    needs_only_tenant_and_client(&rest).then_some(sha256)
 }
 
 /// Whether `lookup` asks for the tenant and the client and nothing else.

@@ -547,6 +547,22 @@ on_both!(
     }
 );
 
+/// An active refresh token of `crm-1` in `acme`, issued at `now`, its family named after it.
+fn active_token(sha: &str, username: Option<&str>, now: Timestamp) -> RefreshTokenRecord {
+    RefreshTokenRecord {
+        token_sha256: sha.into(),
+        family_id: format!("fam-{sha}"),
+        tenant: "acme".into(),
+        client_id: "crm-1".into(),
+        username: username.map(str::to_string),
+        scope: "openid".into(),
+        grant_type: GrantType::Password,
+        issued_at: now,
+        expires_at: t("2026-12-25T12:00:00Z"),
+        status: RefreshStatus::Active,
+    }
+}
+
 on_both!(
     a_refresh_lookup_reads_the_user_it_names_ahead_in_its_snapshot,
     |store| {
@@ -561,18 +577,7 @@ on_both!(
             disabled: false,
             locked_until: None,
         };
-        let token = |sha: &str, username: Option<&str>| RefreshTokenRecord {
-            token_sha256: sha.into(),
-            family_id: format!("fam-{sha}"),
-            tenant: "acme".into(),
-            client_id: "crm-1".into(),
-            username: username.map(str::to_string),
-            scope: "openid".into(),
-            grant_type: GrantType::Password,
-            issued_at: now,
-            expires_at: t("2026-12-25T12:00:00Z"),
-            status: RefreshStatus::Active,
-        };
+        let token = |sha: &str, username: Option<&str>| active_token(sha, username, now);
         store
             .write(|w| {
                 w.put_tenant(&TenantRecord {
@@ -635,18 +640,7 @@ on_both!(
         let state: crate::state::StateFile =
             serde_json::from_str(include_str!("../../../../tests/demo/state.json")).unwrap();
         let crm = state.apps.iter().find(|a| a.app_id == "crm").unwrap();
-        let token = |sha: &str, username: Option<&str>| RefreshTokenRecord {
-            token_sha256: sha.into(),
-            family_id: format!("fam-{sha}"),
-            tenant: "acme".into(),
-            client_id: "crm-1".into(),
-            username: username.map(str::to_string),
-            scope: "openid".into(),
-            grant_type: GrantType::Password,
-            issued_at: now,
-            expires_at: t("2026-12-25T12:00:00Z"),
-            status: RefreshStatus::Active,
-        };
+        let token = |sha: &str, username: Option<&str>| active_token(sha, username, now);
         store
             .write(|w| {
                 w.put_app(&App {
