@@ -226,30 +226,29 @@ pub(super) fn read_ahead(
 
 /// The refresh token's SHA-256 when `lookup` names it, its tenant and client, and nothing else.
 pub(super) fn refresh_only(lookup: &Lookup) -> Option<&str> {
-    let sha256 = lookup.refresh_token_sha256.as_deref()?;
-    let rest = Lookup {
-        refresh_token_sha256: None,
-        ..lookup.clone()
-    };
-    needs_only_tenant_and_client(&rest).then_some(sha256)
+    if names_a_user_code_or_consent(lookup) {
+        return None;
+    }
+    lookup.refresh_token_sha256.as_deref()
 }
 
 /// Whether `lookup` asks for the tenant and the client and nothing else.
 pub(super) fn needs_only_tenant_and_client(lookup: &Lookup) -> bool {
+    lookup.refresh_token_sha256.is_none() && !names_a_user_code_or_consent(lookup)
+}
+
+/// Whether `lookup` asks for anything besides its tenant, its client and a refresh token.
+fn names_a_user_code_or_consent(lookup: &Lookup) -> bool {
     let Lookup {
         tenant: _,
         client_id: _,
         username,
-        refresh_token_sha256,
+        refresh_token_sha256: _,
         code_sha256,
         consent_app_id,
         subject,
     } = lookup;
-    username.is_none()
-        && refresh_token_sha256.is_none()
-        && code_sha256.is_none()
-        && consent_app_id.is_none()
-        && subject.is_none()
+    username.is_some() || code_sha256.is_some() || consent_app_id.is_some() || subject.is_some()
 }
 
 /// The records of a lookup that needs only its tenant and client, when `cache` holds both at
@@ -528,9 +527,10 @@ fn user_by_subject(db: &Db<'_>, tenant: &str, sub: &str) -> Result<Option<UserRe
 /// A user with its lock, in one query.
 pub(super) fn user_record(db: &Db<'_>, tenant: &str, username: &str) -> Result<Option<UserRecord>> {
     db.opt(
-        &format!(
-            "SELECT {USER_COLUMNS}
-             FROM users u LEFT JOIN login_failures f
+        concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users u LEFT JOIN login_failures f
                ON f.tenant = u.tenant AND f.username = u.username
              WHERE u.tenant = ?1 AND u.username = ?2"
         ),
@@ -540,11 +540,16 @@ pub(super) fn user_record(db: &Db<'_>, tenant: &str, username: &str) -> Result<O
     .map(Option::flatten)
 }
 
-/// What [`user_row`] reads, from `users u` joined with `login_failures f`.
-pub(super) const USER_COLUMNS: &str =
-    "u.sign_in, u.password_hash, u.password_changed_at, u.disabled, f.locked_until, u.sub";
+/// What [`user_row`] reads, from `users u` joined with `login_failures f` (a macro, so that
+/// the queries that name these columns are still `&'static str`, built by `concat!`).
+macro_rules! user_columns {
+    () => {
+        "u.sign_in, u.password_hash, u.password_changed_at, u.disabled, f.locked_until, u.sub"
+    };
+}
+pub(super) use user_columns;
 
-/// The user `username` from the [`USER_COLUMNS`] of `r` starting at column `at`; `None` when
+/// The user `username` from the [`user_columns`] of `r` starting at column `at`; `None` when
 /// they are null (a left join found no user).
 pub(super) fn user_row(r: &db::Row<'_>, at: usize, username: &str) -> Result<Option<UserRecord>> {
     let Some(sign_in) = r.get::<Option<String>>(at)? else {
@@ -567,19 +572,27 @@ pub(super) fn user_row(r: &db::Row<'_>, at: usize, username: &str) -> Result<Opt
 
 pub(super) fn refresh_record(db: &Db<'_>, sha256: &str) -> Result<Option<RefreshTokenRecord>> {
     db.opt(
-        &format!("SELECT {REFRESH_COLUMNS} FROM refresh_tokens r WHERE r.token_sha256 = ?1"),
+        concat!(
+            "SELECT ",
+            refresh_columns!(),
+            " FROM refresh_tokens r WHERE r.token_sha256 = ?1"
+        ),
         &[&sha256],
         |r| refresh_row(r, 0, sha256),
     )
     .map(Option::flatten)
 }
 
-/// What [`refresh_row`] reads, from `refresh_tokens r`.
-pub(super) const REFRESH_COLUMNS: &str =
-    "r.family_id, r.tenant, r.client_id, r.username, r.scope, \
-     r.grant_type, r.issued_at, r.expires_at, r.status";
+/// What [`refresh_row`] reads, from `refresh_tokens r` (a macro, as [`user_columns`]).
+macro_rules! refresh_columns {
+    () => {
+        "r.family_id, r.tenant, r.client_id, r.username, r.scope, \
+         r.grant_type, r.issued_at, r.expires_at, r.status"
+    };
+}
+pub(super) use refresh_columns;
 
-/// The refresh token `sha256` from the [`REFRESH_COLUMNS`] of `r` starting at column `at`;
+/// The refresh token `sha256` from the [`refresh_columns`] of `r` starting at column `at`;
 /// `None` when they are null (a left join found no token).
 pub(super) fn refresh_row(
     r: &db::Row<'_>,

@@ -5,13 +5,27 @@
 //! Instants here are milliseconds since the Unix epoch, from the hosts' clocks.
 
 use super::db::Db;
+use super::records::{refresh_columns, user_columns};
 use super::{
     cached_records, follow_up, needs_only_tenant_and_client, next_user, read_ahead, records_at,
-    refresh_only, refresh_row, user_row, End, ReadAhead, Store, REFRESH_COLUMNS, USER_COLUMNS,
+    refresh_only, refresh_row, user_row, End, ReadAhead, Store,
 };
 use anyhow::Result;
 use granted_policy::model::{RefreshTokenRecord, UserRecord};
 use granted_policy::token::endpoint::{Lookup, Records};
+
+/// Three columns: per key (this client's `?1`, unknown clients' `?2`, from source `?3`), the
+/// oldest of its last `limit` failures in the window (after `?4`, offset `?5`), if it has that
+/// many; and the records' version. A macro, so that the queries are `&'static str`.
+macro_rules! wait_and_version_columns {
+    () => {
+        "(SELECT at_ms FROM throttle_failures WHERE client_id = ?1 AND source = ?3
+          AND at_ms > ?4 ORDER BY at_ms DESC LIMIT 1 OFFSET ?5),
+         (SELECT at_ms FROM throttle_failures WHERE client_id = ?2 AND source = ?3
+          AND at_ms > ?4 ORDER BY at_ms DESC LIMIT 1 OFFSET ?5),
+         (SELECT version FROM records_version)"
+    };
+}
 
 /// [`Store::throttle_wait`] inside the caller's transaction: both of a source's keys (this
 /// client's, and unknown clients' `""`) in one query.
@@ -23,27 +37,18 @@ fn wait_in(db: &Db<'_>, check: &ThrottleCheck) -> Result<Option<i64>> {
 fn wait_and_version(db: &Db<'_>, check: &ThrottleCheck) -> Result<(Option<i64>, Option<i64>)> {
     let args = WaitArgs::of(check);
     let (client, unknown, version): (Option<i64>, Option<i64>, Option<i64>) = db
-        .opt(&format!("SELECT {WAIT_AND_VERSION}"), &args.list(), |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?
+        .opt(
+            concat!("SELECT ", wait_and_version_columns!()),
+            &args.list(),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?
         .unwrap_or_default();
-    Ok((args.wait(check, client, unknown), version))
+    Ok((args.wait(client, unknown), version))
 }
 
-/// Three columns: per key (this client's `?1`, unknown clients' `?2`, from source `?3`), the
-/// oldest of its last `limit` failures in the window (after `?4`, offset `?5`), if it has that
-/// many; and the records' version.
-const WAIT_AND_VERSION: &str = "
-    (SELECT at_ms FROM throttle_failures WHERE client_id = ?1 AND source = ?3
-     AND at_ms > ?4 ORDER BY at_ms DESC LIMIT 1 OFFSET ?5),
-    (SELECT at_ms FROM throttle_failures WHERE client_id = ?2 AND source = ?3
-     AND at_ms > ?4 ORDER BY at_ms DESC LIMIT 1 OFFSET ?5),
-    (SELECT version FROM records_version)";
-
-/// The parameters `?1` to `?5` of [`WAIT_AND_VERSION`].
+/// The parameters `?1` to `?5` of [`wait_and_version_columns`], and the wait their answers make.
 struct WaitArgs<'c> {
-    client_id: &'c str,
-    source: &'c str,
+    check: &'c ThrottleCheck,
     since: i64,
     offset: i64,
 }
@@ -51,8 +56,7 @@ struct WaitArgs<'c> {
 impl<'c> WaitArgs<'c> {
     fn of(check: &'c ThrottleCheck) -> WaitArgs<'c> {
         WaitArgs {
-            client_id: &check.client_id,
-            source: &check.source,
+            check,
             since: check.now_ms.saturating_sub(check.window_ms),
             offset: i64::from(check.limit.max(1)) - 1,
         }
@@ -60,25 +64,23 @@ impl<'c> WaitArgs<'c> {
 
     fn list(&self) -> [&dyn super::db::ToArg; 5] {
         [
-            &self.client_id,
+            &self.check.client_id,
             &"",
-            &self.source,
+            &self.check.source,
             &self.since,
             &self.offset,
         ]
     }
 
     /// The wait, in milliseconds, that the two keys' oldest failures make.
-    fn wait(
-        &self,
-        check: &ThrottleCheck,
-        client: Option<i64>,
-        unknown: Option<i64>,
-    ) -> Option<i64> {
+    fn wait(&self, client: Option<i64>, unknown: Option<i64>) -> Option<i64> {
+        let ThrottleCheck {
+            now_ms, window_ms, ..
+        } = self.check;
         client
             .into_iter()
             .chain(unknown)
-            .map(|oldest| (oldest + check.window_ms - check.now_ms).max(1))
+            .map(|oldest| (oldest + window_ms - now_ms).max(1))
             .max()
     }
 }
@@ -100,9 +102,14 @@ pub(super) fn refresh_at_once(
     let args = WaitArgs::of(check);
     let [a1, a2, a3, a4, a5] = args.list();
     let row = db.opt(
-        &format!(
-            "SELECT {WAIT_AND_VERSION}, {REFRESH_COLUMNS}, {USER_COLUMNS}
-             FROM (SELECT 1 AS one) o
+        concat!(
+            "SELECT ",
+            wait_and_version_columns!(),
+            ", ",
+            refresh_columns!(),
+            ", ",
+            user_columns!(),
+            " FROM (SELECT 1 AS one) o
              LEFT JOIN refresh_tokens r ON r.token_sha256 = ?6
              LEFT JOIN users u ON u.tenant = ?7 AND u.username = r.username
              LEFT JOIN login_failures f ON f.tenant = u.tenant AND f.username = u.username"
@@ -119,7 +126,7 @@ pub(super) fn refresh_at_once(
     )?;
     let (client, unknown, version, token, user) =
         row.ok_or_else(|| anyhow::anyhow!("a query of constants returned no row"))?;
-    Ok((args.wait(check, client, unknown), version, token, user))
+    Ok((args.wait(client, unknown), version, token, user))
 }
 
 /// One failed authentication: `client_id` (`""` for an unknown client), source address, and
