@@ -15,7 +15,7 @@ pub fn admin_token_sha256(token: &str) -> String {
 /// A new admin token: 32 random bytes, base64url, with a prefix that says what it is.
 pub fn new_admin_token() -> anyhow::Result<String> {
     use base64::Engine as _;
-    let bytes = crate::state::random_bytes(32)?;
+    let bytes = crate::random::random_bytes(32)?;
     Ok(format!(
         "granted_admin_{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)

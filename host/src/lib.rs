@@ -1,5 +1,6 @@
 //! The `granted` host: it does all I/O and embeds the policy module, which makes every decision.
 //! `ARCHITECTURE.md` has the codemap.
+#![deny(clippy::too_many_lines)]
 
 pub mod admin_token;
 pub mod commit;
@@ -9,6 +10,7 @@ pub mod http;
 pub mod kdf;
 pub mod metrics;
 pub mod preview;
+pub mod random;
 pub mod refusals;
 pub mod service;
 pub mod settings;

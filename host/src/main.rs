@@ -1,4 +1,5 @@
 //! `granted`: the token server's command line (`cli/`).
+#![deny(clippy::too_many_lines)]
 
 mod cli;
 

@@ -5,9 +5,22 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
+
+/// Connections the server holds now, and those it closed, for `/metrics`.
+#[derive(Default)]
+pub struct ConnectionStats {
+    /// Open now.
+    pub open: AtomicUsize,
+    /// Closed at once because `max_connections` were open.
+    pub refused: AtomicU64,
+    /// Closed because a request head did not arrive within `header_timeout`.
+    pub header_timeouts: AtomicU64,
+    /// Closed because they were idle for `idle_timeout`.
+    pub idle_closed: AtomicU64,
+}
 
 /// Latency bucket bounds, seconds.
 const BUCKETS: [f64; 14] = [

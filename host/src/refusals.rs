@@ -11,9 +11,6 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// How long a window of aggregation lasts by default (`audit_aggregate_seconds`).
-pub const WINDOW: Duration = Duration::from_secs(10);
-
 /// Windows open at once at most; past it, a refusal from a new source is written on its own.
 const MAX_OPEN: usize = 10_000;
 
@@ -148,6 +145,7 @@ impl Refusals {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::AUDIT_AGGREGATE_WINDOW as WINDOW;
 
     #[test]
     fn a_flood_from_one_source_is_one_entry_and_one_aggregate_per_window() {

@@ -36,7 +36,7 @@ pub struct Service {
     /// Refusals before client authentication, counted for their aggregate audit entries.
     pub(crate) refusals: crate::refusals::Refusals,
     /// The connections held, refused and closed by their limits.
-    pub(crate) connections: Arc<crate::http::conn::ConnectionStats>,
+    pub(crate) connections: Arc<crate::metrics::ConnectionStats>,
     /// Instances token and manage requests may hold at once: beyond the pool's size a request
     /// waits for one instead of failing (a few are kept for the admin API).
     pub(crate) sessions: tokio::sync::Semaphore,
@@ -112,7 +112,7 @@ impl Service {
     ) -> Result<Arc<Service>> {
         let now = now(&settings)?;
         let (current, _) = store.ensure_keys(now, settings.signing_alg, || {
-            crate::state::random_base64(32)
+            crate::random::random_base64(32)
         })?;
         if current.alg != settings.signing_alg {
             tracing::warn!(
@@ -173,7 +173,7 @@ impl Service {
         let sealer = crate::state::Sealer {
             iterations: self.settings.kdf_iterations,
             hmac: &hmac,
-            random: &crate::state::random_bytes,
+            random: &crate::random::random_bytes,
         };
         crate::state::import(&self.store, state, &sealer)
     }

@@ -5,6 +5,9 @@ use granted_policy::token::jwt::SigningAlg;
 pub use granted_policy::token::lockout::LockoutSettings as LockoutPolicy;
 use std::time::{Duration, SystemTime};
 
+/// How long a window of aggregated refusals lasts by default (`audit_aggregate_seconds`).
+pub const AUDIT_AGGREGATE_WINDOW: Duration = Duration::from_secs(10);
+
 /// What the server needs besides the store and the module.
 #[derive(Clone, Debug)]
 pub struct ServerSettings {
@@ -125,7 +128,7 @@ impl Default for ServerSettings {
             audit_retention_days: None,
             throttle_source_failures: 100,
             connections: ConnectionLimits::default(),
-            audit_aggregate_window: Some(crate::refusals::WINDOW),
+            audit_aggregate_window: Some(AUDIT_AGGREGATE_WINDOW),
         }
     }
 }

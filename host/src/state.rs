@@ -9,8 +9,6 @@
 
 use crate::store::Store;
 use anyhow::{anyhow, bail, Context, Result};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use granted_policy::credentials::kdf::KdfAlgorithm;
 use granted_policy::credentials::password;
 use granted_policy::model::{
@@ -468,7 +466,7 @@ fn write_tenant(
                 username: user.username.clone(),
                 sub: Some(match &user.sub {
                     Some(sub) => sub.clone(),
-                    None => new_sub()?,
+                    None => crate::random::new_sub()?,
                 }),
                 sign_in: user.sign_in,
                 password_hash,
@@ -682,23 +680,4 @@ pub fn edge_secrets(store: &Store, now: Timestamp) -> Result<serde_json::Value> 
         "GRANTED_VERIFICATION_KEYS": verification,
         "GRANTED_CLIENT_SECRET_KEY": client_secret_key,
     }))
-}
-
-/// Base64 of `n` random bytes from the operating system.
-pub fn random_base64(n: usize) -> Result<String> {
-    Ok(STANDARD.encode(random_bytes(n)?))
-}
-
-/// A new subject identifier for a user (RULES.md §5: assigned once, never reused, not the
-/// username): 128 random bits, base64url.
-pub fn new_sub() -> Result<String> {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    Ok(URL_SAFE_NO_PAD.encode(random_bytes(16)?))
-}
-
-/// `n` random bytes from the operating system.
-pub fn random_bytes(n: usize) -> Result<Vec<u8>> {
-    let mut bytes = vec![0u8; n];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow!("no randomness from the system: {e}"))?;
-    Ok(bytes)
 }

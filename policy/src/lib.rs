@@ -2,6 +2,7 @@
 //! decision, with no I/O. Built natively as a library and for `wasm32-unknown-unknown` as the one
 //! module that the host, the browser and the edge load.
 #![deny(missing_docs)]
+#![deny(clippy::too_many_lines)]
 
 pub mod api;
 pub mod arena;

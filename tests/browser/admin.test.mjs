@@ -11,7 +11,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { freePort, waitFor } from '../support/net.mjs';
 import { bigAppPreviewInput, BIG_APP_TENANTS } from '../support/big-app-preview.mjs';
 import { join } from 'node:path';
@@ -375,9 +375,9 @@ test('a page whose module is not the server\'s warns before sign-in', async () =
 // --- the browser as a runtime for the vectors -------------------------------------------------
 
 const vectorDirs = [
-  join(root, 'tests/vectors'), join(root, '../shared/spec/vectors'),
-  join(root, 'tests/vectors-code'), join(root, '../shared/spec/vectors-code'),
-].filter(existsSync);
+  join(root, 'tests/vectors'), join(root, 'spec/vectors'),
+  join(root, 'tests/vectors-code'), join(root, 'spec/vectors-code'),
+];
 
 test('every edit and create vector gives the expected preview in Chromium', async () => {
   const vectors = [];

@@ -2,7 +2,7 @@
 // VECTORS_DIR (one or more directories, `:`-separated) picks the vectors; default: ours and the shared ones.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync, existsSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
@@ -15,9 +15,9 @@ const wasm = readFileSync(wasmPath);
 policy.initSync({ module: wasm });
 
 const defaults = [
-  join(here, '../vectors'), join(here, '../../../shared/spec/vectors'),
-  join(here, '../vectors-code'), join(here, '../../../shared/spec/vectors-code'),
-].filter(existsSync);
+  join(here, '../vectors'), join(here, '../../spec/vectors'),
+  join(here, '../vectors-code'), join(here, '../../spec/vectors-code'),
+];
 const dirs = process.env.VECTORS_DIR ? process.env.VECTORS_DIR.split(':').map((d) => resolve(d)) : defaults;
 
 const number = (name) => { const m = /^\d+/.exec(name); return m ? Number(m[0]) : Infinity; };

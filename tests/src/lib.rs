@@ -130,14 +130,14 @@ pub fn run_dir(
     Ok(summary)
 }
 
-/// The project's vectors and the shared ones (`../shared/spec/vectors`, which comes with every
-/// checkout: when it is missing, reading it fails the run instead of shrinking it).
+/// The project's vectors and the spec's examples (`spec/vectors`, the repository's copy of the
+/// shared spec: when it is missing, reading it fails the run instead of shrinking it).
 pub fn default_dirs() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     vec![
         root.join("vectors"),
-        root.join("../../shared/spec/vectors"),
+        root.join("../spec/vectors"),
         root.join("vectors-code"),
-        root.join("../../shared/spec/vectors-code"),
+        root.join("../spec/vectors-code"),
     ]
 }

@@ -5,6 +5,9 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod layers;
+mod spec;
+
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
@@ -13,6 +16,7 @@ commands:
                  test on every runtime
   test api       only schemathesis against the admin API's OpenAPI document
   test browser   only the admin page in headless Chromium
+  layers         check that no file of policy/src or host/src imports one that imports it back
   demo           build the module and the host, and preview a sample app edit
   bench          Granted beside an axum ceiling, a peer (oauth2-server) and the login limit,
                  in one run (wrk); then bench policy and bench preview
@@ -39,6 +43,7 @@ fn run() -> Result<()> {
         ["test"] => test(),
         ["test", "api"] => schemathesis(),
         ["test", "browser"] => browser_tests(),
+        ["layers"] => layers::check(&root()),
         ["demo"] => demo(),
         ["bench"] => bench_all(),
         ["bench", "policy"] => bench_policy(),
@@ -255,17 +260,19 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// `../shared/spec/vectors` and `../shared/spec/vectors-code`, which come with every checkout:
-/// a run without them fails, it does not shrink.
-fn shared_vectors() -> Result<[PathBuf; 2]> {
+/// The spec's example vectors in the repository (`spec/vectors`, `spec/vectors-code`), after
+/// checking that the copy equals `../shared/spec` when that is beside the checkout: a run
+/// without them fails, it does not shrink.
+fn spec_vectors() -> Result<[PathBuf; 2]> {
+    spec::check(&root())?;
     let dirs = [
-        root().join("../shared/spec/vectors"),
-        root().join("../shared/spec/vectors-code"),
+        root().join("spec/vectors"),
+        root().join("spec/vectors-code"),
     ];
     for dir in &dirs {
         if !dir.is_dir() {
             bail!(
-                "the shared vectors are missing: {} is not a directory (they come with every checkout, beside this one)",
+                "the spec's vectors are missing: {} is not a directory",
                 dir.display()
             );
         }
@@ -308,7 +315,8 @@ fn ensure_components() -> Result<()> {
 
 fn test() -> Result<()> {
     let started = std::time::Instant::now();
-    let shared = shared_vectors()?;
+    let spec = spec_vectors()?;
+    layers::check(&root())?;
     wasm()?;
     house_rules()?;
     ensure_postgres()?;
@@ -340,12 +348,12 @@ fn test() -> Result<()> {
     )?;
 
     step("granted vectors: every vector through the _bg.wasm under wasmtime");
-    let [shared, shared_code] = shared;
+    let [spec, spec_code] = spec;
     let dirs = vec![
         root().join("tests/vectors"),
-        shared,
+        spec,
         root().join("tests/vectors-code"),
-        shared_code,
+        spec_code,
     ];
     for dir in &dirs {
         run_cmd(granted(&["vectors"]).arg(dir))?;

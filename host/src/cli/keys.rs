@@ -3,7 +3,7 @@
 
 use super::settings::{open_existing_store_as_is, open_store, SettingFlags};
 use anyhow::{Context, Result};
-use granted_host::state::random_base64;
+use granted_host::random::random_base64;
 use granted_policy::model::Timestamp;
 use granted_policy::token::jwt::SigningAlg;
 use std::path::PathBuf;

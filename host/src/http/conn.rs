@@ -2,6 +2,7 @@
 //! cannot hold a socket (a request head must arrive within `header_timeout`, a kept-alive
 //! connection may wait `idle_timeout` for its next request), and drained on shutdown.
 
+use crate::metrics::ConnectionStats;
 use crate::settings::ConnectionLimits;
 use axum::extract::ConnectInfo;
 use axum::Router;
@@ -19,19 +20,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt as _;
-
-/// Connections the server holds now, and those it closed, for `/metrics`.
-#[derive(Default)]
-pub struct ConnectionStats {
-    /// Open now.
-    pub open: AtomicUsize,
-    /// Closed at once because `max_connections` were open.
-    pub refused: AtomicU64,
-    /// Closed because a request head did not arrive within `header_timeout`.
-    pub header_timeouts: AtomicU64,
-    /// Closed because they were idle for `idle_timeout`.
-    pub idle_closed: AtomicU64,
-}
 
 /// Serves `router` on `listener` until `shutdown` resolves; then stops accepting, lets the
 /// requests in flight finish and closes idle connections.

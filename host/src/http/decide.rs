@@ -84,7 +84,7 @@ pub(crate) fn token_context(
 ) -> Result<Value, Failure> {
     let settings = &server.settings;
     let signing = &keys.signing;
-    let entropy = crate::state::random_base64(ENTROPY_BYTES).map_err(Failure::Store)?;
+    let entropy = crate::random::random_base64(ENTROPY_BYTES).map_err(Failure::Store)?;
     let mut context = json!({
         "now": at,
         "issuer": settings.issuer,

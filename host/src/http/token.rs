@@ -10,13 +10,15 @@ use super::failure::{failed, Failure};
 use super::source::admitted_source;
 use crate::service::Service;
 use crate::settings::now;
+use crate::signing::ServerKey;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use granted_policy::token::endpoint::{KdfOutput, KdfPurpose, SignPurpose, TokenStep};
+use granted_policy::credentials::kdf::KdfParams;
+use granted_policy::token::endpoint::{KdfOutput, KdfPurpose, SignPurpose, SigningAlg, TokenStep};
 use serde_json::{json, Value};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -84,49 +86,13 @@ async fn decide(
                 kdf,
                 password,
                 purpose,
-            } => {
-                let derived = server.kdf.run(kdf, password).await?;
-                let output = Some(KdfOutput {
-                    derived: STANDARD.encode(derived),
-                });
-                match purpose {
-                    KdfPurpose::Verify => Resume {
-                        kdf: output,
-                        ..Resume::default()
-                    },
-                    KdfPurpose::Rehash => Resume {
-                        rehash_kdf: output,
-                        ..Resume::default()
-                    },
-                }
-            }
+            } => kdf_resume(server, kdf, password, purpose).await?,
             TokenStep::NeedSignature {
                 alg,
                 kid,
                 signing_input,
                 purpose,
-            } => {
-                // The module asks for the key it was given: anything else is its bug.
-                if kid != signing.kid() || alg != signing.alg() {
-                    return Err(Failure::Module(format!(
-                        "the module asked for a signature by key `{kid}`"
-                    )));
-                }
-                let signature = signing
-                    .sign(signing_input.as_bytes())
-                    .map_err(Failure::Signing)?;
-                let signature = Some(URL_SAFE_NO_PAD.encode(signature));
-                match purpose {
-                    SignPurpose::AccessToken => Resume {
-                        signature,
-                        ..Resume::default()
-                    },
-                    SignPurpose::IdToken => Resume {
-                        id_token_signature: signature,
-                        ..Resume::default()
-                    },
-                }
-            }
+            } => signature_resume(signing, alg, &kid, &signing_input, purpose)?,
             TokenStep::NeedVerification { .. } => {
                 return Err(Failure::Module(
                     "the token endpoint asked to verify a signature".into(),
@@ -149,4 +115,57 @@ async fn decide(
     Err(Failure::Module(
         "the module did not finish in 6 steps".into(),
     ))
+}
+
+/// The KDF the module asked for, run on the KDF threads, as the input it goes to.
+async fn kdf_resume(
+    server: &Service,
+    kdf: KdfParams,
+    password: String,
+    purpose: KdfPurpose,
+) -> Result<Resume, Failure> {
+    let derived = server.kdf.run(kdf, password).await?;
+    let output = Some(KdfOutput {
+        derived: STANDARD.encode(derived),
+    });
+    Ok(match purpose {
+        KdfPurpose::Verify => Resume {
+            kdf: output,
+            ..Resume::default()
+        },
+        KdfPurpose::Rehash => Resume {
+            rehash_kdf: output,
+            ..Resume::default()
+        },
+    })
+}
+
+/// The signature the module asked for, by the server's current key, as the input it goes to.
+fn signature_resume(
+    signing: &ServerKey,
+    alg: SigningAlg,
+    kid: &str,
+    signing_input: &str,
+    purpose: SignPurpose,
+) -> Result<Resume, Failure> {
+    // The module asks for the key it was given: anything else is its bug.
+    if kid != signing.kid() || alg != signing.alg() {
+        return Err(Failure::Module(format!(
+            "the module asked for a signature by key `{kid}`"
+        )));
+    }
+    let signature = signing
+        .sign(signing_input.as_bytes())
+        .map_err(Failure::Signing)?;
+    let signature = Some(URL_SAFE_NO_PAD.encode(signature));
+    Ok(match purpose {
+        SignPurpose::AccessToken => Resume {
+            signature,
+            ..Resume::default()
+        },
+        SignPurpose::IdToken => Resume {
+            id_token_signature: signature,
+            ..Resume::default()
+        },
+    })
 }

@@ -110,7 +110,7 @@ impl Default for Chains {
 fn new_chain_id() -> String {
     use sha2::{Digest, Sha256};
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let bytes = crate::state::random_bytes(8).unwrap_or_else(|_| {
+    let bytes = crate::random::random_bytes(8).unwrap_or_else(|_| {
         let mut h = Sha256::new();
         h.update(std::process::id().to_le_bytes());
         h.update(format!("{:?}", std::time::SystemTime::now()).as_bytes());

@@ -274,7 +274,7 @@ fn backfill_subs(db: &Db<'_>) -> Result<()> {
     for (tenant, username) in users {
         db.exec(
             "UPDATE users SET sub = ?3 WHERE tenant = ?1 AND username = ?2",
-            &[&tenant, &username, &crate::state::new_sub()?],
+            &[&tenant, &username, &crate::random::new_sub()?],
         )?;
     }
     Ok(())

@@ -274,86 +274,108 @@ pub(super) fn apply_effects(
     locks_set: &mut u64,
 ) -> Result<Option<Race>> {
     for effect in effects {
-        match effect {
-            Effect::ConsumeRefreshToken { token_sha256 } => {
-                let changed = db.exec(
-                    "UPDATE refresh_tokens SET status = 'used'
-                     WHERE token_sha256 = ?1 AND status = 'active'",
-                    &[token_sha256],
-                )?;
-                if changed == 0 {
-                    return Ok(Some(Race::Refresh(token_sha256.clone())));
-                }
-            }
-            Effect::StoreRefreshToken { record } => insert_refresh(db, record)?,
-            Effect::RevokeRefreshFamily { family_id } => {
-                db.exec(
-                    "UPDATE refresh_tokens SET status = 'revoked'
-                     WHERE family_id = ?1 AND status = 'active'",
-                    &[family_id],
-                )?;
-            }
-            Effect::RecordLoginFailure {
-                tenant,
-                username,
-                lockout,
-            } => {
-                if record_failure(db, tenant, username, now, lockout)? {
-                    *locks_set += 1;
-                }
-            }
-            Effect::StorePasswordHash {
-                tenant,
-                username,
-                hash,
-                replaces,
-            } => {
-                // Only over the hash that verified: a password changed meanwhile stays.
-                db.exec(
-                    "UPDATE users SET password_hash = ?3
-                     WHERE tenant = ?1 AND username = ?2 AND password_hash = ?4",
-                    &[tenant, username, hash, replaces],
-                )?;
-            }
-            Effect::StoreCode { record } => insert_code(db, record)?,
-            Effect::ConsumeCode { code_sha256 } => {
-                let changed = db.exec(
-                    "UPDATE codes SET used = 1 WHERE code_sha256 = ?1 AND used = 0",
-                    &[code_sha256],
-                )?;
-                if changed == 0 {
-                    return Ok(Some(Race::Code));
-                }
-            }
-            Effect::StoreConsent { record } => keep_consent(db, record)?,
-            Effect::ChangePassword {
-                tenant,
-                username,
-                hash,
-                replaces,
-                changed_at,
-            } => {
-                db.exec(
-                    "UPDATE users SET password_hash = ?3, password_changed_at = ?5
-                     WHERE tenant = ?1 AND username = ?2 AND password_hash = ?4",
-                    &[tenant, username, hash, replaces, &changed_at.to_rfc3339()],
-                )?;
-            }
-            Effect::ResetLoginFailures { tenant, username } => {
-                // Only a count without a lock in force goes: the row's own statement decides,
-                // after any concurrent failure that holds the row has committed.
-                let removed = db.exec(
-                    "DELETE FROM login_failures WHERE tenant = ?1 AND username = ?2
-                     AND (locked_until IS NULL OR locked_until <= ?3)",
-                    &[tenant, username, &now.to_rfc3339()],
-                )?;
-                if removed == 0
-                    && locked_until(db, tenant, username)?.is_some_and(|until| now < until)
-                {
-                    return Ok(Some(Race::Lock));
-                }
+        if let Some(race) = apply_effect(db, effect, now, locks_set)? {
+            return Ok(Some(race));
+        }
+    }
+    Ok(None)
+}
+
+/// Applies one effect; a [`Race`] as [`apply_effects`] says.
+fn apply_effect(
+    db: &Db<'_>,
+    effect: &Effect,
+    now: Timestamp,
+    locks_set: &mut u64,
+) -> Result<Option<Race>> {
+    match effect {
+        Effect::ConsumeRefreshToken { token_sha256 } => {
+            let changed = db.exec(
+                "UPDATE refresh_tokens SET status = 'used'
+                 WHERE token_sha256 = ?1 AND status = 'active'",
+                &[token_sha256],
+            )?;
+            if changed == 0 {
+                return Ok(Some(Race::Refresh(token_sha256.clone())));
             }
         }
+        Effect::StoreRefreshToken { record } => insert_refresh(db, record)?,
+        Effect::RevokeRefreshFamily { family_id } => {
+            db.exec(
+                "UPDATE refresh_tokens SET status = 'revoked'
+                 WHERE family_id = ?1 AND status = 'active'",
+                &[family_id],
+            )?;
+        }
+        Effect::RecordLoginFailure {
+            tenant,
+            username,
+            lockout,
+        } => {
+            if record_failure(db, tenant, username, now, lockout)? {
+                *locks_set += 1;
+            }
+        }
+        Effect::StorePasswordHash {
+            tenant,
+            username,
+            hash,
+            replaces,
+        } => {
+            // Only over the hash that verified: a password changed meanwhile stays.
+            db.exec(
+                "UPDATE users SET password_hash = ?3
+                 WHERE tenant = ?1 AND username = ?2 AND password_hash = ?4",
+                &[tenant, username, hash, replaces],
+            )?;
+        }
+        Effect::StoreCode { record } => insert_code(db, record)?,
+        Effect::ConsumeCode { code_sha256 } => {
+            let changed = db.exec(
+                "UPDATE codes SET used = 1 WHERE code_sha256 = ?1 AND used = 0",
+                &[code_sha256],
+            )?;
+            if changed == 0 {
+                return Ok(Some(Race::Code));
+            }
+        }
+        Effect::StoreConsent { record } => keep_consent(db, record)?,
+        Effect::ChangePassword {
+            tenant,
+            username,
+            hash,
+            replaces,
+            changed_at,
+        } => {
+            db.exec(
+                "UPDATE users SET password_hash = ?3, password_changed_at = ?5
+                 WHERE tenant = ?1 AND username = ?2 AND password_hash = ?4",
+                &[tenant, username, hash, replaces, &changed_at.to_rfc3339()],
+            )?;
+        }
+        Effect::ResetLoginFailures { tenant, username } => {
+            return reset_login_failures(db, tenant, username, now);
+        }
+    }
+    Ok(None)
+}
+
+/// A login's success clears its failures. Only a count without a lock in force goes: the row's
+/// own statement decides, after any concurrent failure that holds the row has committed; a lock
+/// set meanwhile is a [`Race::Lock`].
+fn reset_login_failures(
+    db: &Db<'_>,
+    tenant: &str,
+    username: &str,
+    now: Timestamp,
+) -> Result<Option<Race>> {
+    let removed = db.exec(
+        "DELETE FROM login_failures WHERE tenant = ?1 AND username = ?2
+         AND (locked_until IS NULL OR locked_until <= ?3)",
+        &[&tenant, &username, &now.to_rfc3339()],
+    )?;
+    if removed == 0 && locked_until(db, tenant, username)?.is_some_and(|until| now < until) {
+        return Ok(Some(Race::Lock));
     }
     Ok(None)
 }

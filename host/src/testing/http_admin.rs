@@ -1,7 +1,8 @@
 //! An `edit` or `create` vector through the admin API (`granted vectors --http`): its preview
 //! compared with `expect`, then saved, and what was stored checked.
 
-use super::http_vectors::{http, start, ADMIN_TOKEN};
+use super::http_client::{http, url_segment};
+use super::vector_server::{start, ADMIN_TOKEN};
 use crate::guest::Guest;
 use crate::store::PgServer;
 use anyhow::{anyhow, bail, Context, Result};
@@ -133,15 +134,4 @@ fn edit_over_http(addr: std::net::SocketAddr, vector: &Vector) -> Result<Vec<Str
         }
     }
     Ok(mismatches)
-}
-
-pub(super) fn url_segment(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -6,7 +6,8 @@
 //! and the HTTP answer must show what was decided: the redirect's `Location`, the error page's
 //! status, the named page's form.
 
-use super::http_vectors::{check_answer, http, send, start, Answer, VectorServer};
+use super::http_client::{check_answer, http, send, url_segment, Answer};
+use super::vector_server::{start, VectorServer};
 use crate::guest::Guest;
 use crate::store::PgServer;
 use anyhow::{anyhow, bail, Result};
@@ -141,7 +142,7 @@ fn url(request: &Value) -> String {
     }
     format!(
         "/tenants/{}/connect/authorize?{}",
-        super::http_admin::url_segment(tenant),
+        url_segment(tenant),
         query.finish()
     )
 }

@@ -1,8 +1,8 @@
 //! A token vector over HTTP against the edge handler (`granted vectors --http --edge`): the
 //! vector's state exported as an edge snapshot, served by `node serve.mjs`.
 
-use super::http_vectors::{check_answer, send};
-use super::http_vectors::{start, RemoveOnDrop};
+use super::http_client::{check_answer, send};
+use super::vector_server::{start, RemoveOnDrop};
 use crate::guest::Guest;
 use crate::settings::ServerSettings;
 use anyhow::{anyhow, bail, Context, Result};

@@ -14,21 +14,19 @@
 //! pages and keeps no codes, and skips them and the exchanges of codes in a vector's state.
 
 use crate::guest::Guest;
-use crate::service::Service;
-use crate::settings::ServerSettings;
-use crate::store::{PgOptions, PgServer, Store};
-use anyhow::{anyhow, bail, Context, Result};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
+use crate::store::PgServer;
+use anyhow::{anyhow, Context, Result};
 use granted_policy::model::Timestamp;
 use granted_vectors::format::Vector;
-use serde_json::{json, Value};
-use std::io::{Read, Write};
+use serde_json::json;
+use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::http_admin::{run_edit, url_segment};
+use super::http_admin::run_edit;
+use super::http_client::{check_answer, send};
 use super::http_edge::run_edge;
+use super::vector_server::start;
 
 /// What the vectors are sent to.
 #[derive(Clone)]
@@ -76,83 +74,18 @@ pub fn run_dir(
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
-        let vector = match granted_vectors::load(&path) {
-            Ok(v) => v,
-            Err(e) => {
-                summary.failed += 1;
-                writeln!(out, "FAIL {name}: {e:#}")?;
-                continue;
-            }
-        };
-        let outcome = if vector.sequence.is_some() {
-            match target {
-                Target::Host => run_sequence(&runtime, guest.clone(), &vector, None),
-                Target::HostOnPostgres(pg) => {
-                    run_sequence(&runtime, guest.clone(), &vector, Some(pg))
-                }
-                Target::Edge(_) => {
-                    summary.skipped += 1;
-                    writeln!(
-                        out,
-                        "skip {name}: a sequence needs a clock per step, and the edge's is fixed \
-                         per process (tests/edge/sequences.test.mjs runs it through the handler)"
-                    )?;
-                    continue;
-                }
-            }
-        } else if vector.authorize_request.is_some() || vector.flow.is_some() {
-            let pg = match target {
-                Target::Host => None,
-                Target::HostOnPostgres(pg) => Some(pg),
-                Target::Edge(_) => {
-                    summary.skipped += 1;
-                    writeln!(
-                        out,
-                        "skip {name}: the edge serves the token endpoint, not the sign-in pages"
-                    )?;
-                    continue;
-                }
-            };
-            if vector.flow.is_some() {
-                super::http_code::run_flow(&runtime, guest.clone(), &vector, pg)
-            } else {
-                super::http_code::run_authorize(&runtime, guest.clone(), &vector, pg)
-            }
-        } else if vector.token_request.is_some() {
-            match target {
-                Target::Host => run_one(&runtime, guest.clone(), &vector, None),
-                Target::HostOnPostgres(pg) => run_one(&runtime, guest.clone(), &vector, Some(pg)),
-                Target::Edge(_) if vector.state.get("codes").is_some() => {
-                    summary.skipped += 1;
-                    writeln!(
-                        out,
-                        "skip {name}: the edge keeps no authorization codes (granted serve's pages issue them)"
-                    )?;
-                    continue;
-                }
-                Target::Edge(serve) => run_edge(&runtime, guest.clone(), &vector, serve),
-            }
-        } else if matches!(target, Target::Edge(_)) {
-            summary.skipped += 1;
-            writeln!(out, "skip {name}: edit/create (the edge has no admin API)")?;
-            continue;
-        } else if vector.edit.is_some() || vector.create.is_some() {
-            let pg = match target {
-                Target::HostOnPostgres(pg) => Some(pg),
-                _ => None,
-            };
-            run_edit(&runtime, guest.clone(), &vector, pg)
-        } else {
-            summary.skipped += 1;
-            writeln!(out, "skip {name}: no token request, edit or create")?;
-            continue;
-        };
+        let outcome = granted_vectors::load(&path)
+            .and_then(|vector| run_vector(&runtime, guest.clone(), &vector, target));
         match outcome {
-            Ok(mismatches) if mismatches.is_empty() => {
+            Ok(Outcome::Skipped(why)) => {
+                summary.skipped += 1;
+                writeln!(out, "skip {name}: {why}")?;
+            }
+            Ok(Outcome::Checked(mismatches)) if mismatches.is_empty() => {
                 summary.passed += 1;
                 writeln!(out, "ok   {name}")?;
             }
-            Ok(mismatches) => {
+            Ok(Outcome::Checked(mismatches)) => {
                 summary.failed += 1;
                 writeln!(out, "FAIL {name}: {}", mismatches.join("; "))?;
             }
@@ -174,147 +107,65 @@ pub fn run_dir(
     Ok(summary)
 }
 
-static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// A vector's database, removed when dropped: a directory, or a PostgreSQL database.
-pub(super) enum RemoveOnDrop {
-    Dir(std::path::PathBuf),
-    Database(Arc<PgServer>, String),
+/// What running one vector came to: its mismatches (none: it passed), or why it was skipped.
+enum Outcome {
+    Checked(Vec<String>),
+    Skipped(&'static str),
 }
 
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        match self {
-            RemoveOnDrop::Dir(dir) => {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            RemoveOnDrop::Database(server, name) => {
-                let _ = server.drop_database(name);
-            }
-        }
-    }
-}
-
-/// A server for one vector: its state in a fresh database file, its `now` as the clock.
-pub(super) struct VectorServer {
-    pub(super) server: Arc<Service>,
-    pub(super) addr: std::net::SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    serving: tokio::task::JoinHandle<Result<()>>,
-    pub(super) _cleanup: RemoveOnDrop,
-}
-
-/// The admin token of the servers `granted vectors --http` starts.
-pub(super) const ADMIN_TOKEN: &str = "granted-vectors-admin-token-0123456789abcdef";
-
-pub(super) fn start(
+/// One vector against `target`, by its kind: a sequence, the sign-in pages, a token request,
+/// an edit or a creation.
+fn run_vector(
     runtime: &tokio::runtime::Runtime,
     guest: Arc<Guest>,
     vector: &Vector,
-    pg: Option<&Arc<PgServer>>,
-) -> Result<VectorServer> {
-    let now = Timestamp::parse(&vector.now).ok_or_else(|| anyhow!("bad `now`"))?;
-    let sunset = match &vector.sunset {
-        Some(s) => Some(Timestamp::parse(s).ok_or_else(|| anyhow!("bad `sunset`"))?),
-        None => None,
+    target: &Target,
+) -> Result<Outcome> {
+    let pg = match target {
+        Target::HostOnPostgres(pg) => Some(pg),
+        Target::Host | Target::Edge(_) => None,
     };
-    let lockout = match &vector.lockout {
-        Some(settings) => serde_json::from_value(settings.clone()).context("bad `lockout`")?,
-        None => Default::default(),
+    let edge = match target {
+        Target::Edge(serve) => Some(serve),
+        Target::Host | Target::HostOnPostgres(_) => None,
     };
-    let settings = ServerSettings {
-        kdf_iterations: granted_vectors::driver::Settings::default().iterations,
-        clock: crate::settings::Clock::Fixed(now),
-        sunset,
-        lockout,
-        record_decisions: true,
-        // The host's throttle (per client and source address, not a rule of the module) is
-        // set out of reach: a sequence sends more failures from one address than it allows.
-        throttle_failures: 1_000_000,
-        ..ServerSettings::default()
-    };
-    // A fresh database per vector, as `granted serve` keeps one (a file with its WAL, or a
-    // PostgreSQL database); removed after.
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let (store, cleanup) = match pg {
-        None => {
-            let dir =
-                std::env::temp_dir().join(format!("granted-vectors-{}-{n}", std::process::id()));
-            std::fs::create_dir_all(&dir)?;
-            let cleanup = RemoveOnDrop::Dir(dir.clone());
-            (Store::open(&dir.join("granted.db"))?, cleanup)
+    let checked = if vector.sequence.is_some() {
+        if edge.is_some() {
+            return Ok(Outcome::Skipped(
+                "a sequence needs a clock per step, and the edge's is fixed per process \
+                 (tests/edge/sequences.test.mjs runs it through the handler)",
+            ));
         }
-        Some(server) => {
-            let name = format!("granted_vectors_{}_{n}", std::process::id());
-            let url = server.create(&name)?;
-            let cleanup = RemoveOnDrop::Database(server.clone(), name);
-            let options = PgOptions {
-                max_connections: 4,
-                ..PgOptions::default()
-            };
-            (Store::connect(&url, options)?, cleanup)
+        run_sequence(runtime, guest, vector, pg)?
+    } else if vector.authorize_request.is_some() || vector.flow.is_some() {
+        if edge.is_some() {
+            return Ok(Outcome::Skipped(
+                "the edge serves the token endpoint, not the sign-in pages",
+            ));
         }
+        if vector.flow.is_some() {
+            super::http_code::run_flow(runtime, guest, vector, pg)?
+        } else {
+            super::http_code::run_authorize(runtime, guest, vector, pg)?
+        }
+    } else if vector.token_request.is_some() {
+        match edge {
+            None => run_one(runtime, guest, vector, pg)?,
+            Some(_) if vector.state.get("codes").is_some() => {
+                return Ok(Outcome::Skipped(
+                    "the edge keeps no authorization codes (granted serve's pages issue them)",
+                ))
+            }
+            Some(serve) => run_edge(runtime, guest, vector, serve)?,
+        }
+    } else if edge.is_some() {
+        return Ok(Outcome::Skipped("edit/create (the edge has no admin API)"));
+    } else if vector.edit.is_some() || vector.create.is_some() {
+        run_edit(runtime, guest, vector, pg)?
+    } else {
+        return Ok(Outcome::Skipped("no token request, edit or create"));
     };
-    crate::admin_token::ensure_admin_token(&store, now, Some(ADMIN_TOKEN))?;
-    let server = Service::new(guest, store, settings)?;
-    let state = crate::state::parse(&serde_json::to_string(&vector.state)?)
-        .context("the vector's state does not import")?;
-    server.import(&state)?;
-    serve(runtime, server, cleanup)
-}
-
-/// Serves `server` on a free loopback port.
-fn serve(
-    runtime: &tokio::runtime::Runtime,
-    server: Arc<Service>,
-    cleanup: RemoveOnDrop,
-) -> Result<VectorServer> {
-    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-    let addr = listener.local_addr()?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = runtime.spawn(crate::http::serve(server.clone(), listener, async move {
-        let _ = stopped.await;
-    }));
-    Ok(VectorServer {
-        server,
-        addr,
-        stop,
-        serving,
-        _cleanup: cleanup,
-    })
-}
-
-impl VectorServer {
-    pub(super) fn stop(self, runtime: &tokio::runtime::Runtime) -> Arc<Service> {
-        let _ = self.stop.send(());
-        let _ = runtime.block_on(self.serving);
-        self.server
-    }
-
-    /// The same database served again by a server whose clock is `now`.
-    pub(super) fn restart_at(
-        self,
-        runtime: &tokio::runtime::Runtime,
-        guest: Arc<Guest>,
-        now: Timestamp,
-    ) -> Result<VectorServer> {
-        let VectorServer {
-            server,
-            stop,
-            serving,
-            _cleanup: cleanup,
-            ..
-        } = self;
-        let _ = stop.send(());
-        let _ = runtime.block_on(serving);
-        let settings = ServerSettings {
-            clock: crate::settings::Clock::Fixed(now),
-            ..server.settings.clone()
-        };
-        let store = server.store.clone();
-        drop(server);
-        serve(runtime, Service::new(guest, store, settings)?, cleanup)
-    }
+    Ok(Outcome::Checked(checked))
 }
 
 /// A sequence vector over HTTP: each step's requests to one database, the server's clock at the
@@ -388,89 +239,4 @@ fn run_one(
     let answer = send(running.addr, &request);
     let server = running.stop(runtime);
     check_answer(answer?, &server.take_decisions(), "server", &vector.expect)
-}
-
-/// Compares an answer and the one decision recorded for it with `expect`.
-pub(super) fn check_answer(
-    (status, headers, body): Answer,
-    decisions: &[Value],
-    who: &str,
-    expect: &granted_vectors::format::Expect,
-) -> Result<Vec<String>> {
-    let decision = match decisions {
-        [one] => one,
-        other => bail!(
-            "the {who} recorded {} decisions for one request",
-            other.len()
-        ),
-    };
-    let step = json!({
-        "response": {"status": status, "headers": headers, "body": body},
-        "audit": decision["audit"],
-        "effects": decision["effects"],
-    });
-    let mut mismatches = Vec::new();
-    granted_vectors::driver::check_token(expect, &step, &mut mismatches)?;
-    Ok(mismatches)
-}
-
-/// Sends the raw request over a plain socket, as given (method, repeated headers and all), and
-/// reads the whole answer: status, headers, body.
-/// Status, headers and body of an HTTP answer.
-pub(super) type Answer = (u16, Vec<(String, String)>, String);
-
-pub(super) fn send(addr: std::net::SocketAddr, request: &Value) -> Result<Answer> {
-    let method = request["method"].as_str().unwrap_or("POST");
-    let tenant = request["tenant"].as_str().unwrap_or_default();
-    let body = STANDARD.decode(request["body_base64"].as_str().unwrap_or_default())?;
-    let headers: Vec<(String, String)> = request["headers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|h| Some((h[0].as_str()?.to_string(), h[1].as_str()?.to_string())))
-        .collect();
-    let path = format!("/tenants/{}/connect/token", url_segment(tenant));
-    http(addr, method, &path, &headers, &body)
-}
-
-/// One HTTP/1.1 exchange on a plain socket: the headers as given (repeated ones and all), then
-/// the whole answer.
-pub(super) fn http(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(String, String)],
-    body: &[u8],
-) -> Result<Answer> {
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    let mut stream = std::net::TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| anyhow!("the server's answer has no end of headers"))?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let body = String::from_utf8_lossy(&raw[split + 4..]).to_string();
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| anyhow!("no status line"))?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
-        .collect();
-    Ok((status, headers, body))
 }

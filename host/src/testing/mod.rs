@@ -10,9 +10,11 @@
 //! turn it on): the release binary has no `initdb`, no user switching, no vector runner.
 
 mod http_admin;
+mod http_client;
 mod http_code;
 mod http_edge;
 pub mod http_vectors;
+mod vector_server;
 pub mod wasmtime_runner;
 
 use anyhow::{anyhow, bail, Context, Result};

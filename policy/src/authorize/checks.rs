@@ -2,15 +2,15 @@
 //! order. Until C3 passes the user sees an error page; from C4 on, errors go back to the
 //! redirect URI.
 
-use super::pages::{decision, End, Verdict};
+use super::verdict::{decision, End, Verdict};
 use super::{AuthorizeRequest, Page};
 use crate::model::{ClientRecord, GrantType, Revision, TenantRecord};
 use crate::rules::redirect;
-use crate::token::endpoint::Records;
 use crate::token::exchange::is_pkce_text;
 use crate::token::judge::Judge;
 use crate::token::request::{form_encode, quote};
 use crate::token::rules::scope_tokens;
+use crate::token::steps::Records;
 
 /// At most this many bytes in one query parameter's value.
 const MAX_VALUE: usize = 2048;

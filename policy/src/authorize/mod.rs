@@ -8,9 +8,10 @@
 mod checks;
 mod pages;
 pub mod userinfo;
+mod verdict;
 
 use crate::error::PolicyError;
-use crate::token::endpoint::{Audit, Effect, KdfOutput, Records, Step, TokenContext};
+use crate::token::steps::{Audit, Effect, KdfOutput, Records, Step, TokenContext};
 use serde::{Deserialize, Serialize};
 
 pub use checks::Authorized;
@@ -200,7 +201,7 @@ pub type AuthorizationStep = Step<PageDecision>;
 pub fn authorization(input: &AuthorizationInput) -> Result<AuthorizationStep, PolicyError> {
     match pages::judge(input) {
         Ok(decision) => Ok(Step::Done(Box::new(decision))),
-        Err(pages::End::Step(step)) => Ok(*step),
-        Err(pages::End::Failed(e)) => Err(e),
+        Err(verdict::End::Step(step)) => Ok(*step),
+        Err(verdict::End::Failed(e)) => Err(e),
     }
 }

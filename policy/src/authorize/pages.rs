@@ -2,54 +2,14 @@
 //! the code (C12). Each action judges the authorization request again first.
 
 use super::checks::{self, Authorized, Back};
-use super::{
-    Action, AuthorizationInput, AuthorizationStep, Page, PageClient, PageDecision, SignedIn,
-};
-use crate::error::PolicyError;
+use super::verdict::{End, Verdict};
+use super::{Action, AuthorizationInput, Page, PageClient, PageDecision, SignedIn};
 use crate::model::{CodeRecord, ConsentRecord, Timestamp, UserRecord};
-use crate::token::endpoint::{code_sha256, keys, Audit, Effect, Keys, Lookup, Step, TokenContext};
 use crate::token::judge::{Judge, INVALID_USER};
 use crate::token::password::{self, Checked};
+use crate::token::steps::{code_sha256, keys, Audit, Effect, Keys, Lookup, Step, TokenContext};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-
-/// How a check ends the action early: with its answer or a step for the host, or with an error
-/// in the host's input.
-pub(super) enum End {
-    Step(Box<AuthorizationStep>),
-    Failed(PolicyError),
-}
-
-impl End {
-    pub(super) fn step(step: AuthorizationStep) -> End {
-        End::Step(Box::new(step))
-    }
-}
-
-impl From<PolicyError> for End {
-    fn from(e: PolicyError) -> Self {
-        End::Failed(e)
-    }
-}
-
-/// A check's verdict: go on with what it found, or end the action.
-pub(super) type Verdict<T> = Result<T, End>;
-
-/// A final answer.
-pub(super) fn decision(
-    page: Page,
-    audit: Audit,
-    effects: Vec<Effect>,
-    signed_in: Option<SignedIn>,
-) -> AuthorizationStep {
-    Step::Done(Box::new(PageDecision {
-        page,
-        audit,
-        earlier: Vec::new(),
-        effects,
-        signed_in,
-    }))
-}
 
 /// At least this many characters in a new password (C10).
 pub const MIN_PASSWORD_CHARS: usize = 8;

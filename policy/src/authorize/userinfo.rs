@@ -6,19 +6,20 @@
 
 use crate::error::PolicyError;
 use crate::model::SignIn;
-use crate::token::endpoint::{Audit, Decision, Lookup, TokenStep};
 use crate::token::jwt;
 use crate::token::manage::ManageInput;
+use crate::token::request::HttpRequest;
 use crate::token::response::HttpResponse;
+use crate::token::steps::{Audit, Decision, Lookup, TokenStep};
 use serde_json::json;
 
 /// The realm named in `WWW-Authenticate`.
 const REALM: &str = "granted";
 
-/// One step of the UserInfo endpoint.
+/// One step of the UserInfo endpoint: the bearer token, its claims verified, the user it names,
+/// then the answer.
 pub fn userinfo(input: &ManageInput) -> Result<TokenStep, PolicyError> {
     let http = &input.request;
-    let ctx = &input.context;
     let mut audit = Audit {
         decision: "denied".into(),
         rule: "userinfo".into(),
@@ -31,87 +32,17 @@ pub fn userinfo(input: &ManageInput) -> Result<TokenStep, PolicyError> {
         username: None,
         pinned_rev: None,
     };
-    if !matches!(http.method.as_str(), "GET" | "POST") {
-        audit.reason = "invalid_request".into();
-        return Ok(refuse(
-            audit,
-            405,
-            Some("invalid_request"),
-            "use GET or POST",
-            "method",
-        ));
-    }
-    let mut authorizations = http
-        .headers
-        .iter()
-        .filter(|(name, _)| name.eq_ignore_ascii_case("authorization"))
-        .map(|(_, value)| value.as_str());
-    let (Some(authorization), None) = (authorizations.next(), authorizations.next()) else {
-        // RFC 6750 §3.1: a request without credentials gets the challenge and no error code.
-        audit.reason = "invalid_request".into();
-        return Ok(refuse(
-            audit,
-            401,
-            None,
-            "a bearer access token is required",
-            "no_token",
-        ));
-    };
-    let token = match authorization.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-        _ => {
-            audit.reason = "invalid_request".into();
-            return Ok(refuse(
-                audit,
-                401,
-                Some("invalid_request"),
-                "the Authorization header is not a bearer token",
-                "not_bearer",
-            ));
-        }
-    };
-    let now = ctx.now.unix();
-    let Some(parsed) = jwt::parse(token) else {
-        return Ok(invalid(audit, "not_ours"));
-    };
-    audit.client_id = Some(parsed.claims.client_id.clone());
-    let key_ok = ctx
-        .verification_keys
-        .iter()
-        .any(|k| k.kid == parsed.kid && k.alg == parsed.alg);
-    if parsed.claims.tenant != http.tenant || !key_ok {
-        return Ok(invalid(audit, "not_ours"));
-    }
-    if now >= parsed.claims.exp {
-        return Ok(invalid(audit, "expired"));
-    }
-    match input.signature_valid {
-        None => {
-            return Ok(TokenStep::NeedVerification {
-                alg: parsed.alg,
-                kid: parsed.kid,
-                signing_input: parsed.signing_input,
-                signature: parsed.signature,
-            })
-        }
-        Some(false) => return Ok(invalid(audit, "bad_signature")),
-        Some(true) => {}
-    }
-    let claims = parsed.claims;
-    if !claims.scope.split(' ').any(|s| s == "openid") {
-        audit.reason = "insufficient_scope".into();
-        return Ok(refuse(
-            audit,
-            403,
-            Some("insufficient_scope"),
-            "the access token's scope does not hold `openid`",
-            "no_openid_scope",
-        ));
-    }
+    Ok(answer(input, &mut audit).unwrap_or_else(|step| *step))
+}
+
+/// The phases in order; each goes on, or ends with the step to answer.
+fn answer(input: &ManageInput, audit: &mut Audit) -> Result<TokenStep, Box<TokenStep>> {
+    let token = bearer_token(&input.request, audit)?;
+    let claims = verified_claims(input, token, audit)?;
     let Some(found) = &input.records.user else {
         return Ok(TokenStep::NeedRecords {
             lookup: Lookup {
-                tenant: http.tenant.clone(),
+                tenant: input.request.tenant.clone(),
                 client_id: claims.client_id.clone(),
                 username: None,
                 refresh_token_sha256: None,
@@ -124,11 +55,12 @@ pub fn userinfo(input: &ManageInput) -> Result<TokenStep, PolicyError> {
     // A user deleted, disabled or moved to SSO since the token was issued is gone for it.
     let user = match found {
         Some(user) if user.subject() == claims.sub && !user.disabled => user,
-        _ => return Ok(invalid(audit, "user_gone")),
+        _ => return Err(invalid(audit.clone(), "user_gone")),
     };
     if user.sign_in != SignIn::Direct {
-        return Ok(invalid(audit, "user_gone"));
+        return Err(invalid(audit.clone(), "user_gone"));
     }
+    let mut audit = audit.clone();
     audit.decision = "answered".into();
     audit.reason = "userinfo".into();
     audit.cause = "active".into();
@@ -151,8 +83,99 @@ pub fn userinfo(input: &ManageInput) -> Result<TokenStep, PolicyError> {
     })))
 }
 
+/// RFC 6750 §2.1: `GET` or `POST` with one `Authorization: Bearer` header.
+fn bearer_token<'a>(http: &'a HttpRequest, audit: &mut Audit) -> Result<&'a str, Box<TokenStep>> {
+    if !matches!(http.method.as_str(), "GET" | "POST") {
+        audit.reason = "invalid_request".into();
+        return Err(refuse(
+            audit.clone(),
+            405,
+            Some("invalid_request"),
+            "use GET or POST",
+            "method",
+        ));
+    }
+    let mut authorizations = http
+        .headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+        .map(|(_, value)| value.as_str());
+    let (Some(authorization), None) = (authorizations.next(), authorizations.next()) else {
+        // RFC 6750 §3.1: a request without credentials gets the challenge and no error code.
+        audit.reason = "invalid_request".into();
+        return Err(refuse(
+            audit.clone(),
+            401,
+            None,
+            "a bearer access token is required",
+            "no_token",
+        ));
+    };
+    match authorization.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token.trim()),
+        _ => {
+            audit.reason = "invalid_request".into();
+            Err(refuse(
+                audit.clone(),
+                401,
+                Some("invalid_request"),
+                "the Authorization header is not a bearer token",
+                "not_bearer",
+            ))
+        }
+    }
+}
+
+/// The token's claims: ours, of this tenant, live, signed by a key that may still verify
+/// (the host checks the signature when asked), with `openid` in its scope.
+fn verified_claims(
+    input: &ManageInput,
+    token: &str,
+    audit: &mut Audit,
+) -> Result<jwt::Claims, Box<TokenStep>> {
+    let ctx = &input.context;
+    let Some(parsed) = jwt::parse(token) else {
+        return Err(invalid(audit.clone(), "not_ours"));
+    };
+    audit.client_id = Some(parsed.claims.client_id.clone());
+    let key_ok = ctx
+        .verification_keys
+        .iter()
+        .any(|k| k.kid == parsed.kid && k.alg == parsed.alg);
+    if parsed.claims.tenant != input.request.tenant || !key_ok {
+        return Err(invalid(audit.clone(), "not_ours"));
+    }
+    if ctx.now.unix() >= parsed.claims.exp {
+        return Err(invalid(audit.clone(), "expired"));
+    }
+    match input.signature_valid {
+        None => {
+            return Err(Box::new(TokenStep::NeedVerification {
+                alg: parsed.alg,
+                kid: parsed.kid,
+                signing_input: parsed.signing_input,
+                signature: parsed.signature,
+            }))
+        }
+        Some(false) => return Err(invalid(audit.clone(), "bad_signature")),
+        Some(true) => {}
+    }
+    let claims = parsed.claims;
+    if !claims.scope.split(' ').any(|s| s == "openid") {
+        audit.reason = "insufficient_scope".into();
+        return Err(refuse(
+            audit.clone(),
+            403,
+            Some("insufficient_scope"),
+            "the access token's scope does not hold `openid`",
+            "no_openid_scope",
+        ));
+    }
+    Ok(claims)
+}
+
 /// RFC 6750 §3.1's `invalid_token`.
-fn invalid(audit: Audit, cause: &str) -> TokenStep {
+fn invalid(audit: Audit, cause: &str) -> Box<TokenStep> {
     refuse(
         audit,
         401,
@@ -169,7 +192,7 @@ fn refuse(
     error: Option<&str>,
     description: &str,
     cause: &str,
-) -> TokenStep {
+) -> Box<TokenStep> {
     audit.cause = cause.into();
     let challenge = match error {
         Some(error) => format!(
@@ -181,7 +204,7 @@ fn refuse(
         Some(error) => json!({"error": error, "error_description": description}),
         None => json!({"error": "invalid_request", "error_description": description}),
     };
-    TokenStep::Done(Box::new(Decision {
+    Box::new(TokenStep::Done(Box::new(Decision {
         response: HttpResponse {
             status,
             headers: vec![
@@ -196,7 +219,7 @@ fn refuse(
         },
         audit,
         effects: Vec::new(),
-    }))
+    })))
 }
 
 #[cfg(test)]

@@ -260,9 +260,34 @@ impl<'de> Reader<'de> {
 
     /// A number starting at `self.at` (RFC 8259 §6: `-? int frac? exp?`).
     fn number(&mut self) -> Result<Number, Error> {
-        let bytes = self.bytes();
         let start = self.at;
-        let mut at = start;
+        let Lexeme {
+            negative,
+            int,
+            float,
+        } = self.number_lexeme()?;
+        let at = self.at;
+        if !float {
+            let digits = self.bytes().get(int).unwrap_or_default();
+            if let Some(number) = integer(negative, digits) {
+                return Ok(number);
+            }
+        }
+        let lexeme = self.text.get(start..at).unwrap_or_default();
+        match lexeme.parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok(Number::Float(v)),
+            _ => {
+                self.at = start;
+                Err(self.error("a number out of range"))
+            }
+        }
+    }
+
+    /// Scans a number's lexeme, leaving `self.at` after it: its sign, where its integer digits
+    /// are, and whether it has a fraction or an exponent.
+    fn number_lexeme(&mut self) -> Result<Lexeme, Error> {
+        let bytes = self.bytes();
+        let mut at = self.at;
         let negative = bytes.get(at) == Some(&b'-');
         if negative {
             at += 1;
@@ -282,7 +307,7 @@ impl<'de> Reader<'de> {
                 return Err(self.error("expected a value"));
             }
         }
-        let int_end = at;
+        let int = int_start..at;
         let mut float = false;
         if bytes.get(at) == Some(&b'.') {
             let after = digits(at + 1);
@@ -307,40 +332,11 @@ impl<'de> Reader<'de> {
             float = true;
         }
         self.at = at;
-        if !float {
-            let mut value: u64 = 0;
-            let mut fits = true;
-            for &d in bytes.get(int_start..int_end).unwrap_or_default() {
-                match value
-                    .checked_mul(10)
-                    .and_then(|v| v.checked_add(u64::from(d - b'0')))
-                {
-                    Some(v) => value = v,
-                    None => {
-                        fits = false;
-                        break;
-                    }
-                }
-            }
-            if fits && !negative {
-                return Ok(Number::Unsigned(value));
-            }
-            if fits && value <= i64::MAX as u64 + 1 {
-                // -0 reads as a float, as serde_json reads it.
-                if value == 0 {
-                    return Ok(Number::Float(-0.0));
-                }
-                return Ok(Number::Negative(0i64.wrapping_sub_unsigned(value)));
-            }
-        }
-        let lexeme = self.text.get(start..at).unwrap_or_default();
-        match lexeme.parse::<f64>() {
-            Ok(v) if v.is_finite() => Ok(Number::Float(v)),
-            _ => {
-                self.at = start;
-                Err(self.error("a number out of range"))
-            }
-        }
+        Ok(Lexeme {
+            negative,
+            int,
+            float,
+        })
     }
 
     /// Skips one value without building anything.
@@ -455,6 +451,35 @@ impl<'de> Reader<'de> {
         let e: Error = de::Error::invalid_type(found, visitor);
         self.locate(e)
     }
+}
+
+/// A number's lexeme as scanned: its sign, its integer digits, whether it has a fraction or an
+/// exponent.
+struct Lexeme {
+    negative: bool,
+    int: std::ops::Range<usize>,
+    float: bool,
+}
+
+/// An integer's value when it fits a `u64`, or an `i64` when negative; `-0` reads as a float,
+/// as serde_json reads it.
+fn integer(negative: bool, digits: &[u8]) -> Option<Number> {
+    let mut value: u64 = 0;
+    for &d in digits {
+        value = value
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(d - b'0')))?;
+    }
+    if !negative {
+        return Some(Number::Unsigned(value));
+    }
+    if value > i64::MAX as u64 + 1 {
+        return None;
+    }
+    if value == 0 {
+        return Some(Number::Float(-0.0));
+    }
+    Some(Number::Negative(0i64.wrapping_sub_unsigned(value)))
 }
 
 impl<'de> Deserializer<'de> for &mut Reader<'de> {
@@ -990,6 +1015,10 @@ mod tests {
     }
 
     #[test]
+    #[allow(
+        clippy::too_many_lines,
+        reason = "a test: its cases read best as one table"
+    )]
     fn edge_cases_agree_with_serde_json() {
         let cases = [
             "",

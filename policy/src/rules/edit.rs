@@ -311,6 +311,8 @@ fn preview_create(
     }
 }
 
+/// An edit of an existing app (§3): the proposed revision, the checks that reject it (§1, §5,
+/// A5, A1), then what accepting it does to each tenant (A2, A3) and in which words.
 fn preview_edit(
     state: &EditState,
     edit: &EditProposal,
@@ -325,66 +327,11 @@ fn preview_edit(
     let latest = app.latest().ok_or_else(|| {
         PolicyError::InvalidState(format!("app `{}` has no revision", app.app_id))
     })?;
-    let revision = Revision {
-        rev: latest.rev.saturating_add(1),
-        at: now,
-        client_id: edit
-            .client_id
-            .clone()
-            .unwrap_or_else(|| latest.client_id.clone()),
-        grant_type: edit.grant_type.unwrap_or(latest.grant_type),
-        scopes: edit.scopes.clone().unwrap_or_else(|| latest.scopes.clone()),
-        redirect_uris: Vec::new(),
-        client_type: edit.client_type.unwrap_or(latest.client_type),
-    };
-    let revision = Revision {
-        redirect_uris: match &edit.redirect_uris {
-            Some(uris) => uris.clone(),
-            None if revision.grant_type == GrantType::AuthorizationCode => {
-                latest.redirect_uris.clone()
-            }
-            None => Vec::new(),
-        },
-        ..revision
-    };
+    let revision = proposed_revision(latest, edit, now);
     let latest_index = app.revisions.len().saturating_sub(1);
     let eligible_before = password_eligibility(&app.revisions, latest_index, sunset).is_ok();
-
-    if let Some(problem) = field_problem(&app.app_id, &revision) {
-        return Ok(rejected(
-            EditReason::InvalidRevision,
-            "§1",
-            problem,
-            Some(revision),
-            eligible_before,
-        ));
-    }
-    if let Some((reason, rule, why)) = section5_problem(&revision) {
+    if let Some((reason, rule, why)) = edit_problem(state, app, latest, &revision, now) {
         return Ok(rejected(reason, rule, why, Some(revision), eligible_before));
-    }
-    if now < latest.at {
-        let why = format!(
-            "the edit is dated {now}, before the latest revision ({}): revisions only move forward",
-            latest.at
-        );
-        return Ok(rejected(
-            EditReason::InvalidRevision,
-            "§1",
-            why,
-            Some(revision),
-            eligible_before,
-        ));
-    }
-    if revision.client_id != latest.client_id
-        && client_id_in_use(state, &revision.client_id, Some(&app.app_id))
-    {
-        return Ok(rejected(
-            EditReason::ClientIdTaken,
-            "A5",
-            client_id_taken_words(&revision.client_id),
-            Some(revision),
-            eligible_before,
-        ));
     }
 
     let mut history = app.revisions.clone();
@@ -408,52 +355,17 @@ fn preview_edit(
         .filter(|t| t.password_now && !t.password_after_update)
         .map(|t| t.tenant.clone())
         .collect();
-
-    let (reason, rule, explanation) = if irreversible {
-        let reason = if revision.client_id != latest.client_id {
-            EditReason::ClientIdChanged
-        } else {
-            EditReason::GrantTypeChanged
-        };
-        (
-            Some(reason),
-            "A2",
-            a2_words(reason, &revision, losing.len()),
-        )
-    } else if eligible_after && now < sunset {
-        (
-            None,
-            "A1",
-            format!("A1: accepted; before the sunset ({sunset}) an app may still choose the password grant and change its `client_id`"),
-        )
-    } else if eligible_after {
-        (
-            None,
-            "R2",
-            "R2: accepted; the `client_id` and the password grant stay the same, so the app keeps the password grant".to_string(),
-        )
-    } else if eligible_before {
-        (
-            None,
-            "A2",
-            format!("A2: accepted; before the sunset ({sunset}) apps may still switch grant types, so this can be undone"),
-        )
-    } else if losing.is_empty() {
-        (
-            None,
-            "A4",
-            "A4: accepted; the app does not have the password grant, and this edit changes nothing about that".to_string(),
-        )
-    } else {
-        (
-            None,
-            "R3",
-            format!(
-                "R3: accepted; the latest revision already left the password grant, and {} tenant(s) pinned to an older revision keep it until they update",
-                losing.len()
-            ),
-        )
+    let change = Change {
+        revision: &revision,
+        latest,
+        now,
+        sunset,
+        eligible_before,
+        eligible_after,
+        irreversible,
+        losing: losing.len(),
     };
+    let (reason, rule, explanation) = change.words();
     let moves_to_code = revision.grant_type == GrantType::AuthorizationCode
         && latest.grant_type != GrantType::AuthorizationCode;
     let explanation = if moves_to_code {
@@ -474,6 +386,127 @@ fn preview_edit(
         tenants_losing_password_on_update: losing,
         way_forward: moves_to_code.then_some(GrantType::AuthorizationCode),
     })
+}
+
+/// The next revision an edit proposes: every field it leaves out kept from the latest one (the
+/// redirect URIs only while the app stays on the authorization code grant).
+fn proposed_revision(latest: &Revision, edit: &EditProposal, now: Timestamp) -> Revision {
+    let grant_type = edit.grant_type.unwrap_or(latest.grant_type);
+    Revision {
+        rev: latest.rev.saturating_add(1),
+        at: now,
+        client_id: edit
+            .client_id
+            .clone()
+            .unwrap_or_else(|| latest.client_id.clone()),
+        grant_type,
+        scopes: edit.scopes.clone().unwrap_or_else(|| latest.scopes.clone()),
+        redirect_uris: match &edit.redirect_uris {
+            Some(uris) => uris.clone(),
+            None if grant_type == GrantType::AuthorizationCode => latest.redirect_uris.clone(),
+            None => Vec::new(),
+        },
+        client_type: edit.client_type.unwrap_or(latest.client_type),
+    }
+}
+
+/// Why an edit is rejected before eligibility is judged: its fields (§1), §5's rules, a date
+/// before the latest revision, a `client_id` another app holds (A5).
+fn edit_problem(
+    state: &EditState,
+    app: &App,
+    latest: &Revision,
+    revision: &Revision,
+    now: Timestamp,
+) -> Option<(EditReason, &'static str, String)> {
+    if let Some(problem) = field_problem(&app.app_id, revision) {
+        return Some((EditReason::InvalidRevision, "§1", problem));
+    }
+    if let Some(problem) = section5_problem(revision) {
+        return Some(problem);
+    }
+    if now < latest.at {
+        let why = format!(
+            "the edit is dated {now}, before the latest revision ({}): revisions only move forward",
+            latest.at
+        );
+        return Some((EditReason::InvalidRevision, "§1", why));
+    }
+    if revision.client_id != latest.client_id
+        && client_id_in_use(state, &revision.client_id, Some(&app.app_id))
+    {
+        return Some((
+            EditReason::ClientIdTaken,
+            "A5",
+            client_id_taken_words(&revision.client_id),
+        ));
+    }
+    None
+}
+
+/// What an accepted edit does to the password grant, as [`Change::words`] says it.
+struct Change<'a> {
+    revision: &'a Revision,
+    latest: &'a Revision,
+    now: Timestamp,
+    sunset: Timestamp,
+    eligible_before: bool,
+    eligible_after: bool,
+    irreversible: bool,
+    /// Tenants that lose the password grant when they update.
+    losing: usize,
+}
+
+impl Change<'_> {
+    /// The reason, the rule and the sentence of an accepted edit's preview.
+    fn words(&self) -> (Option<EditReason>, &'static str, String) {
+        let sunset = self.sunset;
+        if self.irreversible {
+            let reason = if self.revision.client_id != self.latest.client_id {
+                EditReason::ClientIdChanged
+            } else {
+                EditReason::GrantTypeChanged
+            };
+            (
+                Some(reason),
+                "A2",
+                a2_words(reason, self.revision, self.losing),
+            )
+        } else if self.eligible_after && self.now < sunset {
+            (
+                None,
+                "A1",
+                format!("A1: accepted; before the sunset ({sunset}) an app may still choose the password grant and change its `client_id`"),
+            )
+        } else if self.eligible_after {
+            (
+                None,
+                "R2",
+                "R2: accepted; the `client_id` and the password grant stay the same, so the app keeps the password grant".to_string(),
+            )
+        } else if self.eligible_before {
+            (
+                None,
+                "A2",
+                format!("A2: accepted; before the sunset ({sunset}) apps may still switch grant types, so this can be undone"),
+            )
+        } else if self.losing == 0 {
+            (
+                None,
+                "A4",
+                "A4: accepted; the app does not have the password grant, and this edit changes nothing about that".to_string(),
+            )
+        } else {
+            (
+                None,
+                "R3",
+                format!(
+                    "R3: accepted; the latest revision already left the password grant, and {} tenant(s) pinned to an older revision keep it until they update",
+                    self.losing
+                ),
+            )
+        }
+    }
 }
 
 /// Every tenant installing `app`, with what it has now and after updating; eligibility is

@@ -1,12 +1,12 @@
 //! The code exchange at the token endpoint, X1–X5 of RULES.md §5, one function each and in
 //! that order, after T1–T4.
 
-use super::endpoint::{code_family, Effect, Keys, TokenContext, TokenInput, TokenStep};
+use super::found::{Found, Pinned};
 use super::issue::{issue, IdTokenArgs, IssueArgs};
 use super::judge::{End, Judge, Verdict};
 use super::jwt::KeptInput;
 use super::request::TokenRequest;
-use super::rules::{Found, Pinned};
+use super::steps::{code_family, Effect, Keys, TokenContext, TokenInput, TokenStep};
 use crate::error::PolicyError;
 use crate::model::{CodeRecord, GrantType, SignIn, UserRecord};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

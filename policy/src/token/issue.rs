@@ -1,12 +1,12 @@
 //! T9's success: the access token's signing input handed to the host to sign
 //! (`need_signature`), then the token, the refresh token minted and its record to store.
 
-use super::endpoint::{
-    refresh_token_sha256, Decision, Effect, Keys, SignPurpose, TokenContext, TokenStep,
-};
-use super::judge::Judge;
+use super::judge::{settle, End, Judge, Verdict};
 use super::jwt::{self, AccessClaims, IdClaims};
 use super::response::{self, TokenBody};
+use super::steps::{
+    refresh_token_sha256, Decision, Effect, Keys, SignPurpose, TokenContext, TokenStep,
+};
 use crate::error::PolicyError;
 use crate::model::{GrantType, RefreshStatus, RefreshTokenRecord, TenantRecord};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -40,7 +40,13 @@ pub(super) struct IdTokenArgs<'a> {
     pub(super) nonce: Option<&'a str>,
 }
 
+/// The success of a request: its tokens signed (each asked of the host first), the refresh
+/// token's record to store, the answer.
 pub(super) fn issue(args: IssueArgs<'_>) -> Result<TokenStep, PolicyError> {
+    settle(issued(args))
+}
+
+fn issued(args: IssueArgs<'_>) -> Verdict<TokenStep> {
     let IssueArgs {
         judge,
         ctx,
@@ -59,11 +65,7 @@ pub(super) fn issue(args: IssueArgs<'_>) -> Result<TokenStep, PolicyError> {
     } = args;
     let entropy = |from: usize, to: usize| keys.entropy.get(from..to).unwrap_or_default();
     let jti = URL_SAFE_NO_PAD.encode(entropy(32, 48));
-    let base = ctx.issuer.trim_end_matches('/');
-    let mut issuer = String::with_capacity(base.len() + 9 + tenant.tenant.len());
-    issuer.push_str(base);
-    issuer.push_str("/tenants/");
-    issuer.push_str(&tenant.tenant);
+    let issuer = issuer_of(ctx, tenant);
     let now = ctx.now.unix();
     let claims = AccessClaims {
         iss: &issuer,
@@ -76,63 +78,29 @@ pub(super) fn issue(args: IssueArgs<'_>) -> Result<TokenStep, PolicyError> {
         jti: &jti,
         tenant: &tenant.tenant,
     };
-    let key = &ctx.signing_key;
-    let signing_input = jwt::signing_input_kept(&claims, &key.kid, key.alg, kept_input);
-    let Some(signature) = signature else {
-        return Ok(TokenStep::NeedSignature {
-            alg: key.alg,
-            kid: key.kid.clone(),
-            signing_input,
-            purpose: SignPurpose::AccessToken,
-        });
-    };
-    let access_token = jwt::finish(
-        signing_input,
-        &signature_bytes(ctx, "signature", signature)?,
-    );
+    let access_token = signed_access_token(ctx, &claims, signature, kept_input)?;
     let id_token = match id_token {
         None => None,
         Some(args) => {
-            let claims = IdClaims {
-                iss: &issuer,
-                sub: subject,
-                aud: client_id,
-                exp: now.saturating_add(i64::from(ctx.access_token_ttl)),
-                iat: now,
-                auth_time: args.auth_time,
-                nonce: args.nonce,
-                azp: client_id,
-            };
-            let signing_input = jwt::id_token_signing_input(&claims, &key.kid, key.alg);
-            let Some(signature) = id_token_signature else {
-                return Ok(TokenStep::NeedSignature {
-                    alg: key.alg,
-                    kid: key.kid.clone(),
-                    signing_input,
-                    purpose: SignPurpose::IdToken,
-                });
-            };
-            let bytes = signature_bytes(ctx, "id_token_signature", signature)?;
-            Some(jwt::finish(signing_input, &bytes))
+            let claims = id_claims(&claims, args);
+            Some(signed_id_token(ctx, &claims, id_token_signature)?)
         }
     };
     let refresh_token = refresh.map(|(grant_type, family)| {
         let token = URL_SAFE_NO_PAD.encode(entropy(0, 32));
-        let family_id = family.unwrap_or_else(|| URL_SAFE_NO_PAD.encode(entropy(48, 64)));
-        effects.push(Effect::StoreRefreshToken {
-            record: RefreshTokenRecord {
-                token_sha256: refresh_token_sha256(&token),
-                family_id,
-                tenant: tenant.tenant.clone(),
-                client_id: client_id.to_string(),
-                username: username.clone(),
-                scope: scope.to_string(),
-                grant_type,
-                issued_at: ctx.now,
-                expires_at: ctx.now.plus_seconds(i64::from(ctx.refresh_token_ttl)),
-                status: RefreshStatus::Active,
-            },
-        });
+        let record = RefreshTokenRecord {
+            token_sha256: refresh_token_sha256(&token),
+            family_id: family.unwrap_or_else(|| URL_SAFE_NO_PAD.encode(entropy(48, 64))),
+            tenant: tenant.tenant.clone(),
+            client_id: client_id.to_string(),
+            username,
+            scope: scope.to_string(),
+            grant_type,
+            issued_at: ctx.now,
+            expires_at: ctx.now.plus_seconds(i64::from(ctx.refresh_token_ttl)),
+            status: RefreshStatus::Active,
+        };
+        effects.push(Effect::StoreRefreshToken { record });
         token
     });
     let body = TokenBody {
@@ -148,6 +116,74 @@ pub(super) fn issue(args: IssueArgs<'_>) -> Result<TokenStep, PolicyError> {
         audit: judge.audit("granted", "T9", "issued", "issued"),
         effects,
     })))
+}
+
+/// A tenant's issuer: `{issuer}/tenants/{tenant}`.
+fn issuer_of(ctx: &TokenContext, tenant: &TenantRecord) -> String {
+    let base = ctx.issuer.trim_end_matches('/');
+    let mut issuer = String::with_capacity(base.len() + 9 + tenant.tenant.len());
+    issuer.push_str(base);
+    issuer.push_str("/tenants/");
+    issuer.push_str(&tenant.tenant);
+    issuer
+}
+
+/// The ID token's claims that follow the access token's: the same issuer, subject and times,
+/// the client as audience and authorized party (OpenID Connect Core §2).
+fn id_claims<'a>(access: &AccessClaims<'a>, sign_in: IdTokenArgs<'a>) -> IdClaims<'a> {
+    IdClaims {
+        iss: access.iss,
+        sub: access.sub,
+        aud: access.client_id,
+        exp: access.exp,
+        iat: access.iat,
+        auth_time: sign_in.auth_time,
+        nonce: sign_in.nonce,
+        azp: access.client_id,
+    }
+}
+
+/// The access token: its signing input (kept across the request's steps), signed by the host.
+fn signed_access_token(
+    ctx: &TokenContext,
+    claims: &AccessClaims<'_>,
+    signature: Option<&str>,
+    kept_input: &mut Option<jwt::KeptInput>,
+) -> Verdict<String> {
+    let key = &ctx.signing_key;
+    let signing_input = jwt::signing_input_kept(claims, &key.kid, key.alg, kept_input);
+    let Some(signature) = signature else {
+        return Err(End::step(TokenStep::NeedSignature {
+            alg: key.alg,
+            kid: key.kid.clone(),
+            signing_input,
+            purpose: SignPurpose::AccessToken,
+        }));
+    };
+    Ok(jwt::finish(
+        signing_input,
+        &signature_bytes(ctx, "signature", signature)?,
+    ))
+}
+
+/// The ID token of a code exchange with `openid`, signed by the host with the same key.
+fn signed_id_token(
+    ctx: &TokenContext,
+    claims: &IdClaims<'_>,
+    signature: Option<&str>,
+) -> Verdict<String> {
+    let key = &ctx.signing_key;
+    let signing_input = jwt::id_token_signing_input(claims, &key.kid, key.alg);
+    let Some(signature) = signature else {
+        return Err(End::step(TokenStep::NeedSignature {
+            alg: key.alg,
+            kid: key.kid.clone(),
+            signing_input,
+            purpose: SignPurpose::IdToken,
+        }));
+    };
+    let bytes = signature_bytes(ctx, "id_token_signature", signature)?;
+    Ok(jwt::finish(signing_input, &bytes))
 }
 
 /// A signature from the host, decoded and checked for its algorithm's length.

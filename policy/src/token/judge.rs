@@ -1,9 +1,9 @@
 //! Who is asking and how far the request got: the audit fields every decision carries, the
 //! refusals that more than one rule gives, and how a rule ends a request early.
 
-use super::endpoint::{Audit, Decision, Effect, TokenStep};
 use super::request::quote;
 use super::response;
+use super::steps::{Audit, Decision, Effect, TokenStep};
 use crate::error::PolicyError;
 use crate::model::{Revision, Timestamp};
 use crate::rules::eligibility::Ineligible;
@@ -103,6 +103,15 @@ impl From<TokenStep> for End {
 
 /// A rule's verdict: go on with what it found, or end the request.
 pub(super) type Verdict<T> = Result<T, End>;
+
+/// The step a request's rules came to, however they ended.
+pub(super) fn settle(verdict: Verdict<TokenStep>) -> Result<TokenStep, PolicyError> {
+    match verdict {
+        Ok(step) => Ok(step),
+        Err(End::Step(step)) => Ok(*step),
+        Err(End::Failed(e)) => Err(e),
+    }
+}
 
 pub(super) fn deny_client(judge: &Judge<'_>, reason: &str, cause: &str) -> TokenStep {
     judge.deny(

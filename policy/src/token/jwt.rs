@@ -305,6 +305,10 @@ mod tests {
     }
 
     #[test]
+    #[allow(
+        clippy::too_many_lines,
+        reason = "a test: its cases read best as one table"
+    )]
     fn a_kept_signing_input_is_taken_only_for_the_same_claims_and_key() {
         let mut kept = None;
         let first = signing_input_kept(&claims(), "k1", SigningAlg::ES256, &mut kept);

@@ -2,6 +2,7 @@
 
 pub mod endpoint;
 pub(crate) mod exchange;
+mod found;
 mod issue;
 pub(crate) mod judge;
 pub mod jwt;
@@ -11,3 +12,4 @@ pub(crate) mod password;
 pub mod request;
 pub mod response;
 pub(crate) mod rules;
+pub mod steps;

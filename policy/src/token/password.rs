@@ -2,8 +2,8 @@
 //! parameters (rehash on login, C10's new password): the same KDF work, the same dummy hash for
 //! unknown users, and the same lockout counting wherever a password is typed.
 
-use super::endpoint::{Effect, KdfOutput, KdfPurpose, Step, TokenContext, REHASH_SALT};
 use super::lockout;
+use super::steps::{Effect, KdfOutput, KdfPurpose, Step, TokenContext, REHASH_SALT};
 use crate::credentials::kdf::{KdfAlgorithm, KdfParams};
 use crate::credentials::password::{self, StoredHash};
 use crate::error::PolicyError;

@@ -1,24 +1,23 @@
 //! The token endpoint's rules, T1–T9 of RULES.md §4, one function each and in that order:
 //! [`judge_request`] reads as the T-table.
 
-use super::endpoint::{
-    code_sha256, keys, refresh_token_sha256, Effect, Keys, Lookup, Memo, TokenContext, TokenInput,
-    TokenStep,
-};
 use super::exchange;
+use super::found::{Found, Pinned};
 use super::issue::{issue, IssueArgs};
 use super::judge::{
     deny_client, deny_ineligible, deny_mismatch, End, Judge, Verdict, INVALID_CLIENT,
     INVALID_REFRESH, INVALID_USER,
 };
+use super::jwt::KeptInput;
 use super::password::{self, Checked, StoredMemo};
 use super::request::{self, quote, AuthMethod, HttpRequest, TokenRequest};
+use super::steps::{
+    code_sha256, keys, refresh_token_sha256, Effect, Keys, Lookup, Memo, TokenContext, TokenInput,
+    TokenStep,
+};
 use crate::credentials::client_secret::verify_client_secret;
 use crate::error::PolicyError;
-use crate::model::{
-    ClientRecord, ClientType, CodeRecord, GrantType, RefreshStatus, RefreshTokenRecord, Revision,
-    TenantRecord, UserRecord,
-};
+use crate::model::{ClientType, GrantType, RefreshStatus, Revision, TenantRecord, UserRecord};
 use crate::rules::edit::is_scope_token;
 use crate::rules::eligibility::password_eligibility;
 
@@ -47,31 +46,9 @@ impl Grant {
     }
 }
 
-/// The records a request needs, once the host has looked them up.
-pub(super) struct Found<'a> {
-    tenant: &'a Option<TenantRecord>,
-    client: &'a Option<ClientRecord>,
-    /// The refresh token presented, as found (`None`: not found); `None` for other grants.
-    refresh: Option<&'a RefreshTokenRecord>,
-    refresh_hash: Option<String>,
-    /// The code presented, as found (`None`: not found); `None` for other grants.
-    pub(super) code: Option<&'a CodeRecord>,
-    pub(super) code_hash: Option<String>,
-    /// The user the request is for: the `username` parameter, or the refresh token's or the
-    /// code's user.
-    username: Option<&'a str>,
-}
-
-/// The client, authenticated and installed, and the app revision its tenant pins.
-pub(super) struct Pinned<'a> {
-    pub(super) tenant: &'a TenantRecord,
-    client: &'a ClientRecord,
-    index: usize,
-    pub(super) revision: &'a Revision,
-}
-
 /// The token endpoint's rules in RULES.md's order; each is a function that goes on or ends the
-/// request, so the T-table reads off this one.
+/// request, so the T-table reads off this one: T1–T4 here, then the code exchange (X1–X5) or
+/// T5–T9, then the tokens.
 pub(super) fn judge_request(input: &TokenInput, memo: &mut Memo) -> Verdict<TokenStep> {
     let ctx = &input.context;
     let Memo {
@@ -105,6 +82,17 @@ pub(super) fn judge_request(input: &TokenInput, memo: &mut Memo) -> Verdict<Toke
     t4_grant_allowed(grant, pinned.revision, req.grant_type(), &judge)?;
     let user = input.records.user.as_ref().and_then(Option::as_ref);
     let user = user.filter(|u| Some(u.username.as_str()) == found.username);
+    let judged = Judged {
+        input,
+        req,
+        grant,
+        client_id,
+        keys,
+        found: &found,
+        pinned: &pinned,
+        user,
+        judge: &judge,
+    };
     if grant == Grant::AuthorizationCode {
         let exchanged = exchange::judge(ctx, req, &found, &pinned, client_id, user, &judge)?;
         return Ok(exchange::issue_for_code(
@@ -117,43 +105,66 @@ pub(super) fn judge_request(input: &TokenInput, memo: &mut Memo) -> Verdict<Toke
             access_input,
         )?);
     }
+    let (scope, effects) = t5_to_t9(&judged, stored_hash)?;
+    issue_tokens(&judged, &scope, effects, access_input)
+}
+
+/// What T1–T4 established about a request, for the rules after them.
+struct Judged<'a> {
+    input: &'a TokenInput,
+    req: &'a TokenRequest,
+    grant: Grant,
+    client_id: &'a str,
+    keys: &'a Keys,
+    found: &'a Found<'a>,
+    pinned: &'a Pinned<'a>,
+    /// The user the request is for, as found.
+    user: Option<&'a UserRecord>,
+    judge: &'a Judge<'a>,
+}
+
+/// T5–T9 for the password, refresh and client credentials grants, in that order (a refresh's
+/// own checks first): the scope granted and the effects of the checks.
+fn t5_to_t9(r: &Judged<'_>, stored_hash: &mut StoredMemo) -> Verdict<(String, Vec<Effect>)> {
+    let (ctx, judge, pinned, found, user) = (&r.input.context, r.judge, r.pinned, r.found, r.user);
     let mut effects = Vec::new();
-    let original_scope = match grant {
+    let original_scope = match r.grant {
         Grant::Refresh => Some(refresh_token_live(
             ctx,
-            &found,
-            &pinned,
-            client_id,
-            &judge,
+            found,
+            pinned,
+            r.client_id,
+            judge,
             &mut effects,
         )?),
         _ => None,
     };
-    let password_path = grant == Grant::Password
-        || (grant == Grant::Refresh && pinned.revision.grant_type == GrantType::Password);
+    let password_path = r.grant == Grant::Password
+        || (r.grant == Grant::Refresh && pinned.revision.grant_type == GrantType::Password);
     if password_path {
-        t5_password_eligible(ctx, &pinned, &judge)?;
+        t5_password_eligible(ctx, pinned, judge)?;
     }
-    let scope = t6_scope(req.param("scope"), original_scope, pinned.revision, &judge)?;
+    let scope = t6_scope(r.req.param("scope"), original_scope, pinned.revision, judge)?;
     if password_path {
-        t7_no_sso(pinned.tenant, &judge)?;
+        t7_no_sso(pinned.tenant, judge)?;
     }
     let mut outdated_hash = None;
-    match grant {
+    match r.grant {
         Grant::Password => {
-            let password = req.param("password").unwrap_or_default();
-            outdated_hash = t8_password(input, user, pinned.tenant, password, stored_hash, &judge)?;
+            let password = r.req.param("password").unwrap_or_default();
+            outdated_hash =
+                t8_password(r.input, user, pinned.tenant, password, stored_hash, judge)?;
             effects.push(login_succeeded(pinned.tenant, found.username));
         }
-        Grant::Refresh if found.username.is_some() => t8_user_still_able(ctx, user, &judge)?,
+        Grant::Refresh if found.username.is_some() => t8_user_still_able(ctx, user, judge)?,
         _ => {}
     }
     if password_path {
-        t9_password_age(ctx, pinned.tenant, user, &judge)?;
+        t9_password_age(ctx, pinned.tenant, user, judge)?;
     }
     if let (Some(replaces), Some(user)) = (outdated_hash, user) {
-        let password = req.param("password").unwrap_or_default();
-        let hash = password::new_hash(ctx, &keys.entropy, input.rehash_kdf.as_ref(), password)?
+        let password = r.req.param("password").unwrap_or_default();
+        let hash = password::new_hash(ctx, &r.keys.entropy, r.input.rehash_kdf.as_ref(), password)?
             .map_err(End::step)?;
         effects.push(Effect::StorePasswordHash {
             tenant: pinned.tenant.tenant.clone(),
@@ -162,23 +173,33 @@ pub(super) fn judge_request(input: &TokenInput, memo: &mut Memo) -> Verdict<Toke
             replaces,
         });
     }
+    Ok((scope, effects))
+}
+
+/// The success: the access token (and a refresh token where the grant issues one).
+fn issue_tokens(
+    r: &Judged<'_>,
+    scope: &str,
+    effects: Vec<Effect>,
+    access_input: &mut Option<KeptInput>,
+) -> Verdict<TokenStep> {
     // §4's tokens keep the username as their subject (what APIs read today); the code flow's
     // tokens, and so their refreshes, carry the user's stable `sub` (§5).
-    let subject = match (pinned.revision.grant_type, user) {
+    let subject = match (r.pinned.revision.grant_type, r.user) {
         (GrantType::AuthorizationCode, Some(user)) => user.subject(),
-        _ => found.username.unwrap_or(client_id),
+        _ => r.found.username.unwrap_or(r.client_id),
     };
     Ok(issue(IssueArgs {
-        judge: &judge,
-        ctx,
-        keys,
-        signature: input.signature.as_deref(),
-        tenant: pinned.tenant,
-        client_id,
+        judge: r.judge,
+        ctx: &r.input.context,
+        keys: r.keys,
+        signature: r.input.signature.as_deref(),
+        tenant: r.pinned.tenant,
+        client_id: r.client_id,
         subject,
-        scope: &scope,
-        refresh: refresh_to_issue(grant, &pinned, &found),
-        username: found.username.map(str::to_string),
+        scope,
+        refresh: refresh_to_issue(r.grant, r.pinned, r.found),
+        username: r.found.username.map(str::to_string),
         effects,
         id_token: None,
         id_token_signature: None,

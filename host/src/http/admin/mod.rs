@@ -16,9 +16,11 @@ mod audit;
 mod auth;
 mod consents;
 pub(crate) mod errors;
-mod input;
 #[cfg(feature = "testing")]
-pub use input::decode_any;
+mod fuzz;
+#[cfg(feature = "testing")]
+pub use fuzz::decode_any;
+mod input;
 mod module;
 pub mod openapi;
 pub mod page;

@@ -81,7 +81,7 @@ pub(crate) fn new_secret(server: &Service) -> Result<(String, String), ApiError>
         .map_err(|e| ApiError::unavailable("store", e))?
         .ok_or_else(|| ApiError::unavailable("store", "no server keys"))?;
     let entropy =
-        crate::state::random_base64(32).map_err(|e| ApiError::unavailable("random source", e))?;
+        crate::random::random_base64(32).map_err(|e| ApiError::unavailable("random source", e))?;
     let out = module(
         server,
         "new_client_secret",

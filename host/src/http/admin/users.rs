@@ -137,7 +137,7 @@ pub(crate) fn check_password(password: &str) -> Result<(), ApiError> {
 /// Hashes a password natively (PBKDF2-HMAC-SHA256 at the configured iterations, random salt).
 pub(crate) fn hash(server: &Service, clear: &str) -> Result<String, ApiError> {
     let salt =
-        crate::state::random_bytes(16).map_err(|e| ApiError::unavailable("random source", e))?;
+        crate::random::random_bytes(16).map_err(|e| ApiError::unavailable("random source", e))?;
     password::hash_password(
         KdfAlgorithm::Pbkdf2Sha256,
         clear,
@@ -220,7 +220,7 @@ pub(crate) async fn create_user(
             }
             let user = UserRecord {
                 username: create.username.clone(),
-                sub: Some(crate::state::new_sub()?),
+                sub: Some(crate::random::new_sub()?),
                 sign_in: create.sign_in,
                 password_changed_at: hashed.as_ref().map(|_| at),
                 password_hash: hashed,

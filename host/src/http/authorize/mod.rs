@@ -125,7 +125,7 @@ async fn authorize(
 fn new_transaction(visit: &Visit) -> anyhow::Result<Transaction> {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     Ok(Transaction {
-        id: URL_SAFE_NO_PAD.encode(crate::state::random_bytes(16)?),
+        id: URL_SAFE_NO_PAD.encode(crate::random::random_bytes(16)?),
         request: transaction::request_digest(&visit.query),
         expires: visit.at.unix() + transaction::LIFETIME_SECONDS,
         signed_in: None,
