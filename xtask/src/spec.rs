@@ -14,6 +14,7 @@ const COPIES: [(&str, &str); 2] = [("spec", "../shared/spec"), ("seed", "../shar
 /// Checks every copy against its original; says so in one line when the originals are absent.
 pub fn check(root: &Path) -> Result<()> {
     let mut differences = Vec::new();
+    let mut absent = Vec::new();
     for (copy, original) in COPIES {
         let copy = root.join(copy);
         if !copy.is_dir() {
@@ -22,16 +23,17 @@ pub fn check(root: &Path) -> Result<()> {
                 copy.display()
             );
         }
-        let original = root.join(original);
-        if !original.is_dir() {
-            println!(
-                "{} is absent: testing against the repository's copy in {} alone",
-                original.display(),
-                copy.display()
-            );
+        if !root.join(original).is_dir() {
+            absent.push(original);
             continue;
         }
-        differences.extend(compare(&copy, &original)?);
+        differences.extend(compare(&copy, &root.join(original))?);
+    }
+    if !absent.is_empty() {
+        println!(
+            "{} absent beside the checkout: testing against the repository's copy alone",
+            absent.join(" and ")
+        );
     }
     if !differences.is_empty() {
         bail!(
