@@ -1,7 +1,7 @@
 //! T9's success: the access token's signing input handed to the host to sign
 //! (`need_signature`), then the token, the refresh token minted and its record to store.
 
-use super::judge::{settle, End, Judge, Verdict};
+use super::judge::Judge;
 use super::jwt::{self, AccessClaims, IdClaims};
 use super::response::{self, TokenBody};
 use super::steps::{
@@ -43,10 +43,6 @@ pub(super) struct IdTokenArgs<'a> {
 /// The success of a request: its tokens signed (each asked of the host first), the refresh
 /// token's record to store, the answer.
 pub(super) fn issue(args: IssueArgs<'_>) -> Result<TokenStep, PolicyError> {
-    settle(issued(args))
-}
-
-fn issued(args: IssueArgs<'_>) -> Verdict<TokenStep> {
     let IssueArgs {
         judge,
         ctx,
@@ -78,12 +74,18 @@ fn issued(args: IssueArgs<'_>) -> Verdict<TokenStep> {
         jti: &jti,
         tenant: &tenant.tenant,
     };
-    let access_token = signed_access_token(ctx, &claims, signature, kept_input)?;
+    let access_token = match signed_access_token(ctx, &claims, signature, kept_input)? {
+        Ok(token) => token,
+        Err(step) => return Ok(step),
+    };
     let id_token = match id_token {
         None => None,
         Some(args) => {
             let claims = id_claims(&claims, args);
-            Some(signed_id_token(ctx, &claims, id_token_signature)?)
+            match signed_id_token(ctx, &claims, id_token_signature)? {
+                Ok(token) => Some(token),
+                Err(step) => return Ok(step),
+            }
         }
     };
     let refresh_token = refresh.map(|(grant_type, family)| {
@@ -118,6 +120,10 @@ fn issued(args: IssueArgs<'_>) -> Verdict<TokenStep> {
     })))
 }
 
+/// A signed token, or the step that asks the host for its signature (not boxed: it is the
+/// answer of one call in every token request).
+type Signed = Result<String, TokenStep>;
+
 /// A tenant's issuer: `{issuer}/tenants/{tenant}`.
 fn issuer_of(ctx: &TokenContext, tenant: &TenantRecord) -> String {
     let base = ctx.issuer.trim_end_matches('/');
@@ -143,39 +149,41 @@ fn id_claims<'a>(access: &AccessClaims<'a>, sign_in: IdTokenArgs<'a>) -> IdClaim
     }
 }
 
-/// The access token: its signing input (kept across the request's steps), signed by the host.
+/// The access token: its signing input (kept across the request's steps), signed by the host;
+/// until the host has signed it, the step that asks for the signature.
 fn signed_access_token(
     ctx: &TokenContext,
     claims: &AccessClaims<'_>,
     signature: Option<&str>,
     kept_input: &mut Option<jwt::KeptInput>,
-) -> Verdict<String> {
+) -> Result<Signed, PolicyError> {
     let key = &ctx.signing_key;
     let signing_input = jwt::signing_input_kept(claims, &key.kid, key.alg, kept_input);
     let Some(signature) = signature else {
-        return Err(End::step(TokenStep::NeedSignature {
+        return Ok(Err(TokenStep::NeedSignature {
             alg: key.alg,
             kid: key.kid.clone(),
             signing_input,
             purpose: SignPurpose::AccessToken,
         }));
     };
-    Ok(jwt::finish(
+    Ok(Ok(jwt::finish(
         signing_input,
         &signature_bytes(ctx, "signature", signature)?,
-    ))
+    )))
 }
 
-/// The ID token of a code exchange with `openid`, signed by the host with the same key.
+/// The ID token of a code exchange with `openid`, signed by the host with the same key; until
+/// then, the step that asks for the signature.
 fn signed_id_token(
     ctx: &TokenContext,
     claims: &IdClaims<'_>,
     signature: Option<&str>,
-) -> Verdict<String> {
+) -> Result<Signed, PolicyError> {
     let key = &ctx.signing_key;
     let signing_input = jwt::id_token_signing_input(claims, &key.kid, key.alg);
     let Some(signature) = signature else {
-        return Err(End::step(TokenStep::NeedSignature {
+        return Ok(Err(TokenStep::NeedSignature {
             alg: key.alg,
             kid: key.kid.clone(),
             signing_input,
@@ -183,7 +191,7 @@ fn signed_id_token(
         }));
     };
     let bytes = signature_bytes(ctx, "id_token_signature", signature)?;
-    Ok(jwt::finish(signing_input, &bytes))
+    Ok(Ok(jwt::finish(signing_input, &bytes)))
 }
 
 /// A signature from the host, decoded and checked for its algorithm's length.
