@@ -85,6 +85,7 @@ fn main() {
                     sso_required: false,
                     password_max_age_days: None,
                     installs: vec![],
+                    identity_provider: None,
                 })?;
                 for i in 0..if quick { 1_000 } else { PREFILL } as u64 {
                     w.put_refresh(&token(sha(1 << 40 | i), &format!("old-{i}"), now))?;

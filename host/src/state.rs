@@ -7,13 +7,14 @@
 //! same format with no secret in clear: `secret_hmacs` instead of `secrets`, `password_hash`
 //! instead of `password`, `token_sha256` instead of `token`; export output imports as it is.
 
-use crate::store::Store;
+use crate::store::{ProviderSecret, Store};
 use anyhow::{anyhow, bail, Context, Result};
 use granted_policy::credentials::kdf::KdfAlgorithm;
 use granted_policy::credentials::password;
 use granted_policy::model::{
-    App, ClientType, CodeRecord, ConsentRecord, GrantType, Install, RefreshStatus,
-    RefreshTokenRecord, Revision, SignIn, TenantRecord, Timestamp, UserRecord,
+    App, ClientType, CodeRecord, ConsentRecord, FederatedSubject, GrantType, IdentityProvider,
+    Install, RefreshStatus, RefreshTokenRecord, Revision, SignIn, TenantRecord, Timestamp,
+    UserRecord,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -135,12 +136,59 @@ pub struct TenantEntry {
     /// Installed apps and their pinned revisions.
     #[serde(default)]
     pub installs: Vec<Install>,
+    /// Its identity provider (RULES.md §6), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_provider: Option<ProviderEntry>,
     /// Users.
     #[serde(default)]
     pub users: Vec<UserEntry>,
     /// Refresh tokens.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refresh_tokens: Vec<RefreshEntry>,
+}
+
+/// A tenant's identity provider: the registration, and this server's client secret there, in
+/// clear (`client_secret`, import only: it is sealed under the master key when stored) or as an
+/// export wrote it (`client_secret_sealed`, which opens only under the same master key).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderEntry {
+    /// The provider's issuer.
+    pub issuer: String,
+    /// This server's `client_id` there.
+    pub client_id: String,
+    /// The secret in clear (import only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// The secret sealed under the master key, as exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_sealed: Option<String>,
+    /// The scopes asked for.
+    #[serde(default = "granted_policy::model::default_provider_scopes")]
+    pub scopes: Vec<String>,
+    /// The claim that names a user.
+    #[serde(default = "granted_policy::model::default_username_claim")]
+    pub username_claim: String,
+    /// A first sign-in may link to an existing `sso` user.
+    #[serde(default)]
+    pub link_existing: bool,
+    /// A first sign-in may create an `sso` user.
+    #[serde(default)]
+    pub provision: bool,
+}
+
+impl ProviderEntry {
+    /// The registration as the policy reads it.
+    pub fn provider(&self) -> IdentityProvider {
+        IdentityProvider {
+            issuer: self.issuer.clone(),
+            client_id: self.client_id.clone(),
+            scopes: self.scopes.clone(),
+            username_claim: self.username_claim.clone(),
+            link_existing: self.link_existing,
+            provision: self.provision,
+        }
+    }
 }
 
 /// One user.
@@ -169,6 +217,9 @@ pub struct UserEntry {
     /// The stable subject identifier; one is made at import when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
+    /// An `sso` user's subject at the tenant's identity provider (§6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federated_subject: Option<FederatedSubject>,
 }
 
 /// One refresh token.
@@ -277,8 +328,20 @@ fn check(state: &StateFile) -> Result<()> {
                 );
             }
         }
+        if let Some(entry) = &tenant.identity_provider {
+            check_provider(i, entry)?;
+        }
         let mut names = BTreeSet::new();
+        let mut federated = BTreeSet::new();
         for (j, user) in tenant.users.iter().enumerate() {
+            if let Some(subject) = &user.federated_subject {
+                if user.sign_in != SignIn::Sso {
+                    bail!("at `tenants[{i}].users[{j}].federated_subject`: only an `sso` user has one");
+                }
+                if !federated.insert((&subject.iss, &subject.sub)) {
+                    bail!("at `tenants[{i}].users[{j}].federated_subject`: another user of this tenant has it");
+                }
+            }
             if !names.insert(&user.username) {
                 bail!(
                     "at `tenants[{i}].users[{j}].username`: `{}` appears twice",
@@ -294,6 +357,19 @@ fn check(state: &StateFile) -> Result<()> {
                 bail!("at `tenants[{i}].refresh_tokens[{j}]`: give `token` or `token_sha256`");
             }
         }
+    }
+    Ok(())
+}
+
+/// A tenant's identity provider in a state file: A9 (the policy's own check), and one secret.
+fn check_provider(i: usize, entry: &ProviderEntry) -> Result<()> {
+    if let Some(problem) = granted_policy::rules::identity_provider::problem(&entry.provider()) {
+        bail!("at `tenants[{i}].identity_provider`: {problem}");
+    }
+    if entry.client_secret.is_some() == entry.client_secret_sealed.is_some() {
+        bail!(
+            "at `tenants[{i}].identity_provider`: give `client_secret` or `client_secret_sealed`"
+        );
     }
     Ok(())
 }
@@ -454,7 +530,23 @@ fn write_tenant(
         sso_required: tenant.sso_required,
         password_max_age_days: tenant.password_max_age_days,
         installs: tenant.installs.clone(),
+        identity_provider: None,
     })?;
+    let provider = match &tenant.identity_provider {
+        None => None,
+        Some(entry) => {
+            let secret = match (&entry.client_secret, &entry.client_secret_sealed) {
+                (Some(clear), None) => ProviderSecret::Clear(clear),
+                (None, Some(sealed)) => ProviderSecret::Sealed(sealed),
+                _ => bail!(
+                    "the identity provider of `{}` needs one of `client_secret` and `client_secret_sealed`",
+                    tenant.tenant
+                ),
+            };
+            Some((entry.provider(), secret))
+        }
+    };
+    w.put_identity_provider(&tenant.tenant, provider.as_ref().map(|(p, s)| (p, *s)))?;
     for (j, user) in tenant.users.iter().enumerate() {
         let password_hash = hashed
             .get(&(i, j))
@@ -473,6 +565,7 @@ fn write_tenant(
                 password_changed_at: user.password_changed_at,
                 disabled: user.disabled,
                 locked_until: user.locked_until,
+                federated_subject: user.federated_subject.clone(),
             },
         )?;
     }
@@ -569,46 +662,73 @@ pub fn export(store: &Store) -> Result<StateFile> {
     let tenants = store
         .tenants()?
         .into_iter()
-        .map(|(tenant, users, tokens)| TenantEntry {
-            tenant: tenant.tenant,
-            sso_required: tenant.sso_required,
-            password_max_age_days: tenant.password_max_age_days,
-            installs: tenant.installs,
-            users: users
-                .into_iter()
-                .map(|u| UserEntry {
-                    username: u.username,
-                    password: None,
-                    password_hash: u.password_hash,
-                    sign_in: u.sign_in,
-                    password_changed_at: u.password_changed_at,
-                    disabled: u.disabled,
-                    locked_until: u.locked_until,
-                    sub: u.sub,
-                })
-                .collect(),
-            refresh_tokens: tokens
-                .into_iter()
-                .map(|t| RefreshEntry {
-                    token: None,
-                    token_sha256: Some(t.token_sha256),
-                    family_id: t.family_id,
-                    client_id: t.client_id,
-                    username: t.username,
-                    scope: t.scope,
-                    grant_type: t.grant_type,
-                    issued_at: t.issued_at,
-                    expires_at: t.expires_at,
-                    status: t.status,
-                })
-                .collect(),
+        .map(|(tenant, users, tokens)| {
+            let identity_provider = tenant
+                .identity_provider
+                .map(|p| provider_entry(store, &tenant.tenant, p))
+                .transpose()?;
+            Ok(TenantEntry {
+                tenant: tenant.tenant,
+                sso_required: tenant.sso_required,
+                password_max_age_days: tenant.password_max_age_days,
+                installs: tenant.installs,
+                identity_provider,
+                users: users
+                    .into_iter()
+                    .map(|u| UserEntry {
+                        username: u.username,
+                        password: None,
+                        password_hash: u.password_hash,
+                        sign_in: u.sign_in,
+                        password_changed_at: u.password_changed_at,
+                        disabled: u.disabled,
+                        locked_until: u.locked_until,
+                        sub: u.sub,
+                        federated_subject: u.federated_subject,
+                    })
+                    .collect(),
+                refresh_tokens: tokens
+                    .into_iter()
+                    .map(|t| RefreshEntry {
+                        token: None,
+                        token_sha256: Some(t.token_sha256),
+                        family_id: t.family_id,
+                        client_id: t.client_id,
+                        username: t.username,
+                        scope: t.scope,
+                        grant_type: t.grant_type,
+                        issued_at: t.issued_at,
+                        expires_at: t.expires_at,
+                        status: t.status,
+                    })
+                    .collect(),
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     Ok(StateFile {
         apps,
         tenants,
         codes: Vec::new(),
         consents: store.consents()?,
+    })
+}
+
+/// A provider as exported: its secret only when sealed (one stored in clear, by a server with
+/// no master key, is left out, and the file does not import until it is given again).
+fn provider_entry(
+    store: &Store,
+    tenant: &str,
+    provider: IdentityProvider,
+) -> Result<ProviderEntry> {
+    Ok(ProviderEntry {
+        issuer: provider.issuer,
+        client_id: provider.client_id,
+        client_secret: None,
+        client_secret_sealed: store.identity_provider_sealed_secret(tenant)?,
+        scopes: provider.scopes,
+        username_claim: provider.username_claim,
+        link_existing: provider.link_existing,
+        provision: provider.provision,
     })
 }
 

@@ -780,6 +780,7 @@ fn retention_removes_old_entries_and_the_rest_of_the_chain_still_verifies() {
                     sso_required: false,
                     password_max_age_days: None,
                     installs: vec![],
+                    identity_provider: None,
                 })?;
                 Ok(Change::Made(
                     (),

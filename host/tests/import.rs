@@ -219,3 +219,103 @@ fn keys_rotate_adds_a_signing_key_and_keeps_the_old_one_for_verification() {
         "{kids:?}"
     );
 }
+
+/// A tenant's identity provider (RULES.md §6) in a state file: its secret sealed under the
+/// master key when imported, exported sealed (never in clear), imported again as it is under
+/// the same master key; a provider that A9 refuses is named by its JSON path, and nothing is
+/// written; an `sso` user's federated subject travels with it.
+#[test]
+fn an_identity_provider_is_imported_sealed_and_exported_sealed() {
+    const MASTER: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+    let dir = tempfile::tempdir().unwrap();
+    let db = new_db(dir.path(), "g.db");
+    let sealed = |args: &[&str], db: &str| {
+        Command::new(GRANTED)
+            .args(args)
+            .arg("--db")
+            .arg(db)
+            .env("GRANTED_KDF_ITERATIONS", "1000")
+            .env("GRANTED_MASTER_KEY", MASTER)
+            .output()
+            .unwrap()
+    };
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(DEMO).unwrap()).unwrap();
+    state["tenants"][2]["identity_provider"] = serde_json::json!({
+        "issuer": "https://idp.initech.example", "client_id": "granted-initech",
+        "client_secret": "idp-s3cret-value", "link_existing": true
+    });
+    state["tenants"][2]["users"][0]["federated_subject"] =
+        serde_json::json!({"iss": "https://idp.initech.example", "sub": "248289761001"});
+
+    // A9: an issuer over plain http is refused, with its path, before anything is written.
+    let mut refused = state.clone();
+    refused["tenants"][2]["identity_provider"]["issuer"] = serde_json::json!("http://idp.example");
+    let file = dir.path().join("refused.json");
+    std::fs::write(&file, refused.to_string()).unwrap();
+    let out = sealed(&["import", file.to_str().unwrap()], &db);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("tenants[2].identity_provider"), "{stderr}");
+    assert!(untouched(&db));
+
+    let file = dir.path().join("state.json");
+    std::fs::write(&file, state.to_string()).unwrap();
+    let out = sealed(&["import", file.to_str().unwrap()], &db);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = open(&db)
+        .with_master_key(granted_host::store::MasterKey::from_base64(MASTER, "test").unwrap())
+        .unwrap()
+        .0;
+    assert_eq!(
+        store
+            .identity_provider_secret("initech")
+            .unwrap()
+            .as_deref()
+            .map(String::as_str),
+        Some("idp-s3cret-value")
+    );
+    let out = sealed(&["export"], &db);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exported = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !exported.contains("idp-s3cret-value"),
+        "the export holds the secret"
+    );
+    let back: serde_json::Value = serde_json::from_str(&exported).unwrap();
+    let provider = &back["tenants"][2]["identity_provider"];
+    assert_eq!(provider["issuer"], "https://idp.initech.example");
+    assert_eq!(
+        provider["scopes"],
+        serde_json::json!(["openid", "profile", "email"])
+    );
+    assert!(provider["client_secret_sealed"]
+        .as_str()
+        .unwrap()
+        .starts_with("sealed1:"));
+    assert_eq!(
+        back["tenants"][2]["users"][0]["federated_subject"]["sub"],
+        "248289761001"
+    );
+    // The export imports as it is into another database under the same master key.
+    let other = new_db(dir.path(), "other.db");
+    let file = dir.path().join("export.json");
+    std::fs::write(&file, &exported).unwrap();
+    let out = sealed(&["import", file.to_str().unwrap()], &other);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = sealed(&["export"], &other);
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["tenants"][2], back["tenants"][2]);
+}

@@ -4,8 +4,9 @@ use crate::credentials::client_secret::hash_client_secret;
 use crate::credentials::kdf::{self, KdfAlgorithm};
 use crate::credentials::password;
 use crate::error::PolicyError;
-use crate::model::{default_sunset, App, Timestamp};
+use crate::model::{default_sunset, App, IdentityProvider, Timestamp};
 use crate::rules::edit::{self, Preview, PreviewInput};
+use crate::rules::identity_provider::ProviderCheck;
 use crate::rules::status::{AppStatus, StatusInput};
 use crate::token::endpoint::{self, TokenFlow, TokenInput, TokenResume, TokenStep};
 use base64::engine::general_purpose::STANDARD;
@@ -34,6 +35,7 @@ pub const ENTRY_POINTS: &[&str] = &[
     "hash_password",
     "hash_client_secret",
     "new_client_secret",
+    "identity_provider",
 ];
 
 /// `info`: what this module is.
@@ -134,6 +136,18 @@ pub fn eligibility(input: &EligibilityInput) -> Result<Vec<RevisionEligibility>,
         &input.app,
         input.sunset,
     ))
+}
+
+/// Input of `identity_provider`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct IdentityProviderInput {
+    /// The provider an admin proposes for a tenant.
+    pub provider: IdentityProvider,
+}
+
+/// `identity_provider`: A9, whether a tenant's identity provider may be stored.
+pub fn identity_provider(input: &IdentityProviderInput) -> Result<ProviderCheck, PolicyError> {
+    Ok(crate::rules::identity_provider::check(&input.provider))
 }
 
 /// `app_status`: an app's password-grant status, its revisions and its installs.
@@ -378,6 +392,7 @@ pub fn call(entry: &str, input: &[u8]) -> Vec<u8> {
         "hash_password" => run(input, hash_password),
         "hash_client_secret" => run(input, hash_client_secret_entry),
         "new_client_secret" => run(input, new_client_secret),
+        "identity_provider" => run(input, identity_provider),
         other => envelope_error(&PolicyError::UnknownEntryPoint(format!(
             "no entry point `{other}`"
         ))),

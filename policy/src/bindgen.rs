@@ -117,6 +117,12 @@ pub fn eligibility(input: JsValue) -> Result<JsValue, JsValue> {
     bind(input, api::eligibility)
 }
 
+/// A9: whether a tenant's identity provider may be stored.
+#[wasm_bindgen]
+pub fn identity_provider(input: JsValue) -> Result<JsValue, JsValue> {
+    bind(input, api::identity_provider)
+}
+
 /// An app's password-grant status, its revisions and its installs.
 #[wasm_bindgen]
 pub fn app_status(input: JsValue) -> Result<JsValue, JsValue> {

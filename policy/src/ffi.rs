@@ -79,4 +79,5 @@ entry_points! {
     granted_hash_password => "hash_password",
     granted_hash_client_secret => "hash_client_secret",
     granted_new_client_secret => "new_client_secret",
+    granted_identity_provider => "identity_provider",
 }

@@ -273,6 +273,49 @@ pub enum SignIn {
     Sso,
 }
 
+/// A tenant's identity provider (RULES.md §6): this server's registration there, as the policy
+/// reads it. Its client secret is the host's alone (sealed at rest, used for the token request).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IdentityProvider {
+    /// The provider's issuer (OpenID Connect Discovery's `issuer`).
+    pub issuer: String,
+    /// This server's `client_id` at the provider.
+    pub client_id: String,
+    /// The scopes asked for; `openid profile email` when absent.
+    #[serde(default = "default_provider_scopes")]
+    pub scopes: Vec<String>,
+    /// The ID token claim that names a user; `preferred_username` when absent.
+    #[serde(default = "default_username_claim")]
+    pub username_claim: String,
+    /// A first sign-in may link to an existing `sso` user of that name (F7).
+    #[serde(default)]
+    pub link_existing: bool,
+    /// A first sign-in that matches no user creates an `sso` user (F7).
+    #[serde(default)]
+    pub provision: bool,
+}
+
+/// The scopes a provider is asked for by default.
+pub fn default_provider_scopes() -> Vec<String> {
+    ["openid", "profile", "email"].map(String::from).to_vec()
+}
+
+/// The claim that names a user by default.
+pub fn default_username_claim() -> String {
+    "preferred_username".into()
+}
+
+/// The provider's `iss` and `sub` of an `sso` user, set at its first federated sign-in (§6).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FederatedSubject {
+    /// The provider's issuer.
+    pub iss: String,
+    /// The user's subject there.
+    pub sub: String,
+}
+
 /// A tenant's settings as the policy reads them (its users are looked up one by one).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantRecord {
@@ -286,6 +329,9 @@ pub struct TenantRecord {
     /// The tenant's installs.
     #[serde(default)]
     pub installs: Vec<Install>,
+    /// Its identity provider (§6), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_provider: Option<IdentityProvider>,
 }
 
 /// A stored user, as the token endpoint needs it.
@@ -311,6 +357,9 @@ pub struct UserRecord {
     /// Set by the host's brute-force protection: locked until this instant.
     #[serde(default)]
     pub locked_until: Option<Timestamp>,
+    /// For an `sso` user signed in through the tenant's provider: who it is there (§6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federated_subject: Option<FederatedSubject>,
 }
 
 impl UserRecord {

@@ -68,7 +68,7 @@ pub fn open_store(resolved: &Resolved) -> Result<Store> {
             "sealed the server keys that were stored in clear"
         );
         eprintln!(
-            "granted: sealed {} server keys that were stored in clear under the master key",
+            "granted: sealed {} server keys and identity-provider secrets that were stored in clear under the master key",
             done.sealed_from_clear
         );
     }

@@ -101,6 +101,7 @@ mod tests {
             sso_required: sso,
             password_max_age_days: None,
             installs: Vec::new(),
+            identity_provider: None,
         }
     }
 

@@ -6,6 +6,7 @@ use super::*;
 /// Writes inside one transaction of [`Store::write`].
 pub struct Writer<'a> {
     db: &'a Db<'a>,
+    master: Option<&'a MasterKey>,
 }
 
 impl Writer<'_> {
@@ -55,6 +56,21 @@ impl Writer<'_> {
             )?;
         }
         Ok(())
+    }
+
+    /// Sets `tenant`'s identity provider with its client secret (sealed under the master key);
+    /// `None` removes it.
+    pub fn put_identity_provider(
+        &self,
+        tenant: &str,
+        provider: Option<(&IdentityProvider, ProviderSecret<'_>)>,
+    ) -> Result<()> {
+        match provider {
+            Some((provider, secret)) => {
+                super::providers::put_provider(self.db, self.master, tenant, provider, secret)
+            }
+            None => super::providers::delete_provider(self.db, tenant).map(drop),
+        }
     }
 
     /// The stored password hash of a user, if any (to keep it when an import repeats).
@@ -120,7 +136,8 @@ impl Writer<'_> {
 impl Store {
     /// Runs `f` in one transaction: all of it is written, or nothing.
     pub fn write<T>(&self, f: impl FnOnce(&Writer<'_>) -> Result<T>) -> Result<T> {
-        self.write_tx(|db| f(&Writer { db }))
+        let master = self.master.as_ref();
+        self.write_tx(|db| f(&Writer { db, master }))
     }
 }
 
@@ -150,13 +167,16 @@ pub(super) fn upsert_user(db: &Db<'_>, tenant: &str, user: &UserRecord) -> Resul
         SignIn::Sso => "sso",
     };
     db.exec(
-        "INSERT INTO users (tenant, username, sign_in, password_hash, password_changed_at, disabled, sub)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO users (tenant, username, sign_in, password_hash, password_changed_at, disabled, sub,
+                            federated_iss, federated_sub)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (tenant, username) DO UPDATE SET sign_in = excluded.sign_in,
              password_hash = excluded.password_hash,
              password_changed_at = excluded.password_changed_at,
              disabled = excluded.disabled,
-             sub = COALESCE(users.sub, excluded.sub)",
+             sub = COALESCE(users.sub, excluded.sub),
+             federated_iss = COALESCE(users.federated_iss, excluded.federated_iss),
+             federated_sub = COALESCE(users.federated_sub, excluded.federated_sub)",
         &[
             &tenant,
             &user.username,
@@ -165,6 +185,8 @@ pub(super) fn upsert_user(db: &Db<'_>, tenant: &str, user: &UserRecord) -> Resul
             &user.password_changed_at.map(|t| t.to_rfc3339()),
             &user.disabled,
             &user.sub,
+            &user.federated_subject.as_ref().map(|f| f.iss.as_str()),
+            &user.federated_subject.as_ref().map(|f| f.sub.as_str()),
         ],
     )?;
     Ok(())

@@ -336,6 +336,7 @@ impl Store {
                     &[&sealed, &kid],
                 )?;
             }
+            super::providers::rewrap_secrets(db, old, new, &mut done)?;
             Ok(if done.changed() {
                 End::Commit(done)
             } else {

@@ -12,8 +12,9 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use granted_policy::model::{
-    App, ClientRecord, ClientType, CodeRecord, ConsentRecord, GrantType, Install, RefreshStatus,
-    RefreshTokenRecord, Revision, SignIn, TenantRecord, Timestamp, UserRecord,
+    App, ClientRecord, ClientType, CodeRecord, ConsentRecord, FederatedSubject, GrantType,
+    IdentityProvider, Install, RefreshStatus, RefreshTokenRecord, Revision, SignIn, TenantRecord,
+    Timestamp, UserRecord,
 };
 use granted_policy::token::endpoint::{Lookup, Records};
 use rusqlite::{Connection, TransactionBehavior};
@@ -30,6 +31,7 @@ mod import;
 mod keys;
 mod location;
 mod postgres;
+mod providers;
 mod records;
 mod schema;
 mod seal;
@@ -49,6 +51,7 @@ pub use keys::{Rewrapped, SigningKey};
 pub use location::Location;
 use postgres::*;
 pub use postgres::{PgOptions, PgServer};
+pub use providers::ProviderSecret;
 pub use records::ReadAhead;
 use records::*;
 pub use records::{AppWithClients, TenantWithRecords};

@@ -508,6 +508,7 @@ pub(super) fn tenant_record(db: &Db<'_>, tenant: &str) -> Result<Option<TenantRe
         sso_required,
         password_max_age_days,
         installs,
+        identity_provider: super::providers::provider(db, tenant)?,
     }))
 }
 
@@ -544,7 +545,8 @@ pub(super) fn user_record(db: &Db<'_>, tenant: &str, username: &str) -> Result<O
 /// the queries that name these columns are still `&'static str`, built by `concat!`).
 macro_rules! user_columns {
     () => {
-        "u.sign_in, u.password_hash, u.password_changed_at, u.disabled, f.locked_until, u.sub"
+        "u.sign_in, u.password_hash, u.password_changed_at, u.disabled, f.locked_until, u.sub, \
+         u.federated_iss, u.federated_sub"
     };
 }
 pub(super) use user_columns;
@@ -567,6 +569,10 @@ pub(super) fn user_row(r: &db::Row<'_>, at: usize, username: &str) -> Result<Opt
         password_changed_at: r.get::<Option<String>>(at + 2)?.map(ts).transpose()?,
         disabled: r.get(at + 3)?,
         locked_until: r.get::<Option<String>>(at + 4)?.map(ts).transpose()?,
+        federated_subject: match (r.get(at + 6)?, r.get(at + 7)?) {
+            (Some(iss), Some(sub)) => Some(FederatedSubject { iss, sub }),
+            _ => None,
+        },
     }))
 }
 

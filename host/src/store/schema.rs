@@ -156,10 +156,30 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE audit_anchor ADD COLUMN chain TEXT NOT NULL DEFAULT '';
     ALTER TABLE audit_anchor ADD COLUMN link INTEGER;
     UPDATE audit_anchor SET link = seq;",
+    // 10: a tenant's identity provider (RULES.md §6), its client secret sealed like the server
+    // keys, and an `sso` user's subject at it (`federated_iss`, `federated_sub`: set at the
+    // first federated sign-in, never changed, no two users of a tenant share one). A provider's
+    // change bumps `records_version` like a tenant's (`records_version_triggers`).
+    "CREATE TABLE identity_providers (
+        tenant TEXT PRIMARY KEY REFERENCES tenants(tenant),
+        issuer TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        client_secret TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        username_claim TEXT NOT NULL,
+        link_existing INTEGER NOT NULL,
+        provision INTEGER NOT NULL
+    );
+    ALTER TABLE users ADD COLUMN federated_iss TEXT;
+    ALTER TABLE users ADD COLUMN federated_sub TEXT;
+    CREATE UNIQUE INDEX users_federated ON users (tenant, federated_iss, federated_sub);",
 ];
 
 /// The tables whose every change bumps `records_version` (migration 8).
 const VERSIONED: [&str; 5] = ["tenants", "installs", "apps", "revisions", "clients"];
+
+/// The tables migration 10 adds to them.
+const VERSIONED_10: [&str; 1] = ["identity_providers"];
 
 impl Store {
     /// The schema version.
@@ -212,6 +232,9 @@ pub(super) fn migrate_to(db: &Db<'_>, last: usize) -> Result<()> {
         if i + 1 == 9 && db.is_pg() {
             audit_sequence(db).context("migration 9")?;
         }
+        if i + 1 == 10 {
+            version_triggers(db, &VERSIONED_10).context("migration 10")?;
+        }
         db.exec(
             "INSERT INTO schema_version (version) VALUES (?1)",
             &[&(i as i64 + 1)],
@@ -224,22 +247,28 @@ pub(super) fn migrate_to(db: &Db<'_>, last: usize) -> Result<()> {
 /// tables, `records_version` goes up by one. SQLite's fire per row, PostgreSQL's per statement
 /// (and on `TRUNCATE` too).
 fn records_version_triggers(db: &Db<'_>) -> Result<()> {
-    let mut sql = String::new();
     if db.is_pg() {
-        sql.push_str(
+        db.batch(
             "CREATE OR REPLACE FUNCTION granted_records_changed() RETURNS trigger
              LANGUAGE plpgsql AS $$
              BEGIN UPDATE records_version SET version = version + 1; RETURN NULL; END $$;",
-        );
-        for table in VERSIONED {
+        )?;
+    }
+    version_triggers(db, &VERSIONED)
+}
+
+/// The triggers that bump `records_version` on every change of `tables` (on PostgreSQL through
+/// the function migration 8 made).
+fn version_triggers(db: &Db<'_>, tables: &[&str]) -> Result<()> {
+    let mut sql = String::new();
+    for table in tables {
+        if db.is_pg() {
             sql.push_str(&format!(
                 "CREATE TRIGGER records_version_{table}
                  AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table}
                  FOR EACH STATEMENT EXECUTE FUNCTION granted_records_changed();"
             ));
-        }
-    } else {
-        for table in VERSIONED {
+        } else {
             for event in ["INSERT", "UPDATE", "DELETE"] {
                 sql.push_str(&format!(
                     "CREATE TRIGGER records_version_{table}_{} AFTER {event} ON {table}

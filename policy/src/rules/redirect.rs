@@ -82,24 +82,26 @@ fn same_loopback_but_port(registered: &str, sent: &str) -> bool {
             .is_none_or(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()))
 }
 
-fn is_loopback(host: &str) -> bool {
+/// `127.0.0.1`, `[::1]` or `localhost` (RFC 8252 §7.3).
+pub(crate) fn is_loopback(host: &str) -> bool {
     matches!(host, "127.0.0.1" | "[::1]") || host.eq_ignore_ascii_case("localhost")
 }
 
 /// The pieces of an absolute URI this module compares.
-struct Parts<'a> {
+pub(crate) struct Parts<'a> {
     /// Lowercased.
-    scheme: String,
+    pub(crate) scheme: String,
     /// The host of an authority, when there is one.
-    host: Option<&'a str>,
+    pub(crate) host: Option<&'a str>,
     /// The port, when there is one.
-    port: Option<&'a str>,
+    pub(crate) port: Option<&'a str>,
     /// Everything after the authority (or after the scheme's `:` when there is none).
-    rest: &'a str,
+    pub(crate) rest: &'a str,
 }
 
 impl<'a> Parts<'a> {
-    fn of(uri: &'a str) -> Option<Parts<'a>> {
+    /// The parts of `uri`, when it is an absolute URI without credentials.
+    pub(crate) fn of(uri: &'a str) -> Option<Parts<'a>> {
         let (scheme, after) = uri.split_once(':')?;
         let mut chars = scheme.chars();
         let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic());

@@ -230,6 +230,7 @@ pub(crate) async fn create_tenant(
                 sso_required: create.sso_required,
                 password_max_age_days: create.password_max_age_days,
                 installs: Vec::new(),
+                identity_provider: None,
             };
             tx.insert_tenant(&record)?;
             let view = TenantView {

@@ -226,6 +226,7 @@ pub(crate) async fn create_user(
                 password_hash: hashed,
                 disabled: create.disabled,
                 locked_until: None,
+                federated_subject: None,
             };
             tx.insert_user(&tenant, &user)?;
             let view = user_view(&user);

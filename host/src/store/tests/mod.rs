@@ -42,7 +42,8 @@ on_both!(
         store
             .write_tx(|db| {
                 db.batch(
-                    "DROP TABLE audit_anchor; DROP TABLE admin_tokens; DROP TABLE audit;
+                    "DROP TABLE IF EXISTS identity_providers;
+                 DROP TABLE audit_anchor; DROP TABLE admin_tokens; DROP TABLE audit;
                  DROP TABLE refresh_tokens; DROP TABLE login_failures; DROP TABLE users;
                  DROP TABLE installs; DROP TABLE tenants; DROP TABLE clients;
                  DROP TABLE revisions; DROP TABLE apps; DROP TABLE server_keys;
@@ -508,6 +509,7 @@ on_both!(
             sso_required: false,
             password_max_age_days: None,
             installs: vec![],
+            identity_provider: None,
         };
         let user = UserRecord {
             sub: None,
@@ -517,6 +519,7 @@ on_both!(
             password_changed_at: Some(now),
             disabled: false,
             locked_until: None,
+            federated_subject: None,
         };
         store
             .write(|w| {
@@ -576,6 +579,7 @@ on_both!(
             password_changed_at: Some(now),
             disabled: false,
             locked_until: None,
+            federated_subject: None,
         };
         let token = |sha: &str, username: Option<&str>| active_token(sha, username, now);
         store
@@ -585,6 +589,7 @@ on_both!(
                     sso_required: false,
                     password_max_age_days: None,
                     installs: vec![],
+                    identity_provider: None,
                 })?;
                 w.put_user("acme", &user)?;
                 w.put_refresh(&token("with-user", Some("alice")))?;
@@ -654,6 +659,7 @@ on_both!(
                     sso_required: false,
                     password_max_age_days: None,
                     installs: vec![],
+                    identity_provider: None,
                 })?;
                 w.put_user(
                     "acme",
@@ -665,6 +671,7 @@ on_both!(
                         password_changed_at: Some(now),
                         disabled: false,
                         locked_until: Some(t("2026-11-25T12:05:00Z")),
+                        federated_subject: None,
                     },
                 )?;
                 w.put_refresh(&token("with-user", Some("alice")))?;
@@ -765,5 +772,7 @@ mod location;
 mod keys;
 
 mod chains;
+// A tenant's identity provider and users' federated subjects (RULES.md §6).
+mod providers;
 // Refresh-token rotations of one batch applied together.
 mod rotation;
