@@ -81,6 +81,7 @@ impl Running {
             None => {
                 let mut req = match method {
                     "GET" => agent.get(&url).force_send_body(),
+                    "DELETE" => agent.delete(&url).force_send_body(),
                     _ => agent.post(&url),
                 };
                 if let Some(t) = token {
@@ -984,8 +985,11 @@ fn tenants_show_their_installs_and_the_openapi_document_lists_every_route() {
         .values()
         .map(|p| p.as_object().map(|o| o.len()).unwrap_or(0))
         .sum();
-    assert_eq!(operations, 22, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(operations, 25, "{:?}", paths.keys().collect::<Vec<_>>());
     for (path, method) in [
+        ("/tenants/{tenant}/identity-provider", "get"),
+        ("/tenants/{tenant}/identity-provider", "put"),
+        ("/tenants/{tenant}/identity-provider", "delete"),
         ("/tenants/{tenant}/users/{username}/consents", "get"),
         (
             "/tenants/{tenant}/users/{username}/consents/{app_id}",
@@ -1131,5 +1135,117 @@ fn the_admin_page_is_served_with_the_module_the_server_runs() {
         health["policy_sha256"],
         granted_host::guest::sha256_hex(&wasm),
         "the digest the page compares with"
+    );
+}
+
+/// A tenant's identity provider (RULES.md §6): set with its secret, which is never answered nor
+/// audited; A9 refuses with its reason and stores nothing; a change names its version in
+/// `If-Match` (428 without it, 409 on a stale one); the secret is kept when left out; removed.
+#[test]
+fn a_tenants_identity_provider_is_set_read_without_its_secret_replaced_and_removed() {
+    let running = start();
+    let path = "/tenants/initech/identity-provider";
+    let put = |headers: &[(&str, &str)], body: Value| {
+        running.call("PUT", path, Some(TOKEN), headers, Some(&body.to_string()))
+    };
+    let delete =
+        |headers: &[(&str, &str)]| running.call("DELETE", path, Some(TOKEN), headers, None);
+    let before = running.audit_count();
+    assert_eq!(running.get(path).status, 404);
+    assert_eq!(running.get("/tenants/nobody/identity-provider").status, 404);
+
+    // A9: plain http, or no `openid`: 422 with the reason, nothing stored.
+    for bad in [
+        json!({"issuer": "http://idp.initech.example", "client_id": "granted", "client_secret": "s"}),
+        json!({"issuer": "https://idp.initech.example", "client_id": "granted", "client_secret": "s", "scopes": ["profile"]}),
+        json!({"issuer": "https://idp.initech.example?x=1", "client_id": "granted", "client_secret": "s"}),
+    ] {
+        let refused = put(&[], bad);
+        assert_eq!(refused.status, 422, "{}", refused.body);
+        assert_eq!(refused.body["error"], "invalid_identity_provider");
+    }
+    // A new provider needs its secret.
+    let refused = put(
+        &[],
+        json!({"issuer": "https://idp.initech.example", "client_id": "granted"}),
+    );
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(running.get(path).status, 404);
+    assert_eq!(running.audit_count(), before, "a refusal is not a change");
+
+    let made = put(
+        &[],
+        json!({"issuer": "https://idp.initech.example", "client_id": "granted-initech",
+               "client_secret": "idp-s3cret-value", "link_existing": true}),
+    );
+    assert_eq!(made.status, 201, "{}", made.body);
+    assert_eq!(made.etag.as_deref(), Some("\"1\""));
+    assert_eq!(made.body["scopes"], json!(["openid", "profile", "email"]));
+    assert_eq!(made.body["has_client_secret"], true);
+    let read = running.get(path);
+    assert_eq!(read.status, 200);
+    assert_eq!(read.body, made.body);
+    assert!(!read.body.to_string().contains("idp-s3cret-value"));
+    assert_eq!(
+        running
+            .store
+            .identity_provider_secret("initech")
+            .unwrap()
+            .as_deref()
+            .map(String::as_str),
+        Some("idp-s3cret-value")
+    );
+    // The tenant's records, as the token path reads them, carry it.
+    let tenant = running.store.tenant("initech").unwrap().unwrap();
+    assert_eq!(
+        tenant.identity_provider.unwrap().client_id,
+        "granted-initech"
+    );
+
+    // Replacing it: If-Match required, and current.
+    let change = json!({"issuer": "https://idp.initech.example", "client_id": "granted-2"});
+    assert_eq!(put(&[], change.clone()).status, 428);
+    let stale = put(&[("If-Match", "\"7\"")], change.clone());
+    assert_eq!(stale.status, 409, "{}", stale.body);
+    let replaced = put(&[("If-Match", "\"1\"")], change);
+    assert_eq!(replaced.status, 200, "{}", replaced.body);
+    assert_eq!(replaced.etag.as_deref(), Some("\"2\""));
+    assert_eq!(replaced.body["client_id"], "granted-2");
+    assert_eq!(
+        running
+            .store
+            .identity_provider_secret("initech")
+            .unwrap()
+            .as_deref()
+            .map(String::as_str),
+        Some("idp-s3cret-value"),
+        "the secret is kept when left out"
+    );
+
+    // Removed: If-Match required too.
+    assert_eq!(delete(&[]).status, 428);
+    assert_eq!(delete(&[("If-Match", "\"1\"")]).status, 409);
+    let removed = delete(&[("If-Match", "\"2\"")]);
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    assert_eq!(running.get(path).status, 404);
+    assert_eq!(delete(&[("If-Match", "\"2\"")]).status, 404);
+
+    // Three changes audited, none with the secret.
+    let entries = running.store.audit_entries(0, 100_000).expect("audit");
+    let actions: Vec<String> = entries[before..]
+        .iter()
+        .map(|(_, _, _, entry)| {
+            assert!(!entry.contains("idp-s3cret-value"), "{entry}");
+            let entry: Value = serde_json::from_str(entry).expect("JSON");
+            entry["action"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "set_identity_provider",
+            "set_identity_provider",
+            "delete_identity_provider"
+        ]
     );
 }

@@ -2,9 +2,11 @@
 //! users, each made in one transaction together with its audit entry (actor, before, after).
 
 use super::db::Db;
-use super::{app, tenant_record, user_record, End, Store};
+use super::{app, tenant_record, user_record, End, MasterKey, ProviderSecret, Store};
 use anyhow::{anyhow, Result};
-use granted_policy::model::{App, ConsentRecord, Revision, TenantRecord, Timestamp, UserRecord};
+use granted_policy::model::{
+    App, ConsentRecord, IdentityProvider, Revision, TenantRecord, Timestamp, UserRecord,
+};
 use serde_json::{json, Value};
 
 /// Who makes an admin change, from where, and when: the part of its audit entry the change
@@ -59,6 +61,7 @@ pub struct EditContext {
 /// Reads and writes inside one admin change's transaction.
 pub struct AdminTx<'a> {
     db: &'a Db<'a>,
+    master: Option<&'a MasterKey>,
 }
 
 impl Store {
@@ -171,7 +174,8 @@ impl Store {
     ) -> Result<T> {
         Self::with_chain(&self.chains.admin, |head| {
             let mut head = head.clone();
-            let out = self.transact(|db| match f(&AdminTx { db })? {
+            let master = self.master.as_ref();
+            let out = self.transact(|db| match f(&AdminTx { db, master })? {
                 Change::Refused(out) => Ok(End::Rollback(out)),
                 Change::Made(out, record) => {
                     let entry = json!({
@@ -270,6 +274,31 @@ impl AdminTx<'_> {
     /// A tenant with its installs.
     pub fn tenant(&self, tenant: &str) -> Result<Option<TenantRecord>> {
         tenant_record(self.db, tenant)
+    }
+
+    /// A tenant's identity provider (without its secret) and its version.
+    pub fn identity_provider(&self, tenant: &str) -> Result<Option<(IdentityProvider, u32)>> {
+        let provider = super::providers::provider(self.db, tenant)?;
+        let version = super::providers::provider_version(self.db, tenant)?;
+        Ok(provider.zip(version))
+    }
+
+    /// Sets a tenant's identity provider with its secret (sealed under the master key); its
+    /// version after.
+    pub fn put_identity_provider(
+        &self,
+        tenant: &str,
+        provider: &IdentityProvider,
+        secret: ProviderSecret<'_>,
+    ) -> Result<u32> {
+        super::providers::put_provider(self.db, self.master, tenant, provider, secret)?;
+        super::providers::provider_version(self.db, tenant)?
+            .ok_or_else(|| anyhow!("the identity provider of `{tenant}` vanished"))
+    }
+
+    /// Removes a tenant's identity provider; whether it had one.
+    pub fn delete_identity_provider(&self, tenant: &str) -> Result<bool> {
+        super::providers::delete_provider(self.db, tenant)
     }
 
     /// A user.

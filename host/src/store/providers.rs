@@ -79,12 +79,13 @@ pub(super) fn put_provider(
     };
     db.exec(
         "INSERT INTO identity_providers (tenant, issuer, client_id, client_secret, scopes,
-                                         username_claim, link_existing, provision)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                                         username_claim, link_existing, provision, version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1)
          ON CONFLICT (tenant) DO UPDATE SET issuer = excluded.issuer,
              client_id = excluded.client_id, client_secret = excluded.client_secret,
              scopes = excluded.scopes, username_claim = excluded.username_claim,
-             link_existing = excluded.link_existing, provision = excluded.provision",
+             link_existing = excluded.link_existing, provision = excluded.provision,
+             version = identity_providers.version + 1",
         &[
             &tenant,
             &provider.issuer,
@@ -108,6 +109,15 @@ pub(super) fn sealed_secret(db: &Db<'_>, tenant: &str) -> Result<Option<String>>
         |r| r.get(0),
     )?;
     Ok(stored.filter(|s| seal::is_sealed(s)))
+}
+
+/// The version of `tenant`'s provider (1 when made, one more at each change), if it has one.
+pub(super) fn provider_version(db: &Db<'_>, tenant: &str) -> Result<Option<u32>> {
+    db.opt(
+        "SELECT version FROM identity_providers WHERE tenant = ?1",
+        &[&tenant],
+        |r| r.get(0),
+    )
 }
 
 /// Removes `tenant`'s provider; whether it had one.
@@ -175,6 +185,15 @@ impl Store {
     /// `tenant`'s identity provider, without its secret.
     pub fn identity_provider(&self, tenant: &str) -> Result<Option<IdentityProvider>> {
         self.read(|db| provider(db, tenant))
+    }
+
+    /// `tenant`'s identity provider, without its secret, and its version (the admin API's
+    /// `ETag`).
+    pub fn identity_provider_and_version(
+        &self,
+        tenant: &str,
+    ) -> Result<Option<(IdentityProvider, u32)>> {
+        self.read(|db| Ok(provider(db, tenant)?.zip(provider_version(db, tenant)?)))
     }
 
     /// The sealed client secret of `tenant`'s identity provider, as export writes it (`None`

@@ -157,7 +157,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE audit_anchor ADD COLUMN link INTEGER;
     UPDATE audit_anchor SET link = seq;",
     // 10: a tenant's identity provider (RULES.md §6), its client secret sealed like the server
-    // keys, and an `sso` user's subject at it (`federated_iss`, `federated_sub`: set at the
+    // keys, its `version` the admin API's `ETag` (1, 2, … for each change), and an `sso` user's subject at it (`federated_iss`, `federated_sub`: set at the
     // first federated sign-in, never changed, no two users of a tenant share one). A provider's
     // change bumps `records_version` like a tenant's (`records_version_triggers`).
     "CREATE TABLE identity_providers (
@@ -168,7 +168,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
         scopes TEXT NOT NULL,
         username_claim TEXT NOT NULL,
         link_existing INTEGER NOT NULL,
-        provision INTEGER NOT NULL
+        provision INTEGER NOT NULL,
+        version INTEGER NOT NULL
     );
     ALTER TABLE users ADD COLUMN federated_iss TEXT;
     ALTER TABLE users ADD COLUMN federated_sub TEXT;

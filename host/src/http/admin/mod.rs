@@ -24,6 +24,7 @@ mod input;
 mod module;
 pub mod openapi;
 pub mod page;
+mod providers;
 pub mod reports;
 mod revisions;
 mod tenants;
@@ -38,6 +39,7 @@ use axum::routing::get;
 use axum::Router;
 use consents::*;
 use errors::*;
+use providers::*;
 use reports::*;
 use revisions::*;
 use std::sync::Arc;
@@ -60,6 +62,11 @@ fn documented() -> OpenApiRouter<Arc<Service>> {
         .routes(routes!(rotate_client_secret))
         .routes(routes!(list_tenants, create_tenant))
         .routes(routes!(get_tenant))
+        .routes(routes!(
+            get_identity_provider,
+            put_identity_provider,
+            delete_identity_provider
+        ))
         .routes(routes!(install))
         .routes(routes!(update_install))
         .routes(routes!(list_users, create_user))
