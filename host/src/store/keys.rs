@@ -261,24 +261,6 @@ pub(super) fn client_secret_key(db: &Db<'_>, master: Option<&MasterKey>) -> Resu
     }
 }
 
-/// What [`Store::rewrap_keys`] did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Rewrapped {
-    /// Keys sealed under the old master key, now under the new one.
-    pub resealed: usize,
-    /// Keys that were stored in clear, now sealed.
-    pub sealed_from_clear: usize,
-    /// Keys already under the new master key (they were opened to check).
-    pub unchanged: usize,
-}
-
-impl Rewrapped {
-    /// Whether anything was written.
-    pub fn changed(&self) -> bool {
-        self.resealed + self.sealed_from_clear > 0
-    }
-}
-
 impl Store {
     /// This store with `master` as its master key: every sealed key must open under it (else
     /// the error is [`SealError::WrongMasterKey`](super::SealError)), and keys stored in clear

@@ -3,7 +3,7 @@
 //! server keys (row purpose `identity_provider`, the tenant as its id) and opened only for the
 //! host's own request to the provider. Nothing here returns the secret to a caller that shows it.
 
-use super::seal::{self, MasterKey};
+use super::seal::{self, MasterKey, Rewrapped};
 use super::*;
 use granted_policy::model::IdentityProvider;
 use zeroize::Zeroizing;

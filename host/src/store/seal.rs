@@ -136,6 +136,25 @@ fn associated(purpose: &str, kid: &str) -> Vec<u8> {
     aad
 }
 
+/// What a rewrap did (`Store::rewrap_keys`): the server keys and the identity providers'
+/// secrets, counted together.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rewrapped {
+    /// Keys sealed under the old master key, now under the new one.
+    pub resealed: usize,
+    /// Keys that were stored in clear, now sealed.
+    pub sealed_from_clear: usize,
+    /// Keys already under the new master key (they were opened to check).
+    pub unchanged: usize,
+}
+
+impl Rewrapped {
+    /// Whether anything was written.
+    pub fn changed(&self) -> bool {
+        self.resealed + self.sealed_from_clear > 0
+    }
+}
+
 /// Whether a stored value is sealed (else it is a key in clear).
 pub(super) fn is_sealed(stored: &str) -> bool {
     stored.starts_with(SEALED)
