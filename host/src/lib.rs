@@ -20,3 +20,4 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod throttle;
+pub mod upstream;

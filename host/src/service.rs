@@ -37,6 +37,9 @@ pub struct Service {
     pub(crate) refusals: crate::refusals::Refusals,
     /// The connections held, refused and closed by their limits.
     pub(crate) connections: Arc<crate::metrics::ConnectionStats>,
+    /// The client of requests to tenants' identity providers (deadline, answer cap, no
+    /// redirects).
+    pub(crate) upstream: crate::upstream::Upstream,
     /// Instances token and manage requests may hold at once: beyond the pool's size a request
     /// waits for one instead of failing (a few are kept for the admin API).
     pub(crate) sessions: tokio::sync::Semaphore,
@@ -144,6 +147,7 @@ impl Service {
             committer,
             metrics: crate::metrics::Metrics::default(),
             connections: Arc::default(),
+            upstream: crate::upstream::Upstream::default(),
             refusals: crate::refusals::Refusals::new(refusal_window),
             sessions,
             keys: std::sync::Mutex::new(None),

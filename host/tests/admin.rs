@@ -985,11 +985,12 @@ fn tenants_show_their_installs_and_the_openapi_document_lists_every_route() {
         .values()
         .map(|p| p.as_object().map(|o| o.len()).unwrap_or(0))
         .sum();
-    assert_eq!(operations, 25, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(operations, 26, "{:?}", paths.keys().collect::<Vec<_>>());
     for (path, method) in [
         ("/tenants/{tenant}/identity-provider", "get"),
         ("/tenants/{tenant}/identity-provider", "put"),
         ("/tenants/{tenant}/identity-provider", "delete"),
+        ("/tenants/{tenant}/identity-provider/check", "post"),
         ("/tenants/{tenant}/users/{username}/consents", "get"),
         (
             "/tenants/{tenant}/users/{username}/consents/{app_id}",
@@ -1247,5 +1248,87 @@ fn a_tenants_identity_provider_is_set_read_without_its_secret_replaced_and_remov
             "set_identity_provider",
             "delete_identity_provider"
         ]
+    );
+}
+
+/// A stub OpenID provider on loopback that serves only its discovery document.
+fn discovery_stub() -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let issuer = format!("http://{}", listener.local_addr().expect("addr"));
+    let served = issuer.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 2 {
+                line.clear();
+            }
+            let doc = json!({
+                "issuer": served,
+                "authorization_endpoint": format!("{served}/authorize"),
+                "token_endpoint": format!("{served}/token"),
+                "jwks_uri": format!("{served}/jwks"),
+                "id_token_signing_alg_values_supported": ["RS256", "ES256"],
+                "authorization_response_iss_parameter_supported": true,
+            })
+            .to_string();
+            let mut out = stream;
+            let _ = write!(
+                out,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{doc}",
+                doc.len()
+            );
+        }
+    });
+    issuer
+}
+
+/// The admin page's check of a provider: its discovery document fetched and shown (an issuer
+/// A9 refuses is never fetched; a provider that cannot be reached is a finding, not an error).
+#[test]
+fn a_providers_discovery_document_is_checked_before_and_after_saving() {
+    let running = start();
+    let issuer = discovery_stub();
+    let check = |body: Value| running.post("/tenants/initech/identity-provider/check", body);
+    let found = check(json!({"issuer": issuer}));
+    assert_eq!(found.status, 200, "{}", found.body);
+    assert_eq!(found.body["ok"], true);
+    assert_eq!(
+        found.body["discovery"]["token_endpoint"],
+        format!("{issuer}/token")
+    );
+    assert_eq!(
+        found.body["discovery"]["authorization_response_iss_parameter_supported"],
+        true
+    );
+    // Nothing stored, nothing to check by default; then the stored issuer is checked.
+    assert_eq!(check(json!({})).status, 404);
+    let made = running.call(
+        "PUT",
+        "/tenants/initech/identity-provider",
+        Some(TOKEN),
+        &[],
+        Some(&json!({"issuer": issuer, "client_id": "granted", "client_secret": "s"}).to_string()),
+    );
+    assert_eq!(made.status, 201, "{}", made.body);
+    assert_eq!(check(json!({})).body["ok"], true);
+    // Refused by A9: nothing fetched.
+    let refused = check(json!({"issuer": "http://idp.example"}));
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    // Nobody there: a finding with its code.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let down = check(json!({"issuer": format!("http://127.0.0.1:{port}")}));
+    assert_eq!(down.status, 200, "{}", down.body);
+    assert_eq!(down.body["ok"], false);
+    assert_eq!(down.body["problem"], "unreachable");
+    assert_eq!(check(json!({})).status, 200);
+    assert_eq!(
+        running
+            .post("/tenants/nobody/identity-provider/check", json!({}))
+            .status,
+        404
     );
 }

@@ -203,6 +203,54 @@ test('the tenants view lists each user with the apps they allowed', async () => 
   await p.context().close();
 });
 
+test('a tenant\'s identity provider is judged as typed, checked at its discovery document and saved, at 390 pixels', async () => {
+  const { createServer } = await import('node:http');
+  const stub = createServer((req, res) => {
+    const issuer = `http://127.0.0.1:${stub.address().port}`;
+    res.setHeader('Content-Type', 'application/json');
+    res.end(JSON.stringify({
+      issuer,
+      authorization_endpoint: `${issuer}/authorize`,
+      token_endpoint: `${issuer}/token`,
+      jwks_uri: `${issuer}/jwks`,
+      id_token_signing_alg_values_supported: ['RS256'],
+    }));
+  });
+  await new Promise((resolve) => stub.listen(0, '127.0.0.1', resolve));
+  const issuer = `http://127.0.0.1:${stub.address().port}`;
+  try {
+    const p = await page(390);
+    await signIn(p);
+    await p.getByRole('link', { name: 'Tenants' }).click();
+    await p.getByRole('link', { name: 'initech' }).click();
+    await p.locator('#identity-provider').waitFor();
+    await p.getByLabel('Issuer').fill('http://idp.example');
+    await p.getByLabel('client_id at the provider').fill('granted-initech');
+    assert.match(await p.locator('#idp-verdict').textContent(), /A9: rejected/);
+    assert.equal(await p.locator('#idp-save').isDisabled(), true);
+    await p.getByLabel('Issuer').fill(issuer);
+    assert.match(await p.locator('#idp-verdict').textContent(), /A9: accepted/);
+    await p.getByLabel('Client secret').fill('idp-s3cret-value');
+    await p.getByRole('button', { name: 'Check provider' }).click();
+    await p.locator('#idp-found dl').waitFor();
+    assert.match(await p.locator('#idp-found').textContent(), new RegExp(`${issuer}/token`));
+    await p.getByRole('button', { name: 'Set provider' }).click();
+    await p.waitForFunction(() => /Saved/.test(document.getElementById('idp-result')?.textContent ?? ''));
+    assert.match(await p.locator('#idp-result').textContent(), /version 1/);
+    const unlabelled = await p.evaluate(() => [...document.querySelectorAll('input, select, textarea')]
+      .filter((el) => !el.closest('[hidden]') && el.labels.length === 0 && !el.getAttribute('aria-label'))
+      .map((el) => el.id || el.name));
+    assert.deepEqual(unlabelled, []);
+    const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `the tenant page is wider than 390 px by ${overflow} px`);
+    await p.screenshot({ path: join(artifacts, 'identity-provider-390.png'), fullPage: true });
+    assert.deepEqual(p.errors, []);
+    await p.context().close();
+  } finally {
+    stub.close();
+  }
+});
+
 test('a new app with the password grant after the sunset is refused; one without it is created', async () => {
   const p = await page();
   await signIn(p);

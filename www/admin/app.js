@@ -502,9 +502,105 @@ async function tenantView(view, tenant) {
   view.replaceChildren(
     h('p', {}, h('a', { href: '#/tenants' }, '← Tenants')),
     h('h2', {}, `Tenant ${tenant}`),
-    table('users', ['User', 'Signs in', 'Status', 'Consents (authorization code)'], rows, 'No user in this tenant.'),
+    table('users', ['User', 'Signs in', 'Linked at the provider', 'Status', 'Consents (authorization code)'],
+      rows.map((cells, i) => {
+        const linked = data.users[i].federated_subject;
+        return [cells[0], cells[1], linked ? h('code', {}, `${linked.sub} at ${linked.iss}`) : '—', ...cells.slice(2)];
+      }), 'No user in this tenant.'),
     result,
+    await providerForm(view, tenant),
   );
+}
+
+/** The tenant's identity provider (RULES.md §6): A9 judged in the browser by the module as the
+ *  admin types, the provider's discovery document checked by the server, then saved with the
+ *  version it was read at. The client secret is write-only: left empty, the stored one is kept. */
+async function providerForm(view, tenant) {
+  const path = `/tenants/${encodeURIComponent(tenant)}/identity-provider`;
+  const stored = await api(path);
+  const current = stored.status === 200 ? stored.data : null;
+  const field = (id, label, attrs = {}) => {
+    const input = h('input', { id, name: id, autocomplete: 'off', ...attrs });
+    return [h('label', { for: id }, label), input];
+  };
+  const [issuerLabel, issuer] = field('idp-issuer', 'Issuer', { value: current?.issuer ?? '', placeholder: 'https://idp.example.com' });
+  const [clientLabel, clientId] = field('idp-client-id', 'client_id at the provider', { value: current?.client_id ?? '' });
+  const [secretLabel, secret] = field('idp-client-secret', current ? 'Client secret (empty: keep the stored one)' : 'Client secret', { type: 'password' });
+  const [scopesLabel, scopes] = field('idp-scopes', 'Scopes (space-separated)', { value: (current?.scopes ?? ['openid', 'profile', 'email']).join(' ') });
+  const [claimLabel, claim] = field('idp-username-claim', 'Username claim', { value: current?.username_claim ?? 'preferred_username' });
+  const link = h('input', { id: 'idp-link-existing', type: 'checkbox', checked: current?.link_existing ?? false });
+  const provision = h('input', { id: 'idp-provision', type: 'checkbox', checked: current?.provision ?? false });
+  const verdict = h('p', { id: 'idp-verdict', role: 'status' });
+  const found = h('div', { id: 'idp-found', 'aria-live': 'polite' });
+  const save = h('button', { type: 'submit', id: 'idp-save' }, current ? 'Save provider' : 'Set provider');
+  const result = h('p', { id: 'idp-result', role: 'status' });
+
+  function proposal() {
+    return {
+      issuer: issuer.value.trim(), client_id: clientId.value.trim(),
+      scopes: scopes.value.split(/\s+/).filter(Boolean), username_claim: claim.value.trim(),
+      link_existing: link.checked, provision: provision.checked,
+    };
+  }
+  function judge() {
+    const answer = JSON.parse(callJson('identity_provider', JSON.stringify({ provider: proposal() })));
+    const ok = answer.ok?.accepted === true;
+    verdict.className = ok ? '' : 'error';
+    verdict.textContent = answer.ok ? answer.ok.explanation : `The policy module refused the input: ${answer.error?.message}`;
+    save.disabled = !ok;
+    return ok;
+  }
+  async function check() {
+    found.replaceChildren('Fetching the discovery document…');
+    const answer = await api(`${path}/check`, { method: 'POST', body: { issuer: issuer.value.trim() } });
+    if (answer.status !== 200) {
+      found.replaceChildren(h('p', { class: 'error' }, answer.data?.message || `status ${answer.status}`));
+      return;
+    }
+    const d = answer.data;
+    found.replaceChildren(d.ok
+      ? h('dl', { class: 'found' },
+        h('dt', {}, 'Issuer'), h('dd', {}, d.discovery.issuer),
+        h('dt', {}, 'Sign-in at'), h('dd', {}, d.discovery.authorization_endpoint),
+        h('dt', {}, 'Token endpoint'), h('dd', {}, d.discovery.token_endpoint),
+        h('dt', {}, 'Keys'), h('dd', {}, d.discovery.jwks_uri),
+        h('dt', {}, 'ID token algorithms'), h('dd', {}, d.discovery.id_token_signing_alg_values_supported.join(', ') || 'not said'),
+        h('dt', {}, 'Sends iss back (RFC 9207)'), h('dd', {}, yesNo(d.discovery.authorization_response_iss_parameter_supported)))
+      : h('p', { class: 'error' }, `Not usable (${d.problem}): ${d.message}`));
+  }
+  async function submit(event) {
+    event.preventDefault();
+    if (!judge()) return;
+    const body = proposal();
+    if (secret.value) body.client_secret = secret.value;
+    const headers = current ? { 'If-Match': stored.etag } : {};
+    const answer = await api(path, { method: 'PUT', body, headers });
+    if (answer.status === 200 || answer.status === 201) {
+      await tenantView(view, tenant);
+      $('idp-result').textContent = `Saved: ${tenant}'s users can sign in at ${answer.data.issuer} (version ${answer.data.version}).`;
+      return;
+    }
+    result.className = 'error';
+    result.textContent = `Not saved: ${answer.data?.message || `status ${answer.status}`}`;
+  }
+  async function remove() {
+    const answer = await api(path, { method: 'DELETE', headers: { 'If-Match': stored.etag } });
+    await tenantView(view, tenant);
+    $('idp-result').textContent = answer.status === 200 ? 'Removed: this tenant has no identity provider.' : `Not removed: ${answer.data?.message || `status ${answer.status}`}`;
+  }
+  for (const input of [issuer, clientId, scopes, claim]) input.addEventListener('input', judge);
+  const form = h('form', { class: 'card', id: 'identity-provider', onsubmit: submit, 'aria-labelledby': 'idp-title' },
+    h('h3', { id: 'idp-title' }, 'Identity provider (SSO sign-in)'),
+    issuerLabel, issuer, clientLabel, clientId, secretLabel, secret, scopesLabel, scopes, claimLabel, claim,
+    h('label', { for: 'idp-link-existing', class: 'check' }, link, ' Link a first sign-in to an existing SSO user of that name'),
+    h('label', { for: 'idp-provision', class: 'check' }, provision, ' Create an SSO user at a first sign-in that matches none'),
+    verdict,
+    h('button', { type: 'button', id: 'idp-check', class: 'secondary', onclick: check }, 'Check provider'),
+    found, save,
+    current ? h('button', { type: 'button', id: 'idp-remove', class: 'secondary', onclick: remove }, 'Remove provider') : null,
+    result);
+  if (current || issuer.value) judge();
+  return form;
 }
 
 async function sunsetView(view) {

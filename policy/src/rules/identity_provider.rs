@@ -115,6 +115,12 @@ fn issuer_problem(issuer: &str) -> Option<String> {
     }
 }
 
+/// `127.0.0.1`, `[::1]` or `localhost`: the hosts an issuer, and every URL its metadata names,
+/// may reach over plain `http` (RFC 8252 §7.3).
+pub fn is_loopback_host(host: &str) -> bool {
+    is_loopback(host)
+}
+
 fn not_absolute(shown: &impl std::fmt::Display) -> String {
     format!("the issuer `{shown}` is not an absolute `https` URL with a host")
 }

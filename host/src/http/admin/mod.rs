@@ -67,6 +67,7 @@ fn documented() -> OpenApiRouter<Arc<Service>> {
             put_identity_provider,
             delete_identity_provider
         ))
+        .routes(routes!(check_identity_provider))
         .routes(routes!(install))
         .routes(routes!(update_install))
         .routes(routes!(list_users, create_user))

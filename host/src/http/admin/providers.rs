@@ -88,6 +88,32 @@ pub(crate) struct ProviderRemoved {
     tenant: String,
 }
 
+/// What to check: an issuer (the form's, before saving); the tenant's stored one when absent.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CheckProvider {
+    /// The issuer whose discovery document is fetched.
+    #[serde(default)]
+    issuer: Option<String>,
+}
+
+/// What the provider's discovery document says, or why it could not be read.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ProviderFound {
+    /// The issuer checked.
+    issuer: String,
+    /// Whether the document was read and names this issuer with every endpoint the sign-in
+    /// needs.
+    ok: bool,
+    /// Why not, as a stable code (`timeout`, `unreachable`, `issuer_mismatch`, …).
+    problem: Option<String>,
+    /// Why not, in words.
+    message: Option<String>,
+    /// What it found.
+    #[schema(value_type = Option<Object>)]
+    discovery: Option<crate::upstream::Discovery>,
+}
+
 /// The most bytes a client secret may have.
 const MAX_SECRET_BYTES: usize = 1024;
 
@@ -268,6 +294,84 @@ pub(crate) async fn delete_identity_provider(
                 record,
             ))
         })
+    })
+    .await
+}
+
+#[utoipa::path(
+    post,
+    path = "/tenants/{tenant}/identity-provider/check",
+    tag = "tenants",
+    params(("tenant" = String, Path, description = "The tenant")),
+    request_body = CheckProvider,
+    responses(
+        (status = 200, description = "What the provider's discovery document says, or why it could not be read (a provider that is down is a finding, not an error of this API)", body = ProviderFound),
+        (status = 404, description = "No such tenant, or no issuer given and none stored", body = ErrorBody),
+        (status = 422, description = "The issuer is refused by A9 (nothing is fetched)", body = ErrorBody),
+        CommonErrors, BodyErrors
+    )
+)]
+pub(crate) async fn check_identity_provider(
+    admin: Admin,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult<ProviderFound> {
+    let check: CheckProvider = body(&headers, &bytes)?;
+    blocking(move || {
+        let store = &admin.server.store;
+        if store
+            .tenant(&tenant)
+            .map_err(|e| ApiError::unavailable("store", e))?
+            .is_none()
+        {
+            return Err(ApiError::not_found(format!("no tenant `{tenant}`")));
+        }
+        let issuer = match check.issuer {
+            Some(issuer) => issuer,
+            None => store
+                .identity_provider(&tenant)
+                .map_err(|e| ApiError::unavailable("store", e))?
+                .map(|p| p.issuer)
+                .ok_or_else(|| {
+                    ApiError::not_found(format!(
+                        "tenant `{tenant}` has no identity provider: give an `issuer` to check"
+                    ))
+                })?,
+        };
+        // Only an issuer A9 accepts is fetched (https, or http on a loopback host).
+        let probe = IdentityProvider {
+            issuer: issuer.clone(),
+            client_id: "check".into(),
+            scopes: default_provider_scopes(),
+            username_claim: default_username_claim(),
+            link_existing: false,
+            provision: false,
+        };
+        let checked = a9(&admin, &probe)?;
+        if !checked.accepted {
+            return Err(
+                ApiError::invalid("invalid_identity_provider", checked.explanation)
+                    .with(json!({"rule": "A9"})),
+            );
+        }
+        let found = match admin.server.upstream.discover(&issuer) {
+            Ok(discovery) => ProviderFound {
+                issuer,
+                ok: true,
+                problem: None,
+                message: None,
+                discovery: Some(discovery),
+            },
+            Err(e) => ProviderFound {
+                issuer,
+                ok: false,
+                problem: Some(e.code().to_string()),
+                message: Some(e.to_string()),
+                discovery: None,
+            },
+        };
+        Ok(Answer::ok(found))
     })
     .await
 }

@@ -9,7 +9,7 @@ use axum::extract::Path;
 use axum::http::HeaderMap;
 use granted_policy::credentials::kdf::KdfAlgorithm;
 use granted_policy::credentials::password;
-use granted_policy::model::{SignIn, Timestamp, UserRecord};
+use granted_policy::model::{FederatedSubject, SignIn, Timestamp, UserRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
@@ -28,6 +28,9 @@ pub(crate) struct UserList {
 pub(crate) struct UserView {
     /// Disabled users get no tokens.
     disabled: bool,
+    /// An `sso` user's subject at the tenant's identity provider, once linked (§6).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    federated_subject: Option<FederatedSubject>,
     /// Locked out by failed logins until.
     #[schema(value_type = Option<String>, format = DateTime)]
     locked_until: Option<Timestamp>,
@@ -79,6 +82,7 @@ impl UserAction {
 pub(crate) fn user_view(user: &UserRecord) -> UserView {
     UserView {
         disabled: user.disabled,
+        federated_subject: user.federated_subject.clone(),
         locked_until: user.locked_until,
         password_changed_at: user.password_changed_at,
         password_set: user.password_hash.is_some(),
