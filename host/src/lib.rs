@@ -10,6 +10,7 @@ pub mod http;
 pub mod kdf;
 pub mod metrics;
 pub mod preview;
+pub mod provider_keys;
 pub mod random;
 pub mod refusals;
 pub mod service;

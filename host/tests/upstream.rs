@@ -178,3 +178,83 @@ fn a_token_request_sends_its_form_with_client_secret_basic() {
     let expected = base64::engine::general_purpose::STANDARD.encode("granted+acme:s3cret%3A%2B");
     assert_eq!(answer.body["authorization"], format!("Basic {expected}"));
 }
+
+/// A provider's keys are fetched once, kept, and fetched again for a `kid` they lack only once
+/// they are older than the refetch interval: a rotation is followed, a flood of unknown `kid`s
+/// costs no request.
+#[test]
+fn an_unknown_kid_fetches_the_keys_again_at_most_once_per_interval() {
+    use granted_host::provider_keys::{IdTokenAlg, KeyError, ProviderKeys};
+    use granted_host::signing::{generate, ServerKey};
+    use granted_policy::token::jwt::SigningAlg;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let public = |kid: &str| {
+        let secret = generate(SigningAlg::ES256).unwrap();
+        ServerKey::open(kid, SigningAlg::ES256, &secret)
+            .unwrap()
+            .public_jwk()
+            .unwrap()
+    };
+    let published = Arc::new(Mutex::new(serde_json::json!({"keys": [public("k1")]})));
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let jwks_uri = format!("http://{}/jwks", listener.local_addr().unwrap());
+    {
+        let (published, fetches) = (published.clone(), fetches.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 2 {
+                    line.clear();
+                }
+                fetches.fetch_add(1, Ordering::SeqCst);
+                let body = published.lock().unwrap().to_string();
+                let mut out = stream;
+                let _ = write!(
+                    out,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+    }
+    let client = Upstream::with_deadline(Duration::from_secs(2));
+    let patient = ProviderKeys::new(client.clone(), Duration::from_secs(3600));
+    assert!(patient
+        .key(&jwks_uri, IdTokenAlg::ES256, Some("k1"))
+        .is_ok());
+    assert!(patient
+        .key(&jwks_uri, IdTokenAlg::ES256, Some("k1"))
+        .is_ok());
+    assert_eq!(fetches.load(Ordering::SeqCst), 1, "kept");
+    for n in 0..20 {
+        let made_up = format!("made-up-{n}");
+        assert_eq!(
+            patient.key(&jwks_uri, IdTokenAlg::ES256, Some(&made_up)),
+            Err(KeyError::NoKey)
+        );
+    }
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        1,
+        "unknown kids within the interval fetch nothing"
+    );
+    // The provider rotates: a keeper whose keys are old enough fetches once and finds k2.
+    *published.lock().unwrap() = serde_json::json!({"keys": [public("k2")]});
+    let eager = ProviderKeys::new(client, Duration::ZERO);
+    assert!(eager.key(&jwks_uri, IdTokenAlg::ES256, Some("k1")).is_err());
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    assert!(eager.key(&jwks_uri, IdTokenAlg::ES256, Some("k2")).is_ok());
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        2,
+        "k2 came with the keys fetched for k1"
+    );
+    assert!(
+        eager.key(&jwks_uri, IdTokenAlg::RS256, Some("k2")).is_err(),
+        "not an RSA key"
+    );
+}

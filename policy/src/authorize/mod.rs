@@ -6,6 +6,7 @@
 //! pages and keeps the transaction; it decides nothing.
 
 mod checks;
+pub mod federation;
 mod pages;
 pub mod userinfo;
 mod verdict;

@@ -196,13 +196,7 @@ pub(crate) async fn put_identity_provider(
         provision: put.provision,
     };
     blocking(move || {
-        let checked = a9(&admin, &provider)?;
-        if !checked.accepted {
-            return Err(
-                ApiError::invalid("invalid_identity_provider", checked.explanation)
-                    .with(json!({"rule": "A9"})),
-            );
-        }
+        a9(&admin, &provider)?;
         change(&admin, |tx| {
             if tx.tenant(&tenant)?.is_none() {
                 return Ok(Change::Refused(Err(ApiError::not_found(format!(
@@ -348,13 +342,7 @@ pub(crate) async fn check_identity_provider(
             link_existing: false,
             provision: false,
         };
-        let checked = a9(&admin, &probe)?;
-        if !checked.accepted {
-            return Err(
-                ApiError::invalid("invalid_identity_provider", checked.explanation)
-                    .with(json!({"rule": "A9"})),
-            );
-        }
+        a9(&admin, &probe)?;
         let found = match admin.server.upstream.discover(&issuer) {
             Ok(discovery) => ProviderFound {
                 issuer,
@@ -376,19 +364,26 @@ pub(crate) async fn check_identity_provider(
     .await
 }
 
-/// A9, as the module judges it.
-fn a9(admin: &Admin, provider: &IdentityProvider) -> Result<ProviderCheck, ApiError> {
+/// A9, as the module judges it: a refusal is a 422 with the module's words.
+fn a9(admin: &Admin, provider: &IdentityProvider) -> Result<(), ApiError> {
     let out = module(
         &admin.server,
         "identity_provider",
         &json!({"provider": provider}),
     )?;
-    serde_json::from_value(out).map_err(|e| {
+    let checked: ProviderCheck = serde_json::from_value(out).map_err(|e| {
         ApiError::unavailable(
             "policy module",
             format!("an A9 answer that does not parse: {e}"),
         )
-    })
+    })?;
+    if checked.accepted {
+        return Ok(());
+    }
+    Err(
+        ApiError::invalid("invalid_identity_provider", checked.explanation)
+            .with(json!({"rule": "A9"})),
+    )
 }
 
 /// `If-Match` against the stored version: required when there is one, equal to it.
