@@ -5,6 +5,7 @@
 pub mod admin_token;
 pub mod commit;
 pub mod config;
+pub mod edge_snapshot;
 pub mod guest;
 pub mod http;
 pub mod kdf;

@@ -60,12 +60,12 @@ fn edge(
     path: &Path,
     secrets: Option<&Path>,
 ) -> Result<()> {
-    let snapshot = granted_host::state::export_edge(store, now, policy_sha256)?;
+    let snapshot = granted_host::edge_snapshot::export_edge(store, now, policy_sha256)?;
     std::fs::write(path, serde_json::to_string_pretty(&snapshot)? + "\n")
         .with_context(|| format!("could not write {}", path.display()))?;
     eprintln!("granted: edge snapshot written to {}", path.display());
     if let Some(secrets) = secrets {
-        let keys = granted_host::state::edge_secrets(store, now)?;
+        let keys = granted_host::edge_snapshot::edge_secrets(store, now)?;
         write_private(secrets, &(serde_json::to_string_pretty(&keys)? + "\n"))?;
         eprintln!(
             "granted: edge secrets written to {} (owner-only; keep them in the platform's secret store)",

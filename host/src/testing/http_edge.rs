@@ -42,8 +42,8 @@ pub(super) fn run_edge(
     let dir = dir.clone();
     let now = Timestamp::parse(&vector.now).ok_or_else(|| anyhow!("bad `now`"))?;
     let store = &running.server.store;
-    let snapshot = crate::state::export_edge(store, now, running.server.policy_sha256())?;
-    let secrets = crate::state::edge_secrets(store, now)?;
+    let snapshot = crate::edge_snapshot::export_edge(store, now, running.server.policy_sha256())?;
+    let secrets = crate::edge_snapshot::edge_secrets(store, now)?;
     let (snapshot_file, secrets_file, decisions_file) = (
         dir.join("edge-snapshot.json"),
         dir.join("edge-secrets.json"),
